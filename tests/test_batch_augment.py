@@ -1,0 +1,69 @@
+"""Batched device-side augmentation: shapes, ranges, determinism, and agreement with torchvision."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vision_exp.data.batch_augment import EvalBatchTransform, Normalize, TrainBatchTransform, sample_crop_boxes
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CPU = torch.device("cpu")
+
+
+def batch(n=16, size=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, size, size, 3), generator=g, dtype=torch.uint8)
+
+
+def test_normalize_matches_the_formula():
+    x = batch(2, 4)
+    out = Normalize(MEAN, STD, CPU)(x.permute(0, 3, 1, 2))
+    ref = (x.permute(0, 3, 1, 2).float() / 255 - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(out, ref)
+
+
+def test_train_transform_shape_range_and_determinism():
+    tf = TrainBatchTransform(16, (0.08, 1.0), (3 / 4, 4 / 3), 0.5, True, MEAN, STD, CPU)
+    x = batch()
+    a = tf(x, torch.Generator().manual_seed(1))
+    b = tf(x, torch.Generator().manual_seed(1))
+    c = tf(x, torch.Generator().manual_seed(2))
+    assert a.shape == (16, 3, 16, 16) and a.dtype == torch.float32
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+    lo = (0 - max(MEAN)) / min(STD)
+    hi = (1 - min(MEAN)) / min(STD)
+    assert a.min() >= lo - 1e-4 and a.max() <= hi + 1e-4
+
+
+def test_full_crop_without_flip_is_the_identity_and_flip_mirrors():
+    x = batch(4, 16)
+    full = dict(out_size=16, scale=(1.0, 1.0), ratio=(1.0, 1.0), random_resized_crop=True, mean=MEAN, std=STD, device=CPU)
+    plain = TrainBatchTransform(hflip=0.0, **full)(x, torch.Generator().manual_seed(0))
+    flipped = TrainBatchTransform(hflip=1.0, **full)(x, torch.Generator().manual_seed(0))
+    reference = Normalize(MEAN, STD, CPU)(x.permute(0, 3, 1, 2))
+    torch.testing.assert_close(plain, reference, atol=1e-5, rtol=0)
+    torch.testing.assert_close(flipped, reference.flip(-1), atol=1e-5, rtol=0)
+
+
+def test_crop_boxes_follow_random_resized_crop_bounds():
+    g = torch.Generator().manual_seed(0)
+    boxes = sample_crop_boxes(4000, 30, 40, (0.08, 1.0), (3 / 4, 4 / 3), g, CPU)
+    x0, y0, w, h = boxes.unbind(1)
+    assert (w >= 1).all() and (h >= 1).all() and (x0 >= 0).all() and (y0 >= 0).all()
+    assert (x0 + w <= 40).all() and (y0 + h <= 30).all()
+    area = (w * h) / (30 * 40)
+    assert area.min() >= 0.06 and area.max() <= 1.0
+    aspect = (w / h)
+    inside = ((aspect >= 3 / 4 * 0.8) & (aspect <= 4 / 3 * 1.25)).float().mean()
+    assert inside > 0.95
+    # The mean area under torchvision's sampler is about (0.08 + 1) / 2, minus rejected large crops.
+    assert 0.3 < area.mean() < 0.6
+
+
+def test_eval_transform_is_a_centre_crop():
+    x = batch(3, 20)
+    out = EvalBatchTransform(16, MEAN, STD, CPU)(x)
+    reference = Normalize(MEAN, STD, CPU)(x[:, 2:18, 2:18, :].permute(0, 3, 1, 2))
+    torch.testing.assert_close(out, reference)

@@ -1,0 +1,40 @@
+"""Samples -> steps arithmetic: exact, for several batch sizes, with partial batches."""
+import pytest
+
+from vision_exp.errors import ConfigError
+from vision_exp.training.budget import Budget
+
+
+@pytest.mark.parametrize("n, batch, samples, steps, epochs", [
+    (100, 10, 300, 30, 3),      # whole epochs of whole batches
+    (100, 32, 100, 4, 1),       # 32+32+32+4
+    (100, 32, 250, 4 + 4 + 2, 3),  # two epochs, then 50 = 32 + 18
+    (100, 64, 64, 1, 1),        # one batch
+    (9469, 128, 94690, 10 * 74, 10),
+    (9469, 256, 50000, 5 * 37 + 11, 6),  # 5 epochs = 47345, then 2655 = 10 x 256 + 95
+])
+def test_steps_and_epochs(n, batch, samples, steps, epochs):
+    budget = Budget.create(n, batch, None, samples)
+    assert budget.total_steps == steps
+    assert budget.num_epochs == epochs
+    assert sum(budget.samples_in_epoch(e) for e in range(budget.num_epochs)) == samples
+
+
+def test_samples_per_step_add_up_to_the_budget_exactly():
+    budget = Budget.create(9469, 96, None, 33333)
+    seen = 0
+    for epoch in range(budget.num_epochs):
+        left = budget.samples_in_epoch(epoch)
+        for step in range(budget.steps_in_epoch(epoch)):
+            seen += min(96, left - step * 96)
+    assert seen == 33333
+
+
+def test_epochs_give_whole_passes():
+    assert Budget.create(1000, 64, 3, None).train_samples == 3000
+    assert Budget.create(1000, 64, 2.5, None).num_epochs == 3
+
+
+def test_budget_smaller_than_a_batch_is_refused():
+    with pytest.raises(ConfigError, match="smaller than one batch"):
+        Budget.create(1000, 128, None, 100)

@@ -1,0 +1,78 @@
+"""`python -m vision_exp.train` as a user runs it: bad input ends in one clear message and a
+non-zero exit before training starts, and an earlier run's folder is left as it was."""
+import json
+import shutil
+
+import pytest
+
+from conftest import TINY_CLASSES, run_cli, tiny_overrides, write_image_folder
+
+
+def assert_clean_failure(result, *phrases, code=2):
+    output = result.stdout + result.stderr
+    assert result.returncode == code, output
+    assert "Traceback" not in output, output
+    for phrase in phrases:
+        assert phrase in output, f"{phrase!r} not in:\n{output}"
+
+
+def test_missing_dataset_names_the_path_and_both_fixes(tmp_path):
+    result = run_cli([f"hydra.run.dir={tmp_path / 'run'}"], env_extra={"VISION_EXP_DATA": str(tmp_path / "nowhere")})
+    assert_clean_failure(result, f"{tmp_path / 'nowhere'}/imagenette2-160", "VISION_EXP_DATA", "data.download=true")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_empty_dataset_folder(tmp_path):
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    (tmp_path / "empty" / "val").mkdir()
+    result = run_cli(tiny_overrides(tmp_path / "empty", f"hydra.run.dir={tmp_path / 'run'}"))
+    assert_clean_failure(result, "no class folders")
+
+
+def test_class_folder_without_images(tmp_path):
+    root = write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
+    shutil.rmtree(root / "val" / TINY_CLASSES[0])
+    (root / "val" / TINY_CLASSES[0]).mkdir()
+    result = run_cli(tiny_overrides(root, f"hydra.run.dir={tmp_path / 'run'}"))
+    assert_clean_failure(result, "class folder without images", TINY_CLASSES[0])
+
+
+@pytest.mark.parametrize("override, phrase", [
+    ("data.batch_size=0", "data.batch_size=0 must be positive"),
+    ("optimizer.lr=0", "optimizer.lr=0 must be positive"),
+    ("optimizer.lr=-0.1", "optimizer.lr=-0.1 must be positive"),
+    ("data.img_size=8", "data.img_size=8 is too small"),
+])
+def test_invalid_values_stop_before_training(tiny_folder, tmp_path, override, phrase):
+    result = run_cli(tiny_overrides(tiny_folder, override, f"hydra.run.dir={tmp_path / 'run'}"))
+    assert_clean_failure(result, phrase)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_unknown_option_is_one_clear_message(tiny_folder, tmp_path):
+    result = run_cli(tiny_overrides(tiny_folder, "trainer.epochz=3", f"hydra.run.dir={tmp_path / 'run'}"))
+    assert_clean_failure(result, "trainer.epochz", code=1)
+
+
+def test_unknown_model_is_one_clear_message(tiny_folder, tmp_path):
+    result = run_cli(tiny_overrides(tiny_folder, "model=resnet_v9", f"hydra.run.dir={tmp_path / 'run'}"))
+    assert_clean_failure(result, "resnet_v9", code=1)
+
+
+def test_bad_input_leaves_an_earlier_run_untouched(tiny_folder, tmp_path):
+    run = tmp_path / "run"
+    ok = run_cli(tiny_overrides(tiny_folder, f"hydra.run.dir={run}"))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.suffix != ".log"}
+    again = run_cli(tiny_overrides(tiny_folder, "data.batch_size=-1", f"hydra.run.dir={run}"))
+    assert_clean_failure(again, "data.batch_size=-1")
+    repeat = run_cli(tiny_overrides(tiny_folder, f"hydra.run.dir={run}"))
+    assert_clean_failure(repeat, "already holds a run", "trainer.resume=auto")
+    after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.suffix != ".log"}
+    assert after == before
+
+
+def test_verbose_shows_the_traceback(tiny_folder, tmp_path):
+    result = run_cli(tiny_overrides(tiny_folder, "data.batch_size=0", "hydra.verbose=true", f"hydra.run.dir={tmp_path / 'r'}"))
+    assert result.returncode != 0 and "Traceback" in result.stdout + result.stderr

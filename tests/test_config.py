@@ -1,0 +1,67 @@
+"""Every config group option composes, and the composed config builds its objects."""
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from conftest import CONF_DIR, compose
+
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in ("hydra",))
+
+
+def options(group):
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def all_choices():
+    for group in GROUPS:
+        for option in options(group):
+            yield group, option
+
+
+def test_default_config_builds_the_model_from_the_data_config():
+    cfg = compose()
+    assert cfg.data.name == "imagenette" and cfg.model._target_.endswith("ResNet")
+    assert cfg.data.root.endswith("imagenette2-160")
+    model = instantiate(cfg.model)
+    assert model(torch.zeros(2, 3, cfg.data.img_size, cfg.data.img_size)).shape == (2, cfg.data.num_classes)
+
+
+def test_model_follows_data_num_classes_and_img_size():
+    cfg = compose(["model=vit_v1", "data.num_classes=7", "data.img_size=32"])
+    model = instantiate(cfg.model)
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 7)
+
+
+def test_data_root_comes_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("VISION_EXP_DATA", str(tmp_path))
+    assert compose().data.root == f"{tmp_path}/imagenette2-160"
+    monkeypatch.delenv("VISION_EXP_DATA")
+    assert compose().data.root == "./data/imagenette2-160"
+
+
+@pytest.mark.parametrize("group, option", list(all_choices()))
+def test_every_option_composes(group, option, tmp_path):
+    overrides = [f"{group}={option}"]
+    if group == "data" and option == "folder":
+        overrides.append(f"data.root={tmp_path}")
+    cfg = compose(overrides)
+    if group == "model":
+        cfg.data.num_classes = 10
+        model = instantiate(cfg.model)
+        assert model(torch.zeros(2, 3, cfg.data.img_size, cfg.data.img_size)).shape == (2, 10)
+    if group in ("optimizer", "scheduler"):
+        model = torch.nn.Linear(4, 2)
+        optimizer = instantiate(compose(overrides).optimizer)(model)
+        scheduler = instantiate(cfg.scheduler)(optimizer, total_steps=100, steps_per_epoch=10)
+        for step in range(1, 101):
+            scheduler.step_update(num_updates=step)
+        assert optimizer.param_groups[0]["lr"] >= 0
+
+
+def test_unknown_option_is_refused_by_hydra():
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException):
+        compose(["trainer.no_such_option=1"])

@@ -1,0 +1,122 @@
+"""Which images a run uses: class subsets, per-class limits, readable names, and bad datasets."""
+import shutil
+
+import pytest
+from PIL import Image
+
+from conftest import TINY_CLASSES, TINY_TRAIN_PER_CLASS, TINY_VAL_PER_CLASS, write_image_folder
+from vision_exp.data.config import DataConfig
+from vision_exp.data.images import open_rgb
+from vision_exp.data.index import index_image_folder
+from vision_exp.errors import ConfigError, DataError
+
+
+def cfg(root, **kw):
+    return DataConfig(root=str(root), **kw)
+
+
+def test_full_index_lists_every_image_with_readable_names(tiny_folder):
+    index = index_image_folder(cfg(tiny_folder))
+    assert index.classes == TINY_CLASSES
+    assert index.class_names == ("tench", "English springer", "cassette player")
+    assert len(index.train) == 3 * TINY_TRAIN_PER_CLASS and len(index.val) == 3 * TINY_VAL_PER_CLASS
+    assert sorted(set(index.train.labels)) == [0, 1, 2]
+    assert any(p.endswith(".png") for p in index.train.paths)
+
+
+def test_class_subset_is_seeded_and_deterministic(tiny_folder):
+    a = index_image_folder(cfg(tiny_folder, num_classes=2, subset_seed=0))
+    b = index_image_folder(cfg(tiny_folder, num_classes=2, subset_seed=0))
+    assert a.classes == b.classes and a.train.paths == b.train.paths
+    picks = {index_image_folder(cfg(tiny_folder, num_classes=2, subset_seed=s)).classes for s in range(8)}
+    assert len(picks) > 1, "the subset seed should change which classes are drawn"
+    assert all(set(p) <= set(TINY_CLASSES) and len(p) == 2 for p in picks)
+
+
+def test_explicit_class_list_and_class_list_file(tiny_folder, tmp_path):
+    index = index_image_folder(cfg(tiny_folder, classes=["n02979186", "n01440764"]))
+    assert index.classes == ("n01440764", "n02979186")
+    listing = tmp_path / "classes.txt"
+    listing.write_text("n02102040 English springer\nn01440764\n")
+    assert index_image_folder(cfg(tiny_folder, classes=str(listing))).classes == ("n01440764", "n02102040")
+    with pytest.raises(DataError, match="n09999999"):
+        index_image_folder(cfg(tiny_folder, classes=["n09999999"]))
+    with pytest.raises(ConfigError, match="set data.num_classes=1"):
+        index_image_folder(cfg(tiny_folder, classes=["n01440764"], num_classes=3))
+
+
+def test_per_class_limits_are_seeded_subsets(tiny_folder):
+    small = index_image_folder(cfg(tiny_folder, max_train_per_class=5, max_val_per_class=2))
+    assert len(small.train) == 15 and len(small.val) == 6
+    again = index_image_folder(cfg(tiny_folder, max_train_per_class=5, max_val_per_class=2))
+    assert small.train.paths == again.train.paths
+    other = index_image_folder(cfg(tiny_folder, max_train_per_class=5, subset_seed=1))
+    assert other.train.paths != small.train.paths
+    assert set(small.train.paths) < set(index_image_folder(cfg(tiny_folder)).train.paths)
+
+
+def test_too_many_classes_is_a_config_error(tiny_folder):
+    with pytest.raises(ConfigError, match="only 3 classes"):
+        index_image_folder(cfg(tiny_folder, num_classes=5))
+
+
+def test_missing_root_names_the_path_and_both_fixes(tmp_path):
+    with pytest.raises(DataError) as info:
+        index_image_folder(cfg(tmp_path / "imagenette2-160", name="imagenette"))
+    message = str(info.value)
+    assert "imagenette2-160" in message and "VISION_EXP_DATA" in message and "data.download=true" in message
+
+
+def test_empty_root_and_empty_class_folder(tmp_path):
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    (tmp_path / "empty" / "val").mkdir(parents=True)
+    with pytest.raises(DataError, match="no class folders"):
+        index_image_folder(cfg(tmp_path / "empty"))
+    root = write_image_folder(tmp_path / "holey", per_split={"train": 2, "val": 1})
+    shutil.rmtree(root / "train" / TINY_CLASSES[1])
+    (root / "train" / TINY_CLASSES[1]).mkdir()
+    with pytest.raises(DataError, match=f"class folder without images: .*{TINY_CLASSES[1]}"):
+        index_image_folder(cfg(root))
+
+
+def test_train_and_val_class_sets_must_agree(tmp_path):
+    root = write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
+    shutil.rmtree(root / "val" / TINY_CLASSES[2])
+    with pytest.raises(DataError, match="only in train.*n02979186"):
+        index_image_folder(cfg(root))
+
+
+def test_non_image_files_are_ignored_or_refused(tmp_path):
+    root = write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
+    (root / "train" / TINY_CLASSES[0] / "notes.txt").write_text("not an image")
+    index = index_image_folder(cfg(root))
+    assert index.ignored_files and not any(p.endswith(".txt") for p in index.train.paths)
+    with pytest.raises(DataError, match="notes.txt"):
+        index_image_folder(cfg(root, on_bad_image="error"))
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK", "RGBA", "P", "I;16"])
+def test_every_image_mode_becomes_rgb(tmp_path, mode):
+    image = Image.new("RGB", (20, 10), (200, 30, 10)).convert(mode)
+    path = tmp_path / ("x.tif" if mode in ("CMYK", "I;16") else "x.png")
+    image.save(path)
+    out = open_rgb(str(path))
+    assert out.mode == "RGB" and out.size == (20, 10)
+
+
+def test_transparent_pixels_become_white(tmp_path):
+    Image.new("RGBA", (4, 4), (0, 0, 0, 0)).save(tmp_path / "t.png")
+    assert open_rgb(str(tmp_path / "t.png")).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_draft_decoding_keeps_at_least_the_requested_size(tmp_path):
+    Image.new("RGB", (160, 120), (1, 2, 3)).save(tmp_path / "big.jpg")
+    img = open_rgb(str(tmp_path / "big.jpg"), min_size=50)
+    assert min(img.size) >= 50 and img.size[0] < 160
+
+
+@pytest.mark.parametrize("bad", [{"img_size": 8}, {"batch_size": 0}, {"batch_size": -4}, {"loader": "fast"},
+                                 {"max_train_per_class": 0}, {"on_bad_image": "ignore"}])
+def test_invalid_values_are_config_errors(tmp_path, bad):
+    with pytest.raises(ConfigError):
+        cfg(tmp_path, **bad)

@@ -1,0 +1,84 @@
+"""The symmetry probes measure what theory predicts for convolutions, attention and pooling."""
+
+import pytest
+import torch
+
+from vision_exp.models import Block, ViT
+from vision_exp.models.probes import (
+    global_average,
+    pixel_tokens,
+    shift,
+    shift_equivariance_error,
+    shift_invariance_error,
+    vit_patch_token_map,
+)
+
+SHIFTS = [(1, 0), (0, 3), (5, 7)]
+
+
+@pytest.fixture
+def images():
+    torch.manual_seed(0)
+    return torch.randn(2, 8, 12, 12)
+
+
+def test_shift_is_circular():
+    x = torch.arange(4.0).view(1, 1, 2, 2)
+    assert torch.equal(shift(shift(x, (1, 1)), (1, 1)), x)
+
+
+def test_circular_conv_is_shift_equivariant(images):
+    conv = torch.nn.Conv2d(8, 4, 3, padding=1, padding_mode="circular")
+    assert shift_equivariance_error(conv, images, SHIFTS) < 1e-5
+
+
+def test_zero_padded_conv_is_not(images):
+    conv = torch.nn.Conv2d(8, 4, 3, padding=1)
+    assert shift_equivariance_error(conv, images, SHIFTS) > 1e-2
+
+
+def test_global_pooling_turns_equivariance_into_invariance(images):
+    conv = torch.nn.Conv2d(8, 4, 3, padding=1, padding_mode="circular")
+    assert shift_invariance_error(conv, images, SHIFTS) > 0.1  # a shifted map is a different map
+    assert shift_invariance_error(global_average(conv), images, SHIFTS) < 1e-5
+
+
+def test_vit_block_is_permutation_equivariant_over_tokens():
+    torch.manual_seed(0)
+    block = Block(8, 2).eval()
+    tokens = torch.randn(2, 10, 8)
+    perm = torch.randperm(10)
+    with torch.no_grad():
+        torch.testing.assert_close(block(tokens[:, perm]), block(tokens)[:, perm], rtol=0, atol=1e-5)
+
+
+def test_vit_block_on_pixel_tokens_is_shift_equivariant(images):
+    block = Block(8, 2).eval()
+    assert shift_equivariance_error(pixel_tokens(block), images, SHIFTS) < 1e-5
+
+
+def test_position_embeddings_break_shift_equivariance(images):
+    block = Block(8, 2).eval()
+    positions = torch.randn(1, 12 * 12, 8)  # one embedding per pixel token
+    with_positions = pixel_tokens(lambda tokens: block(tokens + positions))
+    assert shift_equivariance_error(with_positions, images, SHIFTS) > 0.1
+
+
+def test_vit_without_position_embeddings_is_invariant_to_patch_aligned_shifts():
+    torch.manual_seed(0)
+    model = ViT(img_size=16, patch_size=4, embed_dim=16, depth=2, num_heads=2).eval()
+    x = torch.randn(2, 3, 16, 16)
+    pooled = lambda images: model.pool_tokens(model.forward_features(images))  # noqa: E731
+    aligned = [(4, 0), (0, 8), (12, 4)]
+
+    assert shift_invariance_error(pooled, x, aligned) > 1e-3  # learned positions at init
+    with torch.no_grad():
+        model.pos_embed.zero_()
+    assert shift_equivariance_error(vit_patch_token_map(model), x, aligned, stride=4) < 1e-5
+    assert shift_invariance_error(pooled, x, aligned) < 1e-5
+    assert shift_invariance_error(pooled, x, [(1, 0)]) > 1e-2  # patches cut differently
+
+
+def test_shift_must_be_a_multiple_of_the_stride(images):
+    with pytest.raises(ValueError, match="multiple of the stride 4"):
+        shift_equivariance_error(lambda x: x, images, [(2, 0)], stride=4)

@@ -1,0 +1,75 @@
+"""Loaders: deterministic order and augmentation, mid-epoch restarts, and cached == folder pixels."""
+import numpy as np
+import pytest
+import torch
+
+from vision_exp.data.config import AugmentConfig, DataConfig
+from vision_exp.data.index import index_image_folder
+from vision_exp.data.loaders import build_loaders, epoch_order, train_eval_indices
+
+CPU = torch.device("cpu")
+
+
+def loaders(root, loader="cached", seed=0, **kw):
+    data = DataConfig(root=str(root), img_size=16, batch_size=8, loader=loader, num_workers=0,
+                      cache_dir=kw.pop("cache_dir"), **kw)
+    return build_loaders(index_image_folder(data), data, AugmentConfig(), CPU, seed, train_eval_samples=10)
+
+
+def collect(loader, epoch=0, start_batch=0):
+    return [(x.clone(), y.clone()) for x, y in loader.epoch(epoch, start_batch)]
+
+
+@pytest.mark.parametrize("kind", ["cached", "folder"])
+def test_epochs_are_deterministic_and_differ_between_epochs(tiny_folder, tmp_path, kind):
+    a = loaders(tiny_folder, kind, cache_dir=str(tmp_path)).train
+    b = loaders(tiny_folder, kind, cache_dir=str(tmp_path)).train
+    first, again = collect(a, 0), collect(b, 0)
+    assert len(first) == len(a) == 5  # 36 images in batches of 8: the last one partial
+    assert [len(y) for _, y in first] == [8, 8, 8, 8, 4]
+    for (xa, ya), (xb, yb) in zip(first, again):
+        torch.testing.assert_close(xa, xb)
+        assert torch.equal(ya, yb)
+    second = collect(a, 1)
+    assert not all(torch.equal(y0, y1) for (_, y0), (_, y1) in zip(first, second))
+
+
+@pytest.mark.parametrize("kind", ["cached", "folder"])
+def test_starting_mid_epoch_gives_the_same_remaining_batches(tiny_folder, tmp_path, kind):
+    loader = loaders(tiny_folder, kind, cache_dir=str(tmp_path)).train
+    full, tail = collect(loader, 3), collect(loader, 3, start_batch=2)
+    assert len(tail) == len(full) - 2
+    for (x0, y0), (x1, y1) in zip(full[2:], tail):
+        torch.testing.assert_close(x0, x1)
+        assert torch.equal(y0, y1)
+
+
+def test_folder_augmentation_does_not_depend_on_worker_count(tiny_folder, tmp_path):
+    one = loaders(tiny_folder, "folder", cache_dir=str(tmp_path)).train
+    two = loaders(tiny_folder, "folder", cache_dir=str(tmp_path)).train
+    two.num_workers = 2
+    for (x0, _), (x1, _) in zip(collect(one), collect(two)):
+        torch.testing.assert_close(x0, x1)
+
+
+def test_cached_and_folder_loaders_give_the_same_eval_images(tiny_folder, tmp_path):
+    cached = loaders(tiny_folder, "cached", cache_dir=str(tmp_path))
+    folder = loaders(tiny_folder, "folder", cache_dir=str(tmp_path))
+    for name in ("val", "train_eval"):
+        for (xc, yc), (xf, yf) in zip(collect(getattr(cached, name)), collect(getattr(folder, name))):
+            assert torch.equal(yc, yf)
+            # uint8 storage vs float: at most one grey level apart after normalisation
+            assert (xc - xf).abs().max() <= 1.0 / (255 * 0.224) + 1e-4
+
+
+def test_train_eval_subset_is_fixed_and_seeded():
+    a, b = train_eval_indices(100, 30, 0), train_eval_indices(100, 30, 0)
+    assert np.array_equal(a, b) and len(a) == 30 and len(set(a.tolist())) == 30
+    assert not np.array_equal(a, train_eval_indices(100, 30, 1))
+    assert len(train_eval_indices(20, 30, 0)) == 20
+
+
+def test_repeated_augmentation_order_keeps_the_epoch_length():
+    order = epoch_order(10, 0, 0, shuffle=True, repeats=3)
+    assert len(order) == 10
+    assert torch.equal(order[:3], order[:1].repeat(3))

@@ -1,0 +1,138 @@
+"""Our ResNet equals torchvision's; the three block orders share weights but not the function."""
+
+import pytest
+import torch
+import torchvision
+from torchvision.models.resnet import BasicBlock as TorchvisionBasicBlock
+
+from vision_exp.models import BasicBlock, BasicBlockv2, BasicBlockv3, ResNet
+from vision_exp.models.references import torchvision_resnet_from
+
+VARIANTS = [BasicBlock, BasicBlockv2, BasicBlockv3]
+TINY = dict(layers=(1, 1, 1, 1), widths=(8, 16, 32, 64), stem="small", stem_stride=2, num_classes=5)
+
+
+def randomize_batchnorms(model: torch.nn.Module) -> None:
+    """Non-trivial BN affine parameters and running statistics, so eval mode tests something."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.normal_(std=0.2)
+            m.running_mean.normal_(std=0.2)
+            m.running_var.uniform_(0.5, 1.5)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("in_channels,out_channels,stride", [(8, 8, 1), (8, 16, 2), (8, 16, 1)])
+def test_basic_block_equals_torchvision(in_channels, out_channels, stride, mode):
+    torch.manual_seed(0)
+    ours = BasicBlock(in_channels, out_channels, stride)
+    randomize_batchnorms(ours)
+    downsample = None
+    if ours.downsample is not None:
+        downsample = torch.nn.Sequential(
+            torch.nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), torch.nn.BatchNorm2d(out_channels)
+        )
+    reference = TorchvisionBasicBlock(in_channels, out_channels, stride, downsample)
+    assert ours.state_dict().keys() == reference.state_dict().keys()
+    reference.load_state_dict(ours.state_dict())
+    ours.train(mode == "train")
+    reference.train(mode == "train")
+
+    x = torch.randn(4, in_channels, 12, 12)
+    torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=1e-6)
+    # In train mode the forward also updated the BN running statistics: they must agree too.
+    torch.testing.assert_close(ours.state_dict(), reference.state_dict(), rtol=0, atol=1e-6)
+
+
+def test_resnet_loads_torchvision_resnet18_with_identical_logits():
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18(num_classes=7).eval()
+    ours = ResNet(stem="imagenet", layers=(2, 2, 2, 2), widths=(64, 128, 256, 512), num_classes=7).eval()
+    ours.load_state_dict(reference.state_dict())  # strict: same keys and shapes
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(ours(x), reference(x))
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_torchvision_reference_network_equals_ours(mode, memory_format):
+    """The network scripts/benchmark.py compares against computes our function."""
+    torch.manual_seed(0)
+    ours = ResNet(**TINY).to(memory_format=memory_format)
+    randomize_batchnorms(ours)
+    reference = torchvision_resnet_from(ours).to(memory_format=memory_format)
+    ours.train(mode == "train")
+    reference.train(mode == "train")
+    x = torch.randn(4, 3, 32, 32).contiguous(memory_format=memory_format)
+    torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=1e-5)
+
+
+def test_channels_last_computes_the_same_logits():
+    torch.manual_seed(0)
+    model = ResNet(**TINY).eval()
+    randomize_batchnorms(model)
+    x = torch.randn(2, 3, 32, 32)
+    expected = model(x)
+    model = model.to(memory_format=torch.channels_last)
+    got = model(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("layers", [(1, 1, 1, 1), (2, 2, 1, 1)])
+def test_variants_share_the_state_dict_but_not_the_function(layers):
+    torch.manual_seed(0)
+    models = [ResNet(block=block, **{**TINY, "layers": layers}) for block in VARIANTS]
+    shapes = [{k: v.shape for k, v in m.state_dict().items()} for m in models]
+    assert shapes[0] == shapes[1] == shapes[2]
+
+    randomize_batchnorms(models[0])
+    for model in models[1:]:
+        model.load_state_dict(models[0].state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        outputs = [m.eval()(x) for m in models]
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert not torch.allclose(outputs[i], outputs[j], atol=1e-3), (VARIANTS[i], VARIANTS[j])
+
+
+@pytest.mark.parametrize("block", VARIANTS)
+def test_every_parameter_gets_a_gradient(block):
+    torch.manual_seed(0)
+    model = ResNet(block=block, **TINY).train()
+    model(torch.randn(4, 3, 32, 32)).logsumexp(dim=1).sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("block", ["BasicBlock", "BasicBlockv2", "BasicBlockv3"])
+def test_block_given_by_name(block):
+    model = ResNet(block=block, **TINY)
+    assert type(model.layer1[0]).__name__ == block
+
+
+def test_unknown_block_name_lists_the_choices():
+    with pytest.raises(ValueError, match="BasicBlock.*BasicBlockv2.*BasicBlockv3"):
+        ResNet(block="Bottleneck")
+
+
+def test_unknown_stem_raises():
+    with pytest.raises(ValueError, match="stem"):
+        ResNet(stem="patchify")
+
+
+@pytest.mark.parametrize("stem,stem_stride,feature_size", [("small", 1, 4), ("small", 2, 2), ("imagenet", 1, 1)])
+def test_stems_downsample_as_documented(stem, stem_stride, feature_size):
+    model = ResNet(stem=stem, stem_stride=stem_stride, layers=(1, 1, 1, 1), widths=(8, 8, 8, 8)).eval()
+    assert model.forward_features(torch.randn(1, 3, 32, 32)).shape[-1] == feature_size
+
+
+@pytest.mark.parametrize("block", VARIANTS)
+def test_zero_init_residual_makes_identity_blocks_start_as_the_identity(block):
+    model = ResNet(block=block, zero_init_residual=True, **TINY).eval()
+    identity_block = model.layer1[0]  # 8 -> 8 channels, stride 1
+    x = torch.randn(2, 8, 8, 8).relu()  # a ReLU output, as after the stem
+    with torch.no_grad():
+        torch.testing.assert_close(identity_block(x), x)

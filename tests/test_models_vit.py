@@ -1,0 +1,192 @@
+"""Our ViT equals timm's VisionTransformer; the three block orders share weights but not the function."""
+
+import pytest
+import timm.models.vision_transformer as timm_vit
+import torch
+import torch.nn.functional as F
+
+from vision_exp.models import Attention, Block, Blockv2, Blockv3, ViT
+from vision_exp.models.references import timm_vit_from
+from vision_exp.models.vit import patchify
+
+VARIANTS = [Block, Blockv2, Blockv3]
+TINY = dict(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2, num_classes=5)
+
+
+def random_head(model: ViT) -> ViT:
+    """The zero-initialised head would make every logit 0 and every other gradient 0."""
+    torch.nn.init.normal_(model.head.weight, std=model.head.in_features**-0.5)
+    return model
+
+
+@pytest.mark.parametrize(
+    "img_size,patch_size,embed_dim,depth,num_heads,pool,attn_impl",
+    [
+        (32, 4, 64, 2, 2, "cls", "sdpa"),
+        (32, 8, 48, 1, 3, "cls", "manual"),
+        (24, 4, 32, 3, 4, "avg", "sdpa"),
+        (64, 16, 96, 2, 2, "avg", "manual"),
+    ],
+)
+def test_vit_equals_timm_vision_transformer(img_size, patch_size, embed_dim, depth, num_heads, pool, attn_impl):
+    torch.manual_seed(0)
+    ours = ViT(
+        img_size=img_size,
+        patch_size=patch_size,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        num_classes=7,
+        pool=pool,
+        attn_impl=attn_impl,
+    )
+    reference = timm_vit_from(random_head(ours).eval())
+    x = torch.randn(3, 3, img_size, img_size)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=1e-5)
+
+
+def test_res_post_norm_vit_equals_timm_res_post_block():
+    torch.manual_seed(0)
+    ours = random_head(ViT(block="Blockv3", **TINY)).eval()
+    reference = timm_vit_from(ours)
+    assert isinstance(reference.blocks[0], timm_vit.ResPostBlock)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=1e-5)
+
+
+def test_timm_reference_refuses_the_parallel_block():
+    with pytest.raises(ValueError, match="Blockv2"):
+        timm_vit_from(ViT(block="Blockv2", **TINY))
+
+
+@pytest.mark.parametrize("ours_cls,timm_cls", [(Block, timm_vit.Block), (Blockv3, timm_vit.ResPostBlock)])
+@pytest.mark.parametrize("dim,num_heads,mlp_ratio", [(32, 2, 4.0), (48, 3, 2.0)])
+def test_block_equals_timm_block(ours_cls, timm_cls, dim, num_heads, mlp_ratio):
+    torch.manual_seed(0)
+    ours = ours_cls(dim, num_heads, mlp_ratio).eval()
+    reference = timm_cls(dim, num_heads, mlp_ratio, qkv_bias=True).eval()
+    reference.load_state_dict(ours.state_dict())  # strict: the same names and shapes
+    x = torch.randn(2, 10, dim)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=1e-5)
+
+
+def test_patch_embedding_is_a_strided_conv():
+    torch.manual_seed(0)
+    model = ViT(**TINY)
+    x = torch.randn(2, 3, 16, 16)
+    weight = model.patch_embed.weight.view(32, 3, 4, 4)
+    conv = F.conv2d(x, weight, model.patch_embed.bias, stride=4).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(model.patch_embed(patchify(x, 4)), conv, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_attention_manual_and_sdpa_paths_agree(training):
+    torch.manual_seed(0)
+    sdpa = Attention(32, 4, impl="sdpa").train(training)
+    manual = Attention(32, 4, impl="manual").train(training)
+    manual.load_state_dict(sdpa.state_dict())
+    x = torch.randn(2, 9, 32)
+    torch.testing.assert_close(manual(x), sdpa(x), rtol=0, atol=1e-5)
+
+
+def test_attention_dropout_acts_in_training_only():
+    torch.manual_seed(0)
+    attn = Attention(16, 2, attn_dropout=0.5, impl="sdpa")
+    x = torch.randn(2, 5, 16)
+    assert not torch.allclose(attn.train()(x), attn.eval()(x))
+    torch.testing.assert_close(attn.eval()(x), attn.eval()(x))
+
+
+def test_attention_maps_are_stored_only_when_asked():
+    torch.manual_seed(0)
+    model = ViT(attn_impl="sdpa", **TINY).eval()
+    maps = model.attention_maps(torch.randn(2, 3, 16, 16))
+    assert len(maps) == 2
+    assert maps[0].shape == (2, 2, 17, 17)  # (batch, heads, 1 + 16 patches, 1 + 16 patches)
+    torch.testing.assert_close(maps[0].sum(-1), torch.ones(2, 2, 17))
+    assert all(not blk.attn.store_attn and blk.attn.last_attn is None for blk in model.blocks)
+
+
+def test_variants_share_the_state_dict_but_not_the_function():
+    torch.manual_seed(0)
+    models = [random_head(ViT(block=block, **TINY)).eval() for block in VARIANTS]
+    shapes = [{k: v.shape for k, v in m.state_dict().items()} for m in models]
+    assert shapes[0] == shapes[1] == shapes[2]
+    for model in models[1:]:
+        model.load_state_dict(models[0].state_dict())
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        outputs = [m(x) for m in models]
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert not torch.allclose(outputs[i], outputs[j], atol=1e-3), (VARIANTS[i], VARIANTS[j])
+
+
+@pytest.mark.parametrize("pool", ["cls", "avg"])
+@pytest.mark.parametrize("block", VARIANTS)
+def test_every_parameter_gets_a_gradient(block, pool):
+    torch.manual_seed(0)
+    model = random_head(ViT(block=block, pool=pool, **TINY)).train()
+    model(torch.randn(2, 3, 16, 16)).logsumexp(dim=1).sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_pools_and_position_embeddings_keep_the_state_dict_keys():
+    shapes = {
+        (pool, pos): {k: v.shape for k, v in ViT(pool=pool, pos_embed=pos, **TINY).state_dict().items()}
+        for pool in ("cls", "avg")
+        for pos in ("learned", "sincos")
+    }
+    first = next(iter(shapes.values()))
+    assert all(s == first for s in shapes.values())
+
+
+def test_sincos_position_embedding_is_a_fixed_buffer():
+    model = ViT(pos_embed="sincos", **TINY)
+    assert "pos_embed" not in dict(model.named_parameters())
+    assert "pos_embed" in dict(model.named_buffers())
+    assert not model.pos_embed.requires_grad
+    assert model.pos_embed.shape == (1, 17, 32)
+    assert torch.all(model.pos_embed[0, 0] == 0)  # class token: no position
+    assert model.pos_embed.abs().max() <= 1
+    assert len(set(map(tuple, model.pos_embed[0, 1:].tolist()))) == 16  # every patch distinct
+
+
+def test_initialisation_follows_the_reference_code():
+    torch.manual_seed(0)
+    model = ViT(img_size=32, patch_size=4, embed_dim=64, depth=2, num_heads=2, drop_path=0.3)
+    assert torch.all(model.head.weight == 0) and torch.all(model.head.bias == 0)
+    assert torch.all(model.cls_token == 0)
+    assert 0.015 < model.pos_embed.std() < 0.025
+    # lecun normal: variance 1 / fan_in
+    fan_in = model.patch_embed.in_features
+    assert 0.8 < model.patch_embed.weight.var() * fan_in < 1.2
+    # stochastic depth grows linearly over depth, from 0
+    assert [blk.drop_path.drop_prob for blk in model.blocks] == pytest.approx([0.0, 0.3])
+    assert model.no_weight_decay() == {"pos_embed", "cls_token"}
+
+
+def test_img_size_not_divisible_by_patch_size_is_refused_clearly():
+    with pytest.raises(ValueError, match=r"img_size 30.*patch_size 8"):
+        ViT(img_size=30, patch_size=8)
+
+
+def test_wrong_input_size_is_refused_clearly():
+    with pytest.raises(ValueError, match="16x16"):
+        ViT(**TINY)(torch.randn(1, 3, 32, 32))
+
+
+def test_unknown_block_name_lists_the_choices():
+    with pytest.raises(ValueError, match="Block.*Blockv2.*Blockv3"):
+        ViT(block="Blockv4", **TINY)
+
+
+@pytest.mark.parametrize("block", ["Block", "Blockv2", "Blockv3", Blockv2])
+def test_block_given_by_name_or_class(block):
+    model = ViT(block=block, **TINY)
+    expected = block if isinstance(block, type) else {"Block": Block, "Blockv2": Blockv2, "Blockv3": Blockv3}[block]
+    assert all(type(blk) is expected for blk in model.blocks)

@@ -1,0 +1,100 @@
+"""The trainer on a few batches: outputs, metric families, checkpoints and exact resume."""
+import json
+
+import pytest
+import torch
+
+from conftest import compose, tiny_overrides
+from vision_exp.experiment import run_experiment
+from vision_exp.errors import ConfigError
+from vision_exp.training.checkpoint import load_checkpoint
+from vision_exp.training.trainer import Trainer
+
+SUMMARY_KEYS = {"status", "epochs", "samples_seen", "val_acc", "best_val_acc", "train_acc", "train_running_acc",
+                "val_loss", "train_loss", "wall_time_s", "train_images_per_s", "params"}
+FAMILIES = ("train_running/loss", "train_running/acc", "train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best")
+
+
+def train(folder, run_dir, *extra):
+    cfg = compose(tiny_overrides(folder, *extra))
+    return run_experiment(cfg, run_dir, list(extra))
+
+
+def test_run_writes_every_output(tiny_folder, tmp_path):
+    run = tmp_path / "run"
+    summary = train(tiny_folder, run, "trainer.epochs=2")
+    on_disk = json.loads((run / "metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(summary))
+    assert SUMMARY_KEYS <= set(on_disk) and on_disk["status"] == "completed"
+    assert on_disk["samples_seen"] == 2 * 36 and on_disk["epochs"] == 2
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    for record in lines:
+        assert all(key in record for key in FAMILIES + ("lr", "images_per_s", "epoch_time_s", "data_wait_frac"))
+        assert 0 <= record["data_wait_frac"] <= 1
+    assert lines[-1]["val/acc"] == on_disk["val_acc"] and lines[-1]["train/acc"] == on_disk["train_acc"]
+    for name in ("config.yaml", "curves.png", "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (run / name).is_file(), name
+    runs = {p.parent.relative_to(run / "tb").as_posix() for p in (run / "tb").rglob("events.out.tfevents.*")}
+    assert runs == {".", "train", "train_running", "val"}
+
+
+def test_checkpoints_load_weights_only_into_the_model(tiny_folder, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_folder, run)
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert {"model", "optimizer", "scheduler", "rng", "position"} <= set(state)
+    assert state["position"]["epoch"] == 1 and state["position"]["samples_seen"] == 36
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    cfg = compose(tiny_overrides(tiny_folder))
+    cfg.data.num_classes = 3
+    from hydra.utils import instantiate
+
+    model = instantiate(cfg.model)
+    model.load_state_dict(best["model"])
+    assert best["val_acc"] == json.loads((run / "metrics.json").read_text())["best_val_acc"]
+
+
+class Crash(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("extra", [(), ("trainer.checkpoint_every_steps=2",)])
+def test_resume_after_a_crash_ends_exactly_like_an_uninterrupted_run(tiny_folder, tmp_path, monkeypatch, extra):
+    base = ("trainer.epochs=2", "trainer.deterministic=true", *extra)
+    reference = train(tiny_folder, tmp_path / "a", *base)
+
+    original_save = Trainer.save
+
+    def crash_after_first_save(self, name):
+        original_save(self, name)
+        raise Crash("simulated crash")
+
+    monkeypatch.setattr(Trainer, "save", crash_after_first_save)
+    with pytest.raises(Crash):
+        train(tiny_folder, tmp_path / "b", *base)
+    monkeypatch.setattr(Trainer, "save", original_save)
+    resumed = train(tiny_folder, tmp_path / "b", *base, "trainer.resume=auto")
+
+    for key in ("val_acc", "val_loss", "train_acc", "train_loss", "train_running_loss", "samples_seen", "best_val_acc"):
+        assert resumed[key] == pytest.approx(reference[key], abs=1e-6), key
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
+def test_existing_run_dir_is_not_trained_over(tiny_folder, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_folder, run)
+    before = (run / "metrics.json").read_text()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(tiny_folder, run)
+    assert (run / "metrics.json").read_text() == before
+
+
+def test_train_samples_budget_stops_exactly(tiny_folder, tmp_path):
+    summary = train(tiny_folder, tmp_path / "run", "trainer.train_samples=50")
+    assert summary["samples_seen"] == 50 and summary["epochs"] == 2 and summary["steps"] == 5 + 2

@@ -1,0 +1,22 @@
+"""Errors the entry points turn into one clear message and a non-zero exit.
+
+Anything raised as a `UserError` is the user's to fix (a path, a value, a file); the entry
+points print its message without a traceback. Every other exception is a bug and keeps its
+traceback.
+"""
+
+
+class UserError(Exception):
+    """Bad input: a missing path, an invalid value, an unreadable file."""
+
+
+class ConfigError(UserError):
+    """A configuration value that cannot work (checked before anything is written)."""
+
+
+class DataError(UserError):
+    """A dataset that is missing, empty or inconsistent."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be loaded into this run."""

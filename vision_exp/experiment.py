@@ -1,0 +1,95 @@
+"""From a composed config to a finished run: the only place that turns DictConfigs into objects.
+
+Entry points (`vision_exp.train`, the notebook API) call `run_experiment`; everything it hands
+on — model, loaders, optimizer and schedule factories, `TrainerConfig` — is a plain object.
+Inputs are checked in order of cost (config values, the dataset listing, the model, then the
+slow data cache), and nothing is written into the run folder before all of them passed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from vision_exp.data.config import AugmentConfig, DataConfig
+from vision_exp.data.loaders import build_loaders, index_dataset
+from vision_exp.errors import ConfigError
+from vision_exp.recipe.loss import create_train_loss
+from vision_exp.reporting.files import write_text_atomic
+from vision_exp.training.runtime import seed_everything, select_device, set_deterministic
+from vision_exp.training.trainer import Trainer, TrainerConfig
+
+log = logging.getLogger(__name__)
+
+
+def plain(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True)
+
+
+def typed(cls, node, section: str):
+    """A config section as a dataclass; an unknown key is a clear error, not a silent no-op."""
+    values = plain(node)
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{section}: {exc}".replace("__init__() ", "")) from None
+
+
+def build(target: DictConfig, section: str):
+    """hydra.utils.instantiate with the user's mistake (e.g. a bad model size) as one message."""
+    try:
+        return instantiate(target)
+    except InstantiationException as exc:
+        cause = exc.__cause__ or exc
+        raise ConfigError(f"{section}: {cause}") from None
+
+
+def check_run_dir(run_dir: Path, resume: str) -> None:
+    """Never train over an earlier run's results unless asked to resume it."""
+    if resume in ("never", None) and any((run_dir / name).exists() for name in ("metrics.jsonl", "checkpoints")):
+        raise ConfigError(
+            f"{run_dir} already holds a run: continue it with trainer.resume=auto, or choose another hydra.run.dir"
+        )
+
+
+def check_writable(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write to the output folder {run_dir}: {exc.strerror}") from None
+
+
+def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
+    """Train the run described by `cfg` into `run_dir`; returns the content of metrics.json."""
+    data_cfg = typed(DataConfig, cfg.data, "data")
+    aug_cfg = typed(AugmentConfig, cfg.augmentation, "augmentation")
+    trainer_cfg = typed(TrainerConfig, cfg.trainer, "trainer")
+    check_run_dir(run_dir, trainer_cfg.resume)
+    check_writable(run_dir)
+    optimizer_factory = build(cfg.optimizer, "optimizer")
+    scheduler_factory = build(cfg.scheduler, "scheduler")
+    train_loss = create_train_loss(cfg.loss.label_smoothing)
+
+    index = index_dataset(data_cfg)
+    with open_dict(cfg):
+        cfg.data.num_classes = index.num_classes
+    seed_everything(cfg.seed)
+    set_deterministic(trainer_cfg.deterministic)
+    model = build(cfg.model, "model")
+
+    device = select_device(trainer_cfg.device)
+    data = build_loaders(index, data_cfg, aug_cfg, device, cfg.seed, trainer_cfg.train_eval_samples)
+    trainer = Trainer(
+        model, data, optimizer_factory, scheduler_factory, trainer_cfg, run_dir,
+        train_loss=train_loss, hparams=plain(cfg), title=f"{cfg.name}: {type(model).__name__}",
+    )
+    write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    write_text_atomic(run_dir / "overrides.json", json.dumps(list(overrides)))
+    return trainer.fit()

@@ -1,0 +1,319 @@
+"""Vision Transformer, as in "An Image is Worth 16x16 Words" (Dosovitskiy et al. 2021).
+
+An image is cut into non-overlapping patches; each flattened patch is projected
+linearly to a token; a learnable class token is prepended; position embeddings are
+added; a stack of Transformer blocks mixes the tokens; the class token (or the mean
+of the patch tokens) is classified by a linear head.
+
+Module names follow timm's VisionTransformer (norm1, attn.qkv, attn.proj, norm2,
+mlp.fc1, mlp.fc2, norm, head), so weights map across one-to-one; see references.py.
+Initialisation follows the paper's JAX code (vit_jax / big_vision), not timm's default.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath
+from torch import nn
+
+# Every LayerNorm uses the epsilon of the JAX reference (PyTorch's default is 1e-5).
+LN_EPS = 1e-6
+
+
+def lecun_normal_(weight: torch.Tensor) -> None:
+    """Flax's default kernel init: truncated normal (+-2 std) with variance 1/fan_in.
+
+    Dividing by 0.8796 (the std of a standard normal truncated to [-2, 2]) restores the
+    variance that truncation removes.
+    """
+    std = math.sqrt(1.0 / weight.shape[1]) / 0.87962566103423978
+    nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: Linear-GELU-Dropout-Linear-Dropout (timm's Mlp names)."""
+
+    def __init__(self, dim: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.drop1 = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop2 = nn.Dropout(dropout)
+        # vit_jax MlpBlock: xavier-uniform kernels, biases normal(std=1e-6).
+        for fc in (self.fc1, self.fc2):
+            nn.init.xavier_uniform_(fc.weight)
+            nn.init.normal_(fc.bias, std=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention: softmax(Q K^T / sqrt(head_dim)) V per head, then `proj`.
+
+    impl="sdpa" calls PyTorch's fused scaled_dot_product_attention (fast, never stores the
+    N x N probabilities); impl="manual" writes the formula out. Setting `store_attn = True`
+    makes forward take the manual path and keep the probabilities in `last_attn`
+    (B, heads, N, N), e.g. to draw class-token attention maps.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        attn_dropout: float = 0.0,
+        proj_dropout: float = 0.0,
+        impl: str = "sdpa",
+    ):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        if impl not in ("manual", "sdpa"):
+            raise ValueError(f"unknown attention impl {impl!r}; choose 'manual' or 'sdpa'")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.impl = impl
+        self.store_attn = False
+        self.last_attn: torch.Tensor | None = None
+        self.qkv = nn.Linear(dim, 3 * dim)  # Q, K and V of all heads in one matmul
+        self.attn_drop = nn.Dropout(attn_dropout)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_dropout)
+        # vit_jax has separate query/key/value kernels, each xavier-uniform; biases zero.
+        for kernel in self.qkv.weight.data.chunk(3):
+            nn.init.xavier_uniform_(kernel)
+        nn.init.xavier_uniform_(self.proj.weight)
+        nn.init.zeros_(self.qkv.bias)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        # (B, N, 3C) -> 3 x (B, heads, N, head_dim)
+        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if self.impl == "sdpa" and not self.store_attn:
+            dropout_p = self.attn_drop.p if self.training else 0.0
+            x = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        else:
+            attn = (q @ k.transpose(-2, -1)) * self.head_dim**-0.5
+            attn = attn.softmax(dim=-1)
+            if self.store_attn:
+                self.last_attn = attn.detach()
+            x = self.attn_drop(attn) @ v
+        x = x.transpose(1, 2).reshape(B, N, C)  # concatenate the heads
+        return self.proj_drop(self.proj(x))
+
+
+class Block(nn.Module):
+    """Pre-LN Transformer block, as in the ViT paper (and timm's Block).
+
+    x = x + DropPath(Attn(LN1(x))); x = x + DropPath(MLP(LN2(x)))
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+        attn_dropout: float = 0.0,
+        drop_path: float = 0.0,
+        attn_impl: str = "sdpa",
+    ):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.attn = Attention(dim, num_heads, attn_dropout, dropout, attn_impl)
+        self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.mlp = MLP(dim, mlp_ratio, dropout)
+        # Stochastic depth: drop the whole branch for a random subset of samples.
+        # Parameter-free, so one instance serves both branches.
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x
+
+
+class Blockv2(Block):
+    """Parallel block, as in GPT-J, PaLM and ViT-22B.
+
+    x = x + DropPath(Attn(LN1(x))) + DropPath(MLP(LN2(x)))
+
+    Why: attention and MLP read the same input, so each block is one residual step instead
+    of two; ViT-22B reports the same quality as the sequential block at scale (and faster
+    training). The identity path and pre-LN stay as in Block, so it trains with the same
+    hyper-parameters. Each branch keeps its own LayerNorm (ViT-22B shares one) so that the
+    state_dict is Block's.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.drop_path(self.attn(self.norm1(x))) + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class Blockv3(Block):
+    """Res-post-norm block, as in Swin Transformer V2 (and timm's ResPostBlock).
+
+    x = x + DropPath(LN1(Attn(x))); x = x + DropPath(LN2(MLP(x)))
+
+    Why: the LayerNorm moves from the branch input to the branch output. Like pre-LN the
+    identity path is untouched (gradients reach early blocks unscaled), unlike the original
+    post-LN (x = LN(x + f(x))), which normalises the residual stream itself and needs
+    learning-rate warmup to train; each branch adds a unit-scale update, so activations
+    cannot blow up with depth (Swin V2's motivation).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.norm1(self.attn(x)))
+        x = x + self.drop_path(self.norm2(self.mlp(x)))
+        return x
+
+
+BLOCKS = {cls.__name__: cls for cls in (Block, Blockv2, Blockv3)}
+
+
+def resolve_block(block: str | type[Block]) -> type[Block]:
+    """Accept a block class or its name (as written in a Hydra config)."""
+    if isinstance(block, str):
+        if block not in BLOCKS:
+            raise ValueError(f"unknown block {block!r}; choose one of {sorted(BLOCKS)}")
+        return BLOCKS[block]
+    return block
+
+
+def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, num_patches, C * p * p): non-overlapping patches, row-major.
+
+    Each patch is flattened as (channel, row, col), the layout of a conv kernel, so a Linear
+    on these vectors is exactly a Conv2d with kernel = stride = patch_size whose weight is
+    the Linear weight viewed as (dim, C, p, p). One reshape-permute copy, then one matmul.
+    """
+    B, C, H, W = images.shape
+    p = patch_size
+    patches = images.reshape(B, C, H // p, p, W // p, p).permute(0, 2, 4, 1, 3, 5)
+    return patches.reshape(B, (H // p) * (W // p), C * p * p)
+
+
+def sincos_pos_embed(dim: int, grid_size: int) -> torch.Tensor:
+    """Fixed 2-D sin-cos position embeddings, MAE-style: (1 + grid_size**2, dim).
+
+    Half of the channels encode the row, half the column, each as sin/cos at geometric
+    frequencies (as in "Attention Is All You Need"). Row 0, the class token's, is zero.
+    """
+    if dim % 4:
+        raise ValueError(f"sincos position embedding needs embed_dim divisible by 4, got {dim}")
+    freqs = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    rows, cols = torch.meshgrid(torch.arange(grid_size), torch.arange(grid_size), indexing="ij")
+
+    def encode(positions: torch.Tensor) -> torch.Tensor:
+        angles = positions.flatten()[:, None] * freqs[None, :]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    patches = torch.cat([encode(rows), encode(cols)], dim=1)
+    return torch.cat([torch.zeros(1, dim, dtype=torch.float64), patches]).float()
+
+
+class ViT(nn.Module):
+    """Vision Transformer classifier.
+
+    pool="cls": classify the class token (the paper). pool="avg": classify the mean of the
+    patch tokens; the class token stays in the sequence (unused by the head) so both pools
+    have the same state_dict and attention maps stay comparable (timm's global_pool="avg"
+    with class_token=True and fc_norm=False).
+    pos_embed="learned": trainable, normal(0.02). "sincos": fixed buffer (still in the
+    state_dict, so keys do not depend on the choice).
+    """
+
+    def __init__(
+        self,
+        img_size: int = 64,
+        patch_size: int = 8,
+        num_classes: int = 10,
+        embed_dim: int = 192,
+        depth: int = 6,
+        num_heads: int = 3,
+        mlp_ratio: float = 4.0,
+        block: str | type[Block] = "Block",
+        attn_impl: str = "sdpa",
+        pool: str = "cls",
+        pos_embed: str = "learned",
+        dropout: float = 0.0,
+        attn_dropout: float = 0.0,
+        drop_path: float = 0.0,
+        in_chans: int = 3,
+    ):
+        super().__init__()
+        block = resolve_block(block)
+        if img_size % patch_size:
+            raise ValueError(f"img_size {img_size} is not divisible by patch_size {patch_size}")
+        if pool not in ("cls", "avg"):
+            raise ValueError(f"unknown pool {pool!r}; choose 'cls' or 'avg'")
+        if pos_embed not in ("learned", "sincos"):
+            raise ValueError(f"unknown pos_embed {pos_embed!r}; choose 'learned' or 'sincos'")
+        self.img_size = img_size
+        self.patch_size = patch_size
+        self.pool = pool
+        grid_size = img_size // patch_size
+
+        # Linear projection of flattened patches (see patchify); lecun-normal like the
+        # paper's patch-embedding conv.
+        self.patch_embed = nn.Linear(in_chans * patch_size**2, embed_dim)
+        lecun_normal_(self.patch_embed.weight)
+        nn.init.zeros_(self.patch_embed.bias)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        if pos_embed == "learned":
+            self.pos_embed = nn.Parameter(torch.empty(1, 1 + grid_size**2, embed_dim).normal_(std=0.02))
+        else:
+            self.register_buffer("pos_embed", sincos_pos_embed(embed_dim, grid_size)[None])
+        self.pos_drop = nn.Dropout(dropout)
+
+        # Stochastic depth rate grows linearly from 0 (first block) to drop_path (last), as DeiT.
+        rates = torch.linspace(0, drop_path, depth).tolist()
+        self.blocks = nn.Sequential(
+            *(block(embed_dim, num_heads, mlp_ratio, dropout, attn_dropout, rate, attn_impl) for rate in rates)
+        )
+        self.norm = nn.LayerNorm(embed_dim, eps=LN_EPS)
+        # Zero head (big_vision): every class starts with logit 0, i.e. a uniform prediction.
+        self.head = nn.Linear(embed_dim, num_classes)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters that timm's optimizer factory excludes from weight decay."""
+        return {"pos_embed", "cls_token"}
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) -> normalised tokens (B, 1 + num_patches, dim); token 0 is the class token."""
+        if images.shape[-2:] != (self.img_size, self.img_size):
+            raise ValueError(f"expected {self.img_size}x{self.img_size} images, got {tuple(images.shape[-2:])}")
+        tokens = self.patch_embed(patchify(images, self.patch_size))
+        cls = self.cls_token.expand(tokens.shape[0], -1, -1)
+        tokens = self.pos_drop(torch.cat([cls, tokens], dim=1) + self.pos_embed)
+        return self.norm(self.blocks(tokens))
+
+    def pool_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, 1 + num_patches, dim) -> (B, dim): the class token, or the mean of the patch tokens."""
+        return tokens[:, 0] if self.pool == "cls" else tokens[:, 1:].mean(dim=1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool_tokens(self.forward_features(images)))
+
+    @torch.no_grad()
+    def attention_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Attention probabilities of every block, each (B, heads, 1 + N, 1 + N).
+
+        Row 0 of each map is where the class token looks; reshape row 0, columns 1: to the
+        patch grid to draw it.
+        """
+        attns = [blk.attn for blk in self.blocks]
+        for attn in attns:
+            attn.store_attn = True
+        try:
+            self(images)
+            return [attn.last_attn for attn in attns]
+        finally:
+            for attn in attns:
+                attn.store_attn = False
+                attn.last_attn = None

@@ -1,0 +1,48 @@
+"""Learning-rate schedules stepped every iteration (timm schedulers with `t_in_epochs=False`).
+
+The trainer calls `step_update(step)` after each optimizer step, and passes the run's total
+number of steps, so a schedule always ends exactly where the sample budget ends.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from timm.scheduler import CosineLRScheduler, PolyLRScheduler, StepLRScheduler
+
+from vision_exp.errors import ConfigError
+
+SCHEDULES = ("cosine", "linear", "step", "constant")
+
+
+def warmup_steps(total_steps: int, steps_per_epoch: int, warmup_fraction: Optional[float], warmup_epochs: Optional[float]) -> int:
+    if warmup_fraction is not None and warmup_epochs is not None:
+        raise ConfigError("set scheduler.warmup_fraction or scheduler.warmup_epochs, not both")
+    if warmup_fraction is not None:
+        if not 0 <= warmup_fraction < 1:
+            raise ConfigError(f"scheduler.warmup_fraction={warmup_fraction} must lie in [0, 1)")
+        return int(round(warmup_fraction * total_steps))
+    if warmup_epochs is not None:
+        if warmup_epochs < 0:
+            raise ConfigError(f"scheduler.warmup_epochs={warmup_epochs} must not be negative")
+        return min(int(round(warmup_epochs * steps_per_epoch)), total_steps - 1)
+    return 0
+
+
+def create_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int, name: str = "cosine",
+                     warmup_fraction: Optional[float] = None, warmup_epochs: Optional[float] = None,
+                     warmup_lr_init: float = 0.0, lr_min: float = 0.0, step_epochs: float = 30,
+                     step_decay: float = 0.1):
+    """cosine: linear warmup then cosine decay to `lr_min`; linear: warmup then linear decay to zero;
+    step: x`step_decay` every `step_epochs`; constant: warmup then flat."""
+    warmup = warmup_steps(total_steps, steps_per_epoch, warmup_fraction, warmup_epochs)
+    common = dict(warmup_t=warmup, warmup_lr_init=warmup_lr_init, t_in_epochs=False)
+    if name == "cosine":
+        return CosineLRScheduler(optimizer, t_initial=max(1, total_steps - warmup), lr_min=lr_min, warmup_prefix=True, **common)
+    if name == "linear":
+        return PolyLRScheduler(optimizer, t_initial=max(1, total_steps - warmup), power=1.0, lr_min=0.0, warmup_prefix=True, **common)
+    if name == "step":
+        return StepLRScheduler(optimizer, decay_t=max(1, int(round(step_epochs * steps_per_epoch))), decay_rate=step_decay, **common)
+    if name == "constant":
+        return StepLRScheduler(optimizer, decay_t=total_steps + 1, decay_rate=1.0, **common)
+    raise ConfigError(f"scheduler.name={name!r}: choose one of {', '.join(SCHEDULES)}")

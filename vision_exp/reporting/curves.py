@@ -1,0 +1,36 @@
+"""curves.png: loss and accuracy of the three metric families over training."""
+from __future__ import annotations
+
+from pathlib import Path
+
+FAMILIES = (
+    ("train_running", "train (running, train mode)", ":"),
+    ("train", "train (eval mode)", "-"),
+    ("val", "val", "-"),
+)
+
+
+def plot_curves(records: list, path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch_progress"] for r in records]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric, label in ((axes[0], "loss", "loss"), (axes[1], "acc", "top-1 accuracy (%)")):
+        for family, name, style in FAMILIES:
+            values = [r.get(f"{family}/{metric}") for r in records]
+            if any(v is not None for v in values):
+                ax.plot(epochs, values, style, marker="o", markersize=3, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

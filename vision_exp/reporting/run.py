@@ -1,0 +1,114 @@
+"""The one writer of a run's results: metrics.jsonl, metrics.json, curves.png and tb/.
+
+The trainer says what happened (`log_epoch`, `finish`, `fail`); this class decides how it is
+stored. TensorBoard gets one sub-run per metric family (tb/train, tb/train_running, tb/val) with
+the same tags, so train and val overlay in one chart, and the run itself (tb/) carries the
+hyper-parameters for the HParams dashboard. The x-axis is training samples seen, so runs with
+other batch sizes or subsets line up.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Optional
+
+from vision_exp.reporting.curves import plot_curves
+from vision_exp.reporting.hparams import session_end, session_start
+from vision_exp.reporting.files import read_jsonl, write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+FAMILY_RUNS = ("train", "train_running", "val")
+METRICS_FILE = "metrics.json"
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists and None become strings (what HParams can show)."""
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+class RunReporter:
+    def __init__(self, run_dir: Path, hparams: dict, completed_epochs: int = 0, resume_samples: int = 0, title: str = "") -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir = Path(run_dir)
+        self.hparams = flatten(hparams)
+        self.title = title
+        self.jsonl = self.run_dir / "metrics.jsonl"
+        # A resumed run drops what was logged after its checkpoint: those epochs run again.
+        self.records = [r for r in read_jsonl(self.jsonl) if r["epoch"] <= completed_epochs]
+        write_text_atomic(self.jsonl, "".join(json.dumps(r) + "\n" for r in self.records))
+        purge = resume_samples + 1 if resume_samples else None
+        tb = self.run_dir / "tb"
+        self.writer = SummaryWriter(str(tb), purge_step=purge)
+        self.family_writers = {f: SummaryWriter(str(tb / f), purge_step=purge) for f in FAMILY_RUNS}
+        self._write_session_start()
+
+    def _write_session_start(self) -> None:
+        self.writer.file_writer.add_summary(session_start(self.hparams, trial_id=str(self.run_dir)))
+
+    def log_epoch(self, record: dict) -> None:
+        """One epoch's metrics: keys like 'val/acc', 'train_running/loss', 'lr', 'samples_seen'."""
+        self.records.append(record)
+        with open(self.jsonl, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        step = record["samples_seen"]
+        for key, value in record.items():
+            if value is None or not isinstance(value, (int, float)):
+                continue
+            family, _, tag = key.partition("/")
+            if family in self.family_writers and tag:
+                self.family_writers[family].add_scalar(tag, value, step)
+            elif key not in ("epoch", "step", "samples_seen", "epoch_progress"):
+                self.writer.add_scalar(key, value, step)
+        for writer in (self.writer, *self.family_writers.values()):
+            writer.flush()
+        plot_curves(self.records, self.run_dir / "curves.png", self.title)
+
+    def log_images(self, tag: str, images, step: int = 0) -> None:
+        self.writer.add_images(tag, images, step)
+
+    def log_text(self, tag: str, text: str) -> None:
+        self.writer.add_text(tag, text)
+
+    def log_figure(self, tag: str, figure, step: int) -> None:
+        self.writer.add_figure(tag, figure, step)
+
+    def close(self, completed: bool = False) -> None:
+        """Close the TensorBoard run, marking the session succeeded or failed."""
+        self.writer.file_writer.add_summary(session_end(completed))
+        for writer in (self.writer, *self.family_writers.values()):
+            writer.close()
+
+    def finish(self, summary: dict) -> None:
+        """metrics.json with status completed, the final curves, and the closed TensorBoard run."""
+        for key in ("val_acc", "best_val_acc", "train_acc", "train_running_acc"):
+            if summary.get(key) is not None:
+                self.writer.add_scalar(f"final/{key}", summary[key], summary["samples_seen"])
+        write_json_atomic(self.run_dir / METRICS_FILE, {"status": "completed", **summary})
+        self.close(completed=True)
+
+
+def record_failure(run_dir: Path, error: str, extra: Optional[dict] = None) -> None:
+    """metrics.json with status failed, unless the folder already holds a completed run's results."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        previous = {}
+    if previous.get("status") == "completed":
+        log.error("not overwriting the completed run's %s", path)
+        return
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {"status": "failed", "error": error, "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})})

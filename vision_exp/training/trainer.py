@@ -1,0 +1,361 @@
+"""The generic training loop: plain PyTorch, plain objects in, metrics and checkpoints out.
+
+The trainer never sees a config file: it gets a model, the data loaders, factories for the
+optimizer and the schedule, a loss, and a `TrainerConfig`. It reports three families of
+metrics every epoch:
+
+- train_running/*: averaged over the epoch's batches while training (train mode, augmented
+  inputs, weights changing along the way): what a naive loop reports;
+- train/*: an eval-mode pass after the epoch over a fixed subset of training images with the
+  eval transforms: the honest training-set number;
+- val/*: the same pass over the validation set.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import torch
+
+from vision_exp.errors import ConfigError, UserError
+from vision_exp.reporting.run import RunReporter
+from vision_exp.training.budget import Budget
+from vision_exp.training.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+from vision_exp.training.evaluation import evaluate
+from vision_exp.training.runtime import amp_dtype, autocast, rng_state, select_device, set_rng_state
+
+log = logging.getLogger(__name__)
+
+PROGRESS_MODES = ("auto", "bar", "log", "none")
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainerConfig:
+    epochs: Optional[float] = 10
+    train_samples: Optional[int] = None
+    train_eval_samples: Optional[int] = None
+    device: str = "auto"
+    amp: str = "auto"
+    channels_last: Union[bool, str] = "auto"
+    compile: bool = False
+    grad_clip: Optional[float] = None
+    checkpoint_every_steps: Optional[int] = None
+    resume: str = "never"
+    deterministic: bool = False
+    progress: str = "auto"
+    log_every_steps: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.train_samples is not None and self.train_samples <= 0:
+            raise ConfigError(f"trainer.train_samples={self.train_samples} must be positive")
+        if self.train_samples is None and (self.epochs is None or self.epochs <= 0):
+            raise ConfigError(f"trainer.epochs={self.epochs} must be positive (or set trainer.train_samples)")
+        if self.train_eval_samples is not None and self.train_eval_samples < 1:
+            raise ConfigError(f"trainer.train_eval_samples={self.train_eval_samples} must be at least 1")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ConfigError(f"trainer.grad_clip={self.grad_clip} must be positive (or null)")
+        if self.checkpoint_every_steps is not None and self.checkpoint_every_steps < 1:
+            raise ConfigError(f"trainer.checkpoint_every_steps={self.checkpoint_every_steps} must be at least 1")
+        if self.progress not in PROGRESS_MODES:
+            raise ConfigError(f"trainer.progress={self.progress!r}: choose one of {', '.join(PROGRESS_MODES)}")
+        if self.channels_last not in (True, False, "auto"):
+            raise ConfigError(f"trainer.channels_last={self.channels_last!r}: use true, false or auto")
+
+
+@dataclass
+class Position:
+    """Where training stands: the next batch to run and what has been done so far."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    samples_seen: int = 0
+    best_val_acc: float = -1.0
+    best_epoch: int = -1
+    elapsed_s: float = 0.0
+    train_time_s: float = 0.0
+    running: dict = field(default_factory=lambda: {"loss_sum": 0.0, "correct": 0.0, "count": 0, "wait_s": 0.0, "time_s": 0.0})
+
+
+def uses_convolutions(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+class Trainer:
+    """Runs one training job in `run_dir`; `fit()` returns the content of metrics.json."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        data,
+        optimizer_factory: Callable,
+        scheduler_factory: Callable,
+        config: TrainerConfig,
+        run_dir: Path,
+        train_loss: Optional[torch.nn.Module] = None,
+        batch_mix: Optional[Callable] = None,
+        ema_factory: Optional[Callable] = None,
+        hparams: Optional[dict] = None,
+        title: str = "",
+    ) -> None:
+        self.cfg = config
+        self.run_dir = Path(run_dir)
+        self.data = data
+        self.device = select_device(config.device)
+        self.amp = amp_dtype(config.amp, self.device)
+        self.batch_size = data.train.batch_size
+        self.budget = Budget.create(data.train.num_samples, self.batch_size, config.epochs, config.train_samples)
+        self.model = model.to(self.device)
+        channels_last = config.channels_last if config.channels_last != "auto" else (self.device.type == "cuda" and uses_convolutions(model))
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = self.model.to(memory_format=self.memory_format)
+        self.num_params = sum(p.numel() for p in self.model.parameters())
+        self.optimizer = optimizer_factory(self.model)
+        self.scheduler = scheduler_factory(self.optimizer, total_steps=self.budget.total_steps,
+                                           steps_per_epoch=self.budget.steps_per_full_epoch)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
+        self.train_loss = train_loss or torch.nn.CrossEntropyLoss()
+        self.batch_mix = batch_mix
+        self.ema = ema_factory(self.model) if ema_factory else None
+        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.hparams = hparams or {}
+        self.title = title
+        self.position = Position()
+
+    # ----------------------------------------------------------------------------- checkpoints
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def state_dict(self) -> dict:
+        position = self.position
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "position": {k: v for k, v in vars(position).items()},
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict, source: str) -> None:
+        load_model_weights(self.model, state["model"], source)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.position = Position(**state["position"])
+        set_rng_state(state["rng"])
+
+    def resume_source(self) -> Optional[Path]:
+        mode = self.cfg.resume
+        if mode in (None, "never", False):
+            return None
+        if mode == "auto":
+            last = self.checkpoint_dir / "last.pt"
+            return last if last.is_file() else None
+        return Path(mode)
+
+    def save(self, name: str) -> None:
+        save_checkpoint(self.state_dict(), self.checkpoint_dir / name)
+
+    # ------------------------------------------------------------------------------- training
+    def fit(self) -> dict:
+        source = self.resume_source()
+        if source is not None:
+            self.load_state_dict(load_checkpoint(source, map_location=self.device), str(source))
+            log.info("resumed from %s at epoch %d, batch %d (%d samples seen)", source,
+                     self.position.epoch, self.position.batch, self.position.samples_seen)
+        elif self.cfg.resume == "auto":
+            log.info("no checkpoint in %s: starting from scratch", self.checkpoint_dir)
+        reporter = RunReporter(self.run_dir, self.hparams, self.position.epoch, self.position.samples_seen, self.title)
+        try:
+            summary = self._train(reporter)
+        except BaseException:
+            reporter.close(completed=False)
+            raise
+        reporter.finish(summary)
+        return {"status": "completed", **summary}
+
+    def _train(self, reporter: RunReporter) -> dict:
+        budget = self.budget
+        log.info("training %s (%s parameters): %d samples = %d steps of %d over %d epoch(s) on %s%s",
+                 type(self.model).__name__, f"{self.num_params:,}", budget.train_samples, budget.total_steps,
+                 self.batch_size, budget.num_epochs, self.device, f" with {self.amp} autocast" if self.amp else "")
+        self._session_start, self._elapsed_before = time.perf_counter(), self.position.elapsed_s
+        while self.position.epoch < budget.num_epochs:
+            self._train_epoch()
+            reporter.log_epoch(self._end_epoch())
+            self.save("last.pt")
+        return self._summary(reporter.records[-1] if reporter.records else {})
+
+    def _train_epoch(self) -> None:
+        position, budget, running = self.position, self.budget, self.position.running
+        epoch = position.epoch
+        steps, samples_target = budget.steps_in_epoch(epoch), budget.samples_in_epoch(epoch)
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        correct = torch.zeros((), device=self.device, dtype=torch.float64)
+        bar = self._progress_bar(epoch, steps, position.batch)
+        log_every = self.cfg.log_every_steps or max(1, steps // 4)
+        check_every = 1 if self.device.type == "cpu" else min(log_every, 25)
+        batches = iter(self.data.train.epoch(epoch, start_batch=position.batch))
+        self._phase_start = time.perf_counter()
+        while position.batch < steps:
+            fetch_start = time.perf_counter()
+            images, labels = next(batches)
+            running["wait_s"] += time.perf_counter() - fetch_start
+            take = min(len(images), samples_target - position.batch * self.batch_size)
+            if take < len(images):
+                images, labels = images[:take], labels[:take]
+            loss, batch_correct = self._step(images, labels)
+            loss_sum += loss.detach().double() * take
+            correct += batch_correct
+            position.batch += 1
+            position.step += 1
+            position.samples_seen += take
+            running["count"] += take
+            self.scheduler.step_update(num_updates=position.step)
+            if position.batch % check_every == 0:
+                self._check_finite(loss_sum, position.step, check_every)
+            if bar is not None:
+                bar.update(1)
+                if position.batch % 10 == 0:
+                    bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            elif self.cfg.progress != "none" and (position.batch % log_every == 0):
+                log.info("epoch %d [%d/%d] loss %.4f lr %.3g", epoch + 1, position.batch, steps,
+                         loss.item(), self.optimizer.param_groups[0]["lr"])
+            if (self.cfg.checkpoint_every_steps and position.step % self.cfg.checkpoint_every_steps == 0
+                    and position.batch < steps):
+                self._fold_running(loss_sum, correct)
+                self.save("last.pt")
+        if bar is not None:
+            bar.close()
+        self._check_finite(loss_sum, position.step, check_every)
+        self._fold_running(loss_sum, correct)
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor):
+        images = images.contiguous(memory_format=self.memory_format)
+        targets = labels
+        if self.batch_mix is not None:
+            images, targets = self.batch_mix(images, labels)
+        with autocast(self.device, self.amp):
+            logits = self.forward(images)
+        loss = self.train_loss(logits.float(), targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.position.step)
+        return loss, (logits.detach().argmax(1) == labels).sum()
+
+    def _fold_running(self, loss_sum: torch.Tensor, correct: torch.Tensor) -> None:
+        """Move the device-side running sums into the position (one sync), e.g. before a checkpoint."""
+        running = self.position.running
+        running["loss_sum"] += loss_sum.item()
+        running["correct"] += correct.item()
+        loss_sum.zero_()
+        correct.zero_()
+        now = time.perf_counter()
+        running["time_s"] += now - self._phase_start
+        self.position.train_time_s += now - self._phase_start
+        self._phase_start = now
+        self.position.elapsed_s = self._elapsed_before + now - self._session_start
+
+    def _check_finite(self, loss_sum: torch.Tensor, step: int, window: int) -> None:
+        if not torch.isfinite(loss_sum):
+            last = self.checkpoint_dir / "last.pt"
+            where = f"step {step}" if window == 1 else f"steps {max(1, step - window + 1)}-{step}"
+            raise TrainingDiverged(
+                f"the training loss became NaN or infinite at {where} (epoch {self.position.epoch + 1}); "
+                f"last good checkpoint: {last if last.is_file() else 'none yet'}. "
+                f"Try a lower optimizer.lr, trainer.grad_clip, or trainer.amp=bf16/off"
+            )
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights that are evaluated and kept as best: the EMA when it is on."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def _end_epoch(self) -> dict:
+        position, running = self.position, self.position.running
+        model, fmt = self.eval_model, self.memory_format
+        eval_start = time.perf_counter()
+        val = evaluate(model, self.data.val.epoch(0), self.device, self.amp, memory_format=fmt)
+        train = evaluate(model, self.data.train_eval.epoch(0), self.device, self.amp, memory_format=fmt)
+        eval_time = time.perf_counter() - eval_start
+        count = max(running["count"], 1)
+        position.epoch += 1
+        if val["acc"] > position.best_val_acc:
+            position.best_val_acc, position.best_epoch = val["acc"], position.epoch
+            save_checkpoint({"model": model.state_dict(), "epoch": position.epoch, "val_acc": val["acc"],
+                             "samples_seen": position.samples_seen}, self.checkpoint_dir / "best.pt")
+        record = {
+            "epoch": position.epoch,
+            "epoch_progress": position.samples_seen / self.budget.samples_per_epoch,
+            "step": position.step,
+            "samples_seen": position.samples_seen,
+            "train_running/loss": running["loss_sum"] / count,
+            "train_running/acc": 100.0 * running["correct"] / count,
+            "train/loss": train["loss"],
+            "train/acc": train["acc"],
+            "val/loss": val["loss"],
+            "val/acc": val["acc"],
+            "val/acc5": val["acc5"],
+            "val/acc_best": position.best_val_acc,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "images_per_s": running["count"] / max(running["time_s"], 1e-9),
+            "data_wait_frac": running["wait_s"] / max(running["time_s"], 1e-9),
+            "epoch_time_s": running["time_s"] + eval_time,
+        }
+        position.batch = 0
+        position.running = Position().running
+        position.elapsed_s = self._elapsed_before + time.perf_counter() - self._session_start
+        log.info("epoch %d/%d: train_running acc %.2f loss %.4f | train acc %.2f loss %.4f | val acc %.2f loss %.4f | %.0f img/s",
+                 position.epoch, self.budget.num_epochs, record["train_running/acc"], record["train_running/loss"],
+                 record["train/acc"], record["train/loss"], record["val/acc"], record["val/loss"], record["images_per_s"])
+        return record
+
+    def _summary(self, last: dict) -> dict:
+        position = self.position
+        return {
+            "epochs": self.budget.num_epochs,
+            "steps": position.step,
+            "samples_seen": position.samples_seen,
+            "val_acc": last.get("val/acc"),
+            "val_acc5": last.get("val/acc5"),
+            "val_loss": last.get("val/loss"),
+            "best_val_acc": position.best_val_acc,
+            "best_epoch": position.best_epoch,
+            "train_acc": last.get("train/acc"),
+            "train_loss": last.get("train/loss"),
+            "train_running_acc": last.get("train_running/acc"),
+            "train_running_loss": last.get("train_running/loss"),
+            "wall_time_s": position.elapsed_s,
+            "train_images_per_s": position.samples_seen / max(position.train_time_s, 1e-9),
+            "params": self.num_params,
+            "device": str(self.device),
+        }
+
+    def _progress_bar(self, epoch: int, steps: int, start: int):
+        mode = self.cfg.progress
+        if mode == "bar" or (mode == "auto" and sys.stderr.isatty()):
+            from tqdm.auto import tqdm
+
+            return tqdm(total=steps, initial=start, desc=f"epoch {epoch + 1}/{self.budget.num_epochs}",
+                        unit="batch", leave=False, dynamic_ncols=True)
+        return None
