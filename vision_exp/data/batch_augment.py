@@ -1,0 +1,98 @@
+"""Augmentation of whole uint8 batches on the training device (the cached loader's path).
+
+One call turns a (B, S, S, 3) uint8 batch into a normalised (B, 3, H, W) float batch: per-image
+random-resized-crop boxes and flips are drawn with one vectorised sampler and applied by a
+single `grid_sample`, so no per-image Python work sits on the training path. The sampler
+follows torchvision's RandomResizedCrop (area in `scale`, log-uniform aspect `ratio`, ten tries,
+then a centre crop), so the cached and folder loaders draw crops from the same distribution.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+class Normalize:
+    """uint8 -> float, (x / 255 - mean) / std folded into one multiply-add."""
+
+    def __init__(self, mean, std, device) -> None:
+        std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
+        self.scale = 1.0 / (255.0 * std_t)
+        self.shift = -torch.tensor(mean, device=device).view(1, 3, 1, 1) / std_t
+
+    def __call__(self, x_uint8_nchw: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift, x_uint8_nchw.float(), self.scale)
+
+
+def sample_crop_boxes(batch: int, height: int, width: int, scale, ratio, generator, device, tries: int = 10):
+    """(B, 4) boxes (x0, y0, w, h) in pixels, drawn like torchvision's RandomResizedCrop."""
+    area = height * width
+    target_area = area * torch.empty(batch, tries, device=device).uniform_(scale[0], scale[1], generator=generator)
+    log_ratio = torch.empty(batch, tries, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
+    aspect = torch.exp(log_ratio)
+    w = torch.sqrt(target_area * aspect).round()
+    h = torch.sqrt(target_area / aspect).round()
+    ok = (w >= 1) & (h >= 1) & (w <= width) & (h <= height)
+    first_ok = torch.where(ok.any(1), ok.float().argmax(1), torch.full((batch,), -1, device=device))
+    # Fallback when no try fits: the largest centred crop with the ratio clamped to `ratio`.
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        fw, fh = width, round(width / ratio[0])
+    elif in_ratio > ratio[1]:
+        fw, fh = round(height * ratio[1]), height
+    else:
+        fw, fh = width, height
+    pick = first_ok.clamp(min=0).unsqueeze(1)
+    w = torch.where(first_ok >= 0, w.gather(1, pick).squeeze(1), torch.full_like(first_ok, fw, dtype=w.dtype))
+    h = torch.where(first_ok >= 0, h.gather(1, pick).squeeze(1), torch.full_like(first_ok, fh, dtype=h.dtype))
+    u = torch.rand(batch, 2, device=device, generator=generator)
+    x0 = torch.floor(u[:, 0] * (width - w + 1))
+    y0 = torch.floor(u[:, 1] * (height - h + 1))
+    return torch.stack([x0, y0, w, h], 1)
+
+
+class TrainBatchTransform:
+    """Random-resized-crop + horizontal flip + normalise on a uint8 NHWC batch."""
+
+    def __init__(self, out_size: int, scale, ratio, hflip: float, random_resized_crop: bool, mean, std, device) -> None:
+        self.out_size, self.scale, self.ratio, self.hflip = out_size, scale, ratio, hflip
+        self.random_resized_crop = random_resized_crop
+        self.normalize = Normalize(mean, std, device)
+        self.device = device
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        batch, height, width, _ = x.shape
+        x = self.normalize(x.permute(0, 3, 1, 2))
+        if self.random_resized_crop:
+            boxes = sample_crop_boxes(batch, height, width, self.scale, self.ratio, generator, x.device)
+        else:  # centre crop of out_size, like the eval transform, still with flips
+            top, left = (height - self.out_size) // 2, (width - self.out_size) // 2
+            boxes = torch.tensor([[left, top, self.out_size, self.out_size]], device=x.device, dtype=torch.float).expand(batch, 4)
+        flip = torch.rand(batch, device=x.device, generator=generator) < self.hflip
+        x0, y0, w, h = boxes.unbind(1)
+        # affine_grid maps output pixels to input coordinates in [-1, 1] (align_corners=False):
+        # a box of width w at x0 has centre (2 * x0 + w) / W - 1 and half-extent w / W.
+        theta = torch.zeros(batch, 2, 3, device=x.device)
+        theta[:, 0, 0] = torch.where(flip, -w / width, w / width)
+        theta[:, 0, 2] = (2 * x0 + w) / width - 1
+        theta[:, 1, 1] = h / height
+        theta[:, 1, 2] = (2 * y0 + h) / height - 1
+        grid = F.affine_grid(theta, [batch, 3, self.out_size, self.out_size], align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class EvalBatchTransform:
+    """Centre crop + normalise: the cached form of resize-then-centre-crop."""
+
+    def __init__(self, out_size: int, mean, std, device) -> None:
+        self.out_size = out_size
+        self.normalize = Normalize(mean, std, device)
+
+    def __call__(self, x: torch.Tensor, generator=None) -> torch.Tensor:
+        _, height, width, _ = x.shape
+        top = int(round((height - self.out_size) / 2.0))
+        left = int(round((width - self.out_size) / 2.0))
+        x = x[:, top : top + self.out_size, left : left + self.out_size, :]
+        return self.normalize(x.permute(0, 3, 1, 2))

@@ -1,0 +1,100 @@
+"""Typed data settings: what the entry points turn `cfg.data` and `cfg.augmentation` into."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Union
+
+from vision_exp.errors import ConfigError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+LOADERS = ("cached", "folder")
+BAD_IMAGE_POLICIES = ("skip", "error")
+
+
+@dataclass
+class DataConfig:
+    """Where the images are, which of them to use, and how to batch them."""
+
+    root: str
+    name: str = "imagefolder"
+    format: str = "imagefolder"
+    train_split: str = "train"
+    val_split: str = "val"
+    img_size: int = 64
+    num_classes: Optional[int] = None
+    classes: Optional[Union[list, str]] = None
+    max_train_per_class: Optional[int] = None
+    max_val_per_class: Optional[int] = None
+    subset_seed: int = 0
+    batch_size: int = 128
+    eval_batch_size: Optional[int] = None
+    num_workers: int = 2
+    loader: str = "cached"
+    cache_dir: str = ".cache"
+    cache_size: Optional[int] = None
+    crop_pct: float = 0.875
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    download: bool = False
+    on_bad_image: str = "skip"
+
+    def __post_init__(self) -> None:
+        self.mean, self.std = tuple(self.mean), tuple(self.std)
+        if isinstance(self.classes, (list, tuple)):
+            self.classes = [str(c) for c in self.classes]
+        if self.img_size < 16:
+            raise ConfigError(f"data.img_size={self.img_size} is too small: use 16 or more")
+        if self.batch_size <= 0:
+            raise ConfigError(f"data.batch_size={self.batch_size} must be positive")
+        if self.eval_batch_size is not None and self.eval_batch_size <= 0:
+            raise ConfigError(f"data.eval_batch_size={self.eval_batch_size} must be positive")
+        if self.num_classes is not None and self.num_classes < 2:
+            raise ConfigError(f"data.num_classes={self.num_classes} must be at least 2")
+        for key in ("max_train_per_class", "max_val_per_class"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"data.{key}={value} must be at least 1 (or null for all)")
+        if self.num_workers < 0:
+            raise ConfigError(f"data.num_workers={self.num_workers} must be 0 or more")
+        if self.loader not in LOADERS:
+            raise ConfigError(f"data.loader={self.loader!r}: choose one of {', '.join(LOADERS)}")
+        if self.on_bad_image not in BAD_IMAGE_POLICIES:
+            raise ConfigError(
+                f"data.on_bad_image={self.on_bad_image!r}: choose one of {', '.join(BAD_IMAGE_POLICIES)}"
+            )
+        if not 0.1 <= self.crop_pct <= 1.0:
+            raise ConfigError(f"data.crop_pct={self.crop_pct} must lie in [0.1, 1]")
+        if self.cache_size is not None and self.cache_size < self.img_size:
+            raise ConfigError(
+                f"data.cache_size={self.cache_size} is below data.img_size={self.img_size}"
+            )
+
+    @property
+    def resize_size(self) -> int:
+        """Shorter side before the centre crop: the stored size of cached images."""
+        return self.cache_size or int(round(self.img_size / self.crop_pct))
+
+    @property
+    def eval_batch(self) -> int:
+        return self.eval_batch_size or 2 * self.batch_size
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation; evaluation always uses resize + centre crop."""
+
+    name: str = "basic"
+    random_resized_crop: bool = True
+    scale: tuple = (0.08, 1.0)
+    ratio: tuple = (3 / 4, 4 / 3)
+    hflip: float = 0.5
+
+    def __post_init__(self) -> None:
+        self.scale, self.ratio = tuple(self.scale), tuple(self.ratio)
+        if not (0 < self.scale[0] <= self.scale[1] <= 1):
+            raise ConfigError(f"augmentation.scale={list(self.scale)} must satisfy 0 < lo <= hi <= 1")
+        if not (0 < self.ratio[0] <= self.ratio[1]):
+            raise ConfigError(f"augmentation.ratio={list(self.ratio)} must satisfy 0 < lo <= hi")
+        if not 0 <= self.hflip <= 1:
+            raise ConfigError(f"augmentation.hflip={self.hflip} is a probability in [0, 1]")

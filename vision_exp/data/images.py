@@ -1,0 +1,30 @@
+"""Decoding: every image becomes 3-channel RGB, optionally decoded at reduced size."""
+from __future__ import annotations
+
+from typing import Optional
+
+from PIL import Image
+from torchvision.transforms import functional as TF
+
+
+def open_rgb(path: str, min_size: Optional[int] = None) -> Image.Image:
+    """Open `path` as RGB (grayscale, CMYK, palette and RGBA images included).
+
+    With `min_size`, JPEGs are decoded by libjpeg at the smallest power-of-two reduction whose
+    shorter side is still at least `min_size` (PIL's draft mode): several times faster, and the
+    image is resized to `min_size` right after anyway.
+    """
+    with Image.open(path) as img:
+        if min_size is not None and img.format == "JPEG":
+            scale = min(img.size) / min_size
+            img.draft("RGB", (max(1, int(img.size[0] / scale)), max(1, int(img.size[1] / scale))))
+        if img.mode == "RGBA" or (img.mode == "P" and "transparency" in img.info):
+            rgba = img.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return Image.alpha_composite(background, rgba).convert("RGB")
+        return img.convert("RGB")
+
+
+def resize_center_square(img: Image.Image, size: int) -> Image.Image:
+    """Shorter side to `size`, then the central size x size square: the stored form of a cached image."""
+    return TF.center_crop(TF.resize(img, size), size)

@@ -1,0 +1,157 @@
+"""Which images a run uses: scan a dataset, pick the class subset and the per-class samples.
+
+Everything here is deterministic given the config (sorted listings, seeded sampling), so two
+runs with the same settings see the same images, and a cache built once can be reused.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from vision_exp.data.config import DataConfig
+from vision_exp.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Image files and their class indices (positions in DatasetIndex.classes)."""
+
+    paths: tuple
+    labels: tuple
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+@dataclass(frozen=True)
+class DatasetIndex:
+    """The selected classes and the images of each split."""
+
+    root: str
+    classes: tuple
+    class_names: tuple
+    train: Split
+    val: Split
+    ignored_files: tuple = ()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def readable_class_names(classes: Sequence[str]) -> tuple:
+    """WNIDs become ImageNet names ('n01440764' -> 'tench'); other folder names stay as they are."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    names = []
+    for wnid in classes:
+        try:
+            names.append(info.label_name_to_description(wnid).split(",")[0].strip())
+        except KeyError:
+            names.append(wnid)
+    return tuple(names)
+
+
+def list_class_folders(split_dir: Path) -> tuple:
+    """({class name: sorted image paths}, [other files]) for an ImageFolder split."""
+    if not split_dir.is_dir():
+        raise DataError(f"missing split folder: {split_dir}")
+    folders = sorted(p for p in split_dir.iterdir() if p.is_dir())
+    if not folders:
+        raise DataError(f"no class folders in {split_dir} (expected {split_dir}/<class>/<image>)")
+    images, ignored = {}, []
+    for folder in folders:
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+        images[folder.name] = [str(p) for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+        ignored += [str(p) for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
+    return images, ignored
+
+
+def read_class_list(classes) -> Optional[list]:
+    """data.classes as a list of WNIDs, or a text file with one WNID per line."""
+    if classes is None or isinstance(classes, list):
+        return classes
+    path = Path(classes)
+    if not path.is_file():
+        raise ConfigError(f"data.classes={classes!r} is neither a list nor a readable class-list file")
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+
+
+def select_classes(available: Sequence[str], cfg: DataConfig) -> list:
+    """The class subset: an explicit list, else `num_classes` drawn with `subset_seed`."""
+    wanted = read_class_list(cfg.classes)
+    if wanted is not None:
+        missing = [c for c in wanted if c not in available]
+        if missing:
+            raise DataError(f"data.classes names classes not found in {cfg.root}: {missing[:10]}")
+        if len(set(wanted)) != len(wanted):
+            raise ConfigError("data.classes lists a class twice")
+        if cfg.num_classes is not None and cfg.num_classes != len(wanted):
+            raise ConfigError(
+                f"data.num_classes={cfg.num_classes} but data.classes lists {len(wanted)} classes: "
+                f"set data.num_classes={len(wanted)}"
+            )
+        return sorted(wanted)
+    if cfg.num_classes is None or cfg.num_classes == len(available):
+        return sorted(available)
+    if cfg.num_classes > len(available):
+        raise ConfigError(
+            f"data.num_classes={cfg.num_classes} but {cfg.root} has only {len(available)} classes"
+        )
+    return sorted(random.Random(cfg.subset_seed).sample(sorted(available), cfg.num_classes))
+
+
+def take_per_class(files: list, limit: Optional[int], seed: int) -> list:
+    """At most `limit` files, drawn with a seed so the subset does not depend on listing order."""
+    if limit is None or len(files) <= limit:
+        return files
+    return sorted(random.Random(seed).sample(files, limit))
+
+
+def build_split(per_class: dict, classes: list, limit: Optional[int], seed: int, where: Path) -> Split:
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        files = take_per_class(per_class.get(name, []), limit, seed + label)
+        if not files:
+            raise DataError(f"class folder without images: {where / name}")
+        paths += files
+        labels += [label] * len(files)
+    return Split(tuple(paths), tuple(labels))
+
+
+def index_image_folder(cfg: DataConfig) -> DatasetIndex:
+    """Index an ImageFolder root (`<root>/<split>/<class>/<image>`) with the subset knobs applied."""
+    root = Path(cfg.root)
+    if not root.is_dir():
+        raise DataError(
+            f"dataset folder not found: {root}\n"
+            f"  fix: set VISION_EXP_DATA to the folder that holds {root.name}/ (or data.root=<path>)"
+            + ("\n  or: add data.download=true to fetch it" if cfg.name.startswith("imagenette") else "")
+        )
+    train_dir, val_dir = root / cfg.train_split, root / cfg.val_split
+    train_files, ignored = list_class_folders(train_dir)
+    val_files, ignored_val = list_class_folders(val_dir)
+    if set(train_files) != set(val_files):
+        only_train = sorted(set(train_files) - set(val_files))
+        only_val = sorted(set(val_files) - set(train_files))
+        raise DataError(
+            f"train and val class folders differ in {root}: only in train {only_train[:10]}, "
+            f"only in val {only_val[:10]}"
+        )
+    classes = select_classes(sorted(train_files), cfg)
+    train = build_split(train_files, classes, cfg.max_train_per_class, cfg.subset_seed, train_dir)
+    val = build_split(val_files, classes, cfg.max_val_per_class, cfg.subset_seed, val_dir)
+    ignored_files = tuple(ignored + ignored_val)
+    if ignored_files and cfg.on_bad_image == "error":
+        raise DataError(f"not an image file: {ignored_files[0]} (data.on_bad_image=skip ignores it)")
+    if ignored_files:
+        log.warning("ignored %d non-image files, e.g. %s", len(ignored_files), ignored_files[0])
+    return DatasetIndex(str(root), tuple(classes), readable_class_names(classes), train, val, ignored_files)

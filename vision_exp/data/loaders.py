@@ -1,0 +1,235 @@
+"""Batches for the trainer: the cached uint8 path (default) and the plain ImageFolder path.
+
+Both loaders yield `(images, labels)` already on the training device, images normalised float
+(B, 3, H, W), and both are deterministic functions of (seed, epoch, batch index): the order of
+an epoch is a seeded permutation and every batch draws its augmentation from a generator seeded
+by its position. That makes runs reproducible and lets a resumed run continue mid-epoch with
+exactly the batches an uninterrupted run would have seen (`epoch(e, start_batch=k)`).
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from vision_exp.data.batch_augment import EvalBatchTransform, TrainBatchTransform
+from vision_exp.data.cache import cached_split
+from vision_exp.data.config import AugmentConfig, DataConfig
+from vision_exp.data.download import download_imagenette
+from vision_exp.data.images import open_rgb
+from vision_exp.data.index import DatasetIndex, Split, index_image_folder
+from vision_exp.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+def mix_seed(*parts: int) -> int:
+    """One 63-bit seed from several integers (seed, epoch, batch): stable across runs and machines."""
+    value = 0x9E3779B97F4A7C15
+    for part in parts:
+        value = (value ^ (int(part) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        value ^= value >> 31
+    return value & 0x7FFFFFFFFFFFFFFF
+
+
+def epoch_order(num_samples: int, seed: int, epoch: int, shuffle: bool, repeats: int = 1) -> torch.Tensor:
+    """Sample indices of one epoch; with `repeats` > 1 each drawn image appears that many times in a row
+    (repeated augmentation: the copies get different augmentations in the same batch)."""
+    if not shuffle:
+        return torch.arange(num_samples)
+    generator = torch.Generator().manual_seed(mix_seed(seed, epoch, 1))
+    order = torch.randperm(num_samples, generator=generator)
+    if repeats > 1:
+        order = order[: -(-num_samples // repeats)].repeat_interleave(repeats)[:num_samples]
+    return order
+
+
+def batch_slices(num_samples: int, batch_size: int) -> list:
+    return [slice(start, min(start + batch_size, num_samples)) for start in range(0, num_samples, batch_size)]
+
+
+class CachedLoader:
+    """Batches gathered from a uint8 array and augmented on the device as whole batches."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, transform, device: torch.device,
+                 seed: int = 0, shuffle: bool = False, repeats: int = 1, indices: Optional[np.ndarray] = None) -> None:
+        self.images, self.labels = images, torch.as_tensor(labels)
+        self.indices = np.arange(len(images)) if indices is None else np.asarray(indices)
+        self.batch_size, self.transform, self.device = batch_size, transform, device
+        self.seed, self.shuffle, self.repeats = seed, shuffle, repeats
+        self.pin = device.type == "cuda"
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.indices)
+
+    def __len__(self) -> int:
+        return -(-self.num_samples // self.batch_size)
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple]:
+        order = self.indices[epoch_order(self.num_samples, self.seed, epoch, self.shuffle, self.repeats).numpy()]
+        generator = torch.Generator(device=self.device)
+        for batch_index, part in enumerate(batch_slices(self.num_samples, self.batch_size)):
+            if batch_index < start_batch:
+                continue
+            rows = order[part]
+            pixels = torch.from_numpy(np.take(self.images, rows, axis=0))
+            labels = self.labels[torch.from_numpy(rows)]
+            if self.pin:
+                pixels, labels = pixels.pin_memory(), labels.pin_memory()
+            pixels = pixels.to(self.device, non_blocking=True)
+            generator.manual_seed(mix_seed(self.seed, epoch, batch_index, 2))
+            yield self.transform(pixels, generator), labels.to(self.device, non_blocking=True)
+
+
+class FolderDataset(Dataset):
+    """Images decoded from files on every access, with torchvision transforms per image."""
+
+    def __init__(self, split: Split, transform: Callable, decode_size: Optional[int] = None) -> None:
+        self.split, self.transform, self.decode_size = split, transform, decode_size
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, item):
+        index, sample_seed = item
+        image = open_rgb(self.split.paths[index], self.decode_size)
+        # Seed per (epoch, position): the augmentation is the same whatever the worker count.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed)
+            state = random.getstate()
+            random.seed(sample_seed)
+            tensor = self.transform(image)
+            random.setstate(state)
+        return tensor, self.split.labels[index]
+
+
+class SeededBatchSampler:
+    """Batches of (index, per-sample seed) in the epoch's order, starting at `start_batch`."""
+
+    def __init__(self, order: torch.Tensor, batch_size: int, seed: int, epoch: int, start_batch: int) -> None:
+        self.order, self.batch_size, self.seed, self.epoch, self.start_batch = order.tolist(), batch_size, seed, epoch, start_batch
+
+    def __iter__(self):
+        for batch_index, part in enumerate(batch_slices(len(self.order), self.batch_size)):
+            if batch_index >= self.start_batch:
+                yield [(index, mix_seed(self.seed, self.epoch, part.start + k, 3)) for k, index in enumerate(self.order[part])]
+
+    def __len__(self) -> int:
+        return max(0, -(-len(self.order) // self.batch_size) - self.start_batch)
+
+
+class FolderLoader:
+    """The plain torchvision path: ImageFolder-style decoding in DataLoader workers."""
+
+    def __init__(self, split: Split, transform: Callable, batch_size: int, num_workers: int, device: torch.device,
+                 seed: int = 0, shuffle: bool = False, repeats: int = 1, decode_size: Optional[int] = None) -> None:
+        self.dataset = FolderDataset(split, transform, decode_size)
+        self.batch_size, self.num_workers, self.device = batch_size, num_workers, device
+        self.seed, self.shuffle, self.repeats = seed, shuffle, repeats
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.dataset)
+
+    def __len__(self) -> int:
+        return -(-self.num_samples // self.batch_size)
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple]:
+        order = epoch_order(self.num_samples, self.seed, epoch, self.shuffle, self.repeats)
+        sampler = SeededBatchSampler(order, self.batch_size, self.seed, epoch, start_batch)
+        workers = self.num_workers if not multiprocessing.current_process().daemon else 0
+        loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=workers,
+                            pin_memory=self.device.type == "cuda", persistent_workers=False)
+        for images, labels in loader:
+            yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+
+
+@dataclass
+class DataBundle:
+    """What the trainer needs from the data: three loaders and the class names."""
+
+    train: object
+    val: object
+    train_eval: object
+    classes: tuple
+    class_names: tuple
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def train_eval_indices(num_train: int, count: Optional[int], seed: int) -> np.ndarray:
+    """A fixed, seeded subset of training images for the honest (eval-mode) training metrics."""
+    count = num_train if count is None else min(count, num_train)
+    generator = torch.Generator().manual_seed(mix_seed(seed, 4))
+    return np.sort(torch.randperm(num_train, generator=generator)[:count].numpy())
+
+
+def folder_transforms(data: DataConfig, aug: AugmentConfig):
+    from torchvision import transforms as T
+
+    normalize = [T.ToTensor(), T.Normalize(data.mean, data.std)]
+    if aug.random_resized_crop:
+        crop = [T.RandomResizedCrop(data.img_size, scale=aug.scale, ratio=aug.ratio)]
+    else:
+        crop = [T.Resize(data.resize_size), T.CenterCrop(data.img_size)]
+    train = T.Compose(crop + [T.RandomHorizontalFlip(aug.hflip)] + normalize)
+    # Resize, square centre crop, then centre crop: the exact steps of the cached path (its stored
+    # square, then the crop on the device), so both loaders evaluate on the same pixels.
+    size = data.resize_size
+    evaluate = T.Compose([T.Resize(size), T.CenterCrop(size), T.CenterCrop(data.img_size)] + normalize)
+    return train, evaluate
+
+
+def index_dataset(data: DataConfig) -> DatasetIndex:
+    """Index the dataset, downloading Imagenette first when asked to and it is missing."""
+    root = Path(data.root)
+    if not root.exists() and data.download:
+        download_imagenette(root)
+    return index_image_folder(data)
+
+
+def cache_workers(requested: int) -> int:
+    """Worker processes for decoding; none inside daemonic processes (e.g. joblib workers)."""
+    if multiprocessing.current_process().daemon:
+        return 1
+    return max(1, requested)
+
+
+def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, device: torch.device, seed: int,
+                  train_eval_samples: Optional[int] = None) -> DataBundle:
+    """The train, val and train-eval loaders of an indexed dataset."""
+    if data.loader == "cached":
+        size = data.resize_size
+        train_split = cached_split(data.cache_dir, f"{data.name}-train", index.train, size, cache_workers(data.num_workers), data.on_bad_image)
+        val_split = cached_split(data.cache_dir, f"{data.name}-val", index.val, size, cache_workers(data.num_workers), data.on_bad_image)
+        if len(train_split.images) == 0 or len(val_split.images) == 0:
+            raise DataError(f"no readable images left in {index.root} after skipping unreadable files")
+        train_tf = TrainBatchTransform(data.img_size, aug.scale, aug.ratio, aug.hflip, aug.random_resized_crop, data.mean, data.std, device)
+        eval_tf = EvalBatchTransform(data.img_size, data.mean, data.std, device)
+        subset = train_eval_indices(len(train_split.images), train_eval_samples or len(val_split.images), seed)
+        return DataBundle(
+            train=CachedLoader(train_split.images, train_split.labels, data.batch_size, train_tf, device, seed, shuffle=True),
+            val=CachedLoader(val_split.images, val_split.labels, data.eval_batch, eval_tf, device),
+            train_eval=CachedLoader(train_split.images, train_split.labels, data.eval_batch, eval_tf, device, indices=subset),
+            classes=index.classes, class_names=index.class_names,
+        )
+    train_tf, eval_tf = folder_transforms(data, aug)
+    subset = train_eval_indices(len(index.train), train_eval_samples or len(index.val), seed)
+    train_eval_split = Split(tuple(index.train.paths[i] for i in subset), tuple(index.train.labels[i] for i in subset))
+    return DataBundle(
+        train=FolderLoader(index.train, train_tf, data.batch_size, data.num_workers, device, seed, shuffle=True),
+        val=FolderLoader(index.val, eval_tf, data.eval_batch, data.num_workers, device, decode_size=data.resize_size),
+        train_eval=FolderLoader(train_eval_split, eval_tf, data.eval_batch, data.num_workers, device,
+                                decode_size=data.resize_size),
+        classes=index.classes, class_names=index.class_names,
+    )
