@@ -57,7 +57,7 @@ def summarize(num_classes: int = 10, img_size: int = 64) -> list[dict]:
             dict(
                 config=name,
                 params=count_parameters(model),
-                gflops=flops_per_image(model, img_size) / 1e9,
+                flops=flops_per_image(model, img_size),
             )
         )
     return rows
@@ -71,7 +71,7 @@ def main() -> None:
     print(f"{args.img_size}x{args.img_size} px, {args.num_classes} classes; FLOPs = 2 x MACs, one image")
     print(f"{'config':<12}{'params':>12}{'GFLOPs':>10}")
     for row in summarize(args.num_classes, args.img_size):
-        print(f"{row['config']:<12}{row['params']:>12,}{row['gflops']:>10.3f}")
+        print(f"{row['config']:<12}{row['params']:>12,}{row['flops'] / 1e9:>10.3f}")
 
 
 if __name__ == "__main__":

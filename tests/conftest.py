@@ -95,3 +95,12 @@ def run_cli(args, env_extra=None, timeout=600, cwd=REPO):
     env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
     return subprocess.run([sys.executable, "-m", "vision_exp.train", *args], capture_output=True, text=True,
                           env=env, timeout=timeout, cwd=cwd)
+
+
+def tiny_vit_overrides(folder: Path, *extra: str) -> list:
+    """tiny_overrides for the ViT presets: one narrow block on 16 px images."""
+    return [
+        "data=folder", f"data.root={folder}", "data.img_size=16", "data.batch_size=8", "data.num_workers=0",
+        "data.max_val_per_class=2", "model.embed_dim=16", "model.depth=1", "model.num_heads=2",
+        "trainer.train_samples=20", "trainer.train_eval_samples=4", "trainer.progress=none", *extra,
+    ]

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from vision_exp.data.config import AugmentConfig, DataConfig
+from vision_exp.data.config import DataConfig
+from vision_exp.recipe.augment import AugmentConfig
 from vision_exp.data.index import index_image_folder
 from vision_exp.data.loaders import build_loaders, epoch_order, train_eval_indices
 

@@ -15,7 +15,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vision_exp.data.config import AugmentConfig, DataConfig
+from vision_exp.data.config import DataConfig
+from vision_exp.recipe.augment import AugmentConfig, BatchAugment
 from vision_exp.data.loaders import build_loaders, index_dataset
 from vision_exp.errors import ConfigError
 from vision_exp.recipe.loss import create_train_loss
@@ -75,7 +76,6 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
     check_writable(run_dir)
     optimizer_factory = build(cfg.optimizer, "optimizer")
     scheduler_factory = build(cfg.scheduler, "scheduler")
-    train_loss = create_train_loss(cfg.loss.label_smoothing)
 
     index = index_dataset(data_cfg)
     with open_dict(cfg):
@@ -85,10 +85,12 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
     model = build(cfg.model, "model")
 
     device = select_device(trainer_cfg.device)
+    batch_augment = BatchAugment.create(aug_cfg, index.num_classes, cfg.loss.label_smoothing, device)
+    train_loss = create_train_loss(cfg.loss.label_smoothing, soft_targets=bool(batch_augment and batch_augment.soft_targets))
     data = build_loaders(index, data_cfg, aug_cfg, device, cfg.seed, trainer_cfg.train_eval_samples)
     trainer = Trainer(
-        model, data, optimizer_factory, scheduler_factory, trainer_cfg, run_dir,
-        train_loss=train_loss, hparams=plain(cfg), title=f"{cfg.name}: {type(model).__name__}",
+        model, data, optimizer_factory, scheduler_factory, trainer_cfg, run_dir, train_loss=train_loss,
+        batch_augment=batch_augment, hparams=plain(cfg), title=f"{cfg.name}: {type(model).__name__}",
     )
     write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     write_text_atomic(run_dir / "overrides.json", json.dumps(list(overrides)))

@@ -78,23 +78,3 @@ class DataConfig:
     @property
     def eval_batch(self) -> int:
         return self.eval_batch_size or 2 * self.batch_size
-
-
-@dataclass
-class AugmentConfig:
-    """Training-time augmentation; evaluation always uses resize + centre crop."""
-
-    name: str = "basic"
-    random_resized_crop: bool = True
-    scale: tuple = (0.08, 1.0)
-    ratio: tuple = (3 / 4, 4 / 3)
-    hflip: float = 0.5
-
-    def __post_init__(self) -> None:
-        self.scale, self.ratio = tuple(self.scale), tuple(self.ratio)
-        if not (0 < self.scale[0] <= self.scale[1] <= 1):
-            raise ConfigError(f"augmentation.scale={list(self.scale)} must satisfy 0 < lo <= hi <= 1")
-        if not (0 < self.ratio[0] <= self.ratio[1]):
-            raise ConfigError(f"augmentation.ratio={list(self.ratio)} must satisfy 0 < lo <= hi")
-        if not 0 <= self.hflip <= 1:
-            raise ConfigError(f"augmentation.hflip={self.hflip} is a probability in [0, 1]")

@@ -21,11 +21,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from vision_exp.data.batch_augment import EvalBatchTransform, TrainBatchTransform
 from vision_exp.data.cache import cached_split
-from vision_exp.data.config import AugmentConfig, DataConfig
+from vision_exp.data.config import DataConfig
 from vision_exp.data.download import download_imagenette
 from vision_exp.data.images import open_rgb
 from vision_exp.data.index import DatasetIndex, Split, index_image_folder
 from vision_exp.errors import DataError
+from vision_exp.recipe.augment import ArrayAugment, AugmentConfig, per_image_transform
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +57,20 @@ def batch_slices(num_samples: int, batch_size: int) -> list:
 
 
 class CachedLoader:
-    """Batches gathered from a uint8 array and augmented on the device as whole batches."""
+    """Batches gathered from a uint8 array and augmented on the device as whole batches.
+
+    With a per-image policy (RandAugment, TrivialAugment) the gathering runs in DataLoader
+    workers that apply it to each stored image; otherwise it is one `np.take` per batch.
+    """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, transform, device: torch.device,
-                 seed: int = 0, shuffle: bool = False, repeats: int = 1, indices: Optional[np.ndarray] = None) -> None:
+                 seed: int = 0, shuffle: bool = False, repeats: int = 1, indices: Optional[np.ndarray] = None,
+                 per_image: Optional[Callable] = None, num_workers: int = 0) -> None:
         self.images, self.labels = images, torch.as_tensor(labels)
         self.indices = np.arange(len(images)) if indices is None else np.asarray(indices)
         self.batch_size, self.transform, self.device = batch_size, transform, device
         self.seed, self.shuffle, self.repeats = seed, shuffle, repeats
+        self.per_image, self.num_workers = per_image, num_workers
         self.pin = device.type == "cuda"
 
     @property
@@ -73,20 +80,41 @@ class CachedLoader:
     def __len__(self) -> int:
         return -(-self.num_samples // self.batch_size)
 
+    def _pixel_batches(self, order: np.ndarray, epoch: int, start_batch: int) -> Iterator[tuple]:
+        if self.per_image is None:
+            for batch_index, part in enumerate(batch_slices(self.num_samples, self.batch_size)):
+                if batch_index >= start_batch:
+                    rows = order[part]
+                    yield batch_index, (torch.from_numpy(np.take(self.images, rows, axis=0)), self.labels[torch.from_numpy(rows)])
+            return
+        dataset = ArrayDataset(self.images, self.labels, self.per_image)
+        sampler = SeededBatchSampler(torch.from_numpy(order), self.batch_size, self.seed, epoch, start_batch)
+        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=usable_workers(self.num_workers),
+                            persistent_workers=False)
+        yield from enumerate(loader, start=start_batch)
+
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple]:
         order = self.indices[epoch_order(self.num_samples, self.seed, epoch, self.shuffle, self.repeats).numpy()]
         generator = torch.Generator(device=self.device)
-        for batch_index, part in enumerate(batch_slices(self.num_samples, self.batch_size)):
-            if batch_index < start_batch:
-                continue
-            rows = order[part]
-            pixels = torch.from_numpy(np.take(self.images, rows, axis=0))
-            labels = self.labels[torch.from_numpy(rows)]
+        for batch_index, (pixels, labels) in self._pixel_batches(order, epoch, start_batch):
             if self.pin:
                 pixels, labels = pixels.pin_memory(), labels.pin_memory()
             pixels = pixels.to(self.device, non_blocking=True)
             generator.manual_seed(mix_seed(self.seed, epoch, batch_index, 2))
             yield self.transform(pixels, generator), labels.to(self.device, non_blocking=True)
+
+
+def apply_seeded(transform: Callable, image, seed: int):
+    """transform(image) with torch's and Python's global RNGs seeded by `seed` (and restored after):
+    an image's augmentation depends only on its position in the epoch, not on the worker count."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        state = random.getstate()
+        random.seed(seed)
+        try:
+            return transform(image)
+        finally:
+            random.setstate(state)
 
 
 class FolderDataset(Dataset):
@@ -101,14 +129,27 @@ class FolderDataset(Dataset):
     def __getitem__(self, item):
         index, sample_seed = item
         image = open_rgb(self.split.paths[index], self.decode_size)
-        # Seed per (epoch, position): the augmentation is the same whatever the worker count.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed)
-            state = random.getstate()
-            random.seed(sample_seed)
-            tensor = self.transform(image)
-            random.setstate(state)
-        return tensor, self.split.labels[index]
+        return apply_seeded(self.transform, image, sample_seed), self.split.labels[index]
+
+
+class ArrayDataset(Dataset):
+    """Stored uint8 images with a per-image policy, for the cached path's workers."""
+
+    def __init__(self, images: np.ndarray, labels: torch.Tensor, per_image: Callable) -> None:
+        self.images, self.labels, self.per_image = images, labels, per_image
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, item):
+        index, sample_seed = item
+        pixels = apply_seeded(self.per_image, np.asarray(self.images[index]), sample_seed)
+        return torch.from_numpy(pixels), self.labels[index]
+
+
+def usable_workers(requested: int) -> int:
+    """DataLoader workers; none inside daemonic processes (e.g. joblib launcher workers), which cannot fork."""
+    return 0 if multiprocessing.current_process().daemon else requested
 
 
 class SeededBatchSampler:
@@ -145,8 +186,7 @@ class FolderLoader:
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple]:
         order = epoch_order(self.num_samples, self.seed, epoch, self.shuffle, self.repeats)
         sampler = SeededBatchSampler(order, self.batch_size, self.seed, epoch, start_batch)
-        workers = self.num_workers if not multiprocessing.current_process().daemon else 0
-        loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=workers,
+        loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=usable_workers(self.num_workers),
                             pin_memory=self.device.type == "cuda", persistent_workers=False)
         for images, labels in loader:
             yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
@@ -174,7 +214,7 @@ def train_eval_indices(num_train: int, count: Optional[int], seed: int) -> np.nd
     return np.sort(torch.randperm(num_train, generator=generator)[:count].numpy())
 
 
-def folder_transforms(data: DataConfig, aug: AugmentConfig):
+def folder_transforms(data: DataConfig, aug: AugmentConfig, per_image: Optional[Callable]):
     from torchvision import transforms as T
 
     normalize = [T.ToTensor(), T.Normalize(data.mean, data.std)]
@@ -182,7 +222,8 @@ def folder_transforms(data: DataConfig, aug: AugmentConfig):
         crop = [T.RandomResizedCrop(data.img_size, scale=aug.scale, ratio=aug.ratio)]
     else:
         crop = [T.Resize(data.resize_size), T.CenterCrop(data.img_size)]
-    train = T.Compose(crop + [T.RandomHorizontalFlip(aug.hflip)] + normalize)
+    policy = [per_image] if per_image is not None else []
+    train = T.Compose(crop + [T.RandomHorizontalFlip(aug.hflip)] + policy + normalize)
     # Resize, square centre crop, then centre crop: the exact steps of the cached path (its stored
     # square, then the crop on the device), so both loaders evaluate on the same pixels.
     size = data.resize_size
@@ -198,36 +239,35 @@ def index_dataset(data: DataConfig) -> DatasetIndex:
     return index_image_folder(data)
 
 
-def cache_workers(requested: int) -> int:
-    """Worker processes for decoding; none inside daemonic processes (e.g. joblib workers)."""
-    if multiprocessing.current_process().daemon:
-        return 1
-    return max(1, requested)
-
-
 def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, device: torch.device, seed: int,
                   train_eval_samples: Optional[int] = None) -> DataBundle:
     """The train, val and train-eval loaders of an indexed dataset."""
+    per_image = per_image_transform(aug, data.img_size, data.mean)
     if data.loader == "cached":
-        size = data.resize_size
-        train_split = cached_split(data.cache_dir, f"{data.name}-train", index.train, size, cache_workers(data.num_workers), data.on_bad_image)
-        val_split = cached_split(data.cache_dir, f"{data.name}-val", index.val, size, cache_workers(data.num_workers), data.on_bad_image)
+        size, workers = data.resize_size, max(1, usable_workers(data.num_workers))
+        train_split = cached_split(data.cache_dir, f"{data.name}-train", index.train, size, workers, data.on_bad_image)
+        val_split = cached_split(data.cache_dir, f"{data.name}-val", index.val, size, workers, data.on_bad_image)
         if len(train_split.images) == 0 or len(val_split.images) == 0:
             raise DataError(f"no readable images left in {index.root} after skipping unreadable files")
-        train_tf = TrainBatchTransform(data.img_size, aug.scale, aug.ratio, aug.hflip, aug.random_resized_crop, data.mean, data.std, device)
+        train_tf = TrainBatchTransform(data.img_size, aug.scale, aug.ratio, aug.hflip, aug.random_resized_crop,
+                                       data.mean, data.std, device)
         eval_tf = EvalBatchTransform(data.img_size, data.mean, data.std, device)
         subset = train_eval_indices(len(train_split.images), train_eval_samples or len(val_split.images), seed)
         return DataBundle(
-            train=CachedLoader(train_split.images, train_split.labels, data.batch_size, train_tf, device, seed, shuffle=True),
+            train=CachedLoader(train_split.images, train_split.labels, data.batch_size, train_tf, device, seed,
+                               shuffle=True, repeats=aug.repeats,
+                               per_image=ArrayAugment(per_image) if per_image else None, num_workers=data.num_workers),
             val=CachedLoader(val_split.images, val_split.labels, data.eval_batch, eval_tf, device),
-            train_eval=CachedLoader(train_split.images, train_split.labels, data.eval_batch, eval_tf, device, indices=subset),
+            train_eval=CachedLoader(train_split.images, train_split.labels, data.eval_batch, eval_tf, device,
+                                    indices=subset),
             classes=index.classes, class_names=index.class_names,
         )
-    train_tf, eval_tf = folder_transforms(data, aug)
+    train_tf, eval_tf = folder_transforms(data, aug, per_image)
     subset = train_eval_indices(len(index.train), train_eval_samples or len(index.val), seed)
     train_eval_split = Split(tuple(index.train.paths[i] for i in subset), tuple(index.train.labels[i] for i in subset))
     return DataBundle(
-        train=FolderLoader(index.train, train_tf, data.batch_size, data.num_workers, device, seed, shuffle=True),
+        train=FolderLoader(index.train, train_tf, data.batch_size, data.num_workers, device, seed, shuffle=True,
+                           repeats=aug.repeats),
         val=FolderLoader(index.val, eval_tf, data.eval_batch, data.num_workers, device, decode_size=data.resize_size),
         train_eval=FolderLoader(train_eval_split, eval_tf, data.eval_batch, data.num_workers, device,
                                 decode_size=data.resize_size),

@@ -47,6 +47,8 @@ class TrainerConfig:
     channels_last: Union[bool, str] = "auto"
     compile: bool = False
     grad_clip: Optional[float] = None
+    ema_decay: Optional[float] = None
+    ema_warmup: bool = True
     checkpoint_every_steps: Optional[int] = None
     resume: str = "never"
     deterministic: bool = False
@@ -62,6 +64,8 @@ class TrainerConfig:
             raise ConfigError(f"trainer.train_eval_samples={self.train_eval_samples} must be at least 1")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"trainer.grad_clip={self.grad_clip} must be positive (or null)")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ConfigError(f"trainer.ema_decay={self.ema_decay} must lie in (0, 1) (or null for no EMA)")
         if self.checkpoint_every_steps is not None and self.checkpoint_every_steps < 1:
             raise ConfigError(f"trainer.checkpoint_every_steps={self.checkpoint_every_steps} must be at least 1")
         if self.progress not in PROGRESS_MODES:
@@ -101,8 +105,7 @@ class Trainer:
         config: TrainerConfig,
         run_dir: Path,
         train_loss: Optional[torch.nn.Module] = None,
-        batch_mix: Optional[Callable] = None,
-        ema_factory: Optional[Callable] = None,
+        batch_augment: Optional[Callable] = None,
         hparams: Optional[dict] = None,
         title: str = "",
     ) -> None:
@@ -123,8 +126,13 @@ class Trainer:
                                            steps_per_epoch=self.budget.steps_per_full_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
         self.train_loss = train_loss or torch.nn.CrossEntropyLoss()
-        self.batch_mix = batch_mix
-        self.ema = ema_factory(self.model) if ema_factory else None
+        self.batch_augment = batch_augment
+        self.ema = None
+        if config.ema_decay:
+            from timm.utils import ModelEmaV3
+
+            # Warmup: the decay grows with the step count, so short runs still average recent weights.
+            self.ema = ModelEmaV3(self.model, decay=config.ema_decay, use_warmup=config.ema_warmup)
         self.forward = torch.compile(self.model) if config.compile else self.model
         self.hparams = hparams or {}
         self.title = title
@@ -247,8 +255,8 @@ class Trainer:
     def _step(self, images: torch.Tensor, labels: torch.Tensor):
         images = images.contiguous(memory_format=self.memory_format)
         targets = labels
-        if self.batch_mix is not None:
-            images, targets = self.batch_mix(images, labels)
+        if self.batch_augment is not None:
+            images, targets = self.batch_augment(images, labels)
         with autocast(self.device, self.amp):
             logits = self.forward(images)
         loss = self.train_loss(logits.float(), targets)

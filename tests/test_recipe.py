@@ -1,0 +1,158 @@
+"""Recipes: optimizer groups, schedules, augmentations, mixup targets, EMA, and every option running."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import CONF_DIR, compose, tiny_overrides, tiny_vit_overrides
+from vision_exp.errors import ConfigError
+from vision_exp.experiment import run_experiment
+from vision_exp.models.vit import ViT
+from vision_exp.recipe.augment import AugmentConfig, BatchAugment, per_image_transform
+from vision_exp.recipe.optim import create_optimizer, scaled_lr
+from vision_exp.recipe.schedule import create_scheduler
+from vision_exp.training.checkpoint import load_checkpoint
+from vision_exp.training.trainer import Trainer
+
+
+def option_names(group):
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def lrs(name, total=100, per_epoch=10, **kw):
+    optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0)
+    scheduler = create_scheduler(optimizer, total, per_epoch, name, **kw)
+    values = [optimizer.param_groups[0]["lr"]]
+    for step in range(1, total + 1):
+        scheduler.step_update(num_updates=step)
+        values.append(optimizer.param_groups[0]["lr"])
+    return values
+
+
+def test_no_weight_decay_on_norms_biases_and_embeddings():
+    model = ViT(img_size=16, patch_size=8, embed_dim=16, depth=1, num_heads=2)
+    optimizer = create_optimizer(model, name="adamw", lr=1e-3, weight_decay=0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    undecayed = {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert {"pos_embed", "cls_token"} <= undecayed
+    assert all(".bias" not in n and "norm" not in n for n in decayed)
+    assert "blocks.0.attn.qkv.weight" in decayed and "head.weight" in decayed
+
+
+def test_sgd_nesterov_flag_and_fused_only_on_gpu():
+    model = torch.nn.Linear(2, 2)
+    assert create_optimizer(model, "sgd", nesterov=True).param_groups[0]["nesterov"] is True
+    assert create_optimizer(model, "sgd", nesterov=False).param_groups[0]["nesterov"] is False
+    assert not create_optimizer(model, "adamw", lr=1e-3).defaults.get("fused")
+    with pytest.raises(ConfigError, match="optimizer.lr=0"):
+        create_optimizer(model, "sgd", lr=0)
+
+
+def test_lr_scaling_with_batch_size():
+    assert scaled_lr(0.1, 512, 256, "linear") == pytest.approx(0.2)
+    assert scaled_lr(1e-3, 1024, 256, "sqrt") == pytest.approx(2e-3)
+    assert scaled_lr(0.1, 512, None, "linear") == 0.1
+
+
+def test_cosine_warmup_reaches_the_peak_then_lr_min_at_the_last_step():
+    values = lrs("cosine", warmup_fraction=0.1, lr_min=0.01)
+    assert values[0] == 0.0 and values[10] == pytest.approx(1.0)
+    assert all(a <= b for a, b in zip(values[:10], values[1:11]))
+    assert all(a >= b - 1e-12 for a, b in zip(values[10:], values[11:]))
+    assert values[100] == pytest.approx(0.01)
+
+
+def test_linear_step_and_constant_schedules():
+    linear = lrs("linear", warmup_epochs=1)
+    assert linear[10] == pytest.approx(1.0) and linear[100] == pytest.approx(0.0, abs=1e-9)
+    assert linear[55] == pytest.approx(0.5, abs=0.02)
+    step = lrs("step", step_epochs=3, step_decay=0.1)
+    assert step[29] == pytest.approx(1.0) and step[30] == pytest.approx(0.1) and step[60] == pytest.approx(0.01)
+    assert set(lrs("constant")) == {1.0}
+    with pytest.raises(ConfigError):
+        lrs("cosine", warmup_fraction=0.1, warmup_epochs=1)
+
+
+def test_mixup_targets_are_soft_distributions_even_for_odd_batches():
+    aug = AugmentConfig(mixup_alpha=0.8, cutmix_alpha=1.0)
+    batch_augment = BatchAugment.create(aug, num_classes=5, label_smoothing=0.1, device=torch.device("cpu"))
+    labels = torch.tensor([0, 1, 2, 3, 4, 0, 1])
+    images = torch.randn(7, 3, 8, 8)
+    mixed, targets = batch_augment(images.clone(), labels)
+    assert mixed.shape == images.shape and targets.shape == (7, 5)
+    torch.testing.assert_close(targets.sum(1), torch.ones(7))
+    assert (targets.argmax(1)[-1] == labels[-1]) and targets[-1].max() == pytest.approx(0.92)
+    assert batch_augment.soft_targets
+    assert BatchAugment.create(AugmentConfig(), 5, 0.0, torch.device("cpu")) is None
+
+
+def test_random_erasing_blanks_part_of_some_images():
+    torch.manual_seed(0)
+    batch_augment = BatchAugment.create(AugmentConfig(random_erasing=1.0), 5, 0.0, torch.device("cpu"))
+    images = torch.zeros(4, 3, 16, 16)
+    erased, labels = batch_augment(images.clone(), torch.arange(4))
+    assert (erased != 0).any() and torch.equal(labels, torch.arange(4)) and not batch_augment.soft_targets
+
+
+@pytest.mark.parametrize("aug", [AugmentConfig(randaugment="rand-m9-mstd0.5-inc1"), AugmentConfig(trivialaugment=True)])
+def test_per_image_policies_change_images(aug):
+    policy = per_image_transform(aug, 32, (0.5, 0.5, 0.5))
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    outputs = [np.asarray(policy(image)) for _ in range(8)]
+    assert all(o.shape == (32, 32, 3) for o in outputs)
+    assert any(not np.array_equal(o, np.asarray(image)) for o in outputs)
+    assert per_image_transform(AugmentConfig(), 32, (0.5, 0.5, 0.5)) is None
+
+
+def test_mixup_targets_reach_the_loss(tiny_folder, tmp_path, monkeypatch):
+    seen = []
+    original = Trainer._step
+
+    def spy(self, images, labels):
+        seen.append(self.batch_augment(images.clone(), labels)[1])
+        return original(self, images, labels)
+
+    monkeypatch.setattr(Trainer, "_step", spy)
+    cfg = compose(tiny_overrides(tiny_folder, "augmentation=mixup_cutmix", "loss.label_smoothing=0.1",
+                                 "trainer.train_samples=16"))
+    run_experiment(cfg, tmp_path / "run", [])
+    assert seen and all(t.ndim == 2 and t.shape[1] == 3 for t in seen)
+    from timm.loss import SoftTargetCrossEntropy
+
+    logits = torch.randn(len(seen[0]), 3)
+    manual = (-seen[0] * torch.log_softmax(logits, 1)).sum(1).mean()
+    torch.testing.assert_close(SoftTargetCrossEntropy()(logits, seen[0]), manual)
+
+
+def test_ema_weights_differ_and_are_the_ones_evaluated(tiny_folder, tmp_path):
+    run = tmp_path / "run"
+    cfg = compose(tiny_overrides(tiny_folder, "trainer.ema_decay=0.9"))
+    run_experiment(cfg, run, [])
+    last = load_checkpoint(run / "checkpoints" / "last.pt")
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    ema = {k.removeprefix("module."): v for k, v in last["ema"].items()}
+    differs = [k for k in last["model"] if last["model"][k].is_floating_point() and not torch.equal(last["model"][k], ema[k])]
+    assert differs, "the EMA should differ from the live weights"
+    assert best["epoch"] == 1  # one epoch: best.pt and last.pt hold the same step
+    for key, value in best["model"].items():
+        assert torch.equal(value, ema[key]), key
+
+
+@pytest.mark.parametrize("group, option", [(g, o) for g in ("optimizer", "scheduler", "augmentation") for o in option_names(g)])
+def test_every_recipe_option_trains_a_few_steps(tiny_folder, tmp_path, group, option):
+    cfg = compose(tiny_overrides(tiny_folder, f"{group}={option}", "trainer.train_samples=16",
+                                 "trainer.train_eval_samples=4", "data.max_val_per_class=2"))
+    summary = run_experiment(cfg, tmp_path / "run", [])
+    assert summary["status"] == "completed" and summary["samples_seen"] == 16
+
+
+@pytest.mark.parametrize("option", option_names("enhancement"))
+def test_every_enhancement_trains_a_few_steps(tiny_folder, tmp_path, option):
+    cfg = compose(tiny_vit_overrides(tiny_folder, "experiment=cpu_vit", f"enhancement={option}"))
+    summary = run_experiment(cfg, tmp_path / "run", [])
+    assert summary["status"] == "completed" and summary["samples_seen"] == 20
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"

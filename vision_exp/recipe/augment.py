@@ -1,0 +1,132 @@
+"""Augmentations beyond crop and flip, reused from timm and torchvision.
+
+Two kinds, by where they can run:
+- per image (RandAugment, TrivialAugment): PIL operations, run in DataLoader workers; on the
+  cached path they act on the stored uint8 square before the batched crop;
+- per batch on the device (random erasing, mixup/cutmix): applied by the trainer to the
+  normalised batch, whichever loader produced it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vision_exp.errors import ConfigError
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation; evaluation always uses resize + centre crop."""
+
+    name: str = "basic"
+    random_resized_crop: bool = True
+    scale: tuple = (0.08, 1.0)
+    ratio: tuple = (3 / 4, 4 / 3)
+    hflip: float = 0.5
+    randaugment: Optional[str] = None   # timm config string, e.g. "rand-m9-mstd0.5-inc1"
+    trivialaugment: bool = False
+    random_erasing: float = 0.0         # probability per image
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mix_prob: float = 1.0
+    mix_switch_prob: float = 0.5
+    mix_mode: str = "batch"
+    repeats: int = 1                    # repeated augmentation: each drawn image this many times per batch
+
+    def __post_init__(self) -> None:
+        self.scale, self.ratio = tuple(self.scale), tuple(self.ratio)
+        if self.randaugment and not str(self.randaugment).startswith("rand"):
+            raise ConfigError(f"augmentation.randaugment={self.randaugment!r} is not a timm RandAugment string (e.g. rand-m9-mstd0.5-inc1)")
+        for key in ("random_erasing", "mix_prob", "mix_switch_prob"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ConfigError(f"augmentation.{key}={getattr(self, key)} is a probability in [0, 1]")
+        if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
+            raise ConfigError("augmentation.mixup_alpha and cutmix_alpha must not be negative")
+        if self.mix_mode not in ("batch", "pair", "elem"):
+            raise ConfigError(f"augmentation.mix_mode={self.mix_mode!r}: choose batch, pair or elem")
+        if self.repeats < 1:
+            raise ConfigError(f"augmentation.repeats={self.repeats} must be at least 1")
+        if not (0 < self.scale[0] <= self.scale[1] <= 1):
+            raise ConfigError(f"augmentation.scale={list(self.scale)} must satisfy 0 < lo <= hi <= 1")
+        if not (0 < self.ratio[0] <= self.ratio[1]):
+            raise ConfigError(f"augmentation.ratio={list(self.ratio)} must satisfy 0 < lo <= hi")
+        if not 0 <= self.hflip <= 1:
+            raise ConfigError(f"augmentation.hflip={self.hflip} is a probability in [0, 1]")
+
+
+def per_image_transform(aug: AugmentConfig, img_size: int, mean) -> Optional[Callable]:
+    """PIL -> PIL policy (RandAugment and/or TrivialAugment), or None when neither is on."""
+    ops = []
+    if aug.randaugment:
+        from timm.data.auto_augment import rand_augment_transform
+
+        # timm's ImageNet hyper-parameters, scaled to the image size (translation in pixels).
+        hparams = {"translate_const": int(img_size * 0.45), "img_mean": tuple(int(round(255 * m)) for m in mean)}
+        ops.append(rand_augment_transform(aug.randaugment, hparams))
+    if aug.trivialaugment:
+        from torchvision.transforms import TrivialAugmentWide
+
+        ops.append(TrivialAugmentWide())
+    if not ops:
+        return None
+    from torchvision.transforms import Compose
+
+    return Compose(ops)
+
+
+class ArrayAugment:
+    """Applies a PIL policy to a uint8 HWC array (the cached path's stored images)."""
+
+    def __init__(self, policy: Callable) -> None:
+        self.policy = policy
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        return np.array(self.policy(Image.fromarray(pixels)))
+
+
+class BatchAugment:
+    """Random erasing, then mixup/cutmix, on a normalised batch on the training device.
+
+    Mixup pairs each image with the batch reversed, which needs an even count; the odd last
+    image of a partial batch keeps its own (smoothed) label instead of being dropped, so the
+    sample budget stays exact.
+    """
+
+    def __init__(self, aug: AugmentConfig, num_classes: int, label_smoothing: float, device: torch.device) -> None:
+        from timm.data import Mixup
+        from timm.data.random_erasing import RandomErasing
+
+        self.num_classes, self.label_smoothing = num_classes, label_smoothing
+        self.erasing = RandomErasing(aug.random_erasing, mode="pixel", device=str(device)) if aug.random_erasing > 0 else None
+        self.mixup = None
+        if aug.mixup_alpha > 0 or aug.cutmix_alpha > 0:
+            self.mixup = Mixup(mixup_alpha=aug.mixup_alpha, cutmix_alpha=aug.cutmix_alpha, prob=aug.mix_prob,
+                               switch_prob=aug.mix_switch_prob, mode=aug.mix_mode,
+                               label_smoothing=label_smoothing, num_classes=num_classes)
+
+    @classmethod
+    def create(cls, aug: AugmentConfig, num_classes: int, label_smoothing: float, device) -> Optional["BatchAugment"]:
+        if aug.random_erasing <= 0 and aug.mixup_alpha <= 0 and aug.cutmix_alpha <= 0:
+            return None
+        return cls(aug, num_classes, label_smoothing, device)
+
+    @property
+    def soft_targets(self) -> bool:
+        return self.mixup is not None
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor):
+        if self.erasing is not None:
+            images = self.erasing(images)
+        if self.mixup is None:
+            return images, labels
+        if len(images) % 2 == 0:
+            return self.mixup(images, labels)
+        from timm.data.mixup import mixup_target
+
+        head, head_targets = self.mixup(images[:-1], labels[:-1])
+        last_target = mixup_target(labels[-1:], self.num_classes, smoothing=self.label_smoothing)
+        return torch.cat([head, images[-1:]]), torch.cat([head_targets, last_target])
