@@ -69,6 +69,11 @@ def test_torchvision_reference_network_equals_ours(mode, memory_format):
     torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=1e-5)
 
 
+def test_torchvision_reference_refuses_reordered_blocks():
+    with pytest.raises(ValueError, match="v1"):
+        torchvision_resnet_from(ResNet(block="BasicBlockv2", **TINY))
+
+
 def test_channels_last_computes_the_same_logits():
     torch.manual_seed(0)
     model = ResNet(**TINY).eval()

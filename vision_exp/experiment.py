@@ -21,7 +21,8 @@ from vision_exp.data.loaders import build_loaders, index_dataset
 from vision_exp.errors import ConfigError
 from vision_exp.recipe.loss import create_train_loss
 from vision_exp.reporting.files import write_text_atomic
-from vision_exp.training.runtime import seed_everything, select_device, set_deterministic
+from vision_exp.training import distributed
+from vision_exp.training.runtime import seed_everything, set_deterministic
 from vision_exp.training.trainer import Trainer, TrainerConfig
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,12 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
     data_cfg = typed(DataConfig, cfg.data, "data")
     aug_cfg = typed(AugmentConfig, cfg.augmentation, "augmentation")
     trainer_cfg = typed(TrainerConfig, cfg.trainer, "trainer")
+    dist_env, device = distributed.setup(trainer_cfg.device)
+    if not dist_env.is_main:
+        logging.getLogger().setLevel(logging.WARNING)  # one rank's log is enough
     check_run_dir(run_dir, trainer_cfg.resume)
-    check_writable(run_dir)
+    if dist_env.is_main:
+        check_writable(run_dir)
     optimizer_factory = build(cfg.optimizer, "optimizer")
     scheduler_factory = build(cfg.scheduler, "scheduler")
 
@@ -84,14 +89,19 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
     set_deterministic(trainer_cfg.deterministic)
     model = build(cfg.model, "model")
 
-    device = select_device(trainer_cfg.device)
     batch_augment = BatchAugment.create(aug_cfg, index.num_classes, cfg.loss.label_smoothing, device)
     train_loss = create_train_loss(cfg.loss.label_smoothing, soft_targets=bool(batch_augment and batch_augment.soft_targets))
-    data = build_loaders(index, data_cfg, aug_cfg, device, cfg.seed, trainer_cfg.train_eval_samples)
+    with distributed.main_first(dist_env):  # rank 0 builds the data cache, the others then read it
+        data = build_loaders(index, data_cfg, aug_cfg, device, cfg.seed, trainer_cfg.train_eval_samples, dist_env.shard)
     trainer = Trainer(
-        model, data, optimizer_factory, scheduler_factory, trainer_cfg, run_dir, train_loss=train_loss,
-        batch_augment=batch_augment, hparams=plain(cfg), title=f"{cfg.name}: {type(model).__name__}",
+        model, data, optimizer_factory, scheduler_factory, trainer_cfg, run_dir, device, dist_env,
+        train_loss=train_loss, batch_augment=batch_augment, hparams=plain(cfg),
+        title=f"{cfg.name}: {type(model).__name__}",
     )
-    write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    write_text_atomic(run_dir / "overrides.json", json.dumps(list(overrides)))
-    return trainer.fit()
+    if dist_env.is_main:
+        write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        write_text_atomic(run_dir / "overrides.json", json.dumps(list(overrides)))
+    try:
+        return trainer.fit()
+    finally:
+        distributed.teardown()

@@ -9,6 +9,7 @@ then a centre crop), so the cached and folder loaders draw crops from the same d
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -62,15 +63,22 @@ class TrainBatchTransform:
         self.normalize = Normalize(mean, std, device)
         self.device = device
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, generator: torch.Generator, positions: Optional[torch.Tensor] = None,
+                 batch_total: Optional[int] = None) -> torch.Tensor:
+        """Augment `x`, whose images sit at `positions` of a global batch of `batch_total` (one
+        rank's shard): the random draws are made for the whole global batch, so every image gets
+        the same crop and flip whatever the number of ranks."""
         batch, height, width, _ = x.shape
+        total = batch_total or batch
         x = self.normalize(x.permute(0, 3, 1, 2))
         if self.random_resized_crop:
-            boxes = sample_crop_boxes(batch, height, width, self.scale, self.ratio, generator, x.device)
+            boxes = sample_crop_boxes(total, height, width, self.scale, self.ratio, generator, x.device)
         else:  # centre crop of out_size, like the eval transform, still with flips
             top, left = (height - self.out_size) // 2, (width - self.out_size) // 2
-            boxes = torch.tensor([[left, top, self.out_size, self.out_size]], device=x.device, dtype=torch.float).expand(batch, 4)
-        flip = torch.rand(batch, device=x.device, generator=generator) < self.hflip
+            boxes = torch.tensor([[left, top, self.out_size, self.out_size]], device=x.device, dtype=torch.float).expand(total, 4)
+        flip = torch.rand(total, device=x.device, generator=generator) < self.hflip
+        if positions is not None:
+            boxes, flip = boxes[positions], flip[positions]
         x0, y0, w, h = boxes.unbind(1)
         # affine_grid maps output pixels to input coordinates in [-1, 1] (align_corners=False):
         # a box of width w at x0 has centre (2 * x0 + w) / W - 1 and half-extent w / W.
@@ -90,7 +98,7 @@ class EvalBatchTransform:
         self.out_size = out_size
         self.normalize = Normalize(mean, std, device)
 
-    def __call__(self, x: torch.Tensor, generator=None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, generator=None, positions=None, batch_total=None) -> torch.Tensor:
         _, height, width, _ = x.shape
         top = int(round((height - self.out_size) / 2.0))
         left = int(round((width - self.out_size) / 2.0))

@@ -31,6 +31,7 @@ class DataConfig:
     eval_batch_size: Optional[int] = None
     num_workers: int = 2
     loader: str = "cached"
+    on_device: Union[bool, str] = "auto"
     cache_dir: str = ".cache"
     cache_size: Optional[int] = None
     crop_pct: float = 0.875
@@ -59,6 +60,8 @@ class DataConfig:
             raise ConfigError(f"data.num_workers={self.num_workers} must be 0 or more")
         if self.loader not in LOADERS:
             raise ConfigError(f"data.loader={self.loader!r}: choose one of {', '.join(LOADERS)}")
+        if self.on_device not in (True, False, "auto"):
+            raise ConfigError(f"data.on_device={self.on_device!r}: use true, false or auto")
         if self.on_bad_image not in BAD_IMAGE_POLICIES:
             raise ConfigError(
                 f"data.on_bad_image={self.on_bad_image!r}: choose one of {', '.join(BAD_IMAGE_POLICIES)}"

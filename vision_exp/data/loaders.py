@@ -56,22 +56,44 @@ def batch_slices(num_samples: int, batch_size: int) -> list:
     return [slice(start, min(start + batch_size, num_samples)) for start in range(0, num_samples, batch_size)]
 
 
+def planned_batches(order: np.ndarray, batch_size: int, start_batch: int = 0, limit: Optional[int] = None,
+                    shard: tuple = (0, 1)) -> Iterator[tuple]:
+    """(batch index, positions in the global batch, dataset rows) of this rank's share of each batch.
+
+    `limit` cuts the epoch after that many samples (the run's budget); rank r of w takes
+    positions r, r + w, ... of every global batch, so shards differ in size by at most one.
+    """
+    count = len(order) if limit is None else min(limit, len(order))
+    rank, world = shard
+    for batch_index, part in enumerate(batch_slices(count, batch_size)):
+        if batch_index >= start_batch:
+            positions = np.arange(part.stop - part.start)[rank::world]
+            yield batch_index, positions, order[part][positions]
+
+
 class CachedLoader:
     """Batches gathered from a uint8 array and augmented on the device as whole batches.
 
-    With a per-image policy (RandAugment, TrivialAugment) the gathering runs in DataLoader
-    workers that apply it to each stored image; otherwise it is one `np.take` per batch.
+    On a GPU the whole array is copied to the device once when it fits (`on_device`), so a
+    batch is an index_select there; otherwise it is one `np.take` per batch plus a pinned copy.
+    With a per-image policy (RandAugment, TrivialAugment) gathering runs in DataLoader workers
+    that apply the policy to each stored image.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, transform, device: torch.device,
                  seed: int = 0, shuffle: bool = False, repeats: int = 1, indices: Optional[np.ndarray] = None,
-                 per_image: Optional[Callable] = None, num_workers: int = 0) -> None:
+                 per_image: Optional[Callable] = None, num_workers: int = 0, shard: tuple = (0, 1),
+                 on_device: bool = False) -> None:
         self.images, self.labels = images, torch.as_tensor(labels)
         self.indices = np.arange(len(images)) if indices is None else np.asarray(indices)
         self.batch_size, self.transform, self.device = batch_size, transform, device
-        self.seed, self.shuffle, self.repeats = seed, shuffle, repeats
+        self.seed, self.shuffle, self.repeats, self.shard = seed, shuffle, repeats, shard
         self.per_image, self.num_workers = per_image, num_workers
         self.pin = device.type == "cuda"
+        self.device_images = None
+        if on_device and per_image is None:
+            self.device_images = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+            self.labels = self.labels.to(device)
 
     @property
     def num_samples(self) -> int:
@@ -80,28 +102,39 @@ class CachedLoader:
     def __len__(self) -> int:
         return -(-self.num_samples // self.batch_size)
 
-    def _pixel_batches(self, order: np.ndarray, epoch: int, start_batch: int) -> Iterator[tuple]:
+    def _gather(self, rows: np.ndarray) -> tuple:
+        if self.device_images is not None:
+            index = torch.from_numpy(rows).to(self.device, non_blocking=True)
+            return self.device_images.index_select(0, index), self.labels.index_select(0, index)
+        pixels, labels = torch.from_numpy(np.take(self.images, rows, axis=0)), self.labels[torch.from_numpy(rows)]
+        return pixels, labels
+
+    def _pixel_batches(self, order: np.ndarray, epoch: int, start_batch: int, limit: Optional[int]) -> Iterator[tuple]:
+        plan = planned_batches(order, self.batch_size, start_batch, limit, self.shard)
         if self.per_image is None:
-            for batch_index, part in enumerate(batch_slices(self.num_samples, self.batch_size)):
-                if batch_index >= start_batch:
-                    rows = order[part]
-                    yield batch_index, (torch.from_numpy(np.take(self.images, rows, axis=0)), self.labels[torch.from_numpy(rows)])
+            for batch_index, positions, rows in plan:
+                yield batch_index, positions, self._gather(rows)
             return
         dataset = ArrayDataset(self.images, self.labels, self.per_image)
-        sampler = SeededBatchSampler(torch.from_numpy(order), self.batch_size, self.seed, epoch, start_batch)
+        sampler = SeededBatchSampler(plan, self.seed, epoch)
         loader = DataLoader(dataset, batch_sampler=sampler, num_workers=usable_workers(self.num_workers),
                             persistent_workers=False)
-        yield from enumerate(loader, start=start_batch)
+        for (batch_index, positions), batch in zip(sampler.positions, loader):
+            yield batch_index, positions, batch
 
-    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple]:
+    def epoch(self, epoch: int, start_batch: int = 0, limit: Optional[int] = None) -> Iterator[tuple]:
+        """This rank's share of the epoch's batches, from `start_batch`, stopping after `limit` samples."""
         order = self.indices[epoch_order(self.num_samples, self.seed, epoch, self.shuffle, self.repeats).numpy()]
         generator = torch.Generator(device=self.device)
-        for batch_index, (pixels, labels) in self._pixel_batches(order, epoch, start_batch):
-            if self.pin:
+        for batch_index, positions, (pixels, labels) in self._pixel_batches(order, epoch, start_batch, limit):
+            if self.pin and not pixels.is_cuda:
                 pixels, labels = pixels.pin_memory(), labels.pin_memory()
             pixels = pixels.to(self.device, non_blocking=True)
             generator.manual_seed(mix_seed(self.seed, epoch, batch_index, 2))
-            yield self.transform(pixels, generator), labels.to(self.device, non_blocking=True)
+            batch_total = min(self.batch_size, (limit or self.num_samples) - batch_index * self.batch_size)
+            images = self.transform(pixels, generator, positions=torch.from_numpy(positions).to(self.device),
+                                    batch_total=batch_total)
+            yield images, labels.to(self.device, non_blocking=True)
 
 
 def apply_seeded(transform: Callable, image, seed: int):
@@ -153,28 +186,34 @@ def usable_workers(requested: int) -> int:
 
 
 class SeededBatchSampler:
-    """Batches of (index, per-sample seed) in the epoch's order, starting at `start_batch`."""
+    """Turns a batch plan into lists of (row, per-sample seed); the seed depends on the sample's
+    position in the epoch only, so augmentation is the same for any worker count or rank count."""
 
-    def __init__(self, order: torch.Tensor, batch_size: int, seed: int, epoch: int, start_batch: int) -> None:
-        self.order, self.batch_size, self.seed, self.epoch, self.start_batch = order.tolist(), batch_size, seed, epoch, start_batch
+    def __init__(self, plan: Iterator[tuple], seed: int, epoch: int) -> None:
+        self.plan, self.seed, self.epoch = list(plan), seed, epoch
+
+    @property
+    def positions(self) -> list:
+        return [(batch_index, positions) for batch_index, positions, _ in self.plan]
 
     def __iter__(self):
-        for batch_index, part in enumerate(batch_slices(len(self.order), self.batch_size)):
-            if batch_index >= self.start_batch:
-                yield [(index, mix_seed(self.seed, self.epoch, part.start + k, 3)) for k, index in enumerate(self.order[part])]
+        for batch_index, positions, rows in self.plan:
+            yield [(int(row), mix_seed(self.seed, self.epoch, batch_index, int(position), 3))
+                   for position, row in zip(positions, rows)]
 
     def __len__(self) -> int:
-        return max(0, -(-len(self.order) // self.batch_size) - self.start_batch)
+        return len(self.plan)
 
 
 class FolderLoader:
     """The plain torchvision path: ImageFolder-style decoding in DataLoader workers."""
 
     def __init__(self, split: Split, transform: Callable, batch_size: int, num_workers: int, device: torch.device,
-                 seed: int = 0, shuffle: bool = False, repeats: int = 1, decode_size: Optional[int] = None) -> None:
+                 seed: int = 0, shuffle: bool = False, repeats: int = 1, decode_size: Optional[int] = None,
+                 shard: tuple = (0, 1)) -> None:
         self.dataset = FolderDataset(split, transform, decode_size)
         self.batch_size, self.num_workers, self.device = batch_size, num_workers, device
-        self.seed, self.shuffle, self.repeats = seed, shuffle, repeats
+        self.seed, self.shuffle, self.repeats, self.shard = seed, shuffle, repeats, shard
 
     @property
     def num_samples(self) -> int:
@@ -183,9 +222,10 @@ class FolderLoader:
     def __len__(self) -> int:
         return -(-self.num_samples // self.batch_size)
 
-    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple]:
-        order = epoch_order(self.num_samples, self.seed, epoch, self.shuffle, self.repeats)
-        sampler = SeededBatchSampler(order, self.batch_size, self.seed, epoch, start_batch)
+    def epoch(self, epoch: int, start_batch: int = 0, limit: Optional[int] = None) -> Iterator[tuple]:
+        order = epoch_order(self.num_samples, self.seed, epoch, self.shuffle, self.repeats).numpy()
+        sampler = SeededBatchSampler(planned_batches(order, self.batch_size, start_batch, limit, self.shard),
+                                     self.seed, epoch)
         loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=usable_workers(self.num_workers),
                             pin_memory=self.device.type == "cuda", persistent_workers=False)
         for images, labels in loader:
@@ -239,9 +279,20 @@ def index_dataset(data: DataConfig) -> DatasetIndex:
     return index_image_folder(data)
 
 
+def fits_on_device(arrays: list, device: torch.device, setting) -> bool:
+    """Keep cached images on the GPU when asked, or (auto) when they take under a quarter of its free memory."""
+    if device.type != "cuda" or setting is False:
+        return False
+    if setting is True:
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return sum(a.nbytes for a in arrays) < free // 4
+
+
 def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, device: torch.device, seed: int,
-                  train_eval_samples: Optional[int] = None) -> DataBundle:
-    """The train, val and train-eval loaders of an indexed dataset."""
+                  train_eval_samples: Optional[int] = None, shard: tuple = (0, 1)) -> DataBundle:
+    """The train, val and train-eval loaders of an indexed dataset; each rank gets its `shard`
+    (rank, world size) of every batch."""
     per_image = per_image_transform(aug, data.img_size, data.mean)
     if data.loader == "cached":
         size, workers = data.resize_size, max(1, usable_workers(data.num_workers))
@@ -253,23 +304,24 @@ def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, dev
                                        data.mean, data.std, device)
         eval_tf = EvalBatchTransform(data.img_size, data.mean, data.std, device)
         subset = train_eval_indices(len(train_split.images), train_eval_samples or len(val_split.images), seed)
+        on_device = fits_on_device([train_split.images, val_split.images], device, data.on_device)
+        common = dict(device=device, shard=shard, on_device=on_device)
         return DataBundle(
-            train=CachedLoader(train_split.images, train_split.labels, data.batch_size, train_tf, device, seed,
-                               shuffle=True, repeats=aug.repeats,
-                               per_image=ArrayAugment(per_image) if per_image else None, num_workers=data.num_workers),
-            val=CachedLoader(val_split.images, val_split.labels, data.eval_batch, eval_tf, device),
-            train_eval=CachedLoader(train_split.images, train_split.labels, data.eval_batch, eval_tf, device,
-                                    indices=subset),
+            train=CachedLoader(train_split.images, train_split.labels, data.batch_size, train_tf, seed=seed,
+                               shuffle=True, repeats=aug.repeats, per_image=ArrayAugment(per_image) if per_image else None,
+                               num_workers=data.num_workers, **common),
+            val=CachedLoader(val_split.images, val_split.labels, data.eval_batch, eval_tf, **common),
+            train_eval=CachedLoader(train_split.images, train_split.labels, data.eval_batch, eval_tf, indices=subset,
+                                    **common),
             classes=index.classes, class_names=index.class_names,
         )
     train_tf, eval_tf = folder_transforms(data, aug, per_image)
     subset = train_eval_indices(len(index.train), train_eval_samples or len(index.val), seed)
     train_eval_split = Split(tuple(index.train.paths[i] for i in subset), tuple(index.train.labels[i] for i in subset))
+    common = dict(num_workers=data.num_workers, device=device, shard=shard)
     return DataBundle(
-        train=FolderLoader(index.train, train_tf, data.batch_size, data.num_workers, device, seed, shuffle=True,
-                           repeats=aug.repeats),
-        val=FolderLoader(index.val, eval_tf, data.eval_batch, data.num_workers, device, decode_size=data.resize_size),
-        train_eval=FolderLoader(train_eval_split, eval_tf, data.eval_batch, data.num_workers, device,
-                                decode_size=data.resize_size),
+        train=FolderLoader(index.train, train_tf, data.batch_size, seed=seed, shuffle=True, repeats=aug.repeats, **common),
+        val=FolderLoader(index.val, eval_tf, data.eval_batch, decode_size=data.resize_size, **common),
+        train_eval=FolderLoader(train_eval_split, eval_tf, data.eval_batch, decode_size=data.resize_size, **common),
         classes=index.classes, class_names=index.class_names,
     )

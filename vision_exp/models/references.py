@@ -67,7 +67,9 @@ def torchvision_resnet_from(model: ResNet) -> torchvision.models.ResNet:
         setattr(reference, name, copy.deepcopy(getattr(model, name)))
     for name in ("layer1", "layer2", "layer3", "layer4"):
         stage = [
-            TorchvisionBasicBlock(b.conv1.in_channels, b.conv1.out_channels, b.conv1.stride, copy.deepcopy(b.downsample))
+            TorchvisionBasicBlock(
+                b.conv1.in_channels, b.conv1.out_channels, b.conv1.stride, downsample=copy.deepcopy(b.downsample)
+            )
             for b in getattr(model, name)
         ]
         setattr(reference, name, nn.Sequential(*stage))

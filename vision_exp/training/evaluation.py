@@ -6,6 +6,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from vision_exp.training.distributed import all_reduce_sum
 from vision_exp.training.runtime import autocast
 
 
@@ -33,12 +34,12 @@ def evaluate(model: torch.nn.Module, batches, device: torch.device, amp: Optiona
             confusion += torch.bincount(labels * num_classes + best[:, 0], minlength=num_classes**2).view(num_classes, num_classes)
         count += len(labels)
     model.train(was_training)
-    result = {
-        "loss": loss_sum.item() / max(count, 1),
-        "acc": 100.0 * top1.item() / max(count, 1),
-        "acc5": 100.0 * top5.item() / max(count, 1),
-        "count": count,
-    }
+    # Under torchrun each rank saw its shard: sum the counts over ranks.
+    totals = all_reduce_sum(torch.stack([loss_sum, top1.double(), top5.double(), torch.tensor(float(count), device=device, dtype=torch.float64)]))
+    loss_total, top1_total, top5_total, count_total = totals.tolist()
+    count_total = max(count_total, 1)
+    result = {"loss": loss_total / count_total, "acc": 100.0 * top1_total / count_total,
+              "acc5": 100.0 * top5_total / count_total, "count": int(count_total)}
     if confusion is not None:
-        result["confusion"] = confusion.cpu()
+        result["confusion"] = all_reduce_sum(confusion).cpu()
     return result

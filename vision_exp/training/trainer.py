@@ -26,7 +26,8 @@ from vision_exp.reporting.run import RunReporter
 from vision_exp.training.budget import Budget
 from vision_exp.training.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from vision_exp.training.evaluation import evaluate
-from vision_exp.training.runtime import amp_dtype, autocast, rng_state, select_device, set_rng_state
+from vision_exp.training.distributed import DistEnv, all_reduce_sum
+from vision_exp.training.runtime import amp_dtype, autocast, rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class TrainerConfig:
     grad_clip: Optional[float] = None
     ema_decay: Optional[float] = None
     ema_warmup: bool = True
+    sync_bn: bool = False
     checkpoint_every_steps: Optional[int] = None
     resume: str = "never"
     deterministic: bool = False
@@ -104,6 +106,8 @@ class Trainer:
         scheduler_factory: Callable,
         config: TrainerConfig,
         run_dir: Path,
+        device: torch.device,
+        dist_env: DistEnv = DistEnv(),
         train_loss: Optional[torch.nn.Module] = None,
         batch_augment: Optional[Callable] = None,
         hparams: Optional[dict] = None,
@@ -112,7 +116,7 @@ class Trainer:
         self.cfg = config
         self.run_dir = Path(run_dir)
         self.data = data
-        self.device = select_device(config.device)
+        self.device, self.dist = device, dist_env
         self.amp = amp_dtype(config.amp, self.device)
         self.batch_size = data.train.batch_size
         self.budget = Budget.create(data.train.num_samples, self.batch_size, config.epochs, config.train_samples)
@@ -121,6 +125,10 @@ class Trainer:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
         self.num_params = sum(p.numel() for p in self.model.parameters())
+        if dist_env.enabled and config.sync_bn:
+            if self.device.type != "cuda":
+                raise ConfigError("trainer.sync_bn=true needs CUDA devices (SyncBatchNorm does not run on the CPU)")
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.optimizer = optimizer_factory(self.model)
         self.scheduler = scheduler_factory(self.optimizer, total_steps=self.budget.total_steps,
                                            steps_per_epoch=self.budget.steps_per_full_epoch)
@@ -133,7 +141,12 @@ class Trainer:
 
             # Warmup: the decay grows with the step count, so short runs still average recent weights.
             self.ema = ModelEmaV3(self.model, decay=config.ema_decay, use_warmup=config.ema_warmup)
-        self.forward = torch.compile(self.model) if config.compile else self.model
+        replica = self.model
+        if dist_env.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            replica = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.forward = torch.compile(replica) if config.compile else replica
         self.hparams = hparams or {}
         self.title = title
         self.position = Position()
@@ -175,7 +188,8 @@ class Trainer:
         return Path(mode)
 
     def save(self, name: str) -> None:
-        save_checkpoint(self.state_dict(), self.checkpoint_dir / name)
+        if self.dist.is_main:
+            save_checkpoint(self.state_dict(), self.checkpoint_dir / name)
 
     # ------------------------------------------------------------------------------- training
     def fit(self) -> dict:
@@ -186,6 +200,8 @@ class Trainer:
                      self.position.epoch, self.position.batch, self.position.samples_seen)
         elif self.cfg.resume == "auto":
             log.info("no checkpoint in %s: starting from scratch", self.checkpoint_dir)
+        if not self.dist.is_main:  # other ranks train and evaluate their shards, and write nothing
+            return {"status": "completed", **self._train(None)}
         reporter = RunReporter(self.run_dir, self.hparams, self.position.epoch, self.position.samples_seen, self.title)
         try:
             summary = self._train(reporter)
@@ -195,17 +211,22 @@ class Trainer:
         reporter.finish(summary)
         return {"status": "completed", **summary}
 
-    def _train(self, reporter: RunReporter) -> dict:
+    def _train(self, reporter: Optional[RunReporter]) -> dict:
         budget = self.budget
         log.info("training %s (%s parameters): %d samples = %d steps of %d over %d epoch(s) on %s%s",
                  type(self.model).__name__, f"{self.num_params:,}", budget.train_samples, budget.total_steps,
                  self.batch_size, budget.num_epochs, self.device, f" with {self.amp} autocast" if self.amp else "")
         self._session_start, self._elapsed_before = time.perf_counter(), self.position.elapsed_s
+        last = {}
         while self.position.epoch < budget.num_epochs:
             self._train_epoch()
-            reporter.log_epoch(self._end_epoch())
+            last = self._end_epoch()
+            if reporter is not None:
+                reporter.log_epoch(last)
             self.save("last.pt")
-        return self._summary(reporter.records[-1] if reporter.records else {})
+        if reporter is not None and reporter.records:
+            last = reporter.records[-1]
+        return self._summary(last)
 
     def _train_epoch(self) -> None:
         position, budget, running = self.position, self.budget, self.position.running
@@ -217,17 +238,15 @@ class Trainer:
         bar = self._progress_bar(epoch, steps, position.batch)
         log_every = self.cfg.log_every_steps or max(1, steps // 4)
         check_every = 1 if self.device.type == "cpu" else min(log_every, 25)
-        batches = iter(self.data.train.epoch(epoch, start_batch=position.batch))
+        batches = iter(self.data.train.epoch(epoch, start_batch=position.batch, limit=samples_target))
         self._phase_start = time.perf_counter()
         while position.batch < steps:
             fetch_start = time.perf_counter()
             images, labels = next(batches)
             running["wait_s"] += time.perf_counter() - fetch_start
-            take = min(len(images), samples_target - position.batch * self.batch_size)
-            if take < len(images):
-                images, labels = images[:take], labels[:take]
-            loss, batch_correct = self._step(images, labels)
-            loss_sum += loss.detach().double() * take
+            take = min(self.batch_size, samples_target - position.batch * self.batch_size)  # global batch size
+            loss, batch_correct = self._step(images, labels, take)
+            loss_sum += loss.detach().double() * len(labels)
             correct += batch_correct
             position.batch += 1
             position.step += 1
@@ -252,7 +271,7 @@ class Trainer:
         self._check_finite(loss_sum, position.step, check_every)
         self._fold_running(loss_sum, correct)
 
-    def _step(self, images: torch.Tensor, labels: torch.Tensor):
+    def _step(self, images: torch.Tensor, labels: torch.Tensor, global_count: int):
         images = images.contiguous(memory_format=self.memory_format)
         targets = labels
         if self.batch_augment is not None:
@@ -261,7 +280,10 @@ class Trainer:
             logits = self.forward(images)
         loss = self.train_loss(logits.float(), targets)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        # DDP averages the ranks' gradients; weighting each rank's mean loss by its share of the
+        # global batch makes that the gradient of the global mean, also for uneven last batches.
+        weight = len(labels) * self.dist.world_size / global_count
+        self.scaler.scale(loss * weight if weight != 1 else loss).backward()
         if self.cfg.grad_clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -274,8 +296,9 @@ class Trainer:
     def _fold_running(self, loss_sum: torch.Tensor, correct: torch.Tensor) -> None:
         """Move the device-side running sums into the position (one sync), e.g. before a checkpoint."""
         running = self.position.running
-        running["loss_sum"] += loss_sum.item()
-        running["correct"] += correct.item()
+        totals = all_reduce_sum(torch.stack([loss_sum, correct]))
+        running["loss_sum"] += totals[0].item()
+        running["correct"] += totals[1].item()
         loss_sum.zero_()
         correct.zero_()
         now = time.perf_counter()
@@ -285,7 +308,8 @@ class Trainer:
         self.position.elapsed_s = self._elapsed_before + now - self._session_start
 
     def _check_finite(self, loss_sum: torch.Tensor, step: int, window: int) -> None:
-        if not torch.isfinite(loss_sum):
+        bad = all_reduce_sum((~torch.isfinite(loss_sum)).double())  # every rank stops together
+        if bad.item() > 0:
             last = self.checkpoint_dir / "last.pt"
             where = f"step {step}" if window == 1 else f"steps {max(1, step - window + 1)}-{step}"
             raise TrainingDiverged(
@@ -310,8 +334,9 @@ class Trainer:
         position.epoch += 1
         if val["acc"] > position.best_val_acc:
             position.best_val_acc, position.best_epoch = val["acc"], position.epoch
-            save_checkpoint({"model": model.state_dict(), "epoch": position.epoch, "val_acc": val["acc"],
-                             "samples_seen": position.samples_seen}, self.checkpoint_dir / "best.pt")
+            if self.dist.is_main:
+                save_checkpoint({"model": model.state_dict(), "epoch": position.epoch, "val_acc": val["acc"],
+                                 "samples_seen": position.samples_seen}, self.checkpoint_dir / "best.pt")
         record = {
             "epoch": position.epoch,
             "epoch_progress": position.samples_seen / self.budget.samples_per_epoch,

@@ -1,0 +1,38 @@
+"""torchrun with two CPU processes (gloo) trains like one process with the same global batch."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli
+
+TOLERANCE = 1e-4  # float sums in another order; stated in the README
+
+
+def vit_args(folder):
+    # A ViT (LayerNorm, no BatchNorm): per-rank batch statistics would be the one legitimate difference.
+    return ["data=folder", f"data.root={folder}", "data.img_size=16", "data.batch_size=8", "data.num_workers=0",
+            "model=vit_v1", "model.embed_dim=16", "model.depth=1", "model.num_heads=2", "trainer.epochs=2",
+            "trainer.deterministic=true", "trainer.progress=none", "trainer.train_samples=60"]
+
+
+def test_two_process_run_matches_one_process_run(tiny_folder, tmp_path):
+    single = run_cli(vit_args(tiny_folder) + [f"hydra.run.dir={tmp_path / 'one'}"])
+    assert single.returncode == 0, single.stdout + single.stderr
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    multi = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "vision_exp.train",
+                            *vit_args(tiny_folder), f"hydra.run.dir={tmp_path / 'two'}"],
+                           capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert multi.returncode == 0, multi.stdout + multi.stderr
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert two["samples_seen"] == one["samples_seen"] == 60 and two["steps"] == one["steps"]
+    for key in ("val_loss", "train_loss", "train_running_loss", "val_acc", "train_acc", "train_running_acc"):
+        assert two[key] == pytest.approx(one[key], abs=TOLERANCE), key
+    # rank 0 alone wrote: one record per epoch, one set of TensorBoard event files
+    assert len((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) == 2
+    assert len(list((tmp_path / "two" / "tb").glob("events.out.tfevents.*"))) == 1

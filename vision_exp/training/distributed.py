@@ -1,0 +1,82 @@
+"""Data-parallel training under torchrun: who am I, and the few collective operations we need.
+
+`torchrun --nproc_per_node=N -m vision_exp.train ...` starts N copies of the entry point with
+RANK/WORLD_SIZE/LOCAL_RANK set. Every rank runs the same loop on its shard of each global
+batch; gradients are averaged by DistributedDataParallel; metrics are summed across ranks;
+rank 0 alone writes logs, checkpoints and metrics.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from vision_exp.training.runtime import select_device
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def shard(self) -> tuple:
+        return self.rank, self.world_size
+
+
+def env_from_torchrun() -> DistEnv:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistEnv()
+    return DistEnv(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def setup(device_name: str) -> tuple:
+    """(DistEnv, device); joins the process group when started by torchrun (NCCL on GPUs, else gloo)."""
+    env = env_from_torchrun()
+    if not env.enabled:
+        return env, select_device(device_name)
+    if device_name in ("auto", "cuda") and torch.cuda.is_available():
+        device = torch.device("cuda", env.local_rank)
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        device = select_device("cpu" if device_name == "auto" else device_name)
+        backend = "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend, rank=env.rank, world_size=env.world_size)
+    return env, device
+
+
+@contextlib.contextmanager
+def main_first(env: DistEnv):
+    """Run the block on rank 0 first, then on the other ranks (e.g. building a shared cache once)."""
+    if env.enabled and not env.is_main:
+        dist.barrier()
+    yield
+    if env.enabled and env.is_main:
+        dist.barrier()
+
+
+def teardown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks in place (a no-op in a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
