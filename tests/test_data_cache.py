@@ -1,71 +1,84 @@
-"""The uint8 cache: built once, reused, rebuilt when the config or the files change."""
+"""The uint8 cache: built once, reused, rebuilt when the config or the files change, portable."""
 import json
-import os
+import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import write_image_folder
 from vision_exp.data import cache as cache_mod
-from vision_exp.data.cache import cached_split
 from vision_exp.data.config import DataConfig
 from vision_exp.data.images import open_rgb, resize_center_square
-from vision_exp.data.index import index_image_folder
+from vision_exp.data.loaders import build_loaders, cached_index_split, index_dataset
 from vision_exp.errors import DataError
+from vision_exp.recipe.augment import AugmentConfig
 
 
-def build(root, cache_dir, size=20, on_bad_image="skip", workers=1):
-    index = index_image_folder(DataConfig(root=str(root)))
-    return index, cached_split(str(cache_dir), "t-train", index.train, size, workers, on_bad_image)
+def settings(root, cache_dir, size=20, **kw):
+    return DataConfig(root=str(root), cache_dir=str(cache_dir), img_size=16, cache_size=size, **kw)
 
 
-def test_cache_holds_the_decoded_images_and_labels(tiny_folder, tmp_path):
-    index, split = build(tiny_folder, tmp_path)
+def build(data, workers=1, split="train"):
+    index = index_dataset(data)
+    return index, cached_index_split(index, data, split, workers)
+
+
+def test_cache_holds_the_decoded_images_labels_and_manifest(tiny_folder, tmp_path):
+    data = settings(tiny_folder, tmp_path)
+    index, split = build(data)
     assert split.images.shape == (len(index.train), 20, 20, 3) and split.images.dtype == np.uint8
     assert list(split.labels) == list(index.train.labels)
     expected = np.asarray(resize_center_square(open_rgb(index.train.paths[5], 20), 20))
     np.testing.assert_array_equal(split.images[5], expected)
-    entries = [p for p in tmp_path.iterdir() if p.is_dir()]
-    assert len(entries) == 1
-    manifest = json.loads((entries[0] / "manifest.json").read_text())
-    assert manifest["count"] == len(index.train) and manifest["size"] == 20 and len(manifest["paths"]) == len(index.train)
+    manifest = json.loads((data.cache_entry("train") / "manifest.json").read_text())
+    assert manifest["count"] == len(index.train) and manifest["size"] == 20
+    assert manifest["classes"] == list(index.classes) and len(manifest["files"]) == len(index.train)
+    relative, size, label = manifest["files"][0]
+    assert (tiny_folder / relative).stat().st_size == size and label == index.train.labels[0]
 
 
 def test_parallel_build_equals_serial_build(tiny_folder, tmp_path):
-    _, serial = build(tiny_folder, tmp_path / "a", workers=1)
-    _, parallel = build(tiny_folder, tmp_path / "b", workers=2)
+    _, serial = build(settings(tiny_folder, tmp_path / "a"), workers=1)
+    _, parallel = build(settings(tiny_folder, tmp_path / "b"), workers=2)
     np.testing.assert_array_equal(np.asarray(serial.images), np.asarray(parallel.images))
 
 
 def test_second_use_reuses_the_cache(tiny_folder, tmp_path, monkeypatch):
-    build(tiny_folder, tmp_path)
+    build(settings(tiny_folder, tmp_path))
     calls = []
     monkeypatch.setattr(cache_mod, "build_split_cache", lambda *a, **k: calls.append(a))
-    _, split = build(tiny_folder, tmp_path)
+    _, split = build(settings(tiny_folder, tmp_path))
     assert calls == [] and len(split.images) > 0
 
 
-def test_changed_size_or_changed_files_rebuild(tmp_path):
+def test_changed_settings_use_another_entry_and_changed_files_rebuild(tmp_path):
     root = write_image_folder(tmp_path / "d", per_split={"train": 3, "val": 1})
-    build(root, tmp_path / "c", size=20)
-    build(root, tmp_path / "c", size=24)
-    assert len(list((tmp_path / "c").iterdir())) == 2
-    victim = next((root / "train").rglob("*.JPEG"))
-    os.utime(victim, ns=(1, 1))
-    build(root, tmp_path / "c", size=20)
-    assert len(list((tmp_path / "c").iterdir())) == 3
+    small, large = settings(root, tmp_path / "c", size=20), settings(root, tmp_path / "c", size=24)
+    build(small)
+    build(large)
+    assert small.cache_entry("train") != large.cache_entry("train")
+    assert settings(root, tmp_path / "c", max_train_per_class=2).cache_entry("train") != small.cache_entry("train")
+    victim = sorted((root / "train").rglob("*.JPEG"))[0]
+    before = np.asarray(build(small)[1].images).copy()
+    victim.write_bytes(victim.read_bytes() + b"\0" * 64)  # same name, other content
+    after = build(small)[1]
+    manifest = json.loads((small.cache_entry("train") / "manifest.json").read_text())
+    assert any(size == victim.stat().st_size for _, size, _ in manifest["files"])
+    assert after.images.shape == before.shape
 
 
 def test_manifest_mismatch_is_rebuilt(tmp_path):
     root = write_image_folder(tmp_path / "d", per_split={"train": 3, "val": 1})
-    _, first = build(root, tmp_path / "c")
-    entry = next((tmp_path / "c").iterdir())
-    manifest = json.loads((entry / "manifest.json").read_text())
+    data = settings(root, tmp_path / "c")
+    _, first = build(data)
+    manifest_path = data.cache_entry("train") / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
     manifest["count"] = 999
-    (entry / "manifest.json").write_text(json.dumps(manifest))
-    _, second = build(root, tmp_path / "c")
+    manifest_path.write_text(json.dumps(manifest))
+    _, second = build(data)
     assert len(second.images) == len(first.images)
-    assert json.loads((entry / "manifest.json").read_text())["count"] == len(first.images)
+    assert json.loads(manifest_path.read_text())["count"] == len(first.images)
 
 
 def test_unreadable_image_is_skipped_or_refused(tmp_path):
@@ -73,9 +86,27 @@ def test_unreadable_image_is_skipped_or_refused(tmp_path):
     victim = sorted((root / "train").rglob("*.JPEG"))[0]
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 3])  # a truncated JPEG
-    index, split = build(root, tmp_path / "c")
-    assert len(split.images) == len(index.train) - 1 and str(victim) not in split.paths
+    index, split = build(settings(root, tmp_path / "c"))
+    assert len(split.images) == len(index.train) - 1 and str(victim.relative_to(root)) not in split.paths
     assert len(split.skipped) == 1 and str(victim) in split.skipped[0]
+    refuse = settings(root, tmp_path / "c2", on_bad_image="error")
     with pytest.raises(DataError, match=victim.name):
-        build(root, tmp_path / "c2", on_bad_image="error")
-    assert not any((tmp_path / "c2").glob("*/manifest.json")), "a refused build leaves no cache entry"
+        build(refuse)
+    assert not refuse.cache_entry("train").exists(), "a refused build leaves no cache entry"
+
+
+def test_a_copied_cache_trains_without_the_original_images(tmp_path):
+    root = write_image_folder(tmp_path / "d", per_split={"train": 3, "val": 2})
+    data = settings(root, tmp_path / "c")
+    original = build(data)[0]
+    build(data, split="val")
+    shutil.copytree(tmp_path / "c", tmp_path / "elsewhere")
+    shutil.rmtree(root)
+    moved = settings(root, tmp_path / "elsewhere")
+    index = index_dataset(moved)
+    assert index.from_cache and index.classes == original.classes and index.class_names == original.class_names
+    bundle = build_loaders(index, moved, AugmentConfig(), torch.device("cpu"), seed=0)
+    images, labels = next(bundle.train.epoch(0))
+    assert images.shape[1:] == (3, 16, 16) and len(bundle.val.images) == 2 * 3
+    with pytest.raises(DataError, match="dataset folder not found"):
+        index_dataset(settings(root, tmp_path / "empty-cache"))

@@ -112,9 +112,9 @@ def test_mixup_targets_reach_the_loss(tiny_folder, tmp_path, monkeypatch):
     seen = []
     original = Trainer._step
 
-    def spy(self, images, labels):
+    def spy(self, images, labels, global_count):
         seen.append(self.batch_augment(images.clone(), labels)[1])
-        return original(self, images, labels)
+        return original(self, images, labels, global_count)
 
     monkeypatch.setattr(Trainer, "_step", spy)
     cfg = compose(tiny_overrides(tiny_folder, "augmentation=mixup_cutmix", "loss.label_smoothing=0.1",

@@ -1,10 +1,14 @@
 """`python -m vision_exp.train [hydra overrides]`: compose conf/train.yaml and train one run.
 
 A bad input ends with one clear message and exit status 2 (add hydra.verbose=true for the
-traceback). In a multirun, a failing job is recorded in its metrics.json and the sweep goes on.
+traceback). In a multirun, a failing job is recorded in its metrics.json and the sweep goes on;
+a job whose folder already holds its completed run is skipped, an interrupted one resumes from
+its last checkpoint (see `prepare_sweep_job`), and the sweep summarizes itself at the end
+(vision_exp/sweeps/callback.py), exiting with status 1 if a job did not complete.
 """
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import traceback
@@ -14,13 +18,44 @@ from typing import Optional
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vision_exp.errors import UserError
 from vision_exp.experiment import run_experiment
+from vision_exp.reporting.files import write_text_atomic
 from vision_exp.reporting.run import record_failure
+from vision_exp.sweeps.jobs import check_same_config, completed_record, has_earlier_attempt
+from vision_exp.sweeps.launch import gpu_for_job, register_resolvers
 
 log = logging.getLogger("vision_exp.train")
+register_resolvers()  # conf/hydra/default.yaml names the sweep folder with it
+
+
+def prepare_sweep_job(cfg: DictConfig, run_dir: Path, hydra_cfg) -> Optional[dict]:
+    """Make a sweep job rerunnable: the completed run's metrics.json to skip it, else None.
+
+    A folder with an earlier attempt of the same config resumes from its checkpoint
+    (trainer.resume=auto); another config there is an error. Under the joblib launcher with
+    several GPUs, the job trains on its own one. overrides.json is written first thing, so that
+    the summary knows every job's configuration, also of one that fails before training.
+    """
+    if has_earlier_attempt(run_dir):
+        check_same_config(run_dir, OmegaConf.to_container(cfg, resolve=True))
+        finished = completed_record(run_dir)
+        if finished is not None:
+            log.info("skipped: already completed (%s)", run_dir / "metrics.json")
+            return finished
+    write_text_atomic(run_dir / "overrides.json", json.dumps(list(hydra_cfg.overrides.task)))
+    with open_dict(cfg):
+        if has_earlier_attempt(run_dir) and cfg.trainer.resume == "never":
+            cfg.trainer.resume = "auto"
+        if hydra_cfg.launcher._target_.endswith("JoblibLauncher") and cfg.trainer.device == "auto":
+            import torch
+
+            gpu = gpu_for_job(hydra_cfg.job.num, torch.cuda.device_count())
+            if gpu is not None:
+                cfg.trainer.device = f"cuda:{gpu}"
+    return None
 
 
 def run_task(cfg: DictConfig) -> Optional[dict]:
@@ -29,6 +64,10 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     verbose = bool(hydra_cfg.verbose)
     try:
+        if multirun:
+            finished = prepare_sweep_job(cfg, run_dir, hydra_cfg)
+            if finished is not None:
+                return finished
         return run_experiment(cfg, run_dir, list(hydra_cfg.overrides.task))
     except UserError as exc:
         log.error("%s", exc)

@@ -1,15 +1,16 @@
 """Decode a split once into a uint8 array on disk; every later run reads it memory-mapped.
 
 Small models at 32-64 px train faster than a machine decodes JPEGs, so decoding every epoch
-bounds the whole run. A cache entry is a folder named after a hash of everything that decides
-its pixels (the file list with sizes and modification times, the stored size, the decoder
-version), holding `<split>.npy` (N, S, S, 3) uint8 plus `manifest.json`; a changed config or
-changed files give another hash, hence a rebuild. Entries are built in a temporary folder and
-renamed into place, so an interrupted build never leaves a half-written cache behind.
+bounds the whole run. A cache entry is a folder named after a hash of the data settings that
+select its images (dataset, classes, per-class limits, seed, stored size), holding
+`images.npy` (N, S, S, 3) uint8, `labels.npy` and `manifest.json` (the files with their sizes
+and labels, the classes). A changed config gives another entry; changed files (another list or
+another size) rebuild the entry. Because the manifest names everything a run needs, a cache
+copied to another machine works there without the original images. Entries are built in a
+temporary folder and renamed into place, so an interrupted build leaves no half-written cache.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from typing import Optional
 
 import numpy as np
 
+from vision_exp.data.hf_rows import is_row_uri, row_content_id
 from vision_exp.data.images import open_rgb, resize_center_square
 from vision_exp.data.index import Split
 from vision_exp.errors import DataError
@@ -42,12 +44,18 @@ class CachedSplit:
     skipped: tuple
 
 
-def cache_key(split: Split, size: int) -> str:
-    digest = hashlib.sha256(f"v{CACHE_FORMAT}|{size}".encode())
-    for path, label in zip(split.paths, split.labels):
-        stat = os.stat(path)
-        digest.update(f"|{path}|{label}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
+def content_id(path: str, base: Path) -> tuple:
+    """(name, stamp) of an image: a file's path relative to the dataset root and its size in bytes,
+    or a dataset row's split/row and the dataset's fingerprint (see hf_rows)."""
+    if is_row_uri(path):
+        return row_content_id(path)
+    return str(Path(path).relative_to(base)), os.stat(path).st_size
+
+
+def file_list(split: Split, root: str) -> list:
+    """[name, stamp, label] of every image: what identifies a split's content."""
+    base = Path(root)
+    return [[*content_id(p, base), int(label)] for p, label in zip(split.paths, split.labels)]
 
 
 def _decode_chunk(args) -> list:
@@ -90,7 +98,8 @@ def _write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def build_split_cache(entry: Path, split: Split, size: int, workers: int, name: str, on_bad_image: str) -> None:
+def build_split_cache(entry: Path, split: Split, files: list, classes: dict, size: int, workers: int, name: str,
+                      on_bad_image: str) -> None:
     """Decode `split` into `entry/` (a fresh folder, renamed into place when complete)."""
     tmp = entry.parent / f"{entry.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -112,8 +121,10 @@ def build_split_cache(entry: Path, split: Split, size: int, workers: int, name: 
             "format": CACHE_FORMAT,
             "size": size,
             "count": int(len(keep)),
-            "paths": [split.paths[i] for i in keep],
+            "files": files,
+            "kept": keep.tolist(),
             "skipped": [message for _, message in failed],
+            **classes,
         })
         shutil.rmtree(entry, ignore_errors=True)
         os.replace(tmp, entry)
@@ -122,32 +133,46 @@ def build_split_cache(entry: Path, split: Split, size: int, workers: int, name: 
         raise
 
 
+def read_manifest(entry: Path) -> Optional[dict]:
+    try:
+        return json.loads((entry / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def load_split_cache(entry: Path) -> Optional[CachedSplit]:
     """The cached split at `entry`, or None when it is absent or does not match its manifest."""
+    manifest = read_manifest(entry)
+    if manifest is None:
+        return None
     try:
-        manifest = json.loads((entry / "manifest.json").read_text())
         images = np.load(entry / "images.npy", mmap_mode="r")
         labels = np.load(entry / "labels.npy")
     except (OSError, ValueError):
-        return None
+        images = labels = None
     size = manifest.get("size")
-    if manifest.get("format") != CACHE_FORMAT or images.shape != (manifest.get("count"), size, size, 3) or len(labels) != len(images):
+    if (manifest.get("format") != CACHE_FORMAT or images is None or len(labels) != len(images)
+            or images.shape != (manifest.get("count"), size, size, 3)):
         log.warning("cache %s does not match its manifest: rebuilding it", entry)
         return None
-    return CachedSplit(images, labels, tuple(manifest["paths"]), tuple(manifest["skipped"]))
+    paths = tuple(manifest["files"][i][0] for i in manifest["kept"])
+    return CachedSplit(images, labels, paths, tuple(manifest["skipped"]))
 
 
-def cached_split(cache_dir: str, name: str, split: Split, size: int, workers: int, on_bad_image: str) -> CachedSplit:
-    """The split decoded at `size`: read from the cache, or built there first."""
-    entry = Path(cache_dir) / f"{name}-{size}px-{cache_key(split, size)}"
-    found = load_split_cache(entry)
+def cached_split(entry: Path, split: Split, root: str, classes: dict, size: int, workers: int,
+                 on_bad_image: str) -> CachedSplit:
+    """The split decoded at `size`: read from `entry`, or (re)built there first when its file list changed."""
+    files = file_list(split, root)
+    manifest = read_manifest(entry)
+    found = load_split_cache(entry) if manifest is not None and manifest.get("files") == files else None
     if found is None:
-        log.info("decoding %d images of %s into %s", len(split), name, entry)
+        log.info("decoding %d images into %s", len(split), entry)
         try:
-            build_split_cache(entry, split, size, workers, name, on_bad_image)
+            build_split_cache(entry, split, files, classes, size, workers, entry.name, on_bad_image)
         except PermissionError as exc:
-            raise DataError(f"cannot write the data cache at {entry.parent}: {exc.strerror} (set VISION_EXP_CACHE or data.cache_dir)") from None
+            raise DataError(f"cannot write the data cache at {entry.parent}: {exc.strerror} "
+                            f"(set VISION_EXP_CACHE or data.cache_dir)") from None
         found = load_split_cache(entry)
     if found.skipped:
-        log.warning("%s: %d unreadable images were skipped when the cache was built", name, len(found.skipped))
+        log.warning("%s: %d unreadable images were skipped when the cache was built", entry.name, len(found.skipped))
     return found

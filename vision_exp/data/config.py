@@ -1,7 +1,10 @@
 """Typed data settings: what the entry points turn `cfg.data` and `cfg.augmentation` into."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, Union
 
 from vision_exp.errors import ConfigError
@@ -9,6 +12,8 @@ from vision_exp.errors import ConfigError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LOADERS = ("cached", "folder")
+FORMATS = ("imagefolder", "tiny_imagenet", "imagenet_kaggle", "hf")  # the layouts vision_exp.data.formats reads
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 BAD_IMAGE_POLICIES = ("skip", "error")
 
 
@@ -21,6 +26,8 @@ class DataConfig:
     format: str = "imagefolder"
     train_split: str = "train"
     val_split: str = "val"
+    image_column: str = "image"  # format=hf: the Image column
+    label_column: str = "label"  # format=hf: the ClassLabel column
     img_size: int = 64
     num_classes: Optional[int] = None
     classes: Optional[Union[list, str]] = None
@@ -44,6 +51,13 @@ class DataConfig:
         self.mean, self.std = tuple(self.mean), tuple(self.std)
         if isinstance(self.classes, (list, tuple)):
             self.classes = [str(c) for c in self.classes]
+        elif isinstance(self.classes, str):
+            self.classes = str(find_class_list(self.classes))
+        if self.format not in FORMATS:
+            raise ConfigError(f"data.format={self.format!r}: choose one of {', '.join(FORMATS)}")
+        for key in ("train_split", "val_split", "image_column", "label_column"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise ConfigError(f"data.{key}={getattr(self, key)!r} must be a non-empty name")
         if self.img_size < 16:
             raise ConfigError(f"data.img_size={self.img_size} is too small: use 16 or more")
         if self.batch_size <= 0:
@@ -78,6 +92,30 @@ class DataConfig:
         """Shorter side before the centre crop: the stored size of cached images."""
         return self.cache_size or int(round(self.img_size / self.crop_pct))
 
+    def cache_entry(self, split: str) -> Path:
+        """The cache folder of a split ("train" or "val"): named after the settings that select its
+        pixels, not after where they lie, so a cache copied to another machine is found there."""
+        classes = self.classes
+        if isinstance(classes, str) and Path(classes).is_file():
+            classes = Path(classes).read_text().split()
+        selection = {
+            "name": self.name, "format": self.format, "split": getattr(self, f"{split}_split"), "classes": classes,
+            "num_classes": self.num_classes,
+            "limit": getattr(self, f"max_{split}_per_class"), "seed": self.subset_seed, "size": self.resize_size,
+        }
+        digest = hashlib.sha256(json.dumps(selection, sort_keys=True).encode()).hexdigest()[:12]
+        return Path(self.cache_dir) / f"{self.name}-{split}-{self.resize_size}px-{digest}"
+
     @property
     def eval_batch(self) -> int:
         return self.eval_batch_size or 2 * self.batch_size
+
+
+def find_class_list(path: str) -> Path:
+    """A class-list file as given, else relative to the project folder: presets name the lists they
+    ship as `conf/data/classes/<name>.txt`, which must work from any working directory."""
+    given = Path(path).expanduser()
+    if given.is_file() or given.is_absolute():
+        return given
+    in_project = PROJECT_DIR / given
+    return in_project if in_project.is_file() else given

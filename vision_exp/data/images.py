@@ -6,15 +6,18 @@ from typing import Optional
 from PIL import Image
 from torchvision.transforms import functional as TF
 
+from vision_exp.data.hf_rows import is_row_uri, row_image_file
+
 
 def open_rgb(path: str, min_size: Optional[int] = None) -> Image.Image:
-    """Open `path` as RGB (grayscale, CMYK, palette and RGBA images included).
+    """Open `path` (a file, or a dataset row named by an hf:// URI) as RGB (grayscale, CMYK, palette and
+    RGBA images included).
 
     With `min_size`, JPEGs are decoded by libjpeg at the smallest power-of-two reduction whose
     shorter side is still at least `min_size` (PIL's draft mode): several times faster, and the
     image is resized to `min_size` right after anyway.
     """
-    with Image.open(path) as img:
+    with Image.open(row_image_file(path) if is_row_uri(path) else path) as img:
         if min_size is not None and img.format == "JPEG":
             scale = min(img.size) / min_size
             img.draft("RGB", (max(1, int(img.size[0] / scale)), max(1, int(img.size[1] / scale))))

@@ -9,13 +9,19 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from vision_exp.data.config import DataConfig
 from vision_exp.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
+IMAGEWOOF_URL = "https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2-160.tgz"
+DOWNLOAD_HINTS = {  # by data.name prefix: how to get a missing ImageFolder dataset
+    "imagenette": "add data.download=true to fetch it",
+    "imagewoof": f"download {IMAGEWOOF_URL} and extract it in that folder (torchvision has no Imagewoof "
+                 f"downloader, so data.download=true cannot fetch it)",
+}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
@@ -40,6 +46,7 @@ class DatasetIndex:
     train: Split
     val: Split
     ignored_files: tuple = ()
+    from_cache: bool = False  # rebuilt from cache manifests: the original files are not here
 
     @property
     def num_classes(self) -> int:
@@ -60,6 +67,13 @@ def readable_class_names(classes: Sequence[str]) -> tuple:
     return tuple(names)
 
 
+def list_images(folder: Path) -> tuple:
+    """([sorted image paths], [other files]) directly inside `folder`."""
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    return ([str(p) for p in files if p.suffix.lower() in IMAGE_EXTENSIONS],
+            [str(p) for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS])
+
+
 def list_class_folders(split_dir: Path) -> tuple:
     """({class name: sorted image paths}, [other files]) for an ImageFolder split."""
     if not split_dir.is_dir():
@@ -69,10 +83,30 @@ def list_class_folders(split_dir: Path) -> tuple:
         raise DataError(f"no class folders in {split_dir} (expected {split_dir}/<class>/<image>)")
     images, ignored = {}, []
     for folder in folders:
-        files = sorted(p for p in folder.iterdir() if p.is_file())
-        images[folder.name] = [str(p) for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
-        ignored += [str(p) for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
+        images[folder.name], other = list_images(folder)
+        ignored += other
     return images, ignored
+
+
+def require_root(cfg: DataConfig, hint: str = "") -> Path:
+    """`data.root` as a Path, or a DataError that names it and says how to point at the data."""
+    root = Path(cfg.root)
+    if not root.is_dir():
+        raise DataError(
+            f"dataset folder not found: {root}\n"
+            f"  fix: set VISION_EXP_DATA to the folder that holds {root.name}/ (or data.root=<path>)"
+            + (f"\n  or: {hint}" if hint else "")
+        )
+    return root
+
+
+def report_ignored(ignored: list, on_bad_image: str) -> tuple:
+    """Files in the image folders that are not images: refused with on_bad_image=error, else logged."""
+    if ignored and on_bad_image == "error":
+        raise DataError(f"not an image file: {ignored[0]} (data.on_bad_image=skip ignores it)")
+    if ignored:
+        log.warning("ignored %d non-image files, e.g. %s", len(ignored), ignored[0])
+    return tuple(ignored)
 
 
 def read_class_list(classes) -> Optional[list]:
@@ -116,12 +150,15 @@ def take_per_class(files: list, limit: Optional[int], seed: int) -> list:
     return sorted(random.Random(seed).sample(files, limit))
 
 
-def build_split(per_class: dict, classes: list, limit: Optional[int], seed: int, where: Path) -> Split:
+def build_split(per_class: dict, classes: list, limit: Optional[int], seed: int,
+                no_images: Callable[[str], str]) -> Split:
+    """The images of `classes` (at most `limit` each) labelled by position; `no_images(class)` is the
+    error message for a class that has none, worded for the layout it was listed from."""
     paths, labels = [], []
     for label, name in enumerate(classes):
         files = take_per_class(per_class.get(name, []), limit, seed + label)
         if not files:
-            raise DataError(f"class folder without images: {where / name}")
+            raise DataError(no_images(name))
         paths += files
         labels += [label] * len(files)
     return Split(tuple(paths), tuple(labels))
@@ -129,13 +166,7 @@ def build_split(per_class: dict, classes: list, limit: Optional[int], seed: int,
 
 def index_image_folder(cfg: DataConfig) -> DatasetIndex:
     """Index an ImageFolder root (`<root>/<split>/<class>/<image>`) with the subset knobs applied."""
-    root = Path(cfg.root)
-    if not root.is_dir():
-        raise DataError(
-            f"dataset folder not found: {root}\n"
-            f"  fix: set VISION_EXP_DATA to the folder that holds {root.name}/ (or data.root=<path>)"
-            + ("\n  or: add data.download=true to fetch it" if cfg.name.startswith("imagenette") else "")
-        )
+    root = require_root(cfg, next((hint for name, hint in DOWNLOAD_HINTS.items() if cfg.name.startswith(name)), ""))
     train_dir, val_dir = root / cfg.train_split, root / cfg.val_split
     train_files, ignored = list_class_folders(train_dir)
     val_files, ignored_val = list_class_folders(val_dir)
@@ -147,11 +178,9 @@ def index_image_folder(cfg: DataConfig) -> DatasetIndex:
             f"only in val {only_val[:10]}"
         )
     classes = select_classes(sorted(train_files), cfg)
-    train = build_split(train_files, classes, cfg.max_train_per_class, cfg.subset_seed, train_dir)
-    val = build_split(val_files, classes, cfg.max_val_per_class, cfg.subset_seed, val_dir)
-    ignored_files = tuple(ignored + ignored_val)
-    if ignored_files and cfg.on_bad_image == "error":
-        raise DataError(f"not an image file: {ignored_files[0]} (data.on_bad_image=skip ignores it)")
-    if ignored_files:
-        log.warning("ignored %d non-image files, e.g. %s", len(ignored_files), ignored_files[0])
+    train = build_split(train_files, classes, cfg.max_train_per_class, cfg.subset_seed,
+                        lambda name: f"class folder without images: {train_dir / name}")
+    val = build_split(val_files, classes, cfg.max_val_per_class, cfg.subset_seed,
+                      lambda name: f"class folder without images: {val_dir / name}")
+    ignored_files = report_ignored(ignored + ignored_val, cfg.on_bad_image)
     return DatasetIndex(str(root), tuple(classes), readable_class_names(classes), train, val, ignored_files)

@@ -20,11 +20,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vision_exp.data.batch_augment import EvalBatchTransform, TrainBatchTransform
-from vision_exp.data.cache import cached_split
+from vision_exp.data.cache import cached_split, load_split_cache, read_manifest
 from vision_exp.data.config import DataConfig
 from vision_exp.data.download import download_imagenette
+from vision_exp.data.formats import index_by_format
 from vision_exp.data.images import open_rgb
-from vision_exp.data.index import DatasetIndex, Split, index_image_folder
+from vision_exp.data.index import DatasetIndex, Split
 from vision_exp.errors import DataError
 from vision_exp.recipe.augment import ArrayAugment, AugmentConfig, per_image_transform
 
@@ -271,12 +272,30 @@ def folder_transforms(data: DataConfig, aug: AugmentConfig, per_image: Optional[
     return train, evaluate
 
 
+def index_from_cache(data: DataConfig) -> Optional[DatasetIndex]:
+    """The index stored in the cache manifests of both splits (None if either is missing)."""
+    manifests = {split: read_manifest(data.cache_entry(split)) for split in ("train", "val")}
+    if any(m is None or "classes" not in m for m in manifests.values()):
+        return None
+    root = manifests["train"]["root"]
+    splits = {name: Split(tuple(str(Path(root) / f) for f, _, _ in m["files"]), tuple(label for _, _, label in m["files"]))
+              for name, m in manifests.items()}
+    return DatasetIndex(root, tuple(manifests["train"]["classes"]), tuple(manifests["train"]["class_names"]),
+                        splits["train"], splits["val"], from_cache=True)
+
+
 def index_dataset(data: DataConfig) -> DatasetIndex:
-    """Index the dataset, downloading Imagenette first when asked to and it is missing."""
+    """Index the dataset: from its files, read as `data.format` (downloading Imagenette first when asked
+    to and it is missing), or, when the files are absent, from a cache built elsewhere with the same settings."""
     root = Path(data.root)
     if not root.exists() and data.download:
         download_imagenette(root)
-    return index_image_folder(data)
+    if not root.exists() and data.loader == "cached":
+        index = index_from_cache(data)
+        if index is not None:
+            log.info("%s not found: using the cached images in %s", root, data.cache_dir)
+            return index
+    return index_by_format(data)
 
 
 def fits_on_device(arrays: list, device: torch.device, setting) -> bool:
@@ -289,15 +308,23 @@ def fits_on_device(arrays: list, device: torch.device, setting) -> bool:
     return sum(a.nbytes for a in arrays) < free // 4
 
 
+def cached_index_split(index: DatasetIndex, data: DataConfig, name: str, workers: int):
+    split = getattr(index, name)
+    entry = data.cache_entry(name)
+    if index.from_cache:
+        return load_split_cache(entry)
+    classes = {"root": index.root, "classes": list(index.classes), "class_names": list(index.class_names)}
+    return cached_split(entry, split, index.root, classes, data.resize_size, workers, data.on_bad_image)
+
+
 def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, device: torch.device, seed: int,
                   train_eval_samples: Optional[int] = None, shard: tuple = (0, 1)) -> DataBundle:
     """The train, val and train-eval loaders of an indexed dataset; each rank gets its `shard`
     (rank, world size) of every batch."""
     per_image = per_image_transform(aug, data.img_size, data.mean)
     if data.loader == "cached":
-        size, workers = data.resize_size, max(1, usable_workers(data.num_workers))
-        train_split = cached_split(data.cache_dir, f"{data.name}-train", index.train, size, workers, data.on_bad_image)
-        val_split = cached_split(data.cache_dir, f"{data.name}-val", index.val, size, workers, data.on_bad_image)
+        workers = max(1, usable_workers(data.num_workers))
+        train_split, val_split = (cached_index_split(index, data, name, workers) for name in ("train", "val"))
         if len(train_split.images) == 0 or len(val_split.images) == 0:
             raise DataError(f"no readable images left in {index.root} after skipping unreadable files")
         train_tf = TrainBatchTransform(data.img_size, aug.scale, aug.ratio, aug.hflip, aug.random_resized_crop,

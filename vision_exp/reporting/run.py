@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 FAMILY_RUNS = ("train", "train_running", "val")
 METRICS_FILE = "metrics.json"
+# Settings that say where a run reads and writes, on which device and how it reports, not what it
+# computes: kept out of the HParams table, where a resumed or relocated job would look different.
+INCIDENTAL_SETTINGS = ("paths.", "data.root", "data.cache_dir", "data.num_workers", "data.download",
+                       "trainer.device", "trainer.resume", "trainer.progress", "trainer.log_every_steps")
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -43,7 +47,7 @@ class RunReporter:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = Path(run_dir)
-        self.hparams = flatten(hparams)
+        self.hparams = {k: v for k, v in flatten(hparams).items() if not k.startswith(INCIDENTAL_SETTINGS)}
         self.title = title
         self.jsonl = self.run_dir / "metrics.jsonl"
         # A resumed run drops what was logged after its checkpoint: those epochs run again.

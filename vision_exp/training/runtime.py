@@ -40,7 +40,9 @@ def amp_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
         return torch.bfloat16
     if mode == "fp16":
         return torch.float16
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+    # bf16 needs Ampere (compute capability 8.0) or newer; older cards (T4, P100, V100) would
+    # only emulate it, slowly, so they get fp16 with a GradScaler.
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0):
         return torch.bfloat16
     return torch.float16
 

@@ -1,0 +1,379 @@
+"""Dataset formats: Imagewoof (ImageFolder), Tiny-ImageNet, Kaggle ImageNet and Hugging Face datasets,
+each on a generated fixture: subset knobs, readable names, both loaders end to end, portable caches
+and clear errors for broken layouts."""
+import dataclasses
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from conftest import TINY_CLASSES, class_image, compose
+from vision_exp.data.config import FORMATS, DataConfig
+from vision_exp.data.formats import INDEXERS
+from vision_exp.data.index import read_class_list
+from vision_exp.data.loaders import build_loaders, cached_index_split, index_dataset
+from vision_exp.errors import ConfigError, DataError
+from vision_exp.experiment import run_experiment
+from vision_exp.recipe.augment import AugmentConfig
+
+TRAIN, VAL = 6, 2  # images per class in every fixture
+NAMES = ("tench", "English springer", "cassette player")
+
+
+def jpeg_bytes(label: int, rng, size=(32, 28)) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(class_image(label, rng, size)).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def write_tiny_imagenet(root, classes=TINY_CLASSES, seed=0):
+    """The released layout: wnids.txt, words.txt, train/<wnid>/images/, val/images/ + val_annotations.txt."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True)
+    (root / "wnids.txt").write_text("".join(f"{wnid}\n" for wnid in classes))
+    (root / "words.txt").write_text("n00001740\tentity\nn01440764\ttench, Tinca tinca\n"
+                                    "n02102040\tEnglish springer, English springer spaniel\n"
+                                    "n02979186\tcassette player\n")
+    annotations, number = [], 0
+    for label, wnid in enumerate(classes):
+        (root / "train" / wnid / "images").mkdir(parents=True)
+        (root / "train" / wnid / f"{wnid}_boxes.txt").write_text("")
+        for i in range(TRAIN):
+            (root / "train" / wnid / "images" / f"{wnid}_{i}.JPEG").write_bytes(jpeg_bytes(label, rng))
+        for _ in range(VAL):
+            (root / "val" / "images").mkdir(parents=True, exist_ok=True)
+            (root / "val" / "images" / f"val_{number}.JPEG").write_bytes(jpeg_bytes(label, rng))
+            annotations.append(f"val_{number}.JPEG\t{wnid}\t0\t0\t20\t20")
+            number += 1
+    (root / "val" / "val_annotations.txt").write_text("\n".join(annotations) + "\n")
+    return root
+
+
+def write_imagenet_kaggle(root, classes=TINY_CLASSES, seed=0):
+    """ILSVRC/Data/CLS-LOC/{train/<wnid>,val}/, LOC_val_solution.csv and LOC_synset_mapping.txt."""
+    rng = np.random.default_rng(seed)
+    images = root / "ILSVRC" / "Data" / "CLS-LOC"
+    (images / "val").mkdir(parents=True)
+    solution, number = ["ImageId,PredictionString"], 1
+    for label, wnid in enumerate(classes):
+        (images / "train" / wnid).mkdir(parents=True)
+        for i in range(TRAIN):
+            (images / "train" / wnid / f"{wnid}_{i}.JPEG").write_bytes(jpeg_bytes(label, rng))
+        for _ in range(VAL):
+            image_id = f"ILSVRC2012_val_{number:08d}"
+            (images / "val" / f"{image_id}.JPEG").write_bytes(jpeg_bytes(label, rng))
+            solution.append(f"{image_id},{wnid} 10 12 30 28 {wnid} 1 2 3 4 ")
+            number += 1
+    (root / "LOC_val_solution.csv").write_text("\n".join(solution) + "\n")
+    (root / "LOC_synset_mapping.txt").write_text("n01440764 tench, Tinca tinca\n"
+                                                 "n02102040 English springer, English springer spaniel\n"
+                                                 "n02979186 cassette player\n")
+    return root
+
+
+def hf_split(classes, count, rng, labels=None):
+    """Rows of JPEG bytes, plus one grayscale PIL image (stored as PNG) to vary the encodings."""
+    from datasets import ClassLabel, Dataset, Features
+    from datasets import Image as HFImage
+
+    labels = labels if labels is not None else [label for label in range(len(classes)) for _ in range(count)]
+    images = [{"bytes": jpeg_bytes(label, rng), "path": None} for label in labels]
+    images[0] = Image.fromarray(class_image(labels[0], rng, (30, 30))).convert("L")
+    features = Features({"image": HFImage(), "label": ClassLabel(names=list(classes))})
+    return Dataset.from_dict({"image": images, "label": labels}, features=features)
+
+
+def write_hf_dataset(root, classes=TINY_CLASSES, seed=0, val_split="validation"):
+    """A DatasetDict saved with save_to_disk, as `data=hf` reads it."""
+    from datasets import DatasetDict
+
+    rng = np.random.default_rng(seed)
+    DatasetDict({"train": hf_split(classes, TRAIN, rng), val_split: hf_split(classes, VAL, rng)}).save_to_disk(str(root))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_imagenet_root(tmp_path_factory):
+    return write_tiny_imagenet(tmp_path_factory.mktemp("tiny_imagenet") / "tiny-imagenet-200")
+
+
+@pytest.fixture(scope="session")
+def kaggle_root(tmp_path_factory):
+    return write_imagenet_kaggle(tmp_path_factory.mktemp("kaggle") / "imagenet-object-localization-challenge")
+
+
+@pytest.fixture(scope="session")
+def hf_root(tmp_path_factory):
+    pytest.importorskip("datasets")
+    return write_hf_dataset(tmp_path_factory.mktemp("hf") / "hf_dataset")
+
+
+@pytest.fixture(scope="session")
+def imagewoof_root(tiny_folder):
+    return tiny_folder  # Imagewoof is an ImageFolder like Imagenette: the shared fixture serves
+
+
+ROOTS = {"imagewoof": "imagewoof_root", "tiny_imagenet": "tiny_imagenet_root", "imagenet_kaggle": "kaggle_root",
+         "hf": "hf_root"}
+WRITERS = {"tiny_imagenet": write_tiny_imagenet, "imagenet_kaggle": write_imagenet_kaggle, "hf": write_hf_dataset}
+
+
+def data_config(overrides: list) -> DataConfig:
+    """The typed data config, as a run builds it from the composed one."""
+    return DataConfig(**OmegaConf.to_container(compose(overrides).data, resolve=True))
+
+
+def preset(name: str, root, *overrides) -> DataConfig:
+    return data_config([f"data={name}", f"data.root={root}", *overrides])
+
+
+def fixture_overrides(name: str, root) -> list:
+    """data=<name> on its 3-class fixture (Imagewoof's preset expects 10 classes)."""
+    return [f"data={name}", f"data.root={root}", *(["data.num_classes=null"] if name == "imagewoof" else [])]
+
+
+def fixture_preset(name: str, root, *overrides) -> DataConfig:
+    return data_config([*fixture_overrides(name, root), *overrides])
+
+
+def test_every_format_has_an_indexer_and_unknown_formats_are_refused(tmp_path):
+    assert set(INDEXERS) == set(FORMATS)
+    with pytest.raises(ConfigError, match="data.format='coco'"):
+        DataConfig(root=str(tmp_path), format="coco")
+    with pytest.raises(ConfigError, match="data.label_column"):
+        DataConfig(root=str(tmp_path), label_column="")
+
+
+@pytest.mark.parametrize("name", list(ROOTS))
+def test_index_applies_the_subset_knobs_with_readable_names(name, request):
+    root = request.getfixturevalue(ROOTS[name])
+    full = index_dataset(fixture_preset(name, root))
+    per_class = (12, 4) if name == "imagewoof" else (TRAIN, VAL)
+    assert full.classes == TINY_CLASSES and full.class_names == NAMES
+    assert (len(full.train), len(full.val)) == (3 * per_class[0], 3 * per_class[1])
+    assert sorted(set(full.train.labels)) == sorted(set(full.val.labels)) == [0, 1, 2]
+
+    base = fixture_preset(name, root, "data.num_classes=2")
+    picks = {index_dataset(dataclasses.replace(base, subset_seed=seed)).classes for seed in range(6)}
+    assert len(picks) > 1 and all(len(p) == 2 and set(p) <= set(TINY_CLASSES) for p in picks)
+    assert index_dataset(base).train.paths == index_dataset(base).train.paths
+
+    listed = index_dataset(fixture_preset(name, root, "data.classes=[n02979186,n01440764]"))
+    assert listed.classes == ("n01440764", "n02979186") and listed.class_names == (NAMES[0], NAMES[2])
+
+    limited = fixture_preset(name, root, "data.max_train_per_class=3", "data.max_val_per_class=1")
+    small = index_dataset(limited)
+    assert (len(small.train), len(small.val)) == (9, 3) and set(small.train.paths) < set(full.train.paths)
+    assert index_dataset(dataclasses.replace(limited, subset_seed=1)).train.paths != small.train.paths
+
+
+@pytest.mark.parametrize("loader", ["cached", "folder"])
+@pytest.mark.parametrize("name", list(ROOTS))
+def test_one_epoch_trains_with_both_loaders(name, loader, request, tmp_path):
+    root = request.getfixturevalue(ROOTS[name])
+    workers = 1 if (name, loader) == ("hf", "folder") else 0  # hf rows decoded in a DataLoader worker
+    overrides = [*fixture_overrides(name, root), f"data.loader={loader}", "data.img_size=16",
+                 "data.batch_size=8", f"data.num_workers={workers}", "data.max_val_per_class=1",
+                 "model.widths=[8,8,16,16]", "model.stem_stride=1", "trainer.epochs=1", "trainer.train_samples=8",
+                 "trainer.train_eval_samples=3", "trainer.progress=none"]
+    summary = run_experiment(compose(overrides), tmp_path / "run", overrides)
+    assert summary["status"] == "completed" and summary["samples_seen"] == 8
+    config = OmegaConf.load(tmp_path / "run" / "config.yaml")
+    assert config.data.format == ("imagefolder" if name == "imagewoof" else name) and config.data.num_classes == 3
+
+
+@pytest.mark.parametrize("name", list(WRITERS))
+def test_a_copied_cache_trains_without_the_original_dataset(name, tmp_path):
+    if name == "hf":
+        pytest.importorskip("datasets")
+    root = WRITERS[name](tmp_path / "data" / name)
+    data = preset(name, root, f"data.cache_dir={tmp_path / 'cache'}", "data.img_size=16", "data.num_workers=0")
+    original = index_dataset(data)
+    built = {split: cached_index_split(original, data, split, 1) for split in ("train", "val")}
+    assert len(built["train"].images) == len(original.train) and not built["train"].skipped
+    shutil.copytree(tmp_path / "cache", tmp_path / "elsewhere")
+    shutil.rmtree(root)
+    moved = dataclasses.replace(data, cache_dir=str(tmp_path / "elsewhere"))
+    index = index_dataset(moved)
+    assert index.from_cache and (index.classes, index.class_names) == (original.classes, original.class_names)
+    bundle = build_loaders(index, moved, AugmentConfig(), torch.device("cpu"), seed=0)
+    np.testing.assert_array_equal(np.asarray(bundle.val.images), np.asarray(built["val"].images))
+    images, _ = next(bundle.train.epoch(0))
+    assert images.shape[1:] == (3, 16, 16)
+
+
+def test_tiny_imagenet_defaults_and_names_from_words_txt(tiny_imagenet_root, tmp_path):
+    data = preset("tiny_imagenet", tiny_imagenet_root)
+    assert (data.img_size, data.resize_size, data.train_split, data.val_split) == (64, 64, "train", "val")
+    (tmp_path / "d").mkdir()
+    shutil.copytree(tiny_imagenet_root, tmp_path / "d" / "t")
+    (tmp_path / "d" / "t" / "words.txt").write_text("n01440764\ttinca, tench\n")  # the others: timm's names
+    assert index_dataset(dataclasses.replace(data, root=str(tmp_path / "d" / "t"))).class_names == (
+        "tinca", "English springer", "cassette player")
+    assert compose(["data=tiny_imagenet"]).data.root.endswith("/tiny-imagenet-200")
+
+
+def remove(path):
+    path.unlink()
+
+
+def unannotated_val_image(root):
+    shutil.copy(root / "val" / "images" / "val_0.JPEG", root / "val" / "images" / "val_99.JPEG")
+
+
+def val_class_not_in_train(root):
+    (root / "wnids.txt").write_text("n01440764\nn02102040\n")
+    shutil.rmtree(root / "train" / "n02979186")
+
+
+def class_without_val_images(root):
+    lines = (root / "val" / "val_annotations.txt").read_text().splitlines()
+    kept = [line for line in lines if "n02979186" not in line]
+    (root / "val" / "val_annotations.txt").write_text("\n".join(kept) + "\n")
+    for line in set(lines) - set(kept):
+        (root / "val" / "images" / line.split("\t")[0]).unlink()
+
+
+TINY_BREAKS = [
+    (lambda root: shutil.rmtree(root), "dataset folder not found: .*tiny-imagenet-200"),
+    (lambda root: remove(root / "wnids.txt"), "missing class list: .*wnids.txt"),
+    (lambda root: remove(root / "val" / "val_annotations.txt"), "missing val annotations: .*val_annotations.txt"),
+    (unannotated_val_image, "val image without annotation in .*val_annotations.txt: .*val_99.JPEG"),
+    (lambda root: remove(root / "val" / "images" / "val_3.JPEG"), "labels val images that are missing: .*val_3"),
+    (val_class_not_in_train, r"classes in val not in train: \['n02979186'\]"),
+    (class_without_val_images, "no val images of class n02979186 in .*val_annotations.txt"),
+    (lambda root: shutil.rmtree(root / "train" / "n02102040" / "images"), "missing image folder of class n02102040"),
+]
+
+
+@pytest.mark.parametrize("break_it, message", TINY_BREAKS)
+def test_broken_tiny_imagenet_layouts_are_named(tiny_imagenet_root, tmp_path, break_it, message):
+    root = shutil.copytree(tiny_imagenet_root, tmp_path / "tiny-imagenet-200")
+    break_it(root)
+    with pytest.raises(DataError, match=message):
+        index_dataset(preset("tiny_imagenet", root))
+
+
+def rewrite_solution(root, edit):
+    path = root / "LOC_val_solution.csv"
+    path.write_text(edit(path.read_text()))
+
+
+KAGGLE_BREAKS = [
+    (lambda root: shutil.rmtree(root), "dataset folder not found: .*\n.*\n  or: on Kaggle: data.root=/kaggle/input"),
+    (lambda root: remove(root / "LOC_val_solution.csv"), "missing val labels: .*LOC_val_solution.csv"),
+    (lambda root: rewrite_solution(root, lambda text: text.replace("ImageId,", "Id,")), "header ImageId,Prediction"),
+    (lambda root: rewrite_solution(root, lambda text: text.replace("ILSVRC2012_val_00000002,", "x,")),
+     "val image without annotation in .*LOC_val_solution.csv: .*ILSVRC2012_val_00000002.JPEG"),
+    (lambda root: rewrite_solution(root, lambda text: text.replace(",n02979186 10", ",n09999999 10")),
+     r"classes in val not in train: \['n09999999'\]"),
+    (lambda root: rewrite_solution(root, lambda text: text.replace(",n01440764 10 12 30 28 n01440764 1 2 3 4 ", ",")),
+     "malformed row in .*LOC_val_solution.csv"),
+    (lambda root: shutil.rmtree(root / "ILSVRC" / "Data" / "CLS-LOC" / "val"), "missing split folder: .*CLS-LOC/val"),
+]
+
+
+@pytest.mark.parametrize("break_it, message", KAGGLE_BREAKS)
+def test_broken_kaggle_layouts_are_named(kaggle_root, tmp_path, break_it, message):
+    root = shutil.copytree(kaggle_root, tmp_path / "imagenet-object-localization-challenge")
+    break_it(root)
+    with pytest.raises(DataError, match=message):
+        index_dataset(preset("imagenet_kaggle", root))
+
+
+def test_imagenet100_preset_ships_the_cmc_class_list(kaggle_root, tmp_path, monkeypatch):
+    from timm.data import ImageNetInfo
+
+    monkeypatch.chdir(tmp_path)  # the preset's list is found from any working directory
+    data = preset("imagenet100", kaggle_root)
+    wnids = read_class_list(data.classes)
+    assert data.format == "imagenet_kaggle" and data.num_classes == 100
+    assert len(wnids) == len(set(wnids)) == 100 and wnids[:3] == ["n02869837", "n01749939", "n02488291"]
+    info = ImageNetInfo()
+    assert all(info.label_name_to_description(wnid) for wnid in wnids)
+    with pytest.raises(DataError, match="data.classes names classes not found"):
+        index_dataset(data)  # the fixture has 3 of ImageNet's classes, not these 100
+    listing = tmp_path / "two.txt"
+    listing.write_text("n02979186\nn02102040\n")
+    assert index_dataset(preset("imagenet_kaggle", kaggle_root, f"data.classes={listing}")).classes == (
+        "n02102040", "n02979186")
+
+
+def test_imagewoof_missing_root_says_where_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("VISION_EXP_DATA", str(tmp_path))
+    data = preset("imagewoof", tmp_path / "imagewoof2-160")
+    assert data.name == "imagewoof" and data.num_classes == 10
+    with pytest.raises(DataError, match="imagewoof2-160.tgz and extract it"):
+        index_dataset(data)
+    with pytest.raises(DataError, match="fetches Imagenette only"):
+        index_dataset(dataclasses.replace(data, download=True))
+
+
+def test_hf_rows_open_like_files_and_are_stamped_by_fingerprint(hf_root):
+    from vision_exp.data.cache import file_list
+    from vision_exp.data.hf_rows import open_split, parse_row_uri
+    from vision_exp.data.images import open_rgb
+
+    index = index_dataset(preset("hf", hf_root))
+    uri = index.train.paths[1]
+    assert uri.startswith("hf://") and parse_row_uri(uri) == (str(hf_root), "train", "image", 1)
+    stored = open_split(str(hf_root), "train")[1]["image"]
+    np.testing.assert_array_equal(np.asarray(open_rgb(uri)), np.asarray(stored.convert("RGB")))
+    assert open_rgb(index.train.paths[0]).mode == "RGB"  # the grayscale row
+    assert min(open_rgb(uri, min_size=12).size) >= 12
+    fingerprint = open_split(str(hf_root), "train")._fingerprint
+    assert file_list(index.train, index.root)[:2] == [["train/0", f"{fingerprint}:image", 0],
+                                                      ["train/1", f"{fingerprint}:image", 0]]
+
+
+def test_hf_reads_a_folder_that_load_dataset_reads(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    rng = np.random.default_rng(0)
+    (tmp_path / "parquet").mkdir()
+    hf_split(TINY_CLASSES, 2, rng).to_parquet(str(tmp_path / "parquet" / "train.parquet"))
+    hf_split(TINY_CLASSES, 1, rng).to_parquet(str(tmp_path / "parquet" / "val.parquet"))
+    index = index_dataset(preset("hf", tmp_path / "parquet"))  # HF names val.parquet's split "validation"
+    assert (len(index.train), len(index.val)) == (6, 3) and index.class_names == NAMES
+    assert (tmp_path / "hf-cache").is_dir()
+
+
+def save_dict(root, **splits):
+    from datasets import DatasetDict
+
+    DatasetDict(splits).save_to_disk(str(root))
+
+
+def with_classes(root, names, labels):
+    save_dict(root, train=hf_split(TINY_CLASSES, 2, np.random.default_rng(0)),
+              validation=hf_split(names, 0, np.random.default_rng(1), labels=labels))
+
+
+HF_BREAKS = [
+    (write_hf_dataset, ["data.val_split=val"], r"no split 'val' in .*: it has \['train', 'validation'\]"),
+    (write_hf_dataset, ["data.image_column=img"],
+     r"data.image_column='img' is not a column of type Image in split 'train'.*: it has image \(Image\), label \(ClassLabel\)"),
+    (write_hf_dataset, ["data.label_column=image"], "data.label_column='image' is not a column of type ClassLabel"),
+    (lambda root: hf_split(TINY_CLASSES, 1, np.random.default_rng(0)).save_to_disk(str(root)), [],
+     "holds one saved Dataset, not splits"),
+    (lambda root: with_classes(root, TINY_CLASSES, [0, -1]), [], "unlabelled rows \\(label -1\\)"),
+    (lambda root: with_classes(root, TINY_CLASSES[:2], [0, 1]), [], "different ClassLabel names"),
+    (lambda root: save_dict(root, train=hf_split(TINY_CLASSES, 2, np.random.default_rng(0), labels=[0, 0, 1]),
+                            validation=hf_split(TINY_CLASSES, 0, np.random.default_rng(1), labels=[0, 2])), [],
+     r"classes in val not in train: \['n02979186'\]"),
+    (lambda root: None, [], "dataset folder not found: .*hf_dataset"),
+]
+
+
+@pytest.mark.parametrize("write, overrides, message", HF_BREAKS)
+def test_broken_hf_datasets_are_named(tmp_path, write, overrides, message):
+    pytest.importorskip("datasets")
+    root = tmp_path / "hf_dataset"
+    write(root)
+    with pytest.raises(DataError, match=message):
+        index_dataset(preset("hf", root, "data.loader=folder", *overrides))

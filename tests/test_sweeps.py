@@ -1,0 +1,364 @@
+"""Sweeps as results: a real multirun leaves results.csv, results.md and plots that agree with its
+jobs' metrics.json, records a failing job and goes on, skips and resumes when run again, keeps
+every job in its own sweep's folder under the parallel launchers; and the statistics behind the
+tables match hand-computed values."""
+import csv
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, compose, run_cli
+from vision_exp.errors import ConfigError
+from vision_exp.sweeps.jobs import check_same_config
+from vision_exp.sweeps.launch import gpu_for_job, register_resolvers
+from vision_exp.sweeps.statistics import Difference, mean, sample_std, t_cdf, t_quantile, welch_difference
+from vision_exp.sweeps.summary import SweepError, load_sweep, summarize_sweep
+
+# One thread per tiny job: two jobs with two threads each on two cores run ten times slower.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
+def tiny_sweep(folder: Path, *extra: str) -> list:
+    """Jobs of a second: 16 px, two steps of 8 images, a 6-image validation set."""
+    return [
+        "-m", "data=folder", f"data.root={folder}", "data.img_size=16", "data.batch_size=8", "data.num_workers=0",
+        "data.max_val_per_class=2", "trainer.train_samples=16", "trainer.train_eval_samples=4",
+        "trainer.progress=none", *extra,
+    ]
+
+
+# resnet_v1/v2 x two seeds train; vit_v1 has no `widths`, so its jobs fail inside the task (a bad
+# override for one value of the sweep), which must be recorded while the others complete.
+MODEL_SWEEP = ("model=resnet_v1,resnet_v2,vit_v1", "seed=0,1", "++model.widths=[8,8,16,16]", "++model.stem_stride=1")
+
+
+def sweep_env(root: Path) -> dict:
+    return {**ONE_THREAD, "VISION_EXP_OUTPUT": str(root / "outputs"), "VISION_EXP_CACHE": str(root / "cache")}
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tiny_folder, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    args = tiny_sweep(tiny_folder, *MODEL_SWEEP)
+    result = run_cli([*args, f"hydra.sweep.dir={root / 'sweep'}"], env_extra=sweep_env(root))
+    return root / "sweep", args, result
+
+
+def output(result) -> str:
+    return result.stdout + result.stderr
+
+
+def metrics(job_dir: Path) -> dict:
+    return json.loads((job_dir / "metrics.json").read_text())
+
+
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(finished_sweep):
+    sweep, _, result = finished_sweep
+    assert result.returncode == 1, output(result)  # every job ran; status 1 says one did not complete
+    assert "Traceback" not in output(result)
+    assert "2 of 6 jobs did not complete" in output(result)
+    statuses = [metrics(sweep / str(n))["status"] for n in range(6)]
+    assert statuses == ["completed"] * 4 + ["failed"] * 2
+    for n in (4, 5):
+        assert "unexpected keyword argument 'widths'" in metrics(sweep / str(n))["error"]
+        assert "model=vit_v1" in json.loads((sweep / str(n) / "overrides.json").read_text())
+
+
+def test_results_csv_has_a_row_per_job_with_its_metrics(finished_sweep):
+    sweep, _, _ = finished_sweep
+    rows = list(csv.DictReader((sweep / "results.csv").open()))
+    assert [r["job"] for r in rows] == ["0", "1", "2", "3", "4", "5"]
+    assert [r["configuration"] for r in rows] == ["model=resnet_v1"] * 2 + ["model=resnet_v2"] * 2 + ["model=vit_v1"] * 2
+    assert [r["seed"] for r in rows] == ["0", "1"] * 3
+    for row in rows[:4]:
+        job = metrics(sweep / row["job"])
+        assert row["status"] == "completed" and row["error"] == ""
+        for key in ("val_acc", "best_val_acc", "train_acc", "train_running_acc", "wall_time_s", "samples_seen"):
+            assert float(row[key]) == job[key], key
+        assert row["overrides"] == " ".join(json.loads((sweep / row["job"] / "overrides.json").read_text()))
+    for row in rows[4:]:
+        assert row["status"] == "failed" and "widths" in row["error"] and row["val_acc"] == ""
+
+
+def test_results_md_has_mean_std_and_difference_to_the_baseline(finished_sweep):
+    sweep, _, _ = finished_sweep
+    text = (sweep / "results.md").read_text()
+    lines = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
+    acc = {model: [metrics(sweep / str(n))["val_acc"] for n in jobs] for model, jobs in (("v1", (0, 1)), ("v2", (2, 3)))}
+    baseline = lines["| **model=resnet_v1** (baseline)"]
+    assert f"| 2 | {statistics.mean(acc['v1']):.2f} ± {statistics.stdev(acc['v1']):.2f} | baseline |" in baseline
+    difference = welch_difference(acc["v2"], acc["v1"])
+    other = lines["| model=resnet_v2"]
+    assert f"| 2 | {statistics.mean(acc['v2']):.2f} ± {statistics.stdev(acc['v2']):.2f} |" in other
+    assert f"{difference.estimate:+.2f} [{difference.low:+.2f}, {difference.high:+.2f}]" in other
+    assert "| 0 (+2 not completed) | — | — |" in lines["| model=vit_v1"]
+    assert "left out of every mean" in text and "## Jobs that did not complete" in text
+    assert "| 4 | model=vit_v1 | 0 | failed |" in text and "| 5 | model=vit_v1 | 1 | failed |" in text
+    assert "python -m vision_exp.train -m" in text and "model=resnet_v1,resnet_v2,vit_v1" in text
+    for png in ("val_acc_bars.png", "val_acc_curves.png"):
+        assert f"]({png})" in text
+        assert (sweep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rerun_skips_completed_jobs_and_resumes_an_interrupted_one(finished_sweep, tmp_path):
+    original, args, _ = finished_sweep
+    sweep = tmp_path / "sweep"
+    shutil.copytree(original, sweep)
+    before = metrics(sweep / "2")
+    (sweep / "2" / "metrics.json").unlink()  # job 2 was interrupted after its last checkpoint
+    mtimes = {n: (sweep / n / "metrics.json").stat().st_mtime_ns for n in ("0", "1", "3")}
+    result = run_cli([*args, f"hydra.sweep.dir={sweep}"], env_extra=sweep_env(original.parent))
+    log = output(result)
+    assert result.returncode == 1, log  # the ViT jobs are retried, and fail again
+    assert log.count("skipped: already completed") == 3
+    assert f"resumed from {sweep / '2' / 'checkpoints' / 'last.pt'}" in log
+    assert {n: (sweep / n / "metrics.json").stat().st_mtime_ns for n in mtimes} == mtimes
+    after = metrics(sweep / "2")
+    assert after["status"] == "completed"
+    assert {k: after[k] for k in ("val_acc", "train_acc", "samples_seen")} == {k: before[k] for k in ("val_acc", "train_acc", "samples_seen")}
+    rows = list(csv.DictReader((sweep / "results.csv").open()))
+    assert [r["status"] for r in rows] == ["completed"] * 4 + ["failed"] * 2
+
+
+def test_a_folder_of_another_configuration_is_neither_skipped_nor_resumed(tmp_path):
+    saved = {"seed": 0, "model": {"block": "BasicBlock", "num_classes": 3}, "trainer": {"resume": "never", "device": "auto"},
+             "paths": {"output_dir": "/a"}, "data": {"num_classes": 3, "root": "/a/data"}}
+    (tmp_path / "config.yaml").write_text(json.dumps(saved))  # JSON is YAML
+    same = {"seed": 0, "model": {"block": "BasicBlock", "num_classes": None}, "trainer": {"resume": "auto", "device": "cuda:1"},
+            "paths": {"output_dir": "/b"}, "data": {"num_classes": None, "root": "/b/data"}}
+    check_same_config(tmp_path, same)  # where, how, and what the dataset fills in do not count
+    other = {**same, "model": {"block": "BasicBlockv2", "num_classes": None}}
+    with pytest.raises(ConfigError, match=r"another configuration \(model.block: BasicBlock -> BasicBlockv2\)"):
+        check_same_config(tmp_path, other)
+
+
+def test_parallel_launchers_and_simultaneous_sweeps_keep_every_job_in_its_own_folder(tiny_folder, tmp_path):
+    """joblib (2 jobs at once, DataLoader workers inside its worker processes) and submitit_local start at
+    the same moment under the same name: their workers re-resolve the sweep folder, which must stay theirs."""
+    env = sweep_env(tmp_path)
+    launchers = {
+        "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data.num_workers=1"],
+        "submitit": ["hydra/launcher=submitit_local"],
+    }
+    processes = {
+        name: subprocess.Popen([sys.executable, "-m", "vision_exp.train", *tiny_sweep(tiny_folder, "name=twin", "seed=0,1", *extra)],
+                               cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for name, extra in launchers.items()
+    }
+    logs = {name: process.communicate(timeout=300)[0] for name, process in processes.items()}
+    for name, process in processes.items():
+        assert process.returncode == 0, logs[name]
+    assert "Joblib.Parallel(n_jobs=2" in logs["joblib"]
+    sweeps = sorted((tmp_path / "outputs" / "twin").iterdir())
+    assert len(sweeps) == 2, sweeps
+    by_launcher = {"submitit" if (s / ".submitit").is_dir() else "joblib": s for s in sweeps}
+    assert set(by_launcher) == {"joblib", "submitit"}
+    for name, sweep in by_launcher.items():
+        assert str(sweep) in logs[name]
+        jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
+        assert jobs == ["0", "1"], (name, jobs)
+        assert all(metrics(sweep / job)["status"] == "completed" for job in jobs)
+        assert [r["status"] for r in csv.DictReader((sweep / "results.csv").open())] == ["completed", "completed"]
+
+
+# --------------------------------------------------------------------------- summary on files
+def write_job(sweep: Path, num: int, overrides: list, val_acc=None, error=None, curve=(20.0, 40.0)) -> None:
+    job = sweep / str(num)
+    job.mkdir(parents=True)
+    (job / "overrides.json").write_text(json.dumps(overrides))
+    if error:
+        (job / "metrics.json").write_text(json.dumps({"status": "failed", "error": error}))
+    elif val_acc is not None:
+        (job / "metrics.json").write_text(json.dumps({"status": "completed", "val_acc": val_acc, "best_val_acc": val_acc,
+                                                      "train_acc": 90.0, "samples_seen": 200, "wall_time_s": 3.0}))
+        records = [{"epoch": e + 1, "samples_seen": 100 * (e + 1), "val/acc": v} for e, v in enumerate((*curve[:-1], val_acc))]
+        (job / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+@pytest.fixture
+def enhancement_sweep(tmp_path):
+    """What `-m experiment=cpu_vit 'enhancement=glob(*)' seed=0,1,2` leaves, cut to three options."""
+    sweep = tmp_path / "multirun"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(json.dumps({"name": "cpu_vit", "hydra": {"overrides": {
+        "hydra": ["hydra.mode=MULTIRUN"], "task": ["experiment=cpu_vit", "enhancement=glob(*)", "seed=0,1,2"]}}}))
+    accuracy = {"ema": (60.0, 64.0, 62.0), "none": (50.0, 54.0, 52.0), "randaugment": (55.0, None, 57.0)}
+    num = 0
+    for option, values in accuracy.items():
+        for seed, value in enumerate(values):
+            overrides = ["experiment=cpu_vit", f"enhancement={option}", f"seed={seed}"]
+            write_job(sweep, num, overrides, value, error="Training diverged" if value is None else None)
+            num += 1
+    write_job(sweep, num, ["experiment=cpu_vit", "enhancement=smaller_patch", "seed=0"])  # still running
+    return sweep
+
+
+def test_the_enhancement_study_is_compared_with_its_no_enhancement_run(enhancement_sweep):
+    summary = summarize_sweep(enhancement_sweep)
+    assert [c.label for c in summary.configurations] == ["enhancement=ema", "enhancement=none", "enhancement=randaugment",
+                                                          "enhancement=smaller_patch"]
+    assert summary.baseline.label == "enhancement=none"  # not the first (alphabetical) option
+    ema, none, randaugment, unfinished = summary.configurations
+    assert ema.values("val_acc") == [60.0, 64.0, 62.0] and randaugment.values("val_acc") == [55.0, 57.0]
+    difference = summary.difference(ema)  # 62 - 52 = 10; both stds 2; se = sqrt(4/3 + 4/3); df = 4
+    assert difference.estimate == pytest.approx(10.0)
+    assert difference.df == pytest.approx(4.0)
+    half = 2.7764451 * math.sqrt(8 / 3)
+    assert (difference.low, difference.high) == (pytest.approx(10 - half, abs=1e-6), pytest.approx(10 + half, abs=1e-6))
+    text = (enhancement_sweep / "results.md").read_text()
+    assert "| **enhancement=none** (baseline) | 3 | 52.00 ± 2.00 | baseline |" in text
+    assert f"| enhancement=ema | 3 | 62.00 ± 2.00 | +10.00 [{10 - half:+.2f}, {10 + half:+.2f}] |" in text
+    assert "| enhancement=randaugment | 2 (+1 not completed) | 56.00 ± 1.41 |" in text
+    assert "| enhancement=smaller_patch | 0 (+1 not completed) | — | — |" in text
+    assert "| 7 | enhancement=randaugment | 1 | failed | Training diverged |" in text
+    assert "| 9 | enhancement=smaller_patch | 0 | unfinished | no metrics.json" in text
+    assert "Overrides common to every job: `experiment=cpu_vit`" in text
+    assert "python -m vision_exp.train -m experiment=cpu_vit 'enhancement=glob(*)' seed=0,1,2" in text
+    rows = list(csv.DictReader((enhancement_sweep / "results.csv").open()))
+    assert len(rows) == 10 and [r["status"] for r in rows].count("completed") == 8
+    for png in ("val_acc_bars.png", "val_acc_curves.png"):
+        assert (enhancement_sweep / png).stat().st_size > 0
+
+
+def test_baseline_and_metric_can_be_chosen(enhancement_sweep):
+    summary = load_sweep(enhancement_sweep, baseline="enhancement=ema", metric="best_val_acc")
+    assert summary.baseline.label == "enhancement=ema" and summary.metric == "best_val_acc"
+    assert summary.difference(summary.configurations[1]).estimate == pytest.approx(-10.0)
+    with pytest.raises(SweepError, match="matches no configuration.*enhancement=none"):
+        load_sweep(enhancement_sweep, baseline="enhancement=mixup_cutmix")
+    with pytest.raises(SweepError, match="matches 4 configurations"):
+        load_sweep(enhancement_sweep, baseline="experiment=cpu_vit")
+    with pytest.raises(SweepError, match="metric 'val_acc9'.*choose one of best_val_acc"):
+        load_sweep(enhancement_sweep, metric="val_acc9")
+
+
+def test_scripts_end_bad_input_in_one_message(tmp_path, capsys):
+    summarize, report = (load_script(name) for name in ("summarize", "report"))
+    assert summarize.main([str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nowhere'} is not a sweep folder: it does not exist"
+    assert report.main([str(tmp_path)]) == 2
+    assert "it has no multirun.yaml" in capsys.readouterr().err
+    assert not (tmp_path / "results.md").exists()
+
+
+def test_summarize_and_report_scripts(enhancement_sweep, tmp_path, capsys):
+    summarize, report = (load_script(name) for name in ("summarize", "report"))
+    assert summarize.main([str(enhancement_sweep), "--baseline", "enhancement=ema"]) == 0
+    assert "Baseline: **enhancement=ema** (chosen with --baseline)" in (enhancement_sweep / "results.md").read_text()
+    output = tmp_path / "write-up" / "report.md"
+    assert report.main([str(enhancement_sweep), "--output", str(output)]) == 0
+    text = output.read_text()
+    assert "## cpu_vit" in text and "**enhancement=none**" in text
+    assert "python -m vision_exp.train -m experiment=cpu_vit 'enhancement=glob(*)' seed=0,1,2" in text
+    links = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
+    assert links == ["../multirun/val_acc_bars.png", "../multirun/val_acc_curves.png"]
+    assert all((output.parent / link).is_file() for link in links)
+
+
+def load_script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ------------------------------------------------------------------------------- statistics
+@pytest.mark.parametrize("df, quantile", [  # two-sided 95%: the 0.975 quantile of a printed t table
+    (1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (5, 2.5706), (10, 2.2281), (30, 2.0423), (1e9, 1.9600),
+])
+def test_t_quantile_matches_the_table(df, quantile):
+    assert t_quantile(0.975, df) == pytest.approx(quantile, abs=1e-4)
+    assert t_quantile(0.025, df) == pytest.approx(-quantile, abs=1e-4)
+
+
+def test_t_distribution_at_fractional_degrees_of_freedom():
+    assert t_cdf(0.0, 3.7) == pytest.approx(0.5)
+    assert t_cdf(1.0, 1.0) == pytest.approx(0.75)  # Cauchy: 1/2 + arctan(1)/pi
+    assert t_cdf(t_quantile(0.975, 4.0755), 4.0755) == pytest.approx(0.975, abs=1e-12)
+    assert t_quantile(0.975, 4) > t_quantile(0.975, 4.0755) > t_quantile(0.975, 5)
+
+
+def test_mean_std_and_welch_interval_by_hand():
+    assert mean([1.0, 2.0, 3.0]) == 2.0
+    assert sample_std([1.0, 2.0, 3.0]) == 1.0 and sample_std([5.0]) is None
+    # equal n and variances: df = 2 (n - 1) = 4, se = sqrt(1/3 + 1/3), t = 2.7764
+    difference = welch_difference([4.0, 5.0, 6.0], [1.0, 2.0, 3.0])
+    assert (difference.estimate, difference.df) == (3.0, pytest.approx(4.0))
+    assert (difference.low, difference.high) == (pytest.approx(3 - 2.7764451 * math.sqrt(2 / 3)),
+                                                 pytest.approx(3 + 2.7764451 * math.sqrt(2 / 3)))
+    # unequal variances: var 1 (n=3) and 20/3 (n=4): se^2 = 1/3 + 5/3 = 2, df = 4 / (1/18 + 25/27) = 4.0755
+    difference = welch_difference([2.0, 4.0, 6.0, 8.0], [1.0, 2.0, 3.0])
+    assert difference.df == pytest.approx(4 / (1 / 18 + 25 / 27))
+    assert difference.high - difference.estimate == pytest.approx(t_quantile(0.975, difference.df) * math.sqrt(2))
+    assert not welch_difference([1.0], [1.0, 2.0]).has_interval
+    assert welch_difference([3.0, 3.0], [1.0, 1.0]) == Difference(2.0, 2.0, 2.0)  # no spread: a point
+
+
+# --------------------------------------------------------------------------- presets, launchers
+@pytest.mark.parametrize("preset, base, models", [
+    ("ablation_resnet_blocks", "e2_resnet", "resnet_v1,resnet_v2,resnet_v3"),
+    ("cpu_ablation_resnet_blocks", "cpu_resnet", "resnet_v1,resnet_v2,resnet_v3"),
+    ("ablation_vit_blocks", "e2_vit", "vit_v1,vit_v2,vit_v3"),
+    ("cpu_ablation_vit_blocks", "cpu_vit", "vit_v1,vit_v2,vit_v3"),
+])
+def test_ablation_presets_sweep_blocks_on_one_recipe(preset, base, models):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf"), job_name="test"):
+        params = hydra_compose("train", [f"experiment={preset}"], return_hydra_config=True).hydra.sweeper.params
+    assert dict(params) == {"model": models, "seed": "0,1,2"}
+    for model in models.split(","):  # each job: the base preset's recipe and budget, only the block differs
+        job = compose([f"experiment={preset}", f"model={model}"])
+        reference = compose([f"experiment={base}", f"model={model}", f"name={preset}"])
+        assert job == reference
+
+
+@pytest.mark.parametrize("preset", ["cpu_resnet", "cpu_vit", "e2_resnet", "e2_vit"])
+def test_resnet_vs_vit_composes_each_swept_preset_exactly(preset):
+    study = "cpu_resnet_vs_vit" if preset.startswith("cpu") else "resnet_vs_vit"
+    job = compose([f"experiment={study}", f"+experiment@_global_={preset}", "seed=2"])
+    assert job == compose([f"experiment={preset}", "seed=2"])
+
+
+def test_enhancement_none_is_the_preset_itself():
+    assert compose(["experiment=cpu_vit", "enhancement=none"]) == compose(["experiment=cpu_vit"])
+
+
+def test_slurm_launcher_extends_the_plugin_config(monkeypatch):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    monkeypatch.setenv("VISION_EXP_SLURM_PARTITION", "gpu-a100")
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf"), job_name="test"):
+        launcher = hydra_compose("train", ["hydra/launcher=slurm"], return_hydra_config=True).hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.partition, launcher.gpus_per_node, launcher.max_num_timeout) == ("gpu-a100", 1, 3)
+    assert launcher.signal_delay_s == 120  # a default of the plugin's own config
+
+
+def test_sweep_folder_is_fixed_once_and_unique():
+    from omegaconf import OmegaConf
+
+    register_resolvers()
+    config = {"base": "out", "name": "a", "dir": "${vision_exp.sweep_dir:${base}/${name}}"}
+    first, second = OmegaConf.create(config), OmegaConf.create(config)
+    assert first.dir == first.dir and first.dir != second.dir and first.dir.startswith("out/a/multirun_")
+    job = OmegaConf.create({**config, "name": "renamed_by_a_preset"})
+    OmegaConf.copy_cache(from_config=first, to_config=job)  # what Hydra does for every job of a sweep
+    assert job.dir == first.dir
+
+
+def test_gpu_of_a_parallel_job():
+    assert [gpu_for_job(n, 4) for n in range(6)] == [0, 1, 2, 3, 0, 1]
+    assert gpu_for_job(3, 1) is None and gpu_for_job(3, 0) is None

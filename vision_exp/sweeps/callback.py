@@ -1,0 +1,30 @@
+"""The end of a multirun (conf/hydra/default.yaml `callbacks:`): the sweep summarizes itself.
+
+Every job has ended by then, in this process or in joblib/submitit workers, and left its
+metrics.json; the summary reads those files (vision_exp.sweeps.summary). A sweep with a job that
+did not complete still writes every results file, then exits with status 1, so that a script or
+a chain of cluster jobs notices.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from vision_exp.sweeps.summary import RESULTS_MD, summarize_sweep
+
+log = logging.getLogger("vision_exp.sweeps")
+
+
+class SummarizeSweep(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        summary = summarize_sweep(sweep_dir)
+        log.info("sweep summary: %s (rebuild it with: python scripts/summarize.py %s)", sweep_dir / RESULTS_MD, sweep_dir)
+        if summary.unsuccessful:
+            log.error("%d of %d jobs did not complete: %s", len(summary.unsuccessful), len(summary.jobs),
+                      ", ".join(f"job {job.name} ({job.status})" for job in summary.unsuccessful))
+            sys.exit(1)

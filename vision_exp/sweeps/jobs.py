@@ -1,0 +1,61 @@
+"""Skip or resume a sweep job from what its folder already holds.
+
+Running a sweep command again with `hydra.sweep.dir=<its folder>` must not retrain finished jobs
+and must continue interrupted ones, but only when the folder holds the same experiment: job
+numbers follow the order of the swept values, so a changed command can point job 3 at another
+configuration's folder. The comparison is on the resolved config (config.yaml), not only the
+overrides, so an edited preset is caught too.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import OmegaConf
+
+from vision_exp.errors import ConfigError
+from vision_exp.reporting.run import INCIDENTAL_SETTINGS, METRICS_FILE, flatten
+
+CONFIG_FILE = "config.yaml"
+
+# Null in the composed config and filled in from the dataset when the run starts.
+FILLED_AT_START = ("data.num_classes", "model.num_classes")
+
+
+def completed_record(run_dir: Path) -> Optional[dict]:
+    """The folder's metrics.json if it records a completed run."""
+    try:
+        record = json.loads((Path(run_dir) / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if record.get("status") == "completed" else None
+
+
+def has_earlier_attempt(run_dir: Path) -> bool:
+    """A run wrote its config.yaml in this folder: it trained, or began to."""
+    return (Path(run_dir) / CONFIG_FILE).is_file()
+
+
+def config_differences(saved: dict, current: dict) -> list:
+    """'key: saved -> now' for every setting that changes the experiment (not INCIDENTAL_SETTINGS)."""
+    old, new = flatten(saved), flatten(current)
+    differences = []
+    for key in sorted(set(old) | set(new)):
+        if key.startswith(INCIDENTAL_SETTINGS) or (key in FILLED_AT_START and new.get(key) == "None"):
+            continue
+        if old.get(key, "<unset>") != new.get(key, "<unset>"):
+            differences.append(f"{key}: {old.get(key, '<unset>')} -> {new.get(key, '<unset>')}")
+    return differences
+
+
+def check_same_config(run_dir: Path, current: dict) -> None:
+    """Refuse to skip or resume a folder whose config.yaml describes another experiment."""
+    saved = OmegaConf.to_container(OmegaConf.load(Path(run_dir) / CONFIG_FILE))
+    differences = config_differences(saved, current)
+    if differences:
+        shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
+        raise ConfigError(
+            f"{run_dir} holds a run of another configuration ({shown}): resume a sweep with the "
+            f"command that started it, or choose a new hydra.sweep.dir"
+        )

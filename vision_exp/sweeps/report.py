@@ -1,0 +1,62 @@
+"""One Markdown report of a study from its sweep folders, ready to paste into a write-up.
+
+Each sweep gets its section: the command that produced it (from its multirun.yaml), its
+results table, its jobs that did not complete, and its two plots, linked relative to the
+report's own folder. The tables are computed from the job folders, like results.md, with each
+sweep's default baseline; plots missing from a folder are drawn.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from vision_exp.sweeps.plots import plot_bars, plot_curves
+from vision_exp.sweeps.summary import CURVES_PNG, bars_png, failures_table, load_sweep, results_table
+
+
+def relative_link(path: Path, report_dir: Path) -> str:
+    return Path(os.path.relpath(Path(path).resolve(), Path(report_dir).resolve())).as_posix()
+
+
+def sweep_section(sweep_dir: Path, report_dir: Path) -> str:
+    summary = load_sweep(sweep_dir)
+    bars, curves = summary.sweep_dir / bars_png(summary), summary.sweep_dir / CURVES_PNG
+    if not bars.is_file():
+        plot_bars(summary, bars)
+    if not curves.is_file():
+        plot_curves(summary, curves)
+    completed = len(summary.jobs) - len(summary.unsuccessful)
+    baseline = summary.baseline.label if summary.baseline else "none"
+    parts = [
+        f"## {summary.name}",
+        "",
+        f"Sweep folder `{relative_link(summary.sweep_dir, report_dir)}`: {len(summary.jobs)} jobs, {completed} completed. "
+        f"Baseline: **{baseline}**.",
+        "",
+    ]
+    if summary.command:
+        parts += ["```bash", summary.command, "```", ""]
+    parts += [results_table(summary), ""]
+    if summary.unsuccessful:
+        parts += ["Jobs that did not complete (left out of the means):", "", failures_table(summary), ""]
+    parts += [
+        f"![{summary.name}: {summary.metric} per configuration]({relative_link(bars, report_dir)})",
+        f"![{summary.name}: validation accuracy during training]({relative_link(curves, report_dir)})",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def build_report(sweep_dirs: list, report_dir: Path) -> str:
+    """The report's Markdown; image links are relative to `report_dir`, where it will be saved."""
+    sections = [sweep_section(Path(d), report_dir) for d in sweep_dirs]
+    header = [
+        "# Study report",
+        "",
+        f"{len(sweep_dirs)} sweep(s), summarized {time.strftime('%Y-%m-%d %H:%M')}. In each table, n is the number "
+        "of completed seeds, mean ± std are over them, and Δ is the difference of a configuration's mean to the "
+        "baseline's with a 95% Welch t interval: an interval that includes 0 is a difference these seeds do not resolve.",
+        "",
+    ]
+    return "\n".join(header + sections)

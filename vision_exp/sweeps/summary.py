@@ -1,0 +1,369 @@
+"""A sweep folder read back as tables: a row per job (results.csv), a row per configuration (results.md).
+
+A job is a folder under the sweep holding overrides.json (its task overrides, written when it
+starts) and, once it ends, metrics.json (status completed with its metrics, or failed with the
+error). A configuration is a job's overrides without `seed`: its jobs are repeats over seeds.
+Only what the jobs wrote is read, so a summary can be rebuilt at any time, even mid-sweep.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import OmegaConf
+
+from vision_exp.errors import UserError
+from vision_exp.reporting.files import write_text_atomic
+from vision_exp.reporting.run import METRICS_FILE
+from vision_exp.sweeps.statistics import Difference, mean, sample_std, welch_difference
+
+OVERRIDES_FILE = "overrides.json"
+SWEEP_FILE = "multirun.yaml"
+RESULTS_CSV = "results.csv"
+RESULTS_MD = "results.md"
+CURVES_PNG = "val_acc_curves.png"
+# The option that means "no change" in a group (enhancement=none): the natural baseline of its axis.
+NO_CHANGE = "none"
+# metrics.json keys in the order a reader looks for them; any others follow alphabetically.
+METRIC_ORDER = ("val_acc", "best_val_acc", "train_acc", "train_running_acc", "val_acc5", "val_loss", "train_loss",
+                "train_running_loss", "samples_seen", "epochs", "steps", "best_epoch", "wall_time_s",
+                "train_images_per_s", "params", "device")
+NOT_METRICS = ("status", "error", "traceback", "failed_at")
+
+
+class SweepError(UserError):
+    """A folder that is not a sweep, or a request the sweep cannot answer."""
+
+
+def split_override(override: str) -> tuple:
+    key, _, value = override.partition("=")
+    return key, value
+
+
+def display_key(key: str) -> str:
+    """`+experiment@_global_` -> `experiment`: the group a reader knows."""
+    return key.lstrip("+~").removesuffix("@_global_")
+
+
+@dataclass
+class Job:
+    name: str
+    run_dir: Path
+    overrides: list
+    metrics: dict
+
+    @property
+    def status(self) -> str:
+        """completed, failed, or unfinished (no metrics.json: running, or killed)."""
+        return self.metrics.get("status", "unfinished")
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    @property
+    def seed(self) -> Optional[str]:
+        values = [value for key, value in map(split_override, self.overrides) if display_key(key) == "seed"]
+        return values[-1] if values else None
+
+    @property
+    def config_overrides(self) -> tuple:
+        """The overrides that define its configuration: all but the seed."""
+        return tuple(o for o in self.overrides if display_key(split_override(o)[0]) != "seed")
+
+    @property
+    def error(self) -> str:
+        if self.status == "unfinished":
+            return "no metrics.json: the job did not finish (interrupted, or still running)"
+        return self.metrics.get("error", "")
+
+    def value(self, metric: str) -> Optional[float]:
+        value = self.metrics.get(metric)
+        return float(value) if self.completed and isinstance(value, (int, float)) else None
+
+
+@dataclass
+class Configuration:
+    label: str
+    overrides: tuple
+    jobs: list = field(default_factory=list)
+
+    @property
+    def completed(self) -> list:
+        return [job for job in self.jobs if job.completed]
+
+    def values(self, metric: str) -> list:
+        return [v for v in (job.value(metric) for job in self.jobs) if v is not None]
+
+    def mean(self, metric: str) -> Optional[float]:
+        values = self.values(metric)
+        return mean(values) if values else None
+
+    def std(self, metric: str) -> Optional[float]:
+        return sample_std(self.values(metric))
+
+
+@dataclass
+class SweepSummary:
+    """Everything results.csv, results.md and the plots show, computed from the folder alone."""
+
+    sweep_dir: Path
+    name: str
+    command: Optional[str]
+    jobs: list
+    configurations: list
+    axes: dict
+    common: list
+    baseline: Optional[Configuration]
+    baseline_reason: str
+    metric: str
+
+    @property
+    def unsuccessful(self) -> list:
+        return [job for job in self.jobs if not job.completed]
+
+    def difference(self, configuration: Configuration) -> Optional[Difference]:
+        """Configuration minus baseline on the metric, with a 95% Welch interval."""
+        if self.baseline is None or configuration is self.baseline:
+            return None
+        values, reference = configuration.values(self.metric), self.baseline.values(self.metric)
+        return welch_difference(values, reference) if values and reference else None
+
+    def metric_columns(self) -> list:
+        keys = {key for job in self.jobs for key in job.metrics if key not in NOT_METRICS}
+        return [k for k in METRIC_ORDER if k in keys] + sorted(keys - set(METRIC_ORDER))
+
+
+# ------------------------------------------------------------------------------------ reading
+def job_folders(sweep_dir: Path) -> list:
+    """Job folders in job order (Hydra names them by job number)."""
+    folders = [p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+               and ((p / OVERRIDES_FILE).is_file() or (p / METRICS_FILE).is_file())]
+    return sorted(folders, key=lambda p: (0, int(p.name), "") if p.name.isdigit() else (1, 0, p.name))
+
+
+def read_json(path: Path, default):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def read_job(folder: Path) -> Job:
+    return Job(folder.name, folder, list(read_json(folder / OVERRIDES_FILE, [])), read_json(folder / METRICS_FILE, {}))
+
+
+def sweep_command(sweep: dict) -> Optional[str]:
+    """The command line that started the sweep, from what Hydra saved in multirun.yaml."""
+    overrides = (sweep.get("hydra") or {}).get("overrides")
+    if not overrides:
+        return None
+    hydra_args = [o for o in overrides.get("hydra") or [] if o != "hydra.mode=MULTIRUN"]
+    task_args = list(overrides.get("task") or [])
+    return " ".join(["python -m vision_exp.train -m", *map(shlex.quote, hydra_args + task_args)])
+
+
+def swept_axes(jobs: list) -> dict:
+    """Override keys whose value is not the same in every job, with their values in job order."""
+    values, present = {}, {}
+    for job in jobs:
+        for key, value in map(split_override, job.config_overrides):
+            values.setdefault(key, [])
+            if value not in values[key]:
+                values[key].append(value)
+            present[key] = present.get(key, 0) + 1
+    return {key: vals for key, vals in values.items() if len(vals) > 1 or present[key] < len(jobs)}
+
+
+def group_configurations(jobs: list, axes: dict) -> list:
+    configurations = {}
+    for job in jobs:
+        key = job.config_overrides
+        if key not in configurations:
+            swept = [f"{display_key(k)}={v}" for k, v in map(split_override, key) if k in axes]
+            configurations[key] = Configuration(" ".join(swept) or "all jobs", key)
+        configurations[key].jobs.append(job)
+    return list(configurations.values())
+
+
+def matches(configuration: Configuration, wanted: list) -> bool:
+    """Every `key=value` of `wanted` is among the configuration's overrides (`+`/`@_global_` optional)."""
+    present = {(display_key(k), v) for k, v in map(split_override, configuration.overrides)}
+    return all((display_key(k), v) in present for k, v in map(split_override, wanted))
+
+
+def choose_baseline(configurations: list, axes: dict, requested: Optional[str]) -> tuple:
+    """The configuration the others are compared with, and why it was chosen."""
+    if requested:
+        wanted = requested.split()
+        found = [c for c in configurations if matches(c, wanted)]
+        if len(found) != 1:
+            known = "; ".join(c.label for c in configurations)
+            how = "matches no configuration" if not found else f"matches {len(found)} configurations (name more overrides)"
+            raise SweepError(f"--baseline {requested!r} {how}; the sweep's configurations are: {known}")
+        return found[0], "chosen with --baseline"
+    if not configurations:
+        return None, "no jobs"
+    wanted = [f"{key}={NO_CHANGE if NO_CHANGE in values else values[0]}" for key, values in axes.items()]
+    found = [c for c in configurations if all(w in c.overrides for w in wanted)]
+    if found:
+        return found[0], f"the first value of each swept axis, or its `{NO_CHANGE}`"
+    return configurations[0], "the first job's configuration (the sweep has no job with every axis at its first value)"
+
+
+def load_sweep(sweep_dir, baseline: Optional[str] = None, metric: str = "val_acc") -> SweepSummary:
+    """Read a sweep folder; `baseline` is e.g. 'model=resnet_v1' (default: first value of each axis)."""
+    sweep_dir = Path(sweep_dir)
+    if not (sweep_dir / SWEEP_FILE).is_file():
+        what = "it does not exist" if not sweep_dir.exists() else f"it has no {SWEEP_FILE}, which Hydra writes when a multirun starts"
+        raise SweepError(f"{sweep_dir} is not a sweep folder: {what}")
+    sweep = OmegaConf.to_container(OmegaConf.load(sweep_dir / SWEEP_FILE))
+    jobs = [read_job(folder) for folder in job_folders(sweep_dir)]
+    if not jobs:
+        raise SweepError(f"{sweep_dir} holds no job yet (no job folder with {OVERRIDES_FILE} or {METRICS_FILE})")
+    numeric = {k for job in jobs if job.completed for k, v in job.metrics.items() if isinstance(v, (int, float))}
+    if numeric and metric not in numeric:
+        raise SweepError(f"metric {metric!r} is not in the jobs' {METRICS_FILE}; choose one of {', '.join(sorted(numeric))}")
+    axes = swept_axes(jobs)
+    configurations = group_configurations(jobs, axes)
+    chosen, reason = choose_baseline(configurations, axes, baseline)
+    common = [o for o in jobs[0].config_overrides if split_override(o)[0] not in axes]
+    return SweepSummary(sweep_dir, str(sweep.get("name") or sweep_dir.name), sweep_command(sweep),
+                        jobs, configurations, axes, common, chosen, reason, metric)
+
+
+# ------------------------------------------------------------------------------------ writing
+def fmt(value: Optional[float], digits: int = 2, signed: bool = False) -> str:
+    if value is None:
+        return "—"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def mean_std(configuration: Configuration, metric: str, digits: int = 2) -> str:
+    average, spread = configuration.mean(metric), configuration.std(metric)
+    if average is None:
+        return "—"
+    return f"{average:.{digits}f} ± {spread:.{digits}f}" if spread is not None else f"{average:.{digits}f}"
+
+
+def difference_text(summary: SweepSummary, configuration: Configuration) -> str:
+    if configuration is summary.baseline:
+        return "baseline"
+    difference = summary.difference(configuration)
+    if difference is None:
+        return "—"
+    if not difference.has_interval:
+        return f"{fmt(difference.estimate, signed=True)} (no interval: n < 2)"
+    return f"{fmt(difference.estimate, signed=True)} [{fmt(difference.low, signed=True)}, {fmt(difference.high, signed=True)}]"
+
+
+def cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def results_table(summary: SweepSummary) -> str:
+    """The per-configuration Markdown table of results.md (and of scripts/report.py)."""
+    metric = summary.metric
+    lines = [
+        f"| configuration | n | {metric} mean ± std | Δ {metric} vs baseline [95% CI] | best_val_acc | train_acc | samples seen | wall time (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for configuration in summary.configurations:
+        label = f"**{configuration.label}** (baseline)" if configuration is summary.baseline else configuration.label
+        n = len(configuration.completed)
+        missing = len(configuration.jobs) - n
+        samples = configuration.mean("samples_seen")
+        lines.append("| " + " | ".join(cell(c) for c in (
+            label, f"{n}" + (f" (+{missing} not completed)" if missing else ""), mean_std(configuration, metric),
+            difference_text(summary, configuration), mean_std(configuration, "best_val_acc"),
+            mean_std(configuration, "train_acc"), "—" if samples is None else f"{samples:,.0f}",
+            fmt(configuration.mean("wall_time_s"), 1),
+        )) + " |")
+    return "\n".join(lines)
+
+
+def failures_table(summary: SweepSummary) -> str:
+    lines = ["| job | configuration | seed | status | error |", "|---|---|---|---|---|"]
+    by_job = {job.name: c for c in summary.configurations for job in c.jobs}
+    for job in summary.unsuccessful:
+        error = job.error.strip().splitlines()[0][:300] if job.error.strip() else ""
+        lines.append("| " + " | ".join(cell(c) for c in (job.name, by_job[job.name].label, job.seed or "—", job.status, error)) + " |")
+    return "\n".join(lines)
+
+
+def bars_png(summary: SweepSummary) -> str:
+    return f"{summary.metric}_bars.png"
+
+
+def results_markdown(summary: SweepSummary) -> str:
+    completed = len(summary.jobs) - len(summary.unsuccessful)
+    parts = [
+        f"# Sweep `{summary.name}`: {summary.sweep_dir.name}",
+        "",
+        f"{len(summary.jobs)} jobs: {completed} completed, {len(summary.unsuccessful)} not completed"
+        + (" (listed below; they are left out of every mean)." if summary.unsuccessful else "."),
+        "",
+    ]
+    if summary.command:
+        parts += ["Command:", "", "```", summary.command, "```", ""]
+    if summary.common:
+        parts += ["Overrides common to every job: " + " ".join(f"`{o}`" for o in summary.common), ""]
+    baseline = summary.baseline.label if summary.baseline else "none"
+    parts += [
+        f"Baseline: **{baseline}** ({summary.baseline_reason}).",
+        "",
+        results_table(summary),
+        "",
+        f"How to read it: `{summary.metric}` is the top-1 accuracy (%) on the validation set after the last epoch "
+        f"(`best_val_acc`, the best epoch's, is picked on the validation set itself and so is optimistic). "
+        f"mean ± std are over the completed seeds (n; sample std with n − 1). Δ is the configuration's mean minus "
+        f"the baseline's, with a 95% Welch t confidence interval (no equal-variance assumption; none below two "
+        f"seeds on either side). An interval that excludes 0 is a difference these seeds resolve; one that "
+        f"includes 0 is not resolved at this number of seeds, which is not evidence that there is no difference. "
+        f"Overlapping mean ± std ranges say little either way: read the interval of the difference.",
+        "",
+        f"![{summary.metric} per configuration]({bars_png(summary)})",
+        "",
+        f"![validation accuracy during training]({CURVES_PNG})",
+        "",
+    ]
+    if summary.unsuccessful:
+        parts += ["## Jobs that did not complete", "", failures_table(summary), ""]
+    return "\n".join(parts)
+
+
+def results_csv(summary: SweepSummary) -> str:
+    metric_columns = summary.metric_columns()
+    by_job = {job.name: c for c in summary.configurations for job in c.jobs}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["job", "status", "configuration", "seed", *metric_columns, "error", "overrides", "run_dir"])
+    for job in summary.jobs:
+        metrics = [job.metrics.get(k, "") if job.completed else "" for k in metric_columns]
+        writer.writerow([job.name, job.status, by_job[job.name].label, job.seed or "", *metrics,
+                         job.error, " ".join(job.overrides), job.run_dir.relative_to(summary.sweep_dir)])
+    return buffer.getvalue()
+
+
+def write_results(summary: SweepSummary) -> list:
+    """results.csv, results.md and the two plots in the sweep folder; returns their paths."""
+    from vision_exp.sweeps.plots import plot_bars, plot_curves
+
+    folder = summary.sweep_dir
+    write_text_atomic(folder / RESULTS_CSV, results_csv(summary))
+    write_text_atomic(folder / RESULTS_MD, results_markdown(summary))
+    plot_bars(summary, folder / bars_png(summary))
+    plot_curves(summary, folder / CURVES_PNG)
+    return [folder / RESULTS_CSV, folder / RESULTS_MD, folder / bars_png(summary), folder / CURVES_PNG]
+
+
+def summarize_sweep(sweep_dir, baseline: Optional[str] = None, metric: str = "val_acc") -> SweepSummary:
+    """Read a sweep folder and write its results files (what the end of a multirun does)."""
+    summary = load_sweep(sweep_dir, baseline, metric)
+    write_results(summary)
+    return summary
