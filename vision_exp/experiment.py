@@ -93,13 +93,14 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
     train_loss = create_train_loss(cfg.loss.label_smoothing, soft_targets=bool(batch_augment and batch_augment.soft_targets))
     with distributed.main_first(dist_env):  # rank 0 builds the data cache, the others then read it
         data = build_loaders(index, data_cfg, aug_cfg, device, cfg.seed, trainer_cfg.train_eval_samples, dist_env.shard)
+    config_text = OmegaConf.to_yaml(cfg, resolve=True)
     trainer = Trainer(
         model, data, optimizer_factory, scheduler_factory, trainer_cfg, run_dir, device, dist_env,
         train_loss=train_loss, batch_augment=batch_augment, hparams=plain(cfg),
-        title=f"{cfg.name}: {type(model).__name__}",
+        title=f"{cfg.name}: {type(model).__name__}", config_text=config_text,
     )
     if dist_env.is_main:
-        write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        write_text_atomic(run_dir / "config.yaml", config_text)
         write_text_atomic(run_dir / "overrides.json", json.dumps(list(overrides)))
     try:
         return trainer.fit()

@@ -242,6 +242,8 @@ class DataBundle:
     train_eval: object
     classes: tuple
     class_names: tuple
+    mean: tuple = (0.5, 0.5, 0.5)
+    std: tuple = (0.5, 0.5, 0.5)
 
     @property
     def num_classes(self) -> int:
@@ -340,7 +342,7 @@ def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, dev
             val=CachedLoader(val_split.images, val_split.labels, data.eval_batch, eval_tf, **common),
             train_eval=CachedLoader(train_split.images, train_split.labels, data.eval_batch, eval_tf, indices=subset,
                                     **common),
-            classes=index.classes, class_names=index.class_names,
+            classes=index.classes, class_names=index.class_names, mean=data.mean, std=data.std,
         )
     train_tf, eval_tf = folder_transforms(data, aug, per_image)
     subset = train_eval_indices(len(index.train), train_eval_samples or len(index.val), seed)
@@ -350,5 +352,5 @@ def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, dev
         train=FolderLoader(index.train, train_tf, data.batch_size, seed=seed, shuffle=True, repeats=aug.repeats, **common),
         val=FolderLoader(index.val, eval_tf, data.eval_batch, decode_size=data.resize_size, **common),
         train_eval=FolderLoader(train_eval_split, eval_tf, data.eval_batch, decode_size=data.resize_size, **common),
-        classes=index.classes, class_names=index.class_names,
+        classes=index.classes, class_names=index.class_names, mean=data.mean, std=data.std,
     )

@@ -14,7 +14,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import torch
+
 from vision_exp.reporting.curves import plot_curves
+from vision_exp.reporting.figures import confusion_figure, image_grid
 from vision_exp.reporting.hparams import session_end, session_start
 from vision_exp.reporting.files import read_jsonl, write_json_atomic, write_text_atomic
 
@@ -43,7 +46,8 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 
 class RunReporter:
-    def __init__(self, run_dir: Path, hparams: dict, completed_epochs: int = 0, resume_samples: int = 0, title: str = "") -> None:
+    def __init__(self, run_dir: Path, hparams: dict, completed_epochs: int = 0, resume_samples: int = 0, title: str = "",
+                 config_text: str = "") -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = Path(run_dir)
@@ -58,6 +62,8 @@ class RunReporter:
         self.writer = SummaryWriter(str(tb), purge_step=purge)
         self.family_writers = {f: SummaryWriter(str(tb / f), purge_step=purge) for f in FAMILY_RUNS}
         self._write_session_start()
+        if config_text and not resume_samples:
+            self.writer.add_text("config", "    " + config_text.replace("\n", "\n    "), 0)
 
     def _write_session_start(self) -> None:
         self.writer.file_writer.add_summary(session_start(self.hparams, trial_id=str(self.run_dir)))
@@ -80,14 +86,18 @@ class RunReporter:
             writer.flush()
         plot_curves(self.records, self.run_dir / "curves.png", self.title)
 
-    def log_images(self, tag: str, images, step: int = 0) -> None:
-        self.writer.add_images(tag, images, step)
+    def log_inputs(self, images: torch.Tensor) -> None:
+        """The first training batch as the model sees it (after all augmentation), in [0, 1]."""
+        self.writer.add_image("inputs/train_augmented", image_grid(images), 0)
+        self.writer.flush()
 
-    def log_text(self, tag: str, text: str) -> None:
-        self.writer.add_text(tag, text)
+    def log_confusion(self, confusion: torch.Tensor, class_names, epoch: int, step: int) -> None:
+        """The validation confusion matrix of the best epoch so far."""
+        self.writer.add_figure("val/confusion_best", confusion_figure(confusion, class_names, f"val, epoch {epoch}"), step)
 
-    def log_figure(self, tag: str, figure, step: int) -> None:
-        self.writer.add_figure(tag, figure, step)
+    def log_attention(self, overlays: torch.Tensor, step: int) -> None:
+        """Class-token attention of a fixed set of validation images (ViTs)."""
+        self.writer.add_image("val/attention_cls_token", image_grid(overlays), step)
 
     def close(self, completed: bool = False) -> None:
         """Close the TensorBoard run, marking the session succeeded or failed."""

@@ -22,6 +22,7 @@ from typing import Callable, Optional, Union
 import torch
 
 from vision_exp.errors import ConfigError, UserError
+from vision_exp.reporting.figures import attention_overlay, class_token_attention, denormalize
 from vision_exp.reporting.run import RunReporter
 from vision_exp.training.budget import Budget
 from vision_exp.training.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
@@ -112,6 +113,7 @@ class Trainer:
         batch_augment: Optional[Callable] = None,
         hparams: Optional[dict] = None,
         title: str = "",
+        config_text: str = "",
     ) -> None:
         self.cfg = config
         self.run_dir = Path(run_dir)
@@ -148,7 +150,9 @@ class Trainer:
             replica = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.forward = torch.compile(replica) if config.compile else replica
         self.hparams = hparams or {}
-        self.title = title
+        self.title, self.config_text = title, config_text
+        self.reporter: Optional[RunReporter] = None
+        self._probe_images: Optional[torch.Tensor] = None
         self.position = Position()
 
     # ----------------------------------------------------------------------------- checkpoints
@@ -202,7 +206,9 @@ class Trainer:
             log.info("no checkpoint in %s: starting from scratch", self.checkpoint_dir)
         if not self.dist.is_main:  # other ranks train and evaluate their shards, and write nothing
             return {"status": "completed", **self._train(None)}
-        reporter = RunReporter(self.run_dir, self.hparams, self.position.epoch, self.position.samples_seen, self.title)
+        reporter = RunReporter(self.run_dir, self.hparams, self.position.epoch, self.position.samples_seen, self.title,
+                               self.config_text)
+        self.reporter = reporter
         try:
             summary = self._train(reporter)
         except BaseException:
@@ -276,6 +282,8 @@ class Trainer:
         targets = labels
         if self.batch_augment is not None:
             images, targets = self.batch_augment(images, labels)
+        if self.position.step == 0 and self.reporter is not None:
+            self.reporter.log_inputs(denormalize(images[:32], self.data.mean, self.data.std))
         with autocast(self.device, self.amp):
             logits = self.forward(images)
         loss = self.train_loss(logits.float(), targets)
@@ -327,7 +335,7 @@ class Trainer:
         position, running = self.position, self.position.running
         model, fmt = self.eval_model, self.memory_format
         eval_start = time.perf_counter()
-        val = evaluate(model, self.data.val.epoch(0), self.device, self.amp, memory_format=fmt)
+        val = evaluate(model, self.data.val.epoch(0), self.device, self.amp, self.data.num_classes, fmt)
         train = evaluate(model, self.data.train_eval.epoch(0), self.device, self.amp, memory_format=fmt)
         eval_time = time.perf_counter() - eval_start
         count = max(running["count"], 1)
@@ -337,6 +345,10 @@ class Trainer:
             if self.dist.is_main:
                 save_checkpoint({"model": model.state_dict(), "epoch": position.epoch, "val_acc": val["acc"],
                                  "samples_seen": position.samples_seen}, self.checkpoint_dir / "best.pt")
+            if self.reporter is not None:
+                self.reporter.log_confusion(val["confusion"], self.data.class_names, position.epoch, position.samples_seen)
+        if self.reporter is not None and hasattr(model, "attention_maps"):
+            self.reporter.log_attention(self._attention_overlays(model), position.samples_seen)
         record = {
             "epoch": position.epoch,
             "epoch_progress": position.samples_seen / self.budget.samples_per_epoch,
@@ -362,6 +374,16 @@ class Trainer:
                  position.epoch, self.budget.num_epochs, record["train_running/acc"], record["train_running/loss"],
                  record["train/acc"], record["train/loss"], record["val/acc"], record["val/loss"], record["images_per_s"])
         return record
+
+    def _attention_overlays(self, model: torch.nn.Module) -> torch.Tensor:
+        """Class-token attention over the same 8 validation images every epoch."""
+        if self._probe_images is None:
+            self._probe_images = next(iter(self.data.val.epoch(0)))[0][:8]
+        was_training = model.training
+        model.eval()
+        attention = class_token_attention(model, self._probe_images)
+        model.train(was_training)
+        return attention_overlay(denormalize(self._probe_images, self.data.mean, self.data.std), attention)
 
     def _summary(self, last: dict) -> dict:
         position = self.position

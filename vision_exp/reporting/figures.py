@@ -1,0 +1,66 @@
+"""Pictures for TensorBoard and PNG files: input grids, confusion matrices, attention maps."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def denormalize(images: torch.Tensor, mean, std) -> torch.Tensor:
+    """Normalised (B, 3, H, W) -> [0, 1] for display."""
+    mean_t = torch.tensor(mean, device=images.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=images.device).view(1, 3, 1, 1)
+    return (images.float() * std_t + mean_t).clamp(0, 1)
+
+
+def image_grid(images: torch.Tensor, columns: int = 8) -> torch.Tensor:
+    from torchvision.utils import make_grid
+
+    return make_grid(images.detach().cpu(), nrow=columns, padding=2)
+
+
+def confusion_figure(confusion: torch.Tensor, class_names: Sequence[str], title: str = ""):
+    """Row-normalised confusion matrix (true class down, predicted across), counts in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = confusion.double()
+    rates = counts / counts.sum(1, keepdim=True).clamp(min=1)
+    n = len(class_names)
+    size = max(4.0, 0.45 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), class_names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), class_names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                if counts[i, j] > 0:
+                    ax.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def attention_overlay(images: torch.Tensor, cls_attention: torch.Tensor) -> torch.Tensor:
+    """Images [0, 1] (B, 3, H, W) tinted by where the class token looks (B, gh, gw), heat in red."""
+    heat = F.interpolate(cls_attention[:, None].float(), size=images.shape[-2:], mode="nearest")
+    lo = heat.amin(dim=(2, 3), keepdim=True)
+    hi = heat.amax(dim=(2, 3), keepdim=True)
+    heat = (heat - lo) / (hi - lo).clamp(min=1e-8)
+    red = torch.cat([torch.ones_like(heat), torch.zeros_like(heat), torch.zeros_like(heat)], 1)
+    return (0.55 * images.cpu() + 0.45 * heat.cpu() * red.cpu()).clamp(0, 1)
+
+
+def class_token_attention(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """(B, gh, gw): the last block's attention from the class token to the patches, averaged over heads."""
+    last = model.attention_maps(images)[-1]
+    cls_row = last[:, :, 0, 1:].mean(1)
+    grid = int(round(cls_row.shape[-1] ** 0.5))
+    return cls_row.reshape(-1, grid, grid)
