@@ -3,8 +3,9 @@ each on a generated fixture: subset knobs, readable names, both loaders end to e
 and clear errors for broken layouts."""
 import dataclasses
 import io
-import json
+import re
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -93,7 +94,8 @@ def write_hf_dataset(root, classes=TINY_CLASSES, seed=0, val_split="validation")
     from datasets import DatasetDict
 
     rng = np.random.default_rng(seed)
-    DatasetDict({"train": hf_split(classes, TRAIN, rng), val_split: hf_split(classes, VAL, rng)}).save_to_disk(str(root))
+    splits = {"train": hf_split(classes, TRAIN, rng), val_split: hf_split(classes, VAL, rng)}
+    DatasetDict(splits).save_to_disk(str(root))
     return root
 
 
@@ -209,7 +211,8 @@ def test_a_copied_cache_trains_without_the_original_dataset(name, tmp_path):
     root = WRITERS[name](tmp_path / "data" / name)
     data = preset(name, root, f"data.cache_dir={tmp_path / 'cache'}", "data.img_size=16", "data.num_workers=0")
     original = index_dataset(data)
-    built = {split: cached_index_split(original, data, split, 1) for split in ("train", "val")}
+    workers = 2 if name == "hf" else 1  # hf rows decoded in the cache's worker processes
+    built = {split: cached_index_split(original, data, split, workers) for split in ("train", "val")}
     assert len(built["train"].images) == len(original.train) and not built["train"].skipped
     shutil.copytree(tmp_path / "cache", tmp_path / "elsewhere")
     shutil.rmtree(root)
@@ -254,19 +257,23 @@ def class_without_val_images(root):
         (root / "val" / "images" / line.split("\t")[0]).unlink()
 
 
-TINY_BREAKS = [
-    (lambda root: shutil.rmtree(root), "dataset folder not found: .*tiny-imagenet-200"),
-    (lambda root: remove(root / "wnids.txt"), "missing class list: .*wnids.txt"),
-    (lambda root: remove(root / "val" / "val_annotations.txt"), "missing val annotations: .*val_annotations.txt"),
-    (unannotated_val_image, "val image without annotation in .*val_annotations.txt: .*val_99.JPEG"),
-    (lambda root: remove(root / "val" / "images" / "val_3.JPEG"), "labels val images that are missing: .*val_3"),
-    (val_class_not_in_train, r"classes in val not in train: \['n02979186'\]"),
-    (class_without_val_images, "no val images of class n02979186 in .*val_annotations.txt"),
-    (lambda root: shutil.rmtree(root / "train" / "n02102040" / "images"), "missing image folder of class n02102040"),
-]
+TINY_BREAKS = {
+    "missing root": (lambda root: shutil.rmtree(root), "dataset folder not found: .*tiny-imagenet-200"),
+    "no wnids.txt": (lambda root: remove(root / "wnids.txt"), "missing class list: .*wnids.txt"),
+    "no annotations": (lambda root: remove(root / "val" / "val_annotations.txt"),
+                       "missing val annotations: .*val_annotations.txt"),
+    "unannotated image": (unannotated_val_image,
+                          "val image without annotation in .*val_annotations.txt: .*val_99.JPEG"),
+    "annotated image missing": (lambda root: remove(root / "val" / "images" / "val_3.JPEG"),
+                                "labels val images that are missing: .*val_3"),
+    "val class not in train": (val_class_not_in_train, r"classes in val not in train: \['n02979186'\]"),
+    "class without val images": (class_without_val_images, "no val images of class n02979186 in .*val_annotations.txt"),
+    "no train images folder": (lambda root: shutil.rmtree(root / "train" / "n02102040" / "images"),
+                               "missing image folder of class n02102040"),
+}
 
 
-@pytest.mark.parametrize("break_it, message", TINY_BREAKS)
+@pytest.mark.parametrize("break_it, message", list(TINY_BREAKS.values()), ids=list(TINY_BREAKS))
 def test_broken_tiny_imagenet_layouts_are_named(tiny_imagenet_root, tmp_path, break_it, message):
     root = shutil.copytree(tiny_imagenet_root, tmp_path / "tiny-imagenet-200")
     break_it(root)
@@ -274,26 +281,31 @@ def test_broken_tiny_imagenet_layouts_are_named(tiny_imagenet_root, tmp_path, br
         index_dataset(preset("tiny_imagenet", root))
 
 
-def rewrite_solution(root, edit):
-    path = root / "LOC_val_solution.csv"
-    path.write_text(edit(path.read_text()))
+def edit_solution(pattern: str, replacement: str):
+    """A break that rewrites LOC_val_solution.csv with a regex substitution."""
+    def edit(root):
+        path = root / "LOC_val_solution.csv"
+        path.write_text(re.sub(pattern, replacement, path.read_text()))
+    return edit
 
 
-KAGGLE_BREAKS = [
-    (lambda root: shutil.rmtree(root), "dataset folder not found: .*\n.*\n  or: on Kaggle: data.root=/kaggle/input"),
-    (lambda root: remove(root / "LOC_val_solution.csv"), "missing val labels: .*LOC_val_solution.csv"),
-    (lambda root: rewrite_solution(root, lambda text: text.replace("ImageId,", "Id,")), "header ImageId,Prediction"),
-    (lambda root: rewrite_solution(root, lambda text: text.replace("ILSVRC2012_val_00000002,", "x,")),
-     "val image without annotation in .*LOC_val_solution.csv: .*ILSVRC2012_val_00000002.JPEG"),
-    (lambda root: rewrite_solution(root, lambda text: text.replace(",n02979186 10", ",n09999999 10")),
-     r"classes in val not in train: \['n09999999'\]"),
-    (lambda root: rewrite_solution(root, lambda text: text.replace(",n01440764 10 12 30 28 n01440764 1 2 3 4 ", ",")),
-     "malformed row in .*LOC_val_solution.csv"),
-    (lambda root: shutil.rmtree(root / "ILSVRC" / "Data" / "CLS-LOC" / "val"), "missing split folder: .*CLS-LOC/val"),
-]
+KAGGLE_BREAKS = {
+    "missing root": (lambda root: shutil.rmtree(root),
+                     "dataset folder not found: .*\n.*\n  or: on Kaggle: data.root=/kaggle/input"),
+    "no solution csv": (lambda root: remove(root / "LOC_val_solution.csv"),
+                        "missing val labels: .*LOC_val_solution.csv"),
+    "bad header": (edit_solution("ImageId,", "Id,"), "header ImageId,Prediction"),
+    "unannotated image": (edit_solution("ILSVRC2012_val_00000002,", "x,"),
+                          "val image without annotation in .*LOC_val_solution.csv: .*ILSVRC2012_val_00000002.JPEG"),
+    "val class not in train": (edit_solution(",n02979186 10", ",n09999999 10"),
+                               r"classes in val not in train: \['n09999999'\]"),
+    "empty prediction": (edit_solution(",n01440764[^\n]*", ","), "malformed row in .*LOC_val_solution.csv"),
+    "no val folder": (lambda root: shutil.rmtree(root / "ILSVRC" / "Data" / "CLS-LOC" / "val"),
+                      "missing split folder: .*CLS-LOC/val"),
+}
 
 
-@pytest.mark.parametrize("break_it, message", KAGGLE_BREAKS)
+@pytest.mark.parametrize("break_it, message", list(KAGGLE_BREAKS.values()), ids=list(KAGGLE_BREAKS))
 def test_broken_kaggle_layouts_are_named(kaggle_root, tmp_path, break_it, message):
     root = shutil.copytree(kaggle_root, tmp_path / "imagenet-object-localization-challenge")
     break_it(root)
@@ -369,26 +381,36 @@ def with_classes(root, names, labels):
               validation=hf_split(names, 0, np.random.default_rng(1), labels=labels))
 
 
-HF_BREAKS = [
-    (write_hf_dataset, ["data.val_split=val"], r"no split 'val' in .*: it has \['train', 'validation'\]"),
-    (write_hf_dataset, ["data.image_column=img"],
-     r"data.image_column='img' is not a column of type Image in split 'train'.*: it has image \(Image\), label \(ClassLabel\)"),
-    (write_hf_dataset, ["data.label_column=image"], "data.label_column='image' is not a column of type ClassLabel"),
-    (lambda root: hf_split(TINY_CLASSES, 1, np.random.default_rng(0)).save_to_disk(str(root)), [],
-     "holds one saved Dataset, not splits"),
-    (lambda root: with_classes(root, TINY_CLASSES, [0, -1]), [], "unlabelled rows \\(label -1\\)"),
-    (lambda root: with_classes(root, TINY_CLASSES[:2], [0, 1]), [], "different ClassLabel names"),
-    (lambda root: save_dict(root, train=hf_split(TINY_CLASSES, 2, np.random.default_rng(0), labels=[0, 0, 1]),
-                            validation=hf_split(TINY_CLASSES, 0, np.random.default_rng(1), labels=[0, 2])), [],
-     r"classes in val not in train: \['n02979186'\]"),
-    (lambda root: None, [], "dataset folder not found: .*hf_dataset"),
-]
+HF_BREAKS = {
+    "unknown split": (write_hf_dataset, ["data.val_split=val"],
+                      r"no split 'val' in .*: it has \['train', 'validation'\]"),
+    "unknown image column": (write_hf_dataset, ["data.image_column=img"],
+                             r"data.image_column='img' is not a column of type Image in split 'train'.*: "
+                             r"it has image \(Image\), label \(ClassLabel\)"),
+    "label not a ClassLabel": (write_hf_dataset, ["data.label_column=image"],
+                               "data.label_column='image' is not a column of type ClassLabel"),
+    "one Dataset": (lambda root: hf_split(TINY_CLASSES, 1, np.random.default_rng(0)).save_to_disk(str(root)), [],
+                    "holds one saved Dataset, not splits"),
+    "unlabelled rows": (lambda root: with_classes(root, TINY_CLASSES, [0, -1]), [], r"unlabelled rows \(label -1\)"),
+    "other label names": (lambda root: with_classes(root, TINY_CLASSES[:2], [0, 1]), [], "different ClassLabel names"),
+    "val class not in train": (
+        lambda root: save_dict(root, train=hf_split(TINY_CLASSES, 2, np.random.default_rng(0), labels=[0, 0, 1]),
+                               validation=hf_split(TINY_CLASSES, 0, np.random.default_rng(1), labels=[0, 2])),
+        [], r"classes in val not in train: \['n02979186'\]"),
+    "missing root": (lambda root: None, [], "dataset folder not found: .*hf_dataset"),
+}
 
 
-@pytest.mark.parametrize("write, overrides, message", HF_BREAKS)
+@pytest.mark.parametrize("write, overrides, message", list(HF_BREAKS.values()), ids=list(HF_BREAKS))
 def test_broken_hf_datasets_are_named(tmp_path, write, overrides, message):
     pytest.importorskip("datasets")
     root = tmp_path / "hf_dataset"
     write(root)
     with pytest.raises(DataError, match=message):
-        index_dataset(preset("hf", root, "data.loader=folder", *overrides))
+        index_dataset(preset("hf", root, *overrides))
+
+
+def test_hf_without_the_datasets_package_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets now raises ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'vision-exp\[hf\]'"):
+        index_dataset(preset("hf", tmp_path))

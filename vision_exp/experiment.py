@@ -18,10 +18,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from vision_exp.data.config import DataConfig
 from vision_exp.recipe.augment import AugmentConfig, BatchAugment
 from vision_exp.data.loaders import build_loaders, index_dataset
-from vision_exp.errors import ConfigError
+from vision_exp.errors import CheckpointError, ConfigError
 from vision_exp.recipe.loss import create_train_loss
 from vision_exp.reporting.files import write_text_atomic
 from vision_exp.training import distributed
+from vision_exp.training.checkpoint import load_checkpoint, load_model_weights
 from vision_exp.training.runtime import seed_everything, set_deterministic
 from vision_exp.training.trainer import Trainer, TrainerConfig
 
@@ -106,3 +107,21 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
         return trainer.fit()
     finally:
         distributed.teardown()
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """A run folder holds config.yaml and checkpoints/<name>.pt."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+
+
+def load_trained_model(checkpoint: Path):
+    """(model with the checkpoint's weights, the run's config, the checkpoint's contents)."""
+    checkpoint = Path(checkpoint)
+    state = load_checkpoint(checkpoint)
+    config_path = run_dir_of(checkpoint) / "config.yaml"
+    if not config_path.is_file():
+        raise CheckpointError(f"no config.yaml for {checkpoint}: expected the run folder's {config_path}")
+    run_cfg = OmegaConf.load(config_path)
+    model = build(run_cfg.model, "model")
+    load_model_weights(model, state["model"], str(checkpoint))
+    return model, run_cfg, state

@@ -163,6 +163,7 @@ class Trainer:
     def state_dict(self) -> dict:
         position = self.position
         return {
+            **self.class_info,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -181,6 +182,11 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         self.position = Position(**state["position"])
         set_rng_state(state["rng"])
+
+    @property
+    def class_info(self) -> dict:
+        """Stored in every checkpoint, so evaluate/predict can name classes without the dataset."""
+        return {"classes": list(self.data.classes), "class_names": list(self.data.class_names)}
 
     def resume_source(self) -> Optional[Path]:
         mode = self.cfg.resume
@@ -343,8 +349,9 @@ class Trainer:
         if val["acc"] > position.best_val_acc:
             position.best_val_acc, position.best_epoch = val["acc"], position.epoch
             if self.dist.is_main:
-                save_checkpoint({"model": model.state_dict(), "epoch": position.epoch, "val_acc": val["acc"],
-                                 "samples_seen": position.samples_seen}, self.checkpoint_dir / "best.pt")
+                save_checkpoint({**self.class_info, "model": model.state_dict(), "epoch": position.epoch,
+                                 "val_acc": val["acc"], "samples_seen": position.samples_seen},
+                                self.checkpoint_dir / "best.pt")
             if self.reporter is not None:
                 self.reporter.log_confusion(val["confusion"], self.data.class_names, position.epoch, position.samples_seen)
         if self.reporter is not None and hasattr(model, "attention_maps"):

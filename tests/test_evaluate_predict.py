@@ -1,0 +1,67 @@
+"""evaluate and predict CLIs on a checkpoint of a tiny run."""
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, compose, tiny_overrides
+from vision_exp.experiment import run_experiment
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_folder, tmp_path_factory):
+    run = tmp_path_factory.mktemp("evalrun") / "run"
+    run_experiment(compose(tiny_overrides(tiny_folder, "trainer.epochs=2")), run, [])
+    return run
+
+
+def cli(module, *args):
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def test_evaluate_writes_metrics_per_class_and_confusion_beside_the_checkpoint(trained_run):
+    result = cli("vision_exp.evaluate", f"ckpt={trained_run / 'checkpoints' / 'best.pt'}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = trained_run / "checkpoints" / "best-eval-run-data"
+    metrics = json.loads((out / "metrics.json").read_text())
+    run_metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["top1"] == pytest.approx(run_metrics["best_val_acc"], abs=1e-6)
+    assert metrics["top5"] == 100.0 and metrics["images"] == 12
+    assert set(metrics["per_class"]) == {"tench", "English springer", "cassette player"}
+    rows = list(csv.reader((out / "confusion.csv").open()))
+    assert len(rows) == 4 and sum(int(v) for row in rows[1:] for v in row[1:]) == 12
+    assert (out / "confusion.png").stat().st_size > 1000 and list((out / "tb").glob("events.*"))
+    assert "top-1" in result.stdout + result.stderr
+
+
+def test_evaluate_on_another_data_choice_keeps_the_run_classes(trained_run, tiny_folder):
+    result = cli("vision_exp.evaluate", f"ckpt={trained_run / 'checkpoints' / 'last.pt'}", "data=folder",
+                 f"data.root={tiny_folder}", "data.max_val_per_class=2", "data.loader=folder", "data.num_workers=0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    metrics = json.loads((trained_run / "checkpoints" / "last-eval-folder" / "metrics.json").read_text())
+    assert metrics["images"] == 6 and metrics["data"] == "folder"
+
+
+def test_predict_prints_topk_names_and_writes_csv(trained_run, tiny_folder):
+    images = tiny_folder / "val" / "n01440764"
+    result = cli("vision_exp.predict", f"ckpt={trained_run / 'checkpoints' / 'best.pt'}", f"images={images}", "topk=2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [line for line in result.stdout.splitlines() if ".JPEG:" in line or ".png:" in line]
+    assert len(lines) == 4 and all(line.count("%)") == 2 for line in lines)
+    rows = list(csv.DictReader((trained_run / "checkpoints" / "best-predictions" / "predictions.csv").open()))
+    assert len(rows) == 4 and all(row["top1"] in {"tench", "English springer", "cassette player"} for row in rows)
+    assert all(float(row["p1"]) >= float(row["p2"]) for row in rows)
+
+
+def test_missing_checkpoint_is_one_message(tmp_path):
+    for module, extra in (("vision_exp.predict", [f"images={tmp_path}"]), ("vision_exp.evaluate", [])):
+        result = cli(module, f"ckpt={tmp_path / 'best.pt'}", *extra)
+        assert result.returncode == 2 and "checkpoint not found" in result.stdout + result.stderr
+        assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_predict_missing_images(trained_run, tmp_path):
+    result = cli("vision_exp.predict", f"ckpt={trained_run / 'checkpoints' / 'best.pt'}", f"images={tmp_path / 'none'}")
+    assert result.returncode == 2 and "no such file or folder" in result.stdout + result.stderr

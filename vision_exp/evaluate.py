@@ -1,0 +1,61 @@
+"""`python -m vision_exp.evaluate ckpt=<path> [data=...]`: top-1/top-5, per-class accuracy and the
+confusion matrix of a checkpoint, written beside it (in <checkpoint>-eval-<data>/)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from vision_exp.cli import user_errors
+from vision_exp.data.config import DataConfig
+from vision_exp.data.loaders import build_loaders, index_dataset
+from vision_exp.experiment import load_trained_model, typed
+from vision_exp.recipe.augment import AugmentConfig
+from vision_exp.reporting.evaluation import write_evaluation
+from vision_exp.training.evaluation import evaluate
+from vision_exp.training.runtime import amp_dtype, select_device
+
+log = logging.getLogger("vision_exp.evaluate")
+
+
+def evaluation_data(run_data: DictConfig, chosen, state: dict) -> DataConfig:
+    """The run's data settings, updated with the user's choice; always the run's image size and classes
+    (the model's head maps outputs to exactly those classes)."""
+    node = OmegaConf.merge(run_data, chosen) if chosen else run_data.copy()
+    with open_dict(node):
+        node.img_size = run_data.img_size
+        if "classes" in state:
+            node.classes = list(state["classes"])
+            node.num_classes = len(state["classes"])
+    return typed(DataConfig, node, "data")
+
+
+def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
+    model, run_cfg, state = load_trained_model(Path(cfg.ckpt))
+    data = evaluation_data(run_cfg.data, cfg.get("data"), state)
+    device = select_device(cfg.device)
+    index = index_dataset(data)
+    loaders = build_loaders(index, data, AugmentConfig(), device, seed=0)
+    model.to(device)
+    result = evaluate(model, loaders.val.epoch(0), device, amp_dtype(cfg.amp, device), len(index.classes))
+    meta = {"checkpoint": str(cfg.ckpt), "data": data.name, "root": data.root}
+    summary = write_evaluation(out_dir, result, index.class_names, meta)
+    log.info("%s on %s val (%d images): top-1 %.2f%%, top-5 %.2f%%", cfg.ckpt, data.name, result["count"],
+             result["acc"], result["acc5"])
+    for name, acc in summary["per_class"].items():
+        log.info("  %-24s %s", name, "n/a" if acc is None else f"{acc:6.2f}%")
+    log.info("written to %s", out_dir)
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    with user_errors(log):
+        evaluate_checkpoint(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""`python -m vision_exp.predict ckpt=<path> images=<file or folder> [topk=5]`: the top-k class names
+of every image, printed and written to predictions.csv beside the checkpoint."""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from vision_exp.cli import user_errors
+from vision_exp.data.config import DataConfig
+from vision_exp.data.images import open_rgb
+from vision_exp.data.index import IMAGE_EXTENSIONS
+from vision_exp.data.loaders import folder_transforms
+from vision_exp.errors import DataError
+from vision_exp.experiment import load_trained_model, typed
+from vision_exp.recipe.augment import AugmentConfig
+from vision_exp.reporting.files import write_text_atomic
+from vision_exp.training.runtime import select_device
+
+log = logging.getLogger("vision_exp.predict")
+
+
+def image_files(target: Path) -> list:
+    if target.is_file():
+        return [target]
+    if target.is_dir():
+        files = sorted(p for p in target.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if files:
+            return files
+        raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {target}")
+    raise DataError(f"images={target}: no such file or folder")
+
+
+@torch.no_grad()
+def predict(checkpoint: Path, target: Path, topk: int = 5, batch_size: int = 64, device: str = "auto") -> list:
+    """[(path, [(class name, probability), ...]), ...] with the run's evaluation transform."""
+    model, run_cfg, state = load_trained_model(checkpoint)
+    data = typed(DataConfig, run_cfg.data, "data")
+    _, transform = folder_transforms(data, AugmentConfig(), None)
+    names = state.get("class_names") or [str(i) for i in range(run_cfg.data.num_classes)]
+    chosen = select_device(device)
+    model.to(chosen).eval()
+    files, rows = image_files(target), []
+    k = min(topk, len(names))
+    for start in range(0, len(files), batch_size):
+        part = files[start : start + batch_size]
+        batch = torch.stack([transform(open_rgb(str(p), data.resize_size)) for p in part]).to(chosen)
+        probabilities = model(batch).float().softmax(1)
+        values, indices = probabilities.topk(k, dim=1)
+        for path, vals, idxs in zip(part, values.tolist(), indices.tolist()):
+            rows.append((str(path), [(names[i], v) for i, v in zip(idxs, vals)]))
+    return rows
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    with user_errors(log):
+        rows = predict(Path(cfg.ckpt), Path(cfg.images), cfg.topk, cfg.batch_size, cfg.device)
+        table = io.StringIO()
+        writer = csv.writer(table)
+        writer.writerow(["image", *[f"top{i + 1}" for i in range(cfg.topk)], *[f"p{i + 1}" for i in range(cfg.topk)]])
+        for path, top in rows:
+            print(f"{path}: " + ", ".join(f"{name} ({p:.1%})" for name, p in top))
+            writer.writerow([path, *[n for n, _ in top], *[f"{p:.4f}" for _, p in top]])
+        out = Path(HydraConfig.get().runtime.output_dir) / "predictions.csv"
+        write_text_atomic(out, table.getvalue())
+        log.info("written to %s", out)
+
+
+if __name__ == "__main__":
+    main()
