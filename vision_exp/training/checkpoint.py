@@ -1,36 +1,114 @@
-"""Checkpoints that survive crashes: written to a temp file and renamed, loaded weights-only.
+"""Checkpoints that survive crashes: checksummed, written to a temp file and renamed, loaded weights-only.
 
-Loading with `weights_only=True` means a checkpoint can hold tensors and plain containers but
-never pickled code, so opening a file from someone else cannot run anything.
+`save_checkpoint` keeps the previous file as `<name>.prev.pt` and records each file's SHA-256 in
+a sidecar `<file>.sha256`. A file that is truncated or corrupt (its digest differs) is detected
+on load and the previous one is used instead, with a warning. Loading with `weights_only=True`
+means a checkpoint may hold tensors and plain containers but never pickled code, so opening a
+file from someone else cannot run anything.
 """
 from __future__ import annotations
 
+import errno
+import hashlib
+import logging
 import os
 import pickle
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from vision_exp.errors import CheckpointError
 
+log = logging.getLogger(__name__)
 
-def save_checkpoint(state: dict, path: Path) -> None:
+
+class _HashingWriter:
+    """A file wrapper that computes the SHA-256 of what torch.save writes."""
+
+    def __init__(self, handle) -> None:
+        self.handle, self.digest = handle, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return self.handle.write(data)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def digest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def previous_path(path: Path) -> Path:
+    return path.with_name(path.stem + ".prev" + path.suffix)
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(state: dict, path: Path, keep_previous: bool = True) -> None:
+    """Write `state` to `path` atomically; the file it replaces becomes `<name>.prev.pt`.
+
+    A failure (e.g. a full disk) leaves the earlier checkpoints as they were and raises a
+    CheckpointError that says so.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as handle:
-            torch.save(state, handle)
+            writer = _HashingWriter(handle)
+            torch.save(state, writer)
             handle.flush()
             os.fsync(handle.fileno())
+        if keep_previous and path.is_file():
+            os.replace(path, previous_path(path))
+            if digest_path(path).is_file():
+                os.replace(digest_path(path), digest_path(previous_path(path)))
+        _write_text(digest_path(path), writer.digest.hexdigest() + "\n")
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        kept = previous_path(path) if keep_previous and not path.is_file() else path
+        raise CheckpointError(
+            f"could not write checkpoint {path}: {reason}; the earlier checkpoint {kept} is kept"
+        ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
+def verify(path: Path) -> Optional[str]:
+    """Why `path` cannot be trusted (missing, or its digest differs), or None when it is sound."""
+    if not path.is_file():
+        return "missing"
+    recorded = digest_path(path)
+    if recorded.is_file() and recorded.read_text().strip() != file_digest(path):
+        return "its SHA-256 does not match (truncated or corrupt)"
+    return None
+
+
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    if not Path(path).is_file():
+    path = Path(path)
+    if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    problem = verify(path)
+    if problem:
+        raise CheckpointError(f"checkpoint {path} is unusable: {problem}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -40,6 +118,18 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
         ) from None
     except (RuntimeError, EOFError, OSError) as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+
+
+def load_latest(path: Path, map_location="cpu") -> tuple:
+    """(state, file used): `path`, or its previous version when `path` is unusable."""
+    try:
+        return load_checkpoint(path, map_location), path
+    except CheckpointError as exc:
+        previous = previous_path(path)
+        if not previous.is_file():
+            raise
+        log.warning("%s; resuming from the previous checkpoint %s instead", exc, previous)
+        return load_checkpoint(previous, map_location), previous
 
 
 def load_model_weights(model: torch.nn.Module, state_dict: dict, source: str) -> None:

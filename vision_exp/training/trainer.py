@@ -13,7 +13,9 @@ metrics every epoch:
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,7 @@ from vision_exp.errors import ConfigError, UserError
 from vision_exp.reporting.figures import attention_overlay, class_token_attention, denormalize
 from vision_exp.reporting.run import RunReporter
 from vision_exp.training.budget import Budget
-from vision_exp.training.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+from vision_exp.training.checkpoint import load_latest, load_model_weights, save_checkpoint
 from vision_exp.training.evaluation import evaluate
 from vision_exp.training.distributed import DistEnv, all_reduce_sum
 from vision_exp.training.runtime import amp_dtype, autocast, rng_state, set_rng_state
@@ -37,6 +39,40 @@ PROGRESS_MODES = ("auto", "bar", "log", "none")
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGINT arrived: a checkpoint was written and the run stopped; resume continues it."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+class StopSignals:
+    """Turns SIGTERM/SIGINT (a Kaggle session ending, SLURM preemption, Ctrl-C) into a flag the loop
+    checks between steps; a second signal stops at once."""
+
+    def __init__(self) -> None:
+        self.received: Optional[int] = None
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+        log.warning("%s received: saving a checkpoint after this step (send it again to stop at once)",
+                    signal.Signals(signum).name)
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 @dataclass
@@ -205,18 +241,22 @@ class Trainer:
     def fit(self) -> dict:
         source = self.resume_source()
         if source is not None:
-            self.load_state_dict(load_checkpoint(source, map_location=self.device), str(source))
+            state, source = load_latest(source, map_location=self.device)
+            self.load_state_dict(state, str(source))
             log.info("resumed from %s at epoch %d, batch %d (%d samples seen)", source,
                      self.position.epoch, self.position.batch, self.position.samples_seen)
         elif self.cfg.resume == "auto":
             log.info("no checkpoint in %s: starting from scratch", self.checkpoint_dir)
+        self.signals = StopSignals()
         if not self.dist.is_main:  # other ranks train and evaluate their shards, and write nothing
-            return {"status": "completed", **self._train(None)}
+            with self.signals:
+                return {"status": "completed", **self._train(None)}
         reporter = RunReporter(self.run_dir, self.hparams, self.position.epoch, self.position.samples_seen, self.title,
                                self.config_text)
         self.reporter = reporter
         try:
-            summary = self._train(reporter)
+            with self.signals:
+                summary = self._train(reporter)
         except BaseException:
             reporter.close(completed=False)
             raise
@@ -267,6 +307,7 @@ class Trainer:
             self.scheduler.step_update(num_updates=position.step)
             if position.batch % check_every == 0:
                 self._check_finite(loss_sum, position.step, check_every)
+                self._check_stop(loss_sum, correct, steps)
             if bar is not None:
                 bar.update(1)
                 if position.batch % 10 == 0:
@@ -320,6 +361,22 @@ class Trainer:
         self.position.train_time_s += now - self._phase_start
         self._phase_start = now
         self.position.elapsed_s = self._elapsed_before + now - self._session_start
+
+    def _check_stop(self, loss_sum: torch.Tensor, correct: torch.Tensor, steps: int) -> None:
+        """After a stop signal: checkpoint this exact position and end the run (all ranks together)."""
+        received = self.signals.received
+        flag = all_reduce_sum(torch.tensor(float(received or 0), device=self.device)).item() if self.dist.enabled else received
+        if not flag:
+            return
+        signum = received or int(flag / self.dist.world_size)
+        self._fold_running(loss_sum, correct)
+        self.save("last.pt")
+        raise Interrupted(
+            f"stopped by {signal.Signals(signum).name} at step {self.position.step} "
+            f"(epoch {self.position.epoch + 1}, batch {self.position.batch}/{steps}); checkpoint saved to "
+            f"{self.checkpoint_dir / 'last.pt'}. Run the same command with trainer.resume=auto to continue.",
+            signum,
+        )
 
     def _check_finite(self, loss_sum: torch.Tensor, step: int, window: int) -> None:
         bad = all_reduce_sum((~torch.isfinite(loss_sum)).double())  # every rank stops together

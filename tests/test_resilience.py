@@ -1,0 +1,134 @@
+"""Nothing lost: exact resume after SIGKILL at random steps, corrupt checkpoints, a full disk."""
+import errno
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import REPO, compose, tiny_overrides
+from vision_exp.errors import CheckpointError
+from vision_exp.experiment import run_experiment
+from vision_exp.training import checkpoint as checkpoint_mod
+from vision_exp.training.checkpoint import load_checkpoint, load_latest, save_checkpoint
+
+RUN_ARGS = ("trainer.epochs=3", "trainer.deterministic=true", "trainer.checkpoint_every_steps=1", "data.batch_size=4")
+
+
+def final_state(run):
+    metrics = json.loads((run / "metrics.json").read_text())
+    weights = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+    return metrics, weights
+
+
+def assert_same_run(a, b):
+    (metrics_a, weights_a), (metrics_b, weights_b) = a, b
+    for key in ("val_acc", "val_loss", "train_acc", "train_loss", "train_running_loss", "train_running_acc",
+                "samples_seen", "steps", "best_val_acc"):
+        assert metrics_a[key] == metrics_b[key], key
+    for key in weights_a:
+        assert torch.equal(weights_a[key], weights_b[key]), key
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_folder, tmp_path_factory):
+    run = tmp_path_factory.mktemp("reference") / "run"
+    run_experiment(compose(tiny_overrides(tiny_folder, *RUN_ARGS)), run, [])
+    return final_state(run)
+
+
+def start(folder, run, resume):
+    args = [sys.executable, "-m", "vision_exp.train", *tiny_overrides(folder, *RUN_ARGS), f"hydra.run.dir={run}"]
+    if resume:
+        args.append("trainer.resume=auto")
+    return subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_sigkill_at_random_steps_then_resume_ends_exactly_like_an_uninterrupted_run(tiny_folder, tmp_path, reference):
+    run, rng, kills = tmp_path / "run", random.Random(0), 0
+    last = run / "checkpoints" / "last.pt"
+    for attempt in range(3):
+        process = start(tiny_folder, run, resume=attempt > 0)
+        target, seen, mtime = rng.randint(1, 8), 0, None
+        deadline = time.time() + 120
+        while process.poll() is None and time.time() < deadline:
+            current = last.stat().st_mtime_ns if last.exists() else None
+            if current != mtime:
+                mtime, seen = current, seen + (current is not None)
+                if seen >= target:
+                    process.send_signal(signal.SIGKILL)
+                    kills += 1
+                    break
+            time.sleep(0.002)
+        process.wait(timeout=60)
+    final = start(tiny_folder, run, resume=True)
+    assert final.wait(timeout=300) == 0
+    assert kills >= 2, "the kills should land while training runs"
+    assert_same_run(final_state(run), reference)
+    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+
+
+def test_corrupt_last_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+    path = tmp_path / "last.pt"
+    save_checkpoint({"step": torch.tensor(1)}, path)
+    save_checkpoint({"step": torch.tensor(2)}, path)
+    assert load_latest(path)[0]["step"] == 2
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # truncated
+    state, used = load_latest(path)
+    assert state["step"] == 1 and used.name == "last.prev.pt"
+    assert "does not match" in caplog.text
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(path)
+
+
+def test_resume_from_a_corrupt_checkpoint_still_ends_like_the_reference(tiny_folder, tmp_path, reference, monkeypatch):
+    run = tmp_path / "run"
+
+    class Crash(RuntimeError):
+        pass
+
+    original, saves = checkpoint_mod.save_checkpoint, []
+
+    def crash_on_fifth(state, path, keep_previous=True):
+        original(state, path, keep_previous)
+        saves.append(path.name)
+        if saves.count("last.pt") == 5:
+            raise Crash
+
+    monkeypatch.setattr("vision_exp.training.trainer.save_checkpoint", crash_on_fifth)
+    with pytest.raises(Crash):
+        run_experiment(compose(tiny_overrides(tiny_folder, *RUN_ARGS)), run, [])
+    monkeypatch.undo()
+    last = run / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])
+    run_experiment(compose(tiny_overrides(tiny_folder, *RUN_ARGS, "trainer.resume=auto")), run, [])
+    assert_same_run(final_state(run), reference)
+
+
+def test_full_disk_while_checkpointing_keeps_the_earlier_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint({"step": torch.tensor(1)}, path)
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint_mod.torch, "save", no_space)
+    with pytest.raises(CheckpointError, match="disk is full.*earlier checkpoint"):
+        save_checkpoint({"step": torch.tensor(2)}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert not list(tmp_path.glob(".*tmp*")), "no temp file is left behind"
+
+
+def test_pickled_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {}, "payload": os.system}, path)  # a reference to code, not weights
+    with pytest.raises(CheckpointError, match="weights-only"):
+        load_checkpoint(path)
