@@ -141,11 +141,11 @@ def load_model_weights(model: torch.nn.Module, state_dict: dict, source: str) ->
     if missing or unexpected or mismatched:
         parts = []
         if missing:
-            parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+            parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:4])})")
         if unexpected:
-            parts.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:4])})")
         if mismatched:
-            shown = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}" for k in mismatched[:5]]
-            parts.append(f"shape mismatches {shown}")
+            shown = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}" for k in mismatched[:4]]
+            parts.append(f"{len(mismatched)} shape mismatches (e.g. {', '.join(shown)})")
         raise CheckpointError(f"checkpoint {source} does not fit this model: " + "; ".join(parts))
     model.load_state_dict(state_dict)
