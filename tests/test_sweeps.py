@@ -1,16 +1,18 @@
 """Sweeps as results: a real multirun leaves results.csv, results.md and plots that agree with its
-jobs' metrics.json, records a failing job and goes on, skips and resumes when run again, keeps
-every job in its own sweep's folder under the parallel launchers; and the statistics behind the
-tables match hand-computed values."""
+jobs' metrics.json, records a failing job and goes on, stops at a checkpoint on Ctrl-C, skips and
+resumes when run again, keeps every job in its own sweep's folder under the parallel launchers;
+and the statistics behind the tables match hand-computed values."""
 import csv
 import json
 import math
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -127,6 +129,31 @@ def test_rerun_skips_completed_jobs_and_resumes_an_interrupted_one(finished_swee
     assert [r["status"] for r in rows] == ["completed"] * 4 + ["failed"] * 2
 
 
+def test_ctrl_c_stops_the_sweep_at_a_checkpoint(tiny_folder, tmp_path):
+    sweep = tmp_path / "sweep"
+    args = tiny_sweep(tiny_folder, "seed=0,1", "model.widths=[8,8,16,16]", "model.stem_stride=1", "trainer.train_samples=null",
+                      "trainer.epochs=100", "trainer.progress=log", f"hydra.sweep.dir={sweep}")
+    process = subprocess.Popen([sys.executable, "-m", "vision_exp.train", *args], cwd=REPO, text=True,
+                               env={**os.environ, **sweep_env(tmp_path), "PYTHONUNBUFFERED": "1"},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        lines = []
+        for line in process.stdout:  # the first job is training: the user presses Ctrl-C
+            lines.append(line)
+            if "epoch 2/100" in line:
+                process.send_signal(signal.SIGINT)
+                break
+        log = "".join(lines) + process.communicate(timeout=120)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, log
+    assert f"The sweep stops; run the same command with hydra.sweep.dir={sweep} to resume it." in log
+    assert "stopped by SIGINT" in metrics(sweep / "0")["error"] and (sweep / "0" / "checkpoints" / "last.pt").is_file()
+    assert not (sweep / "1").exists()
+
+
 def test_a_folder_of_another_configuration_is_neither_skipped_nor_resumed(tmp_path):
     saved = {"seed": 0, "model": {"block": "BasicBlock", "num_classes": 3}, "trainer": {"resume": "never", "device": "auto"},
              "paths": {"output_dir": "/a"}, "data": {"num_classes": 3, "root": "/a/data"}}
@@ -139,21 +166,54 @@ def test_a_folder_of_another_configuration_is_neither_skipped_nor_resumed(tmp_pa
         check_same_config(tmp_path, other)
 
 
-def test_parallel_launchers_and_simultaneous_sweeps_keep_every_job_in_its_own_folder(tiny_folder, tmp_path):
-    """joblib (2 jobs at once, DataLoader workers inside its worker processes) and submitit_local start at
-    the same moment under the same name: their workers re-resolve the sweep folder, which must stay theirs."""
-    env = sweep_env(tmp_path)
+def test_a_sweep_job_skips_resumes_and_under_joblib_picks_its_gpu(tmp_path, monkeypatch):
+    import torch
+    from omegaconf import OmegaConf
+
+    from vision_exp.train import prepare_sweep_job
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    hydra_cfg = SimpleNamespace(launcher=SimpleNamespace(_target_=joblib), job=SimpleNamespace(num=3),
+                                overrides=SimpleNamespace(task=["model=resnet_v2", "seed=1"]))
+    cfg = compose(["model=resnet_v2", "seed=1"])
+    assert prepare_sweep_job(cfg, tmp_path, hydra_cfg) is None  # a new job
+    assert cfg.trainer.device == "cuda:1" and cfg.trainer.resume == "never"
+    assert json.loads((tmp_path / "overrides.json").read_text()) == ["model=resnet_v2", "seed=1"]
+
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))  # it began to train
+    again = compose(["model=resnet_v2", "seed=1"])
+    assert prepare_sweep_job(again, tmp_path, hydra_cfg) is None
+    assert again.trainer.resume == "auto"
+    (tmp_path / "metrics.json").write_text(json.dumps({"status": "completed", "val_acc": 50.0}))
+    assert prepare_sweep_job(compose(["model=resnet_v2", "seed=1"]), tmp_path, hydra_cfg)["val_acc"] == 50.0
+    with pytest.raises(ConfigError, match="another configuration"):
+        prepare_sweep_job(compose(["model=resnet_v2", "seed=2"]), tmp_path, hydra_cfg)
+
+
+def test_parallel_launchers_and_simultaneous_sweeps_keep_every_job_in_its_own_folder(finished_sweep, tiny_folder, tmp_path):
+    """joblib (2 jobs at once; TrivialAugment runs in DataLoader workers inside each joblib worker) and
+    submitit_local start at the same moment under the same name: their workers re-resolve the sweep
+    folder, which must stay theirs. (The data cache is the finished sweep's: built once, not raced for.)"""
+    env = {**sweep_env(tmp_path), "VISION_EXP_CACHE": str(finished_sweep[0].parent / "cache")}
     launchers = {
-        "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data.num_workers=1"],
+        "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "augmentation=trivialaugment", "data.num_workers=2"],
         "submitit": ["hydra/launcher=submitit_local"],
     }
+    model = ("model.widths=[8,8,16,16]", "model.stem_stride=1")
     processes = {
-        name: subprocess.Popen([sys.executable, "-m", "vision_exp.train", *tiny_sweep(tiny_folder, "name=twin", "seed=0,1", *extra)],
+        name: subprocess.Popen([sys.executable, "-m", "vision_exp.train", *tiny_sweep(tiny_folder, "name=twin", "seed=0,1", *model, *extra)],
                                cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for name, extra in launchers.items()
     }
-    logs = {name: process.communicate(timeout=300)[0] for name, process in processes.items()}
+    try:
+        logs = {name: process.communicate(timeout=300)[0] for name, process in processes.items()}
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     for name, process in processes.items():
         assert process.returncode == 0, logs[name]
     assert "Joblib.Parallel(n_jobs=2" in logs["joblib"]
@@ -167,6 +227,18 @@ def test_parallel_launchers_and_simultaneous_sweeps_keep_every_job_in_its_own_fo
         assert jobs == ["0", "1"], (name, jobs)
         assert all(metrics(sweep / job)["status"] == "completed" for job in jobs)
         assert [r["status"] for r in csv.DictReader((sweep / "results.csv").open())] == ["completed", "completed"]
+
+
+def test_the_enhancement_study_command_sweeps_every_enhancement_against_none(tmp_path):
+    """The study's own command, with no dataset so that each job fails at once: the point is what it sweeps."""
+    result = run_cli(["-m", "experiment=cpu_vit", "enhancement=glob(*)", "seed=0", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                     env_extra={**ONE_THREAD, "VISION_EXP_DATA": str(tmp_path / "no_data")})
+    assert result.returncode == 1, output(result)
+    summary = load_sweep(tmp_path / "sweep")
+    options = sorted(p.stem for p in (REPO / "conf" / "enhancement").glob("*.yaml"))
+    assert [c.label for c in summary.configurations] == [f"enhancement={o}" for o in options]
+    assert summary.baseline.label == "enhancement=none"
+    assert all(job.status == "failed" and "no_data" in job.error for job in summary.jobs)
 
 
 # --------------------------------------------------------------------------- summary on files
@@ -357,6 +429,19 @@ def test_sweep_folder_is_fixed_once_and_unique():
     job = OmegaConf.create({**config, "name": "renamed_by_a_preset"})
     OmegaConf.copy_cache(from_config=first, to_config=job)  # what Hydra does for every job of a sweep
     assert job.dir == first.dir
+
+
+def test_under_torchrun_every_rank_shares_the_folder_and_rank_0_summarizes(enhancement_sweep, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from vision_exp.sweeps.callback import SummarizeSweep
+    from vision_exp.sweeps.launch import sweep_folder
+
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "launch-1")
+    assert sweep_folder("out")[-6:] == sweep_folder("out")[-6:]
+    monkeypatch.setenv("RANK", "1")
+    SummarizeSweep().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(enhancement_sweep)}}}))
+    assert not (enhancement_sweep / "results.md").exists()
 
 
 def test_gpu_of_a_parallel_job():

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -25,33 +26,37 @@ from vision_exp.experiment import run_experiment
 from vision_exp.reporting.files import write_text_atomic
 from vision_exp.reporting.run import record_failure
 from vision_exp.sweeps.jobs import check_same_config, completed_record, has_earlier_attempt
-from vision_exp.sweeps.launch import gpu_for_job, register_resolvers
+from vision_exp.sweeps.launch import gpu_for_job, register_resolvers, restore_default_start_method
+from vision_exp.training.trainer import Interrupted
 
 log = logging.getLogger("vision_exp.train")
 register_resolvers()  # conf/hydra/default.yaml names the sweep folder with it
 
 
 def prepare_sweep_job(cfg: DictConfig, run_dir: Path, hydra_cfg) -> Optional[dict]:
-    """Make a sweep job rerunnable: the completed run's metrics.json to skip it, else None.
+    """Make a sweep job rerunnable: returns the completed run's metrics.json to skip it, else None.
 
     A folder with an earlier attempt of the same config resumes from its checkpoint
-    (trainer.resume=auto); another config there is an error. Under the joblib launcher with
-    several GPUs, the job trains on its own one. overrides.json is written first thing, so that
-    the summary knows every job's configuration, also of one that fails before training.
+    (trainer.resume=auto); another config there is an error. Under the joblib launcher the job
+    may start processes (data loading) and, with several GPUs, trains on its own one.
+    overrides.json is written first thing, so that the summary knows every job's configuration,
+    also of one that fails before training.
     """
-    if has_earlier_attempt(run_dir):
+    earlier_attempt = has_earlier_attempt(run_dir)
+    if earlier_attempt:
         check_same_config(run_dir, OmegaConf.to_container(cfg, resolve=True))
         finished = completed_record(run_dir)
         if finished is not None:
             log.info("skipped: already completed (%s)", run_dir / "metrics.json")
             return finished
     write_text_atomic(run_dir / "overrides.json", json.dumps(list(hydra_cfg.overrides.task)))
+    joblib_worker = hydra_cfg.launcher._target_.endswith("JoblibLauncher")
+    if joblib_worker:
+        restore_default_start_method()
     with open_dict(cfg):
-        if has_earlier_attempt(run_dir) and cfg.trainer.resume == "never":
+        if earlier_attempt and cfg.trainer.resume == "never":
             cfg.trainer.resume = "auto"
-        if hydra_cfg.launcher._target_.endswith("JoblibLauncher") and cfg.trainer.device == "auto":
-            import torch
-
+        if joblib_worker and cfg.trainer.device == "auto":
             gpu = gpu_for_job(hydra_cfg.job.num, torch.cuda.device_count())
             if gpu is not None:
                 cfg.trainer.device = f"cuda:{gpu}"
@@ -80,6 +85,11 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
         record_failure(run_dir, f"{type(exc).__name__}: {exc}", {"traceback": traceback.format_exc()})
         if not multirun:
             raise
+        if isinstance(exc, Interrupted) and hydra_cfg.launcher._target_.endswith("BasicLauncher"):
+            # Ctrl-C or SIGTERM reached the process that runs every job: it was meant for the sweep.
+            log.error("%s\nThe sweep stops; run the same command with hydra.sweep.dir=%s to resume it.",
+                      exc, run_dir.parent)
+            raise SystemExit(128 + exc.signum) from None
         log.exception("job failed; the sweep goes on")
     return None
 

@@ -8,6 +8,7 @@ a chain of cluster jobs notices.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -21,10 +22,14 @@ log = logging.getLogger("vision_exp.sweeps")
 
 class SummarizeSweep(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 writes every result
+            return
         sweep_dir = Path(config.hydra.sweep.dir)
         summary = summarize_sweep(sweep_dir)
         log.info("sweep summary: %s (rebuild it with: python scripts/summarize.py %s)", sweep_dir / RESULTS_MD, sweep_dir)
         if summary.unsuccessful:
-            log.error("%d of %d jobs did not complete: %s", len(summary.unsuccessful), len(summary.jobs),
-                      ", ".join(f"job {job.name} ({job.status})" for job in summary.unsuccessful))
+            listed = ", ".join(f"job {job.name} ({job.status})" for job in summary.unsuccessful[:5])
+            more = f" and {len(summary.unsuccessful) - 5} more" if len(summary.unsuccessful) > 5 else ""
+            log.error("%d of %d jobs did not complete: %s%s (errors in %s)", len(summary.unsuccessful),
+                      len(summary.jobs), listed, more, sweep_dir / RESULTS_MD)
             sys.exit(1)

@@ -27,12 +27,11 @@ def sweep_section(sweep_dir: Path, report_dir: Path) -> str:
     if not curves.is_file():
         plot_curves(summary, curves)
     completed = len(summary.jobs) - len(summary.unsuccessful)
-    baseline = summary.baseline.label if summary.baseline else "none"
     parts = [
         f"## {summary.name}",
         "",
         f"Sweep folder `{relative_link(summary.sweep_dir, report_dir)}`: {len(summary.jobs)} jobs, {completed} completed. "
-        f"Baseline: **{baseline}**.",
+        f"Baseline: **{summary.baseline.label}**.",
         "",
     ]
     if summary.command:

@@ -68,8 +68,12 @@ class Job:
 
     @property
     def seed(self) -> Optional[str]:
+        """The seed override, else the seed in the job's config.yaml."""
         values = [value for key, value in map(split_override, self.overrides) if display_key(key) == "seed"]
-        return values[-1] if values else None
+        if values:
+            return values[-1]
+        config = self.run_dir / "config.yaml"
+        return str(OmegaConf.load(config).get("seed")) if config.is_file() else None
 
     @property
     def config_overrides(self) -> tuple:
@@ -119,7 +123,7 @@ class SweepSummary:
     configurations: list
     axes: dict
     common: list
-    baseline: Optional[Configuration]
+    baseline: Configuration
     baseline_reason: str
     metric: str
 
@@ -129,7 +133,7 @@ class SweepSummary:
 
     def difference(self, configuration: Configuration) -> Optional[Difference]:
         """Configuration minus baseline on the metric, with a 95% Welch interval."""
-        if self.baseline is None or configuration is self.baseline:
+        if configuration is self.baseline:
             return None
         values, reference = configuration.values(self.metric), self.baseline.values(self.metric)
         return welch_difference(values, reference) if values and reference else None
@@ -183,10 +187,10 @@ def swept_axes(jobs: list) -> dict:
 def group_configurations(jobs: list, axes: dict) -> list:
     configurations = {}
     for job in jobs:
-        key = job.config_overrides
+        key = tuple(sorted(job.config_overrides))  # the same configuration, whatever the order of its overrides
         if key not in configurations:
-            swept = [f"{display_key(k)}={v}" for k, v in map(split_override, key) if k in axes]
-            configurations[key] = Configuration(" ".join(swept) or "all jobs", key)
+            swept = [f"{display_key(k)}={v}" for k, v in map(split_override, job.config_overrides) if k in axes]
+            configurations[key] = Configuration(" ".join(swept) or "all jobs", job.config_overrides)
         configurations[key].jobs.append(job)
     return list(configurations.values())
 
@@ -207,13 +211,11 @@ def choose_baseline(configurations: list, axes: dict, requested: Optional[str]) 
             how = "matches no configuration" if not found else f"matches {len(found)} configurations (name more overrides)"
             raise SweepError(f"--baseline {requested!r} {how}; the sweep's configurations are: {known}")
         return found[0], "chosen with --baseline"
-    if not configurations:
-        return None, "no jobs"
     wanted = [f"{key}={NO_CHANGE if NO_CHANGE in values else values[0]}" for key, values in axes.items()]
     found = [c for c in configurations if all(w in c.overrides for w in wanted)]
     if found:
         return found[0], f"the first value of each swept axis, or its `{NO_CHANGE}`"
-    return configurations[0], "the first job's configuration (the sweep has no job with every axis at its first value)"
+    return configurations[0], "the first job's: no job has every swept axis at its first value"
 
 
 def load_sweep(sweep_dir, baseline: Optional[str] = None, metric: str = "val_acc") -> SweepSummary:
@@ -313,16 +315,15 @@ def results_markdown(summary: SweepSummary) -> str:
         parts += ["Command:", "", "```", summary.command, "```", ""]
     if summary.common:
         parts += ["Overrides common to every job: " + " ".join(f"`{o}`" for o in summary.common), ""]
-    baseline = summary.baseline.label if summary.baseline else "none"
     parts += [
-        f"Baseline: **{baseline}** ({summary.baseline_reason}).",
+        f"Baseline: **{summary.baseline.label}** ({summary.baseline_reason}).",
         "",
         results_table(summary),
         "",
-        f"How to read it: `{summary.metric}` is the top-1 accuracy (%) on the validation set after the last epoch "
+        f"How to read it: `val_acc` is the top-1 accuracy (%) on the validation set after the last epoch "
         f"(`best_val_acc`, the best epoch's, is picked on the validation set itself and so is optimistic). "
-        f"mean ± std are over the completed seeds (n; sample std with n − 1). Δ is the configuration's mean minus "
-        f"the baseline's, with a 95% Welch t confidence interval (no equal-variance assumption; none below two "
+        f"mean ± std are over the completed seeds (n; sample std with n − 1). Δ is the configuration's mean "
+        f"`{summary.metric}` minus the baseline's, with a 95% Welch t confidence interval (no equal-variance assumption; none below two "
         f"seeds on either side). An interval that excludes 0 is a difference these seeds resolve; one that "
         f"includes 0 is not resolved at this number of seeds, which is not evidence that there is no difference. "
         f"Overlapping mean ± std ranges say little either way: read the interval of the difference.",

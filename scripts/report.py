@@ -1,0 +1,38 @@
+"""Assemble one Markdown report of a study from its sweep folders, ready to paste into a write-up.
+
+    python scripts/report.py <sweep dir> [<sweep dir> ...] [--output report.md]
+
+Each sweep's section holds the command that produced it, its results table and its plots
+(image links relative to the report). Without --output the report goes to stdout, with links
+relative to the current folder.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from vision_exp.errors import UserError
+from vision_exp.reporting.files import write_text_atomic
+from vision_exp.sweeps.report import build_report
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dirs", nargs="+", help="multirun folders, e.g. outputs/resnet_vs_vit/multirun_...")
+    parser.add_argument("--output", "-o", type=Path, help="where to write the report (default: stdout)")
+    args = parser.parse_args(argv)
+    try:
+        report = build_report(args.sweep_dirs, args.output.parent if args.output else Path.cwd())
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(args.output, report)
+        print(f"wrote {args.output}")
+    else:
+        print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
