@@ -132,3 +132,35 @@ def test_pickled_code_is_refused(tmp_path):
     torch.save({"model": {}, "payload": os.system}, path)  # a reference to code, not weights
     with pytest.raises(CheckpointError, match="weights-only"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_checkpoints_exits_quickly_and_resumes_exactly(tiny_folder, tmp_path, reference, signum):
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "vision_exp.train", *tiny_overrides(tiny_folder, *RUN_ARGS), f"hydra.run.dir={run}"]
+    process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    last = run / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.005)
+    process.send_signal(signum)
+    sent = time.time()
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 128 + signum, output
+    assert time.time() - sent < 10, "the run should stop within seconds"
+    assert f"stopped by {signal.Signals(signum).name}" in output and "trainer.resume=auto" in output
+    assert "Traceback" not in output
+    assert json.loads((run / "metrics.json").read_text())["status"] == "interrupted"
+    resumed = subprocess.run(args + ["trainer.resume=auto"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert_same_run(final_state(run), reference)
+
+
+def test_unwritable_output_folder_is_one_message(tiny_folder, tmp_path):
+    from conftest import run_cli
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run_cli(tiny_overrides(tiny_folder, f"hydra.run.dir={blocker / 'run'}"))
+    assert result.returncode == 2 and "cannot write to the output folder" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr

@@ -75,6 +75,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
     aug_cfg = typed(AugmentConfig, cfg.augmentation, "augmentation")
     trainer_cfg = typed(TrainerConfig, cfg.trainer, "trainer")
     dist_env, device = distributed.setup(trainer_cfg.device)
+    run_dir = Path(distributed.same_on_all_ranks(str(run_dir)))
     if not dist_env.is_main:
         logging.getLogger().setLevel(logging.WARNING)  # one rank's log is enough
     check_run_dir(run_dir, trainer_cfg.resume)
@@ -103,10 +104,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
     if dist_env.is_main:
         write_text_atomic(run_dir / "config.yaml", config_text)
         write_text_atomic(run_dir / "overrides.json", json.dumps(list(overrides)))
-    try:
-        return trainer.fit()
-    finally:
-        distributed.teardown()
+    return trainer.fit()
 
 
 def run_dir_of(checkpoint: Path) -> Path:

@@ -81,15 +81,21 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
             raise
         if not multirun:
             sys.exit(2)
+    except Interrupted as exc:  # SIGTERM/SIGINT: a checkpoint was written; the same command resumes
+        record_failure(run_dir, str(exc), status="interrupted")
+        if multirun and not hydra_cfg.launcher._target_.endswith("BasicLauncher"):
+            log.error("%s", exc)  # a worker of a parallel launcher: this job only
+            return None
+        if multirun:  # the process that runs every job got it: it was meant for the sweep
+            log.error("%s\nThe sweep stops; run the same command with hydra.sweep.dir=%s to resume it.",
+                      exc, run_dir.parent)
+        else:
+            log.error("%s", exc)
+        raise SystemExit(128 + exc.signum) from None
     except Exception as exc:  # a bug, out of memory, ...: recorded, and a sweep goes on
         record_failure(run_dir, f"{type(exc).__name__}: {exc}", {"traceback": traceback.format_exc()})
         if not multirun:
             raise
-        if isinstance(exc, Interrupted) and hydra_cfg.launcher._target_.endswith("BasicLauncher"):
-            # Ctrl-C or SIGTERM reached the process that runs every job: it was meant for the sweep.
-            log.error("%s\nThe sweep stops; run the same command with hydra.sweep.dir=%s to resume it.",
-                      exc, run_dir.parent)
-            raise SystemExit(128 + exc.signum) from None
         log.exception("job failed; the sweep goes on")
     return None
 

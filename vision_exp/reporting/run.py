@@ -114,8 +114,9 @@ class RunReporter:
         self.close(completed=True)
 
 
-def record_failure(run_dir: Path, error: str, extra: Optional[dict] = None) -> None:
-    """metrics.json with status failed, unless the folder already holds a completed run's results."""
+def record_failure(run_dir: Path, error: str, extra: Optional[dict] = None, status: str = "failed") -> None:
+    """metrics.json with status failed (or interrupted), unless the folder already holds a completed
+    run's results."""
     path = Path(run_dir) / METRICS_FILE
     try:
         previous = json.loads(path.read_text())
@@ -125,4 +126,4 @@ def record_failure(run_dir: Path, error: str, extra: Optional[dict] = None) -> N
         log.error("not overwriting the completed run's %s", path)
         return
     Path(run_dir).mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, {"status": "failed", "error": error, "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})})
+    write_json_atomic(path, {"status": status, "error": error, "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})})

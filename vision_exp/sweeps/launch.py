@@ -21,6 +21,25 @@ from typing import Optional
 from omegaconf import OmegaConf
 
 SWEEP_DIR_RESOLVER = "vision_exp.sweep_dir"
+RUN_DIR_RESOLVER = "vision_exp.run_dir"
+
+
+def launch_time() -> float:
+    """When this launch started: under torchrun the start of the torchrun process (the parent of
+    every local rank, so all ranks agree on one run folder), else now."""
+    if "LOCAL_RANK" in os.environ:
+        try:
+            fields = open(f"/proc/{os.getppid()}/stat").read().rsplit(")", 1)[1].split()
+            boot = next(float(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime"))
+            return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError, StopIteration):
+            pass
+    return time.time()
+
+
+def run_folder(base: str) -> str:
+    """`<base>/<date>_<time>` of a single run (the same folder for every torchrun rank)."""
+    return f"{base}/{time.strftime('%Y-%m-%d_%H-%M-%S', time.localtime(launch_time()))}"
 
 
 def sweep_folder(base: str) -> str:
@@ -31,13 +50,15 @@ def sweep_folder(base: str) -> str:
     """
     run_id = os.environ.get("TORCHELASTIC_RUN_ID")
     suffix = hashlib.sha1(run_id.encode()).hexdigest()[:6] if run_id else secrets.token_hex(3)
-    return f"{base}/multirun_{time.strftime('%Y-%m-%d_%H-%M-%S')}_{suffix}"
+    return f"{base}/multirun_{time.strftime('%Y-%m-%d_%H-%M-%S', time.localtime(launch_time()))}_{suffix}"
 
 
 def register_resolvers() -> None:
-    """`${vision_exp.sweep_dir:<base>}` for conf/hydra/default.yaml; call before Hydra composes."""
-    if not OmegaConf.has_resolver(SWEEP_DIR_RESOLVER):
-        OmegaConf.register_new_resolver(SWEEP_DIR_RESOLVER, sweep_folder, use_cache=True)
+    """`${vision_exp.sweep_dir:<base>}` and `${vision_exp.run_dir:<base>}` for conf/hydra/default.yaml;
+    call before Hydra composes."""
+    for name, resolver in ((SWEEP_DIR_RESOLVER, sweep_folder), (RUN_DIR_RESOLVER, run_folder)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver, use_cache=True)
 
 
 def gpu_for_job(job_num: int, gpu_count: int) -> Optional[int]:

@@ -7,6 +7,7 @@ rank 0 alone writes logs, checkpoints and metrics.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 from dataclasses import dataclass
@@ -55,9 +56,19 @@ def setup(device_name: str) -> tuple:
     else:
         device = select_device("cpu" if device_name == "auto" else device_name)
         backend = "gloo"
-    if not dist.is_initialized():
+    if not dist.is_initialized():  # once per process: every job of a sweep under torchrun reuses it
         dist.init_process_group(backend=backend, rank=env.rank, world_size=env.world_size)
+        atexit.register(teardown)
     return env, device
+
+
+def same_on_all_ranks(value):
+    """Rank 0's `value` on every rank (e.g. the run folder, so every rank resumes the same checkpoint)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
 
 
 @contextlib.contextmanager

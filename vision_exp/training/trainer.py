@@ -374,7 +374,8 @@ class Trainer:
         raise Interrupted(
             f"stopped by {signal.Signals(signum).name} at step {self.position.step} "
             f"(epoch {self.position.epoch + 1}, batch {self.position.batch}/{steps}); checkpoint saved to "
-            f"{self.checkpoint_dir / 'last.pt'}. Run the same command with trainer.resume=auto to continue.",
+            f"{self.checkpoint_dir / 'last.pt'}. To continue, run the same command with "
+            f"hydra.run.dir={self.run_dir} trainer.resume=auto.",
             signum,
         )
 
