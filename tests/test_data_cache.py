@@ -110,3 +110,23 @@ def test_a_copied_cache_trains_without_the_original_images(tmp_path):
     assert images.shape[1:] == (3, 16, 16) and len(bundle.val.images) == 2 * 3
     with pytest.raises(DataError, match="dataset folder not found"):
         index_dataset(settings(root, tmp_path / "empty-cache"))
+
+
+def test_parallel_builders_of_one_entry_keep_the_first(tmp_path):
+    from vision_exp.data.cache import _move_into_place
+
+    root = write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
+    data = settings(root, tmp_path / "c")
+    _, first = build(data)
+    entry = data.cache_entry("train")
+    manifest = json.loads((entry / "manifest.json").read_text())
+    late = tmp_path / "c" / "late-build"
+    shutil.copytree(entry, late)
+    (late / "marker").write_text("late")
+    _move_into_place(late, entry, manifest["files"])  # same files: the entry in place stays
+    assert not late.exists() and not (entry / "marker").exists()
+    late.mkdir()
+    shutil.copytree(entry, late, dirs_exist_ok=True)
+    (late / "marker").write_text("late")
+    _move_into_place(late, entry, manifest["files"][:-1])  # the entry in place is stale: replaced
+    assert (entry / "marker").exists()

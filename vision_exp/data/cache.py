@@ -126,11 +126,26 @@ def build_split_cache(entry: Path, split: Split, files: list, classes: dict, siz
             "skipped": [message for _, message in failed],
             **classes,
         })
-        shutil.rmtree(entry, ignore_errors=True)
-        os.replace(tmp, entry)
+        _move_into_place(tmp, entry, files)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _move_into_place(tmp: Path, entry: Path, files: list) -> None:
+    """Rename the finished build to `entry`. When parallel jobs build the same entry, the first
+    rename wins and a later builder keeps that entry (same files) instead of replacing it under
+    readers' feet; a stale entry (other files) is replaced."""
+    try:
+        os.rename(tmp, entry)  # atomic; fails when entry exists and holds files
+        return
+    except OSError:
+        manifest = read_manifest(entry)
+        if manifest is not None and manifest.get("files") == files and load_split_cache(entry) is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+    shutil.rmtree(entry, ignore_errors=True)
+    os.replace(tmp, entry)
 
 
 def read_manifest(entry: Path) -> Optional[dict]:
