@@ -103,6 +103,30 @@ def test_variants_share_the_state_dict_but_not_the_function(layers):
             assert not torch.allclose(outputs[i], outputs[j], atol=1e-3), (VARIANTS[i], VARIANTS[j])
 
 
+@pytest.mark.parametrize("downsample", [False, True])
+def test_block_orders_are_the_documented_formulas(downsample):
+    """Each variant equals its docstring formula written with BasicBlock's modules."""
+    torch.manual_seed(0)
+    block = BasicBlock(8, 16 if downsample else 8, 2 if downsample else 1)
+    randomize_batchnorms(block)
+    block.eval()
+    relu = torch.relu
+    x = torch.randn(2, 8, 8, 8)
+    s = block.downsample if downsample else (lambda h: h)
+    bn1, bn2, conv1, conv2 = block.bn1, block.bn2, block.conv1, block.conv2
+    pre_activation = s(x) + bn2(conv2(relu(bn1(conv1(relu(x))))))
+    relu_before_addition = s(x) + relu(bn2(conv2(relu(bn1(conv1(x))))))
+    with torch.no_grad():
+        for cls, expected in ((BasicBlockv2, pre_activation), (BasicBlockv3, relu_before_addition)):
+            variant = cls(*block_shape(block))
+            variant.load_state_dict(block.state_dict())
+            torch.testing.assert_close(variant.eval()(x), expected, rtol=0, atol=1e-6)
+
+
+def block_shape(block: BasicBlock) -> tuple[int, int, int]:
+    return block.conv1.in_channels, block.conv1.out_channels, block.conv1.stride[0]
+
+
 @pytest.mark.parametrize("block", VARIANTS)
 def test_every_parameter_gets_a_gradient(block):
     torch.manual_seed(0)

@@ -46,31 +46,39 @@ def test_vit_equals_timm_vision_transformer(img_size, patch_size, embed_dim, dep
         torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=1e-5)
 
 
-def test_res_post_norm_vit_equals_timm_res_post_block():
-    torch.manual_seed(0)
-    ours = random_head(ViT(block="Blockv3", **TINY)).eval()
-    reference = timm_vit_from(ours)
-    assert isinstance(reference.blocks[0], timm_vit.ResPostBlock)
-    x = torch.randn(2, 3, 16, 16)
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=1e-5)
+@pytest.mark.parametrize("block", ["Blockv2", "Blockv3"])
+def test_timm_reference_refuses_reordered_blocks(block):
+    with pytest.raises(ValueError, match=block):
+        timm_vit_from(ViT(block=block, **TINY))
 
 
-def test_timm_reference_refuses_the_parallel_block():
-    with pytest.raises(ValueError, match="Blockv2"):
-        timm_vit_from(ViT(block="Blockv2", **TINY))
-
-
-@pytest.mark.parametrize("ours_cls,timm_cls", [(Block, timm_vit.Block), (Blockv3, timm_vit.ResPostBlock)])
 @pytest.mark.parametrize("dim,num_heads,mlp_ratio", [(32, 2, 4.0), (48, 3, 2.0)])
-def test_block_equals_timm_block(ours_cls, timm_cls, dim, num_heads, mlp_ratio):
+def test_block_equals_timm_block(dim, num_heads, mlp_ratio):
     torch.manual_seed(0)
-    ours = ours_cls(dim, num_heads, mlp_ratio).eval()
-    reference = timm_cls(dim, num_heads, mlp_ratio, qkv_bias=True).eval()
+    ours = Block(dim, num_heads, mlp_ratio).eval()
+    reference = timm_vit.Block(dim, num_heads, mlp_ratio, qkv_bias=True).eval()
     reference.load_state_dict(ours.state_dict())  # strict: the same names and shapes
     x = torch.randn(2, 10, dim)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=1e-5)
+
+
+def test_block_orders_are_the_documented_formulas():
+    """Each variant equals its docstring formula written with Block's modules."""
+    torch.manual_seed(0)
+    block = Block(16, 2).eval()
+    x = torch.randn(2, 5, 16)
+    attn = lambda h: block.attn(h)  # noqa: E731
+    mlp = lambda h: block.mlp(h)  # noqa: E731
+    ln1, ln2 = block.norm1, block.norm2
+    parallel = x + attn(ln1(x)) + mlp(ln2(x))
+    h = x + mlp(ln2(x))
+    mlp_first = h + attn(ln1(h))
+    with torch.no_grad():
+        for cls, expected in ((Blockv2, parallel), (Blockv3, mlp_first)):
+            variant = cls(16, 2).eval()
+            variant.load_state_dict(block.state_dict())
+            torch.testing.assert_close(variant(x), expected, rtol=0, atol=1e-6)
 
 
 def test_patch_embedding_is_a_strided_conv():

@@ -6,6 +6,7 @@ Hydra's compose API and call the same `run_experiment` as the command line: a ru
 """
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -20,6 +21,9 @@ def compose_config(overrides: Iterable[str] = (), with_hydra: bool = False):
     """The config `python -m vision_exp.train <overrides>` would run (with the `hydra` node if asked)."""
     from hydra import compose, initialize_config_dir
 
+    from vision_exp.sweeps.launch import register_resolvers
+
+    register_resolvers()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="train"):
         return compose(config_name="train", overrides=list(overrides), return_hydra_config=with_hydra)
 
@@ -50,3 +54,36 @@ def run(overrides: Iterable[str] = (), run_dir: Optional[str] = None) -> dict:
     _show_logs()
     result = run_experiment(cfg, folder, overrides)
     return {**result, "run_dir": str(folder)}
+
+
+def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: Optional[str] = None,
+          baseline: Optional[str] = None):
+    """Train one run per override list (plus `common`) into one sweep folder, like a multirun, and
+    summarize it; returns the SweepSummary (`.configurations`, `.baseline`, `.sweep_dir`), whose
+    results.md / results.csv / plots are in the folder.
+
+    A run that fails is recorded in its metrics.json and the others go on, as in a multirun.
+    """
+    from vision_exp.errors import UserError
+    from vision_exp.reporting.files import write_text_atomic
+    from vision_exp.reporting.run import record_failure
+    from vision_exp.sweeps import summarize_sweep
+
+    runs, common = [list(r) for r in runs], list(common)
+    first = compose_config(common + (runs[0] if runs else []), with_hydra=True)
+    folder = Path(sweep_dir or first.hydra.sweep.dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open_dict(first):
+        del first["hydra"]
+    write_text_atomic(folder / "multirun.yaml", OmegaConf.to_yaml(first))  # what marks a sweep folder
+    _show_logs()
+    for number, overrides in enumerate(runs):
+        job_dir = folder / str(number)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(job_dir / "overrides.json", json.dumps(common + overrides))
+        try:
+            run(common + overrides, run_dir=str(job_dir))
+        except UserError as exc:
+            logging.getLogger("vision_exp.api").error("run %d failed: %s", number, exc)
+            record_failure(job_dir, str(exc))
+    return summarize_sweep(folder, baseline)

@@ -12,17 +12,14 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock as TorchvisionBasicBlock
 
 from .resnet import BasicBlock, ResNet
-from .vit import Block, Blockv3, ViT
-
-# Our ViT block -> the timm block with the same order of operations (timm has no parallel block).
-TIMM_BLOCKS = {Block: timm_vit.Block, Blockv3: timm_vit.ResPostBlock}
+from .vit import Block, ViT
 
 
 def timm_vit_from(model: ViT) -> timm_vit.VisionTransformer:
     """timm VisionTransformer of the same configuration as `model`, with its weights."""
     first = model.blocks[0]
-    if type(first) not in TIMM_BLOCKS:
-        raise ValueError(f"timm has no block equivalent to {type(first).__name__}")
+    if type(first) is not Block:
+        raise ValueError(f"timm has no block equivalent to {type(first).__name__}; only Block (v1)")
     dim = model.cls_token.shape[-1]
     p = model.patch_size
     in_chans = model.patch_embed.in_features // p**2
@@ -43,7 +40,6 @@ def timm_vit_from(model: ViT) -> timm_vit.VisionTransformer:
         proj_drop_rate=first.mlp.drop1.p,
         attn_drop_rate=first.attn.attn_drop.p,
         drop_path_rate=model.blocks[-1].drop_path.drop_prob,
-        block_fn=TIMM_BLOCKS[type(first)],
         weight_init="skip",  # every tensor is overwritten below
     )
     state = model.state_dict()
