@@ -21,10 +21,11 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from model_summary import build_model
 from torch import nn
 
 from vision_exp.models.references import timm_vit_from, torchvision_resnet_from
+
+from model_summary import build_model  # a sibling script: scripts/ is on sys.path
 
 # Tiny sizes for --quick (a smoke test of the machinery, not a measurement).
 QUICK_OVERRIDES = {

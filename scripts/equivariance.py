@@ -11,11 +11,11 @@ representation does not change. Errors are relative (||difference|| / ||output||
 import argparse
 
 import torch
-from model_summary import build_model
 from torch import nn
 
 from vision_exp.models import Block
 from vision_exp.models.probes import (
+    ImageFn,
     global_average,
     pixel_tokens,
     shift_equivariance_error,
@@ -23,6 +23,8 @@ from vision_exp.models.probes import (
     vit_patch_token_map,
 )
 from vision_exp.models.vit import sincos_pos_embed
+
+from model_summary import build_model  # a sibling script: scripts/ is on sys.path
 
 ONE_PIXEL_SHIFTS = [(1, 0), (0, 1), (1, 1), (3, 5)]
 
@@ -39,16 +41,17 @@ def with_circular_padding(model: nn.Module) -> nn.Module:
     return model
 
 
-def probes(img_size: int) -> list[tuple[str, int, torch.Tensor, object, object]]:
+def probes(img_size: int) -> list[tuple[str, int, torch.Tensor, ImageFn, ImageFn]]:
     """(name, stride, input, feature-map fn, pooled fn) for every row of the table."""
     torch.manual_seed(0)
     images = torch.randn(4, 3, img_size, img_size)
     feature_map = torch.randn(4, 32, 16, 16)  # 256 "pixel tokens" of width 32
 
     conv = nn.Conv2d(3, 16, 3, padding=1, padding_mode="circular")
-    block = pixel_tokens(Block(32, num_heads=4).eval())
+    transformer_block = Block(32, num_heads=4).eval()
     positions = sincos_pos_embed(32, 16)[1:]  # one embedding per pixel token, no class token
-    block_with_positions = pixel_tokens(lambda tokens, blk=Block(32, num_heads=4).eval(): blk(tokens + positions))
+    block = pixel_tokens(transformer_block)
+    block_with_positions = pixel_tokens(lambda tokens: transformer_block(tokens + positions))
 
     rows = [
         ("Conv2d 3x3, circular padding", 1, images, conv, global_average(conv)),

@@ -6,7 +6,8 @@ added; a stack of Transformer blocks mixes the tokens; the class token (or the m
 of the patch tokens) is classified by a linear head.
 
 Module names follow timm's VisionTransformer (norm1, attn.qkv, attn.proj, norm2,
-mlp.fc1, mlp.fc2, norm, head), so weights map across one-to-one; see references.py.
+mlp.fc1, mlp.fc2, norm, head), so weights map across one-to-one, except patch_embed:
+ours is the Linear of the paper, timm's the equivalent conv (see references.py).
 Initialisation follows the paper's JAX code (vit_jax / big_vision), not timm's default.
 """
 
@@ -162,10 +163,10 @@ class Blockv3(Block):
     with many orders); here every patch is transformed on its own before any mixing (the first
     block acts as a deeper, non-linear patch embedding) and the last operation before the head
     is the attention that writes into the class token. Pre-LN branches keep Block's clean
-    identity path, so it trains with Block's hyper-parameters. Rejected after a CPU check at
-    depth 12 (Adam, lr 1e-3, 5% warmup): post-LN, x = LN(x + f(x)), stayed at chance;
-    res-post-norm, x = x + LN(f(x)), feeds attention un-normalised, growing inputs whose
-    attention is near one-hot at init, and lagged Block.
+    identity path, so it trains with Block's hyper-parameters. Rejected after short CPU runs
+    on Imagenette: post-LN, x = LN(x + f(x)), stayed at chance at depth 12 (Adam, lr 1e-3,
+    5% warmup); res-post-norm, x = x + LN(f(x)), feeds attention un-normalised inputs that
+    grow with depth, so attention is near one-hot at init, and it trailed Block by 8 points.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
