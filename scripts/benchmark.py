@@ -1,64 +1,122 @@
-"""Speed benchmarks, by section; `--sections models` is the only one so far.
+"""Speed benchmarks, measured in one process and one run so that ratios hold on a noisy machine.
 
-models: time of one training step (forward + backward + AdamW step) of our models
-against equivalent reference implementations holding the same weights, on the same
-inputs in the same process: vit_v1 vs timm's VisionTransformer, resnet_v1 vs
-torchvision's BasicBlock network (also in channels_last). Ours and the reference
-alternate within each repeat (and swap who goes first) so that a noisy machine
-slows both alike; the median over repeats is reported.
+    python scripts/benchmark.py [--sections models data end_to_end] [--device auto] [--quick] [--json PATH]
 
-    python scripts/benchmark.py --sections models [--quick] [--json PATH] [--threads N]
+models      one training step (forward + backward + optimizer step) of our models against
+            equivalent references holding the same weights, on the same inputs: vit_v1 vs timm's
+            VisionTransformer, resnet_v1 vs a network of torchvision's BasicBlock (also in
+            channels_last). Target: ours/reference time <= 1.05 (>= 1.0x the reference's images/s
+            on a GPU).
+data        training images/s of the data path alone at the same output size and worker count:
+            the cached uint8 loader with batched augmentation vs torchvision's ImageFolder +
+            DataLoader (RandomResizedCrop, flip, ToTensor, Normalize per image), and our folder
+            loader. Target on a 2-core CPU: cached >= 10x torchvision.
+end_to_end  a real training run (trainer, cached loader, augmentation, schedule, metrics) against
+            the bare training step of the same model on tensors already on the device.
+            Target: end-to-end >= 90% of model-only images/s.
 
-A new section is a function(args) -> dict of rows (each a dict) added to SECTIONS.
+On CUDA every section runs with bf16 autocast and reports model FLOPs utilisation (MFU) against
+the card's dense bf16 peak. Ours and the reference alternate within each repeat (and swap who goes
+first) so that a noisy machine slows both alike; medians over repeats are reported. The data
+section reads Imagenette from $VISION_EXP_DATA (--quick: a tiny generated folder).
 """
 
 import argparse
+import contextlib
+import copy
 import json
+import os
 import platform
 import statistics
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from model_summary import build_model, flops_per_image
 from torch import nn
 
 from vision_exp.models.references import timm_vit_from, torchvision_resnet_from
 
-from model_summary import build_model  # a sibling script: scripts/ is on sys.path
-
+ROOT = Path(__file__).resolve().parents[1]
 # Tiny sizes for --quick (a smoke test of the machinery, not a measurement).
 QUICK_OVERRIDES = {
     "vit_v1": ("model.embed_dim=32", "model.depth=1", "model.num_heads=2"),
     "resnet_v1": ("model.widths=[8,16,32,64]",),
 }
+# Dense bf16 tensor-core peaks (FLOP/s) by a substring of torch.cuda.get_device_name().
+BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40": 362e12, "L4": 121e12, "A10": 125e12,
+             "V100": 125e12, "T4": 65e12, "P100": 19e12}
 
 
-def time_training_steps(
-    model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor, steps: int
-) -> float:
+class Runtime:
+    """Device, autocast and synchronisation for timing."""
+
+    def __init__(self, device: str) -> None:
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else contextlib.nullcontext()
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+    def peak_flops(self) -> float | None:
+        if not self.cuda:
+            return None
+        name = torch.cuda.get_device_name(self.device)
+        return next((peak for key, peak in BF16_PEAK.items() if key in name), None)
+
+    def mfu(self, train_flops_per_image: float, images_per_s: float) -> float | None:
+        peak = self.peak_flops()
+        return train_flops_per_image * images_per_s / peak if peak else None
+
+
+def train_flops(model: nn.Module, img_size: int) -> float:
+    """Training FLOPs per image: forward x 3 (the backward pass costs about twice the forward)."""
+    return 3.0 * flops_per_image(copy.deepcopy(model).cpu().float(), img_size)
+
+
+def time_training_steps(model, optimizer, images, labels, steps: int, rt: Runtime) -> float:
     """Seconds per training step, averaged over `steps` steps."""
+    rt.sync()
     start = time.perf_counter()
     for _ in range(steps):
-        loss = F.cross_entropy(model(images), labels)
+        with rt.autocast():
+            loss = F.cross_entropy(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+    rt.sync()
     return (time.perf_counter() - start) / steps
 
 
-def compare(ours: nn.Module, reference: nn.Module, images: torch.Tensor, labels: torch.Tensor, args) -> dict:
+def alternate(timers: dict, repeats: int) -> dict:
+    """Median of each timer's results, calling them in alternating order."""
+    results = {name: [] for name in timers}
+    for repeat in range(repeats):
+        order = list(timers) if repeat % 2 == 0 else list(reversed(timers))
+        for name in order:
+            results[name].append(timers[name]())
+    return {name: statistics.median(values) for name, values in results.items()}
+
+
+def compare(ours: nn.Module, reference: nn.Module, images, labels, args, rt: Runtime) -> dict:
     """Median seconds per step of both models, measured alternately."""
     models = {"ours": ours.train(), "reference": reference.train()}
     optimizers = {name: torch.optim.AdamW(model.parameters(), lr=1e-4) for name, model in models.items()}
-    for name in models:  # warm-up: allocator, oneDNN primitive caches, optimizer state
-        time_training_steps(models[name], optimizers[name], images, labels, args.warmup)
-    times = {name: [] for name in models}
-    for repeat in range(args.repeats):
-        order = list(models) if repeat % 2 == 0 else list(reversed(models))
-        for name in order:
-            times[name].append(time_training_steps(models[name], optimizers[name], images, labels, args.steps))
-    ours_s, ref_s = statistics.median(times["ours"]), statistics.median(times["reference"])
+    for name in models:  # warm-up: allocator, kernel caches, optimizer state
+        time_training_steps(models[name], optimizers[name], images, labels, args.warmup, rt)
+    medians = alternate({name: (lambda n=name: time_training_steps(models[n], optimizers[n], images, labels,
+                                                                   args.steps, rt)) for name in models}, args.repeats)
+    ours_s, ref_s = medians["ours"], medians["reference"]
     batch = images.shape[0]
     return dict(
         ours_s_per_step=ours_s,
@@ -69,10 +127,10 @@ def compare(ours: nn.Module, reference: nn.Module, images: torch.Tensor, labels:
     )
 
 
-def models_section(args) -> dict:
+def models_section(args, rt: Runtime) -> dict:
     img_size = 32 if args.quick else args.img_size
-    images = torch.randn(args.batch_size, 3, img_size, img_size)
-    labels = torch.randint(0, 10, (args.batch_size,))
+    images = torch.randn(args.batch_size, 3, img_size, img_size, device=rt.device)
+    labels = torch.randint(0, 10, (args.batch_size,), device=rt.device)
 
     def build(name: str) -> nn.Module:
         torch.manual_seed(0)
@@ -85,61 +143,199 @@ def models_section(args) -> dict:
     ]
     rows = {}
     for config, reference_name, make_reference, memory_format in cases:
-        ours = build(config).to(memory_format=memory_format)
-        reference = make_reference(ours).to(memory_format=memory_format)
+        ours = build(config)
+        reference = make_reference(ours).to(rt.device, memory_format=memory_format)
+        flops = train_flops(ours, img_size)
+        ours = ours.to(rt.device, memory_format=memory_format)
         x = images.contiguous(memory_format=memory_format)
         key = config if memory_format == torch.contiguous_format else f"{config}_channels_last"
-        rows[key] = dict(reference=reference_name, **compare(ours, reference, x, labels, args))
+        row = dict(reference=reference_name, **compare(ours, reference, x, labels, args, rt))
+        row["mfu"] = rt.mfu(flops, row["ours_images_per_s"])
+        rows[key] = row
     return rows
 
 
-SECTIONS: dict[str, Callable[[argparse.Namespace], dict]] = {"models": models_section}
+# ------------------------------------------------------------------------------------------ data
+def tiny_imagefolder(root: Path) -> Path:
+    """A generated ImageFolder with Imagenette-sized JPEGs (for --quick)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 24), ("val", 4)):
+        for label in range(2):
+            folder = root / split / f"class{label}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 255, (160, 160, 3), dtype=np.uint8)).save(folder / f"{i}.JPEG")
+    return root
+
+
+def imagenette_root(args) -> Path:
+    if args.quick:
+        return tiny_imagefolder(Path(tempfile.mkdtemp(prefix="bench-data-")) / "tiny")
+    root = Path(os.environ.get("VISION_EXP_DATA", "./data")) / "imagenette2-160"
+    if not root.is_dir():
+        sys.exit(f"error: the data section reads Imagenette from {root}: set VISION_EXP_DATA")
+    return root
+
+
+def images_per_s(batches, count: int, rt: Runtime) -> float:
+    """Images/s over the first `count` batches of an iterator (its start-up included)."""
+    start, seen = time.perf_counter(), 0
+    for index, (images, _) in enumerate(batches):
+        seen += len(images)
+        if index + 1 == count:
+            break
+    rt.sync()
+    return seen / (time.perf_counter() - start)
+
+
+def data_section(args, rt: Runtime) -> dict:
+    from torch.utils.data import DataLoader
+    from torchvision import datasets
+    from torchvision import transforms as T
+
+    from vision_exp.data.config import DataConfig
+    from vision_exp.data.loaders import build_loaders, index_dataset
+    from vision_exp.recipe.augment import AugmentConfig
+
+    root = imagenette_root(args)
+    batches = 2 if args.quick else args.data_batches
+    cache = tempfile.mkdtemp(prefix="bench-cache-")
+    settings = dict(root=str(root), name="bench", img_size=args.img_size, batch_size=args.batch_size,
+                    num_workers=args.workers, cache_dir=cache)
+    augment = AugmentConfig()
+    cached = build_loaders(index_dataset(DataConfig(**settings)), DataConfig(**settings), augment, rt.device, 0)
+    ours_folder = build_loaders(index_dataset(DataConfig(loader="folder", **settings)),
+                                DataConfig(loader="folder", **settings), augment, rt.device, 0)
+    torchvision_tf = T.Compose([T.RandomResizedCrop(args.img_size, scale=augment.scale), T.RandomHorizontalFlip(),
+                                T.ToTensor(), T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    reference = DataLoader(datasets.ImageFolder(str(root / "train"), torchvision_tf), batch_size=args.batch_size,
+                           shuffle=True, num_workers=args.workers, pin_memory=rt.cuda, drop_last=False)
+
+    def on_device(loader):
+        for images, labels in loader:
+            yield images.to(rt.device, non_blocking=True), labels.to(rt.device, non_blocking=True)
+
+    epochs = iter(range(10**6))
+    medians = alternate({
+        "cached": lambda: images_per_s(cached.train.epoch(next(epochs)), batches, rt),
+        "torchvision": lambda: images_per_s(on_device(reference), batches, rt),
+        "folder": lambda: images_per_s(ours_folder.train.epoch(next(epochs)), batches, rt),
+    }, 1 if args.quick else args.data_repeats)
+    return {
+        "train_loader": dict(
+            reference="torchvision ImageFolder + DataLoader", workers=args.workers, img_size=args.img_size,
+            cached_images_per_s=medians["cached"], folder_images_per_s=medians["folder"],
+            torchvision_images_per_s=medians["torchvision"],
+            speedup_cached_over_torchvision=medians["cached"] / medians["torchvision"],
+        )
+    }
+
+
+# ------------------------------------------------------------------------------------ end to end
+def end_to_end_section(args, rt: Runtime) -> dict:
+    """The trainer on real data for `steps` steps vs the bare step of the same model and optimizer."""
+    from hydra.utils import instantiate
+
+    from vision_exp.api import compose_config
+    from vision_exp.experiment import run_experiment
+
+    root = imagenette_root(args)
+    steps = 3 if args.quick else args.e2e_steps
+    batch = args.batch_size
+    overrides = [
+        "data=folder", f"data.root={root}", "data.name=bench", f"data.img_size={args.img_size}",
+        f"data.batch_size={batch}", f"data.num_workers={args.workers}", "data.max_val_per_class=4",
+        f"data.cache_dir={tempfile.mkdtemp(prefix='bench-cache-')}", f"trainer.train_samples={steps * batch}",
+        "trainer.train_eval_samples=8", "trainer.progress=none", f"trainer.device={rt.device.type}",
+        *(QUICK_OVERRIDES["resnet_v1"] if args.quick else ()),
+    ]
+    cfg = compose_config(overrides)
+
+    def end_to_end() -> float:
+        folder = Path(tempfile.mkdtemp(prefix="bench-run-"))
+        return run_experiment(cfg.copy(), folder, overrides)["train_images_per_s"]
+
+    probe = cfg.copy()
+    probe.data.num_classes = len([p for p in (root / "train").iterdir() if p.is_dir()])
+    model = instantiate(probe.model).to(rt.device)
+    optimizer = instantiate(probe.optimizer)(model)
+    images = torch.randn(batch, 3, args.img_size, args.img_size, device=rt.device)
+    labels = torch.randint(0, probe.data.num_classes, (batch,), device=rt.device)
+    if rt.cuda:  # the trainer's policy: channels_last for ConvNets on CUDA
+        model, images = model.to(memory_format=torch.channels_last), images.contiguous(memory_format=torch.channels_last)
+    time_training_steps(model, optimizer, images, labels, args.warmup, rt)
+    medians = alternate({
+        "end_to_end": end_to_end,
+        "model_only": lambda: batch / time_training_steps(model, optimizer, images, labels, steps, rt),
+    }, 1 if args.quick else args.e2e_repeats)
+    flops = train_flops(instantiate(probe.model), args.img_size)
+    return {
+        "resnet_v1": dict(
+            reference="the bare training step", steps=steps, batch_size=batch,
+            end_to_end_images_per_s=medians["end_to_end"], model_only_images_per_s=medians["model_only"],
+            fraction_of_model_only=medians["end_to_end"] / medians["model_only"],
+            mfu=rt.mfu(flops, medians["end_to_end"]),
+        )
+    }
+
+
+SECTIONS: dict[str, Callable] = {"models": models_section, "data": data_section, "end_to_end": end_to_end_section}
+
+
+def fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+    return str(value)
 
 
 def print_table(section: str, rows: dict) -> None:
     print(f"\n[{section}]")
-    print(f"{'case':<26}{'reference':<24}{'ours img/s':>12}{'ref img/s':>12}{'ours/ref time':>15}")
+    columns = [k for k in next(iter(rows.values())) if k != "reference"]
+    print(f"{'case':<26}{'reference':<38}" + "".join(f"{c:>26}" for c in columns))
     for case, row in rows.items():
-        print(
-            f"{case:<26}{row['reference']:<24}{row['ours_images_per_s']:>12.1f}"
-            f"{row['reference_images_per_s']:>12.1f}{row['ratio_ours_over_reference']:>15.3f}"
-        )
+        print(f"{case:<26}{row['reference']:<38}" + "".join(f"{fmt(row[c]):>26}" for c in columns))
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS))
-    parser.add_argument("--quick", action="store_true", help="tiny models and batches, 1 repeat: a smoke test")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--quick", action="store_true", help="tiny models, data and batches, 1 repeat: a smoke test")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=None, help="default 64 (models), 128 (data, end_to_end); 256 on CUDA")
     parser.add_argument("--img-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=3, help="training steps per timing")
+    parser.add_argument("--steps", type=int, default=3, help="training steps per timing (models)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
+    parser.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8), help="data loading workers")
+    parser.add_argument("--data-batches", type=int, default=30)
+    parser.add_argument("--data-repeats", type=int, default=3)
+    parser.add_argument("--e2e-steps", type=int, default=40)
+    parser.add_argument("--e2e-repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    if args.quick:
-        args.batch_size, args.repeats, args.steps, args.warmup = 4, 1, 1, 1
+    rt = Runtime(args.device)
     torch.set_num_threads(args.threads)
-
-    results = dict(
-        meta=dict(
-            torch=torch.__version__,
-            machine=platform.processor() or platform.machine(),
-            threads=args.threads,
-            quick=args.quick,
-            batch_size=args.batch_size,
-            img_size=32 if args.quick else args.img_size,
-            repeats=args.repeats,
-            steps_per_repeat=args.steps,
-        )
-    )
+    if rt.cuda:
+        torch.backends.cudnn.benchmark = True
+    results = dict(meta=dict(torch=torch.__version__, machine=platform.processor() or platform.machine(),
+                             device=torch.cuda.get_device_name(rt.device) if rt.cuda else "cpu",
+                             threads=args.threads, quick=args.quick, img_size=args.img_size, workers=args.workers))
     for section in args.sections:
-        results[section] = SECTIONS[section](args)
+        section_args = copy.copy(args)
+        if section_args.batch_size is None:
+            section_args.batch_size = (256 if rt.cuda else 64 if section == "models" else 128)
+        if args.quick:
+            section_args.batch_size, section_args.repeats, section_args.steps, section_args.warmup = 4, 1, 1, 1
+            section_args.img_size = 32
+        results[section] = SECTIONS[section](section_args, rt)
+        results["meta"][f"{section}_batch_size"] = section_args.batch_size
         print_table(section, results[section])
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        Path(args.json).write_text(json.dumps(results, indent=2))
     return results
 
 

@@ -1,4 +1,4 @@
-"""scripts/benchmark.py --sections models runs end to end (tiny --quick mode) and writes its JSON."""
+"""scripts/benchmark.py runs every section end to end in its reduced (--quick) mode and writes its JSON."""
 
 import json
 import subprocess
@@ -6,24 +6,28 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ROW_KEYS = {
-    "reference",
-    "ours_s_per_step",
-    "reference_s_per_step",
-    "ours_images_per_s",
-    "reference_images_per_s",
-    "ratio_ours_over_reference",
-}
+MODEL_KEYS = {"reference", "ours_s_per_step", "reference_s_per_step", "ours_images_per_s", "reference_images_per_s",
+              "ratio_ours_over_reference", "mfu"}
+DATA_KEYS = {"reference", "workers", "img_size", "cached_images_per_s", "folder_images_per_s",
+             "torchvision_images_per_s", "speedup_cached_over_torchvision"}
+E2E_KEYS = {"reference", "steps", "batch_size", "end_to_end_images_per_s", "model_only_images_per_s",
+            "fraction_of_model_only", "mfu"}
 
 
-def test_models_section_quick(tmp_path):
+def test_every_section_quick(tmp_path):
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, "scripts/benchmark.py", "--sections", "models", "--quick", "--json", str(out)]
-    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=120)
+    cmd = [sys.executable, "scripts/benchmark.py", "--quick", "--device", "cpu", "--json", str(out)]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
     results = json.loads(out.read_text())
-    assert set(results) == {"meta", "models"}
-    assert results["meta"]["quick"] is True
+    assert set(results) == {"meta", "models", "data", "end_to_end"}
+    assert results["meta"]["quick"] is True and results["meta"]["device"] == "cpu"
     assert set(results["models"]) == {"vit_v1", "resnet_v1", "resnet_v1_channels_last"}
     for row in results["models"].values():
-        assert set(row) == ROW_KEYS
-        assert row["ratio_ours_over_reference"] > 0
+        assert set(row) == MODEL_KEYS and row["ratio_ours_over_reference"] > 0 and row["mfu"] is None
+    assert set(results["data"]["train_loader"]) == DATA_KEYS
+    assert results["data"]["train_loader"]["cached_images_per_s"] > 0
+    row = results["end_to_end"]["resnet_v1"]
+    assert set(row) == E2E_KEYS and 0 < row["fraction_of_model_only"]
+    for section in ("models", "data", "end_to_end"):
+        assert f"[{section}]" in result.stdout
