@@ -18,7 +18,8 @@ end_to_end  a real training run (trainer, cached loader, augmentation, schedule,
 On CUDA every section runs with bf16 autocast and reports model FLOPs utilisation (MFU) against
 the card's dense bf16 peak. Ours and the reference alternate within each repeat (and swap who goes
 first) so that a noisy machine slows both alike; medians over repeats are reported. The data
-section reads Imagenette from $VISION_EXP_DATA (--quick: a tiny generated folder).
+and end_to_end sections read Imagenette from $VISION_EXP_DATA or --data-root (--quick: a tiny
+generated folder).
 """
 
 import argparse
@@ -174,9 +175,9 @@ def tiny_imagefolder(root: Path) -> Path:
 def imagenette_root(args) -> Path:
     if args.quick:
         return tiny_imagefolder(Path(tempfile.mkdtemp(prefix="bench-data-")) / "tiny")
-    root = Path(os.environ.get("VISION_EXP_DATA", "./data")) / "imagenette2-160"
+    root = Path(args.data_root or Path(os.environ.get("VISION_EXP_DATA", "./data")) / "imagenette2-160")
     if not root.is_dir():
-        sys.exit(f"error: the data section reads Imagenette from {root}: set VISION_EXP_DATA")
+        sys.exit(f"error: no dataset at {root}: set VISION_EXP_DATA or --data-root (an ImageFolder root)")
     return root
 
 
@@ -311,6 +312,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--steps", type=int, default=3, help="training steps per timing (models)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
+    parser.add_argument("--data-root", help="an ImageFolder root (default $VISION_EXP_DATA/imagenette2-160)")
     parser.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8), help="data loading workers")
     parser.add_argument("--data-batches", type=int, default=30)
     parser.add_argument("--data-repeats", type=int, default=3)
