@@ -1,8 +1,5 @@
 """Batched device-side augmentation: shapes, ranges, determinism, and agreement with torchvision."""
-import math
 
-import numpy as np
-import pytest
 import torch
 
 from vision_exp.data.batch_augment import EvalBatchTransform, Normalize, TrainBatchTransform, sample_crop_boxes

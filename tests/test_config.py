@@ -1,5 +1,4 @@
 """Every config group option composes, and the composed config builds its objects."""
-from pathlib import Path
 
 import pytest
 import torch

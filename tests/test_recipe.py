@@ -1,6 +1,5 @@
 """Recipes: optimizer groups, schedules, augmentations, mixup targets, EMA, and every option running."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

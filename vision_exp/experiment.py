@@ -16,12 +16,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vision_exp.data.config import DataConfig
-from vision_exp.recipe.augment import AugmentConfig, BatchAugment
 from vision_exp.data.loaders import build_loaders, index_dataset
 from vision_exp.errors import CheckpointError, ConfigError
+from vision_exp.recipe.augment import AugmentConfig, BatchAugment
 from vision_exp.recipe.loss import create_train_loss
 from vision_exp.reporting.files import write_text_atomic
 from vision_exp.training import distributed
+from vision_exp.training.budget import Budget
 from vision_exp.training.checkpoint import load_checkpoint, load_model_weights
 from vision_exp.training.runtime import seed_everything, set_deterministic
 from vision_exp.training.trainer import Trainer, TrainerConfig
@@ -85,6 +86,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
     scheduler_factory = build(cfg.scheduler, "scheduler")
 
     index = index_dataset(data_cfg)
+    Budget.create(len(index.train), data_cfg.batch_size, trainer_cfg.epochs, trainer_cfg.train_samples)  # fail early
     with open_dict(cfg):
         cfg.data.num_classes = index.num_classes
     seed_everything(cfg.seed)

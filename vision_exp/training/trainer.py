@@ -144,7 +144,7 @@ class Trainer:
         config: TrainerConfig,
         run_dir: Path,
         device: torch.device,
-        dist_env: DistEnv = DistEnv(),
+        dist_env: Optional[DistEnv] = None,
         train_loss: Optional[torch.nn.Module] = None,
         batch_augment: Optional[Callable] = None,
         hparams: Optional[dict] = None,
@@ -154,7 +154,7 @@ class Trainer:
         self.cfg = config
         self.run_dir = Path(run_dir)
         self.data = data
-        self.device, self.dist = device, dist_env
+        self.device, self.dist = device, dist_env or DistEnv()
         self.amp = amp_dtype(config.amp, self.device)
         self.batch_size = data.train.batch_size
         self.budget = Budget.create(data.train.num_samples, self.batch_size, config.epochs, config.train_samples)
@@ -163,7 +163,7 @@ class Trainer:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
         self.num_params = sum(p.numel() for p in self.model.parameters())
-        if dist_env.enabled and config.sync_bn:
+        if self.dist.enabled and config.sync_bn:
             if self.device.type != "cuda":
                 raise ConfigError("trainer.sync_bn=true needs CUDA devices (SyncBatchNorm does not run on the CPU)")
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
@@ -180,7 +180,7 @@ class Trainer:
             # Warmup: the decay grows with the step count, so short runs still average recent weights.
             self.ema = ModelEmaV3(self.model, decay=config.ema_decay, use_warmup=config.ema_warmup)
         replica = self.model
-        if dist_env.enabled:
+        if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
             replica = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
