@@ -97,7 +97,7 @@ def test_random_erasing_blanks_part_of_some_images():
     assert (erased != 0).any() and torch.equal(labels, torch.arange(4)) and not batch_augment.soft_targets
 
 
-@pytest.mark.parametrize("aug", [AugmentConfig(randaugment="rand-m9-mstd0.5-inc1"), AugmentConfig(trivialaugment=True)])
+@pytest.mark.parametrize("aug", [AugmentConfig(randaugment="rand-m9-mstd0.5-inc1-mmax9"), AugmentConfig(trivialaugment=True)])
 def test_per_image_policies_change_images(aug):
     policy = per_image_transform(aug, 32, (0.5, 0.5, 0.5))
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
@@ -155,3 +155,19 @@ def test_every_enhancement_trains_a_few_steps(tiny_folder, tmp_path, option):
     summary = run_experiment(cfg, tmp_path / "run", [])
     assert summary["status"] == "completed" and summary["samples_seen"] == 20
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.parametrize("option", ["randaugment", "deit"])
+def test_configured_randaugment_never_fails_on_any_draw(option):
+    """timm's increasing posterize at magnitude 10 asks Pillow >= 12 for 0 bits, which it refuses:
+    the configured strings cap the magnitude (mmax9) so that no draw can fail mid-training."""
+    import random
+
+    from omegaconf import OmegaConf
+
+    setting = OmegaConf.load(CONF_DIR / "augmentation" / f"{option}.yaml").randaugment
+    policy = per_image_transform(AugmentConfig(randaugment=setting), 32, (0.5, 0.5, 0.5))
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    for seed in range(3000):
+        random.seed(seed)
+        policy(image)
