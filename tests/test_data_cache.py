@@ -130,3 +130,9 @@ def test_parallel_builders_of_one_entry_keep_the_first(tmp_path):
     (late / "marker").write_text("late")
     _move_into_place(late, entry, manifest["files"][:-1])  # the entry in place is stale: replaced
     assert (entry / "marker").exists()
+
+
+def test_hf_cache_entries_depend_on_the_columns(tmp_path):
+    base = dict(root=str(tmp_path), cache_dir=str(tmp_path / "c"), format="hf", name="hf")
+    assert DataConfig(**base).cache_entry("train") != DataConfig(**base, label_column="fine_label").cache_entry("train")
+    assert DataConfig(**base).cache_entry("train") == DataConfig(**base).cache_entry("train")

@@ -103,6 +103,8 @@ class DataConfig:
             "num_classes": self.num_classes,
             "limit": getattr(self, f"max_{split}_per_class"), "seed": self.subset_seed, "size": self.resize_size,
         }
+        if self.format == "hf":  # rows, not files: the columns decide which pixels and labels they are
+            selection["columns"] = [self.image_column, self.label_column]
         digest = hashlib.sha256(json.dumps(selection, sort_keys=True).encode()).hexdigest()[:12]
         return Path(self.cache_dir) / f"{self.name}-{split}-{self.resize_size}px-{digest}"
 

@@ -27,7 +27,7 @@ class AugmentConfig:
     scale: tuple = (0.08, 1.0)
     ratio: tuple = (3 / 4, 4 / 3)
     hflip: float = 0.5
-    randaugment: Optional[str] = None   # timm config string, e.g. "rand-m9-mstd0.5-inc1"
+    randaugment: Optional[str] = None   # timm config string, e.g. "rand-m9-mstd0.5-inc1-mmax9"
     trivialaugment: bool = False
     random_erasing: float = 0.0         # probability per image
     mixup_alpha: float = 0.0
@@ -40,7 +40,7 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         self.scale, self.ratio = tuple(self.scale), tuple(self.ratio)
         if self.randaugment and not str(self.randaugment).startswith("rand"):
-            raise ConfigError(f"augmentation.randaugment={self.randaugment!r} is not a timm RandAugment string (e.g. rand-m9-mstd0.5-inc1)")
+            raise ConfigError(f"augmentation.randaugment={self.randaugment!r} is not a timm RandAugment string (e.g. rand-m9-mstd0.5-inc1-mmax9)")
         for key in ("random_erasing", "mix_prob", "mix_switch_prob"):
             if not 0 <= getattr(self, key) <= 1:
                 raise ConfigError(f"augmentation.{key}={getattr(self, key)} is a probability in [0, 1]")
