@@ -1,4 +1,8 @@
-"""Fetch Imagenette with torchvision's own downloader (only when the user sets data.download=true)."""
+"""Fetch fast.ai's Imagenette or Imagewoof, only when the user sets data.download=true.
+
+Imagenette goes through torchvision's own downloader (`datasets.Imagenette`); Imagewoof, which
+torchvision lacks, through torchvision's archive utility (checked download, progress bar, extract).
+"""
 from __future__ import annotations
 
 import logging
@@ -9,18 +13,23 @@ from vision_exp.errors import DataError
 log = logging.getLogger(__name__)
 
 IMAGENETTE_SIZES = {"imagenette2": "full", "imagenette2-320": "320px", "imagenette2-160": "160px"}
+FASTAI_URL = "https://s3.amazonaws.com/fast-ai-imageclas/{name}.tgz"
+IMAGEWOOF_FOLDERS = ("imagewoof2", "imagewoof2-320", "imagewoof2-160")
 
 
-def download_imagenette(root: Path) -> None:
-    """Download and extract `root` (its name picks the size), with torchvision's progress bar."""
-    from torchvision.datasets import Imagenette
-
-    size = IMAGENETTE_SIZES.get(root.name)
-    if size is None:
-        raise DataError(
-            f"data.download=true fetches Imagenette only, into a folder named one of "
-            f"{sorted(IMAGENETTE_SIZES)}; got {root}"
-        )
+def download_dataset(root: Path) -> None:
+    """Download and extract `root`, a folder named after one of fast.ai's archives (its name picks the size)."""
     root.parent.mkdir(parents=True, exist_ok=True)
-    log.info("downloading Imagenette (%s) into %s", size, root.parent)
-    Imagenette(str(root.parent), split="train", size=size, download=True)
+    if root.name in IMAGENETTE_SIZES:
+        from torchvision.datasets import Imagenette
+
+        log.info("downloading Imagenette (%s) into %s", IMAGENETTE_SIZES[root.name], root.parent)
+        Imagenette(str(root.parent), split="train", size=IMAGENETTE_SIZES[root.name], download=True)
+    elif root.name in IMAGEWOOF_FOLDERS:
+        from torchvision.datasets.utils import download_and_extract_archive
+
+        log.info("downloading Imagewoof (%s) into %s", root.name, root.parent)
+        download_and_extract_archive(FASTAI_URL.format(name=root.name), str(root.parent))
+    else:
+        known = sorted(IMAGENETTE_SIZES) + list(IMAGEWOOF_FOLDERS)
+        raise DataError(f"data.download=true fetches Imagenette or Imagewoof into a folder named one of {known}; got {root}")

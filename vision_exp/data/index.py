@@ -16,11 +16,9 @@ from vision_exp.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-IMAGEWOOF_URL = "https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2-160.tgz"
 DOWNLOAD_HINTS = {  # by data.name prefix: how to get a missing ImageFolder dataset
     "imagenette": "add data.download=true to fetch it",
-    "imagewoof": f"download {IMAGEWOOF_URL} and extract it in that folder (torchvision has no Imagewoof "
-                 f"downloader, so data.download=true cannot fetch it)",
+    "imagewoof": "add data.download=true to fetch it",
 }
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 

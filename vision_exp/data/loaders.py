@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from vision_exp.data.batch_augment import EvalBatchTransform, TrainBatchTransform
 from vision_exp.data.cache import cached_split, load_split_cache, read_manifest
 from vision_exp.data.config import DataConfig
-from vision_exp.data.download import download_imagenette
+from vision_exp.data.download import download_dataset
 from vision_exp.data.formats import index_by_format
 from vision_exp.data.images import open_rgb
 from vision_exp.data.index import DatasetIndex, Split
@@ -291,7 +291,7 @@ def index_dataset(data: DataConfig) -> DatasetIndex:
     to and it is missing), or, when the files are absent, from a cache built elsewhere with the same settings."""
     root = Path(data.root)
     if not root.exists() and data.download:
-        download_imagenette(root)
+        download_dataset(root)
     if not root.exists() and data.loader == "cached":
         index = index_from_cache(data)
         if index is not None:
