@@ -116,3 +116,14 @@ def test_invalid_values_are_config_errors(folder, tmp_path, override):
     with pytest.raises(UserError):
         train(folder, tmp_path / "run", override)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_folder_loader_skips_or_names_an_unreadable_image(folder, tmp_path, workers):
+    victim = sorted((folder / "train" / TINY_CLASSES[2]).glob("*.JPEG"))[1]
+    victim.write_bytes(victim.read_bytes()[:200])
+    loader = ("data.loader=folder", f"data.num_workers={workers}")
+    summary = train(folder, tmp_path / "skip", *loader)
+    assert summary["status"] == "completed" and summary["samples_seen"] == 12
+    with pytest.raises(DataError, match=rf"^cannot read image .*{victim.name}"):
+        train(folder, tmp_path / "error", *loader, "data.on_bad_image=error")

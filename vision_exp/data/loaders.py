@@ -152,18 +152,39 @@ def apply_seeded(transform: Callable, image, seed: int):
 
 
 class FolderDataset(Dataset):
-    """Images decoded from files on every access, with torchvision transforms per image."""
+    """Images decoded from files on every access, with torchvision transforms per image.
 
-    def __init__(self, split: Split, transform: Callable, decode_size: Optional[int] = None) -> None:
-        self.split, self.transform, self.decode_size = split, transform, decode_size
+    The folder path finds unreadable files only when it reaches them: with on_bad_image=skip
+    the next readable image stands in (so batches and the sample budget stay whole) and the
+    file is named once in the log; with `error` the run stops naming it.
+    """
+
+    def __init__(self, split: Split, transform: Callable, decode_size: Optional[int] = None,
+                 on_bad_image: str = "skip") -> None:
+        self.split, self.transform, self.decode_size, self.on_bad_image = split, transform, decode_size, on_bad_image
+        self.reported: set = set()
 
     def __len__(self) -> int:
         return len(self.split)
 
+    def _readable(self, index: int) -> tuple:
+        for offset in range(len(self.split)):
+            position = (index + offset) % len(self.split)
+            path = self.split.paths[position]
+            try:
+                return open_rgb(path, self.decode_size), self.split.labels[position]
+            except Exception as exc:  # any undecodable file: named, then skipped or fatal
+                if self.on_bad_image == "error":
+                    raise DataError(f"cannot read image {path}: {exc} (data.on_bad_image=skip skips it)") from None
+                if path not in self.reported:
+                    self.reported.add(path)
+                    log.warning("skipping unreadable image %s (%s)", path, exc)
+        raise DataError(f"no readable image in {self.split.paths[0]} and the {len(self.split) - 1} others")
+
     def __getitem__(self, item):
         index, sample_seed = item
-        image = open_rgb(self.split.paths[index], self.decode_size)
-        return apply_seeded(self.transform, image, sample_seed), self.split.labels[index]
+        image, label = self._readable(index)
+        return apply_seeded(self.transform, image, sample_seed), label
 
 
 class ArrayDataset(Dataset):
@@ -211,8 +232,8 @@ class FolderLoader:
 
     def __init__(self, split: Split, transform: Callable, batch_size: int, num_workers: int, device: torch.device,
                  seed: int = 0, shuffle: bool = False, repeats: int = 1, decode_size: Optional[int] = None,
-                 shard: tuple = (0, 1)) -> None:
-        self.dataset = FolderDataset(split, transform, decode_size)
+                 shard: tuple = (0, 1), on_bad_image: str = "skip") -> None:
+        self.dataset = FolderDataset(split, transform, decode_size, on_bad_image)
         self.batch_size, self.num_workers, self.device = batch_size, num_workers, device
         self.seed, self.shuffle, self.repeats, self.shard = seed, shuffle, repeats, shard
 
@@ -229,8 +250,11 @@ class FolderLoader:
                                      self.seed, epoch)
         loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=usable_workers(self.num_workers),
                             pin_memory=self.device.type == "cuda", persistent_workers=False)
-        for images, labels in loader:
-            yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+        try:
+            for images, labels in loader:
+                yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+        except DataError as exc:  # raised in a worker: keep its message, not the worker's traceback
+            raise DataError(str(exc).strip().splitlines()[-1].split("DataError: ", 1)[-1]) from None
 
 
 @dataclass
@@ -347,7 +371,7 @@ def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, dev
     train_tf, eval_tf = folder_transforms(data, aug, per_image)
     subset = train_eval_indices(len(index.train), train_eval_samples or len(index.val), seed)
     train_eval_split = Split(tuple(index.train.paths[i] for i in subset), tuple(index.train.labels[i] for i in subset))
-    common = dict(num_workers=data.num_workers, device=device, shard=shard)
+    common = dict(num_workers=data.num_workers, device=device, shard=shard, on_bad_image=data.on_bad_image)
     return DataBundle(
         train=FolderLoader(index.train, train_tf, data.batch_size, seed=seed, shuffle=True, repeats=aug.repeats, **common),
         val=FolderLoader(index.val, eval_tf, data.eval_batch, decode_size=data.resize_size, **common),
