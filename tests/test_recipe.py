@@ -171,3 +171,24 @@ def test_configured_randaugment_never_fails_on_any_draw(option):
     for seed in range(3000):
         random.seed(seed)
         policy(image)
+
+
+@pytest.mark.parametrize("preset", ["e2_vit", "cpu_vit"])
+@pytest.mark.parametrize("option", [o for o in option_names("enhancement") if o not in ("none", "all")])
+def test_every_enhancement_setting_survives_the_preset(preset, option):
+    """An enhancement is composed after the preset: each value it names must be the one that runs
+    (a preset's own values, e.g. e2_vit's weight decay, must not leak into the change)."""
+    from omegaconf import OmegaConf
+
+    body = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "enhancement" / f"{option}.yaml"))
+    body.pop("defaults", None)
+    composed = compose([f"experiment={preset}", f"enhancement={option}"])
+
+    def leaves(tree, prefix=""):
+        for key, value in tree.items():
+            yield from leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [(f"{prefix}{key}", value)]
+
+    for key, value in leaves(body):
+        assert OmegaConf.select(composed, key) == value, key
+    baseline = compose([f"experiment={preset}", "enhancement=none"])
+    assert composed != baseline
