@@ -190,5 +190,14 @@ def test_every_enhancement_setting_survives_the_preset(preset, option):
 
     for key, value in leaves(body):
         assert OmegaConf.select(composed, key) == value, key
+    # A group the enhancement switches (override /optimizer: adamw) runs with that option's values,
+    # except where the enhancement itself sets one: the preset's values for the old option do not apply.
+    for entry in OmegaConf.load(CONF_DIR / "enhancement" / f"{option}.yaml").get("defaults", []):
+        (group, choice), = ((k.split("override /")[-1], v) for k, v in entry.items())
+        standalone = compose([f"{group}={choice}"])[group]
+        for key in standalone:
+            if OmegaConf.is_interpolation(standalone, key) or key in body.get(group, {}):
+                continue
+            assert composed[group][key] == standalone[key], f"{group}.{key}"
     baseline = compose([f"experiment={preset}", "enhancement=none"])
     assert composed != baseline
