@@ -176,8 +176,8 @@ def imagenette_root(args) -> Path:
     if args.quick:
         return tiny_imagefolder(Path(tempfile.mkdtemp(prefix="bench-data-")) / "tiny")
     root = Path(args.data_root or Path(os.environ.get("VISION_EXP_DATA", "./data")) / "imagenette2-160")
-    if not root.is_dir():
-        sys.exit(f"error: no dataset at {root}: set VISION_EXP_DATA or --data-root (an ImageFolder root)")
+    if not (root / "train").is_dir() or not (root / "val").is_dir():
+        sys.exit(f"error: no train/ and val/ folders in {root}: set VISION_EXP_DATA, or --data-root to an ImageFolder root")
     return root
 
 

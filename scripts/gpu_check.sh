@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every measurement that needs a GPU, in one go (about 6 minutes on an H100/H200), for a session
+# Every measurement that needs a GPU, in one go (estimated 8-10 minutes on an H100/H200; not yet run), for a session
 # that is lent one. Prepare here: `../shared/gpu/prepare.sh` (Hydra wheels + a 64 px Imagenette in
 # .device/), then run on the device, carrying .device:
 #   bash scripts/gpu_check.sh            ($OUT collects the results: at most 8 files)
@@ -17,7 +17,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu
 python3 scripts/benchmark.py --device cuda --data-root "$VISION_EXP_DATA/imagenette2-64" \
   --json "$OUT/benchmark.json" 2>&1 | tail -20 | tee "$OUT/log.txt"
 
-for preset in e2_resnet e2_vit; do
+for preset in e2_resnet e2_vit e2_vit_enhanced; do
   start=$(date +%s.%N)
   python3 -m vision_exp.train experiment=$preset $DATA trainer.progress=log hydra.run.dir=/tmp/vx-runs/$preset \
     > "/tmp/vx-$preset.log" 2>&1

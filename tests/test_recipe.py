@@ -201,3 +201,23 @@ def test_every_enhancement_setting_survives_the_preset(preset, option):
             assert composed[group][key] == standalone[key], f"{group}.{key}"
     baseline = compose([f"experiment={preset}", "enhancement=none"])
     assert composed != baseline
+
+
+@pytest.mark.parametrize("base", ["e2_vit", "cpu_vit"])
+def test_enhanced_preset_is_its_base_plus_the_listed_enhancements(base):
+    """`<base>_enhanced` changes exactly what its listed enhancements change, each to that value."""
+    from omegaconf import OmegaConf
+
+    from vision_exp.reporting.run import flatten
+
+    listed = [entry.split("/")[-1] for entry in OmegaConf.load(CONF_DIR / "experiment" / f"{base}_enhanced.yaml").defaults
+              if entry.startswith("/enhancement/")]
+    assert listed
+    plain = flatten(OmegaConf.to_container(compose([f"experiment={base}"])))
+    enhanced = flatten(OmegaConf.to_container(compose([f"experiment={base}_enhanced"])))
+    expected = {}
+    for option in listed:
+        single = flatten(OmegaConf.to_container(compose([f"experiment={base}", f"enhancement={option}"])))
+        expected.update({key: value for key, value in single.items() if plain.get(key) != value})
+    changed = {key: value for key, value in enhanced.items() if plain.get(key) != value and key != "name"}
+    assert changed == expected
