@@ -330,7 +330,10 @@ class Trainer:
         if self.batch_augment is not None:
             images, targets = self.batch_augment(images, labels)
         if self.position.step == 0 and self.reporter is not None:
+            # A one-off report (the first PNG encode takes ~1 s): off the training clock, like evaluation.
+            report_start = time.perf_counter()
             self.reporter.log_inputs(denormalize(images[:32], self.data.mean, self.data.std))
+            self._phase_start += time.perf_counter() - report_start
         with autocast(self.device, self.amp):
             logits = self.forward(images)
         loss = self.train_loss(logits.float(), targets)
