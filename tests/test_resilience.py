@@ -156,6 +156,28 @@ def test_stop_signal_checkpoints_exits_quickly_and_resumes_exactly(tiny_folder, 
     assert_same_run(final_state(run), reference)
 
 
+@pytest.mark.parametrize("loader", ["cached", "folder"])
+def test_a_signal_to_the_whole_process_group_stops_cleanly_with_loader_workers(tiny_folder, tmp_path, loader):
+    """Ctrl-C and SLURM signal every process of the group, DataLoader workers included: the run
+    must still stop with a checkpoint, not fail on a killed worker."""
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "vision_exp.train", *tiny_overrides(tiny_folder, *RUN_ARGS),
+            "augmentation=randaugment", "data.num_workers=2", f"data.loader={loader}", "data.batch_size=1",
+            f"hydra.run.dir={run}"]
+    process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    children = f"/proc/{process.pid}/task/{process.pid}/children"
+    deadline = time.time() + 120
+    while not (run / "checkpoints" / "last.pt").exists() or not open(children).read().split():
+        assert time.time() < deadline and process.poll() is None, "no checkpoint with live loader workers"
+        time.sleep(0.001)
+    os.killpg(process.pid, signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, output
+    assert "stopped by SIGTERM" in output and "Traceback" not in output
+    assert json.loads((run / "metrics.json").read_text())["status"] == "interrupted"
+
+
 def test_unwritable_output_folder_is_one_message(tiny_folder, tmp_path):
     from conftest import run_cli
 

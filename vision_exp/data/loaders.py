@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import random
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -119,7 +120,7 @@ class CachedLoader:
         dataset = ArrayDataset(self.images, self.labels, self.per_image)
         sampler = SeededBatchSampler(plan, self.seed, epoch)
         loader = DataLoader(dataset, batch_sampler=sampler, num_workers=usable_workers(self.num_workers),
-                            persistent_workers=False)
+                            worker_init_fn=leave_stop_signals_to_the_trainer, persistent_workers=False)
         for (batch_index, positions), batch in zip(sampler.positions, loader):
             yield batch_index, positions, batch
 
@@ -202,6 +203,14 @@ class ArrayDataset(Dataset):
         return torch.from_numpy(pixels), self.labels[index]
 
 
+def leave_stop_signals_to_the_trainer(worker_id: int) -> None:
+    """DataLoader workers ignore SIGTERM/SIGINT. Ctrl-C and SLURM signal the whole process group:
+    a worker killed mid-epoch would fail the run, while the trainer stops it cleanly at the next
+    step and then shuts its workers down (workers also exit when the main process dies)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def usable_workers(requested: int) -> int:
     """DataLoader workers; none inside daemonic processes (e.g. joblib launcher workers), which cannot fork."""
     return 0 if multiprocessing.current_process().daemon else requested
@@ -249,7 +258,8 @@ class FolderLoader:
         sampler = SeededBatchSampler(planned_batches(order, self.batch_size, start_batch, limit, self.shard),
                                      self.seed, epoch)
         loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=usable_workers(self.num_workers),
-                            pin_memory=self.device.type == "cuda", persistent_workers=False)
+                            pin_memory=self.device.type == "cuda", persistent_workers=False,
+                            worker_init_fn=leave_stop_signals_to_the_trainer)
         try:
             for images, labels in loader:
                 yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
