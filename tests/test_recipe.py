@@ -180,16 +180,14 @@ def test_every_enhancement_setting_survives_the_preset(preset, option):
     (a preset's own values, e.g. e2_vit's weight decay, must not leak into the change)."""
     from omegaconf import OmegaConf
 
+    from vision_exp.reporting.run import flatten
+
     body = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "enhancement" / f"{option}.yaml"))
     body.pop("defaults", None)
     composed = compose([f"experiment={preset}", f"enhancement={option}"])
-
-    def leaves(tree, prefix=""):
-        for key, value in tree.items():
-            yield from leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [(f"{prefix}{key}", value)]
-
-    for key, value in leaves(body):
-        assert OmegaConf.select(composed, key) == value, key
+    composed_settings = flatten(OmegaConf.to_container(composed))
+    for key, value in flatten(body).items():
+        assert composed_settings[key] == value, key
     # A group the enhancement switches (override /optimizer: adamw) runs with that option's values,
     # except where the enhancement itself sets one: the preset's values for the old option do not apply.
     for entry in OmegaConf.load(CONF_DIR / "enhancement" / f"{option}.yaml").get("defaults", []):

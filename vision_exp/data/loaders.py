@@ -119,8 +119,7 @@ class CachedLoader:
             return
         dataset = ArrayDataset(self.images, self.labels, self.per_image)
         sampler = SeededBatchSampler(plan, self.seed, epoch)
-        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=usable_workers(self.num_workers),
-                            worker_init_fn=leave_stop_signals_to_the_trainer, persistent_workers=False)
+        loader = plan_loader(dataset, sampler, self.num_workers)
         for (batch_index, positions), batch in zip(sampler.positions, loader):
             yield batch_index, positions, batch
 
@@ -216,6 +215,12 @@ def usable_workers(requested: int) -> int:
     return 0 if multiprocessing.current_process().daemon else requested
 
 
+def plan_loader(dataset: Dataset, sampler: SeededBatchSampler, num_workers: int, pin_memory: bool = False) -> DataLoader:
+    """The one way both loaders start DataLoader workers: the batch plan, usable workers, stop signals left to the trainer."""
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=usable_workers(num_workers), pin_memory=pin_memory,
+                      persistent_workers=False, worker_init_fn=leave_stop_signals_to_the_trainer)
+
+
 class SeededBatchSampler:
     """Turns a batch plan into lists of (row, per-sample seed); the seed depends on the sample's
     position in the epoch only, so augmentation is the same for any worker count or rank count."""
@@ -257,9 +262,7 @@ class FolderLoader:
         order = epoch_order(self.num_samples, self.seed, epoch, self.shuffle, self.repeats).numpy()
         sampler = SeededBatchSampler(planned_batches(order, self.batch_size, start_batch, limit, self.shard),
                                      self.seed, epoch)
-        loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=usable_workers(self.num_workers),
-                            pin_memory=self.device.type == "cuda", persistent_workers=False,
-                            worker_init_fn=leave_stop_signals_to_the_trainer)
+        loader = plan_loader(self.dataset, sampler, self.num_workers, pin_memory=self.device.type == "cuda")
         try:
             for images, labels in loader:
                 yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
