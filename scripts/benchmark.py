@@ -1,6 +1,6 @@
 """Speed benchmarks, measured in one process and one run so that ratios hold on a noisy machine.
 
-    python scripts/benchmark.py [--sections models data end_to_end] [--device auto] [--quick] [--json PATH]
+    python scripts/benchmark.py [--sections models data end_to_end] [--device auto] [--scale cpu|e2] [--quick] [--json PATH]
 
 models      one training step (forward + backward + optimizer step) of our models against
             equivalent references holding the same weights, on the same inputs: vit_v1 vs timm's
@@ -48,6 +48,8 @@ QUICK_OVERRIDES = {
     "vit_v1": ("model.embed_dim=32", "model.depth=1", "model.num_heads=2"),
     "resnet_v1": ("model.widths=[8,16,32,64]",),
 }
+# --scale e2: the models of the GPU-sized presets (ResNet-18 layout, ViT-Tiny) instead of conf/model's defaults.
+E2_PRESETS = {"vit_v1": "e2_vit", "resnet_v1": "e2_resnet"}
 # Dense bf16 tensor-core peaks (FLOP/s) by a substring of torch.cuda.get_device_name().
 BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40": 362e12, "L4": 121e12, "A10": 125e12,
              "V100": 125e12, "T4": 65e12, "P100": 19e12}
@@ -135,6 +137,13 @@ def models_section(args, rt: Runtime) -> dict:
 
     def build(name: str) -> nn.Module:
         torch.manual_seed(0)
+        if args.scale == "e2" and not args.quick:
+            from hydra.utils import instantiate
+
+            from vision_exp.api import compose_config
+
+            cfg = compose_config([f"experiment={E2_PRESETS[name]}", "data.num_classes=10", f"data.img_size={img_size}"])
+            return instantiate(cfg.model)
         return build_model(name, 10, img_size, QUICK_OVERRIDES[name] if args.quick else ())
 
     cases: list[tuple[str, str, Callable[[nn.Module], nn.Module], torch.memory_format]] = [
@@ -309,6 +318,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--batch-size", type=int, default=None, help="default 64 (models), 128 (data, end_to_end); 256 on CUDA")
     parser.add_argument("--img-size", type=int, default=64)
+    parser.add_argument("--scale", choices=("cpu", "e2"), default="cpu",
+                        help="models: cpu = conf/model defaults; e2 = those of the e2_vit / e2_resnet presets")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--steps", type=int, default=3, help="training steps per timing (models)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
@@ -325,7 +336,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.backends.cudnn.benchmark = True
     results = dict(meta=dict(torch=torch.__version__, machine=platform.processor() or platform.machine(),
                              device=torch.cuda.get_device_name(rt.device) if rt.cuda else "cpu",
-                             threads=args.threads, quick=args.quick, img_size=args.img_size, workers=args.workers))
+                             threads=args.threads, quick=args.quick, scale=args.scale, img_size=args.img_size, workers=args.workers))
     for section in args.sections:
         section_args = copy.copy(args)
         if section_args.batch_size is None:

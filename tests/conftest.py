@@ -84,6 +84,7 @@ def tiny_overrides(folder: Path, *extra: str) -> list:
         "model.stem_stride=1",
         "trainer.epochs=1",
         "trainer.progress=none",
+        "trainer.save_interval_s=0",  # checkpoints at every epoch end, which the resume tests interrupt
         *extra,
     ]
 

@@ -8,6 +8,8 @@ from conftest import compose, tiny_overrides
 from vision_exp.experiment import run_experiment
 from vision_exp.errors import ConfigError
 from vision_exp.training.checkpoint import load_checkpoint
+from vision_exp.reporting.run import RunReporter
+from vision_exp.training import trainer as trainer_mod
 from vision_exp.training.trainer import Trainer
 
 SUMMARY_KEYS = {"status", "epochs", "samples_seen", "val_acc", "best_val_acc", "train_acc", "train_running_acc",
@@ -53,6 +55,36 @@ def test_checkpoints_load_weights_only_into_the_model(tiny_folder, tmp_path):
     model = instantiate(cfg.model)
     model.load_state_dict(best["model"])
     assert best["val_acc"] == json.loads((run / "metrics.json").read_text())["best_val_acc"]
+
+
+@pytest.mark.parametrize("interval, last_saves", [(0, 3), (3600, 1)])
+def test_checkpoints_and_figures_wait_for_the_save_interval_and_the_end_writes_them_all(
+        tiny_folder, tmp_path, monkeypatch, interval, last_saves):
+    run, saves, plots = tmp_path / "run", [], []
+    original_save, original_plot = trainer_mod.save_checkpoint, RunReporter.plot_curves
+
+    def recording_save(state, path, keep_previous=True):
+        saves.append(path.name)
+        original_save(state, path, keep_previous)
+
+    def recording_plot(self):
+        plots.append(len(self.records))
+        original_plot(self)
+
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", recording_save)
+    monkeypatch.setattr(RunReporter, "plot_curves", recording_plot)
+    summary = train(tiny_folder, run, "trainer.epochs=3", f"trainer.save_interval_s={interval}")
+    assert saves.count("last.pt") == last_saves and plots[-1] == 3 and len(plots) == last_saves
+    assert 1 <= saves.count("best.pt") <= last_saves
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert (best["epoch"], best["val_acc"]) == (summary["best_epoch"], summary["best_val_acc"])
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["position"]["epoch"] == 3
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3, "metrics are logged every epoch regardless"
+
+
+def test_save_interval_must_not_be_negative(tiny_folder, tmp_path):
+    with pytest.raises(ConfigError, match="save_interval_s"):
+        train(tiny_folder, tmp_path / "run", "trainer.save_interval_s=-1")
 
 
 class Crash(RuntimeError):

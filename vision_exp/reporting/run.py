@@ -28,7 +28,8 @@ METRICS_FILE = "metrics.json"
 # Settings that say where a run reads and writes, on which device and how it reports, not what it
 # computes: kept out of the HParams table, where a resumed or relocated job would look different.
 INCIDENTAL_SETTINGS = ("paths.", "data.root", "data.cache_dir", "data.num_workers", "data.download",
-                       "trainer.device", "trainer.resume", "trainer.progress", "trainer.log_every_steps")
+                       "trainer.device", "trainer.resume", "trainer.progress", "trainer.log_every_steps",
+                       "trainer.save_interval_s", "trainer.checkpoint_every_steps")
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -84,6 +85,9 @@ class RunReporter:
                 self.writer.add_scalar(key, value, step)
         for writer in (self.writer, *self.family_writers.values()):
             writer.flush()
+
+    def plot_curves(self) -> None:
+        """curves.png from every epoch logged so far (a second of matplotlib: the trainer throttles it)."""
         plot_curves(self.records, self.run_dir / "curves.png", self.title)
 
     def log_inputs(self, images: torch.Tensor) -> None:
@@ -91,7 +95,7 @@ class RunReporter:
         self.writer.add_image("inputs/train_augmented", image_grid(images), 0)
         self.writer.flush()
 
-    def log_confusion(self, confusion: torch.Tensor, class_names, epoch: int, step: int) -> None:
+    def log_confusion(self, confusion: torch.Tensor, epoch: int, step: int, class_names) -> None:
         """The validation confusion matrix of the best epoch so far."""
         self.writer.add_figure("val/confusion_best", confusion_figure(confusion, class_names, f"val, epoch {epoch}"), step)
 

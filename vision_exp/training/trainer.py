@@ -89,6 +89,7 @@ class TrainerConfig:
     ema_warmup: bool = True
     sync_bn: bool = False
     checkpoint_every_steps: Optional[int] = None
+    save_interval_s: float = 60.0
     resume: str = "never"
     deterministic: bool = False
     progress: str = "auto"
@@ -107,6 +108,8 @@ class TrainerConfig:
             raise ConfigError(f"trainer.ema_decay={self.ema_decay} must lie in (0, 1) (or null for no EMA)")
         if self.checkpoint_every_steps is not None and self.checkpoint_every_steps < 1:
             raise ConfigError(f"trainer.checkpoint_every_steps={self.checkpoint_every_steps} must be at least 1")
+        if self.save_interval_s is None or self.save_interval_s < 0:
+            raise ConfigError(f"trainer.save_interval_s={self.save_interval_s} must be 0 (every epoch) or more seconds")
         if self.progress not in PROGRESS_MODES:
             raise ConfigError(f"trainer.progress={self.progress!r}: choose one of {', '.join(PROGRESS_MODES)}")
         if self.channels_last not in (True, False, "auto"):
@@ -189,6 +192,9 @@ class Trainer:
         self.title, self.config_text = title, config_text
         self.reporter: Optional[RunReporter] = None
         self._probe_images: Optional[torch.Tensor] = None
+        self._best_unsaved: Optional[dict] = None
+        self._best_confusion: Optional[tuple] = None
+        self._last_persist = time.perf_counter()
         self.position = Position()
 
     # ----------------------------------------------------------------------------- checkpoints
@@ -270,12 +276,15 @@ class Trainer:
                  self.batch_size, budget.num_epochs, self.device, f" with {self.amp} autocast" if self.amp else "")
         self._session_start, self._elapsed_before = time.perf_counter(), self.position.elapsed_s
         last = {}
+        self._last_persist = time.perf_counter()
         while self.position.epoch < budget.num_epochs:
             self._train_epoch()
             last = self._end_epoch()
             if reporter is not None:
                 reporter.log_epoch(last)
-            self.save("last.pt")
+            finished = self.position.epoch >= budget.num_epochs
+            if finished or time.perf_counter() - self._last_persist >= self.cfg.save_interval_s:
+                self._persist()
         if reporter is not None and reporter.records:
             last = reporter.records[-1]
         return self._summary(last)
@@ -318,7 +327,7 @@ class Trainer:
             if (self.cfg.checkpoint_every_steps and position.step % self.cfg.checkpoint_every_steps == 0
                     and position.batch < steps):
                 self._fold_running(loss_sum, correct)
-                self.save("last.pt")
+                self._save_checkpoints()
         if bar is not None:
             bar.close()
         self._check_finite(loss_sum, position.step, check_every)
@@ -373,7 +382,7 @@ class Trainer:
             return
         signum = received or int(flag / self.dist.world_size)
         self._fold_running(loss_sum, correct)
-        self.save("last.pt")
+        self._persist()
         raise Interrupted(
             f"stopped by {signal.Signals(signum).name} at step {self.position.step} "
             f"(epoch {self.position.epoch + 1}, batch {self.position.batch}/{steps}); checkpoint saved to "
@@ -409,14 +418,11 @@ class Trainer:
         position.epoch += 1
         if val["acc"] > position.best_val_acc:
             position.best_val_acc, position.best_epoch = val["acc"], position.epoch
-            if self.dist.is_main:
-                save_checkpoint({**self.class_info, "model": model.state_dict(), "epoch": position.epoch,
-                                 "val_acc": val["acc"], "samples_seen": position.samples_seen},
-                                self.checkpoint_dir / "best.pt")
-            if self.reporter is not None:
-                self.reporter.log_confusion(val["confusion"], self.data.class_names, position.epoch, position.samples_seen)
-        if self.reporter is not None and hasattr(model, "attention_maps"):
-            self.reporter.log_attention(self._attention_overlays(model), position.samples_seen)
+            if self.dist.is_main:  # kept on the device until the next write: a copy is cheap, a file is not
+                self._best_unsaved = {**self.class_info, "epoch": position.epoch, "val_acc": val["acc"],
+                                      "samples_seen": position.samples_seen,
+                                      "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                self._best_confusion = (val["confusion"], position.epoch, position.samples_seen)
         record = {
             "epoch": position.epoch,
             "epoch_progress": position.samples_seen / self.budget.samples_per_epoch,
@@ -442,6 +448,27 @@ class Trainer:
                  position.epoch, self.budget.num_epochs, record["train_running/acc"], record["train_running/loss"],
                  record["train/acc"], record["train/loss"], record["val/acc"], record["val/loss"], record["images_per_s"])
         return record
+
+    def _save_checkpoints(self) -> None:
+        """last.pt, and best.pt when a better epoch came since the last write."""
+        self.save("last.pt")
+        if self._best_unsaved is not None:
+            save_checkpoint(self._best_unsaved, self.checkpoint_dir / "best.pt")
+            self._best_unsaved = None
+
+    def _persist(self) -> None:
+        """The slow writes: the checkpoints and the figures. Called at the end, on a stop signal, and
+        at epoch ends once trainer.save_interval_s seconds have passed, so that epochs of a second on
+        a GPU are not spent writing files."""
+        self._save_checkpoints()
+        if self.reporter is not None:
+            if self._best_confusion is not None:
+                self.reporter.log_confusion(*self._best_confusion, self.data.class_names)
+                self._best_confusion = None
+            if hasattr(self.eval_model, "attention_maps"):
+                self.reporter.log_attention(self._attention_overlays(self.eval_model), self.position.samples_seen)
+            self.reporter.plot_curves()
+        self._last_persist = time.perf_counter()
 
     def _attention_overlays(self, model: torch.nn.Module) -> torch.Tensor:
         """Class-token attention over the same 8 validation images every epoch."""
