@@ -10,6 +10,7 @@
 #   CPU-sized benchmark.
 # $OUT (default /tmp/gpu_check) receives env.txt, log.txt, results.json (each run's metrics.json
 # plus its process wall time), benchmark_e2.json, benchmark.json and logs.tar.gz.
+# Other runs instead: bash scripts/gpu_check.sh "NAME PRESET [override ...]" ... (each capped at RUN_LIMIT s).
 # A dry run on the CPU: GPU_CHECK_OVERRIDES="trainer.train_samples=64 ..." BENCH_ARGS=--quick PYTHON=.venv/bin/python
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_check}
@@ -57,19 +58,26 @@ train() {  # train NAME PRESET [overrides...]
     data.num_workers=8 trainer.progress=log "hydra.run.dir=$WORK/runs/$name" "$@" "${EXTRA[@]}"
 }
 
-LIMIT=120 train e2_resnet e2_resnet
-LIMIT=90 train e2_vit e2_vit
-LIMIT=150 train e2_vit_enhanced e2_vit_enhanced
-step benchmark_e2 80 "$PY" scripts/benchmark.py --sections models --scale e2 --device auto --steps 20 --warmup 10 \
-  --repeats 3 --json "$OUT/benchmark_e2.json" "${BENCH[@]}"
-# Candidates for the presets, should the ones above miss their goals: a 4x cheaper stem for twice the
-# epochs; the regularisers of DeiT (batched on the device) on top of e2_vit_enhanced; fewer epochs.
-LIMIT=90 train e2_resnet_stride2_100ep e2_resnet model.stem_stride=2 trainer.train_samples=946900
-LIMIT=150 train e2_vit_enhanced_deit e2_vit_enhanced optimizer=adamw scheduler=cosine optimizer.weight_decay=0.05 \
-  loss.label_smoothing=0.1 augmentation.mixup_alpha=0.8 augmentation.cutmix_alpha=1.0 model.drop_path=0.1
-LIMIT=90 train e2_resnet_30ep e2_resnet trainer.train_samples=284070
-step benchmark 45 "$PY" scripts/benchmark.py --sections models end_to_end --device auto --steps 20 --warmup 10 \
-  --repeats 3 --data-root "$DATA_ROOT" --json "$OUT/benchmark.json" "${BENCH[@]}"
+if (($#)); then  # ad-hoc runs instead of the plan: each argument is "NAME PRESET [override ...]"
+  for spec in "$@"; do
+    read -r -a words <<< "$spec"
+    LIMIT=${RUN_LIMIT:-150} train "${words[@]}"
+  done
+else
+  LIMIT=120 train e2_resnet e2_resnet
+  LIMIT=90 train e2_vit e2_vit
+  LIMIT=150 train e2_vit_enhanced e2_vit_enhanced
+  step benchmark_e2 80 "$PY" scripts/benchmark.py --sections models --scale e2 --device auto --steps 20 --warmup 10 \
+    --repeats 3 --json "$OUT/benchmark_e2.json" "${BENCH[@]}"
+  # Candidates for the presets, should the ones above miss their goals: a 4x cheaper stem for twice the
+  # epochs; the regularisers of DeiT (batched on the device) on top of e2_vit_enhanced; fewer epochs.
+  LIMIT=90 train e2_resnet_stride2_100ep e2_resnet model.stem_stride=2 trainer.train_samples=946900
+  LIMIT=150 train e2_vit_enhanced_deit e2_vit_enhanced optimizer=adamw scheduler=cosine optimizer.weight_decay=0.05 \
+    loss.label_smoothing=0.1 augmentation.mixup_alpha=0.8 augmentation.cutmix_alpha=1.0 model.drop_path=0.1
+  LIMIT=90 train e2_resnet_30ep e2_resnet trainer.train_samples=284070
+  step benchmark 45 "$PY" scripts/benchmark.py --sections models end_to_end --device auto --steps 20 --warmup 10 \
+    --repeats 3 --data-root "$DATA_ROOT" --json "$OUT/benchmark.json" "${BENCH[@]}"
+fi
 
 "$PY" - "$WORK" "$OUT/results.json" <<'PY'
 import json, sys

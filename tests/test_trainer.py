@@ -130,3 +130,12 @@ def test_existing_run_dir_is_not_trained_over(tiny_folder, tmp_path):
 def test_train_samples_budget_stops_exactly(tiny_folder, tmp_path):
     summary = train(tiny_folder, tmp_path / "run", "trainer.train_samples=50")
     assert summary["samples_seen"] == 50 and summary["epochs"] == 2 and summary["steps"] == 5 + 2
+
+
+@pytest.mark.parametrize("extra, autotune", [((), True), (("trainer.cudnn_benchmark=false",), False),
+                                             (("trainer.deterministic=true",), False)])
+def test_cudnn_autotuning_follows_the_config(tiny_folder, tmp_path, extra, autotune):
+    torch.backends.cudnn.benchmark = not autotune
+    train(tiny_folder, tmp_path / "run", *extra)
+    assert torch.backends.cudnn.benchmark is autotune
+    torch.use_deterministic_algorithms(False)

@@ -90,7 +90,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
     with open_dict(cfg):
         cfg.data.num_classes = index.num_classes
     seed_everything(cfg.seed)
-    set_deterministic(trainer_cfg.deterministic)
+    set_deterministic(trainer_cfg.deterministic, trainer_cfg.cudnn_benchmark)
     model = build(cfg.model, "model")
 
     batch_augment = BatchAugment.create(aug_cfg, index.num_classes, cfg.loss.label_smoothing, device)

@@ -59,15 +59,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def set_deterministic(enabled: bool) -> None:
-    """Bitwise-reproducible kernels (slower); cudnn autotuning otherwise."""
+def set_deterministic(enabled: bool, cudnn_benchmark: bool = True) -> None:
+    """Bitwise-reproducible kernels (slower); otherwise cudnn autotuning when `cudnn_benchmark`:
+    faster steps once each input shape has been timed, which costs seconds in a run of a minute."""
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
     else:
         torch.use_deterministic_algorithms(False)
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = cudnn_benchmark
 
 
 def rng_state() -> dict:

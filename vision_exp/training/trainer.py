@@ -92,6 +92,7 @@ class TrainerConfig:
     save_interval_s: float = 60.0
     resume: str = "never"
     deterministic: bool = False
+    cudnn_benchmark: bool = True
     progress: str = "auto"
     log_every_steps: Optional[int] = None
 
