@@ -161,6 +161,7 @@ def models_section(args, rt: Runtime) -> dict:
         key = config if memory_format == torch.contiguous_format else f"{config}_channels_last"
         row = dict(reference=reference_name, **compare(ours, reference, x, labels, args, rt))
         row["mfu"] = rt.mfu(flops, row["ours_images_per_s"])
+        row["params"] = sum(p.numel() for p in ours.parameters())
         rows[key] = row
     return rows
 

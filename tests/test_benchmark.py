@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_KEYS = {"reference", "ours_s_per_step", "reference_s_per_step", "ours_images_per_s", "reference_images_per_s",
-              "ratio_ours_over_reference", "mfu"}
+              "ratio_ours_over_reference", "mfu", "params"}
 DATA_KEYS = {"reference", "workers", "img_size", "cached_images_per_s", "folder_images_per_s",
              "torchvision_images_per_s", "speedup_cached_over_torchvision"}
 E2E_KEYS = {"reference", "steps", "batch_size", "end_to_end_images_per_s", "model_only_images_per_s",
@@ -31,3 +31,27 @@ def test_every_section_quick(tmp_path):
     assert set(row) == E2E_KEYS and 0 < row["fraction_of_model_only"]
     for section in ("models", "data", "end_to_end"):
         assert f"[{section}]" in result.stdout
+
+
+def test_e2_scale_times_the_models_of_the_gpu_presets(tmp_path):
+    def params(scale):
+        out = tmp_path / f"{scale}.json"
+        cmd = [sys.executable, "scripts/benchmark.py", "--sections", "models", "--device", "cpu", "--scale", scale,
+               "--img-size", "32", "--batch-size", "2", "--repeats", "1", "--steps", "1", "--warmup", "1", "--json", str(out)]
+        result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        results = json.loads(out.read_text())
+        assert results["meta"]["scale"] == scale
+        return {case: row["params"] for case, row in results["models"].items()}
+
+    from hydra.utils import instantiate
+
+    from vision_exp.api import compose_config
+
+    def preset_params(preset):
+        model = instantiate(compose_config([f"experiment={preset}", "data.num_classes=10", "data.img_size=32"]).model)
+        return sum(p.numel() for p in model.parameters())
+
+    timed = params("e2")
+    assert timed["vit_v1"] == preset_params("e2_vit") and timed["resnet_v1"] == preset_params("e2_resnet")
+    assert params("cpu")["resnet_v1"] < timed["resnet_v1"] / 5

@@ -52,6 +52,22 @@ def test_second_use_reuses_the_cache(tiny_folder, tmp_path, monkeypatch):
     assert calls == [] and len(split.images) > 0
 
 
+def test_a_reused_cache_moves_to_the_device_without_warnings_and_is_never_written(tiny_folder, tmp_path):
+    import warnings
+
+    from vision_exp.data.loaders import CachedLoader
+
+    build(settings(tiny_folder, tmp_path))
+    _, split = build(settings(tiny_folder, tmp_path))  # the second use reads the file through a memory map
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loader = CachedLoader(split.images, split.labels, 4, transform=None, device=torch.device("cpu"), on_device=True)
+    path = settings(tiny_folder, tmp_path).cache_entry("train") / "images.npy"
+    before = path.read_bytes()
+    loader.device_images.fill_(0)
+    assert path.read_bytes() == before and np.load(path).any()
+
+
 def test_changed_settings_use_another_entry_and_changed_files_rebuild(tmp_path):
     root = write_image_folder(tmp_path / "d", per_split={"train": 3, "val": 1})
     small, large = settings(root, tmp_path / "c", size=20), settings(root, tmp_path / "c", size=24)

@@ -161,6 +161,10 @@ def test_a_folder_of_another_configuration_is_neither_skipped_nor_resumed(tmp_pa
     same = {"seed": 0, "model": {"block": "BasicBlock", "num_classes": None}, "trainer": {"resume": "auto", "device": "cuda:1"},
             "paths": {"output_dir": "/b"}, "data": {"num_classes": None, "root": "/b/data"}}
     check_same_config(tmp_path, same)  # where, how, and what the dataset fills in do not count
+    check_same_config(tmp_path, {**same, "loss": {"label_smoothing": 0.1}})  # a setting added to the project since
+    removed = {key: value for key, value in same.items() if key != "seed"}
+    with pytest.raises(ConfigError, match=r"seed: 0 -> <unset>"):
+        check_same_config(tmp_path, removed)
     other = {**same, "model": {"block": "BasicBlockv2", "num_classes": None}}
     with pytest.raises(ConfigError, match=r"another configuration \(model.block: BasicBlock -> BasicBlockv2\)"):
         check_same_config(tmp_path, other)

@@ -161,7 +161,8 @@ def load_split_cache(entry: Path) -> Optional[CachedSplit]:
     if manifest is None:
         return None
     try:
-        images = np.load(entry / "images.npy", mmap_mode="r")
+        # Copy-on-write: torch.from_numpy takes it without a read-only warning; the file is never written.
+        images = np.load(entry / "images.npy", mmap_mode="c")
         labels = np.load(entry / "labels.npy")
     except (OSError, ValueError):
         images = labels = None

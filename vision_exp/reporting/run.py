@@ -29,7 +29,7 @@ METRICS_FILE = "metrics.json"
 # computes: kept out of the HParams table, where a resumed or relocated job would look different.
 INCIDENTAL_SETTINGS = ("paths.", "data.root", "data.cache_dir", "data.num_workers", "data.download",
                        "trainer.device", "trainer.resume", "trainer.progress", "trainer.log_every_steps",
-                       "trainer.save_interval_s", "trainer.checkpoint_every_steps")
+                       "trainer.save_interval_s", "trainer.checkpoint_every_steps", "trainer.cudnn_benchmark")
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

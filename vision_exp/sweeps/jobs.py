@@ -38,11 +38,14 @@ def has_earlier_attempt(run_dir: Path) -> bool:
 
 
 def config_differences(saved: dict, current: dict) -> list:
-    """'key: saved -> now' for every setting that changes the experiment (not INCIDENTAL_SETTINGS)."""
+    """'key: saved -> now' for every setting that changes the experiment (not INCIDENTAL_SETTINGS).
+
+    A setting the saved config lacks was added to the project after the run started: the run
+    cannot have chosen it, so an upgrade in the middle of a sweep does not strand the sweep."""
     old, new = flatten(saved), flatten(current)
     differences = []
     for key in sorted(set(old) | set(new)):
-        if key.startswith(INCIDENTAL_SETTINGS) or (key in FILLED_AT_START and new.get(key) == "None"):
+        if key.startswith(INCIDENTAL_SETTINGS) or (key in FILLED_AT_START and new.get(key) == "None") or key not in old:
             continue
         if old.get(key, "<unset>") != new.get(key, "<unset>"):
             differences.append(f"{key}: {old.get(key, '<unset>')} -> {new.get(key, '<unset>')}")
