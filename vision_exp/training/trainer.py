@@ -195,7 +195,6 @@ class Trainer:
         self._probe_images: Optional[torch.Tensor] = None
         self._best_unsaved: Optional[dict] = None
         self._best_confusion: Optional[tuple] = None
-        self._last_persist = time.perf_counter()
         self.position = Position()
 
     # ----------------------------------------------------------------------------- checkpoints
@@ -472,7 +471,7 @@ class Trainer:
         self._last_persist = time.perf_counter()
 
     def _attention_overlays(self, model: torch.nn.Module) -> torch.Tensor:
-        """Class-token attention over the same 8 validation images every epoch."""
+        """Class-token attention over the same 8 validation images, at each write of the figures."""
         if self._probe_images is None:
             self._probe_images = next(iter(self.data.val.epoch(0)))[0][:8]
         was_training = model.training
