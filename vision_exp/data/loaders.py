@@ -104,9 +104,16 @@ class CachedLoader:
     def __len__(self) -> int:
         return -(-self.num_samples // self.batch_size)
 
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        """A small host array on the device without a stall: a copy from pageable memory makes the
+        host wait until every kernel queued before it has run, once per step; from pinned memory
+        (PyTorch's caching host allocator) it is asynchronous."""
+        tensor = torch.from_numpy(array)
+        return (tensor.pin_memory() if self.pin else tensor).to(self.device, non_blocking=True)
+
     def _gather(self, rows: np.ndarray) -> tuple:
         if self.device_images is not None:
-            index = torch.from_numpy(rows).to(self.device, non_blocking=True)
+            index = self._to_device(rows)
             return self.device_images.index_select(0, index), self.labels.index_select(0, index)
         pixels, labels = torch.from_numpy(np.take(self.images, rows, axis=0)), self.labels[torch.from_numpy(rows)]
         return pixels, labels
@@ -133,8 +140,7 @@ class CachedLoader:
             pixels = pixels.to(self.device, non_blocking=True)
             generator.manual_seed(mix_seed(self.seed, epoch, batch_index, 2))
             batch_total = min(self.batch_size, (limit or self.num_samples) - batch_index * self.batch_size)
-            images = self.transform(pixels, generator, positions=torch.from_numpy(positions).to(self.device),
-                                    batch_total=batch_total)
+            images = self.transform(pixels, generator, positions=self._to_device(positions), batch_total=batch_total)
             yield images, labels.to(self.device, non_blocking=True)
 
 
