@@ -95,7 +95,7 @@ class RunReporter:
         self.writer.add_image("inputs/train_augmented", image_grid(images), 0)
         self.writer.flush()
 
-    def log_confusion(self, confusion: torch.Tensor, epoch: int, step: int, class_names) -> None:
+    def log_confusion(self, confusion: torch.Tensor, class_names, epoch: int, step: int) -> None:
         """The validation confusion matrix of the best epoch so far."""
         self.writer.add_figure("val/confusion_best", confusion_figure(confusion, class_names, f"val, epoch {epoch}"), step)
 

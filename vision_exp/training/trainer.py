@@ -463,7 +463,8 @@ class Trainer:
         self._save_checkpoints()
         if self.reporter is not None:
             if self._best_confusion is not None:
-                self.reporter.log_confusion(*self._best_confusion, self.data.class_names)
+                confusion, epoch, samples_seen = self._best_confusion
+                self.reporter.log_confusion(confusion, self.data.class_names, epoch, samples_seen)
                 self._best_confusion = None
             if hasattr(self.eval_model, "attention_maps"):
                 self.reporter.log_attention(self._attention_overlays(self.eval_model), self.position.samples_seen)
