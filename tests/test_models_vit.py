@@ -178,6 +178,47 @@ def test_initialisation_follows_the_reference_code():
     assert model.no_weight_decay() == {"pos_embed", "cls_token"}
 
 
+def test_mimetic_init_draws_noisy_identities_for_query_key_and_value_projection():
+    torch.manual_seed(0)
+    dim, heads = 64, 2
+    attn = ViT(img_size=32, patch_size=4, embed_dim=dim, depth=1, num_heads=heads, init="mimetic").blocks[0].attn
+    w_q, w_k, w_v = attn.qkv.weight.detach().chunk(3)
+    off_diagonal = ~torch.eye(dim, dtype=torch.bool)
+    for h in range(heads):
+        rows = slice(h * dim // heads, (h + 1) * dim // heads)
+        query_key = w_q[rows].T @ w_k[rows]  # what the head's scores x W x^T use
+        # rank dim/heads keeps part of 0.7 I, but the diagonal stands well clear of the noise
+        assert query_key.diagonal().mean() > 0.4 > 4 * query_key[off_diagonal].std()
+    value_proj = w_v.T @ attn.proj.weight.detach().T  # full rank: 0.4 Z - 0.4 I exactly
+    assert value_proj.diagonal().mean() == pytest.approx(-0.4, abs=0.05)
+    assert value_proj[off_diagonal].std() == pytest.approx(0.4 / dim**0.5, rel=0.1)
+    assert torch.all(attn.qkv.bias == 0) and torch.all(attn.proj.bias == 0)
+
+
+def test_mimetic_init_makes_tokens_attend_to_themselves_and_their_neighbours_from_the_start():
+    torch.manual_seed(0)
+    config = dict(img_size=32, patch_size=4, embed_dim=64, depth=1, num_heads=2, pos_embed="sincos")
+    images = torch.randn(2, 3, 32, 32)
+    grid = torch.arange(64).view(8, 8) + 1  # patch tokens follow the class token
+    right_neighbour = (grid[:, :-1].flatten(), grid[:, 1:].flatten())
+    far_apart = (grid[:4, :4].flatten(), grid[4:, 4:].flatten())
+
+    def attention(init):
+        return ViT(init=init, **config).attention_maps(images)[0]
+
+    mimetic, jax = attention("mimetic"), attention("jax")
+    uniform = 1 / 65
+    assert mimetic.diagonal(dim1=-2, dim2=-1).mean() > 20 * uniform
+    assert mimetic[..., right_neighbour[0], right_neighbour[1]].mean() > mimetic[..., far_apart[0], far_apart[1]].mean()
+    assert jax.diagonal(dim1=-2, dim2=-1).mean() < 2 * uniform  # the paper's init: nearly uniform
+    assert ViT(init="mimetic", **config).state_dict().keys() == ViT(**config).state_dict().keys()
+
+
+def test_unknown_init_lists_the_choices():
+    with pytest.raises(ValueError, match="jax.*mimetic"):
+        ViT(init="xavier", **TINY)
+
+
 def test_img_size_not_divisible_by_patch_size_is_refused_clearly():
     with pytest.raises(ValueError, match=r"img_size 30.*patch_size 8"):
         ViT(img_size=30, patch_size=8)

@@ -201,6 +201,13 @@ def test_every_enhancement_setting_survives_the_preset(preset, option):
     assert composed != baseline
 
 
+def test_all_stacks_every_single_enhancement():
+    from omegaconf import OmegaConf
+
+    listed = OmegaConf.load(CONF_DIR / "enhancement" / "all.yaml").defaults
+    assert sorted(listed) == sorted(o for o in option_names("enhancement") if o not in ("none", "all"))
+
+
 @pytest.mark.parametrize("base", ["e2_vit", "cpu_vit"])
 def test_enhanced_preset_is_its_base_plus_the_listed_enhancements(base):
     """`<base>_enhanced` changes exactly what its listed enhancements change, each to that value."""

@@ -8,7 +8,8 @@ of the patch tokens) is classified by a linear head.
 Module names follow timm's VisionTransformer (norm1, attn.qkv, attn.proj, norm2,
 mlp.fc1, mlp.fc2, norm, head), so weights map across one-to-one, except patch_embed:
 ours is the Linear of the paper, timm's the equivalent conv (see references.py).
-Initialisation follows the paper's JAX code (vit_jax / big_vision), not timm's default.
+Initialisation follows the paper's JAX code (vit_jax / big_vision), not timm's default;
+init="mimetic" re-draws the attention weights as Trockman & Kolter (2023) do (see mimetic_init_).
 """
 
 import math
@@ -30,6 +31,44 @@ def lecun_normal_(weight: torch.Tensor) -> None:
     """
     std = math.sqrt(1.0 / weight.shape[1]) / 0.87962566103423978
     nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
+
+
+# Trockman & Kolter 2023, "Mimetic Initialization of Self-Attention Layers", their ViT-Tiny values:
+# W_q W_k^T ~ alpha1 Z + beta1 I per head, W_v W_proj ~ alpha2 Z - beta2 I.
+MIMETIC_QK = (0.7, 0.7)
+MIMETIC_VO = (0.4, 0.4)
+
+
+def _noisy_identity_factors(dim: int, rank: int, alpha: float, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left (dim, rank) and right (rank, dim) factors whose product is the best rank-`rank`
+    approximation of alpha * Z + beta * I, Z with N(0, 1/dim) entries (truncated SVD)."""
+    target = alpha * torch.randn(dim, dim) / math.sqrt(dim) + beta * torch.eye(dim)
+    U, S, Vh = torch.linalg.svd(target)
+    root = S[:rank].sqrt()
+    return U[:, :rank] * root, root[:, None] * Vh[:rank]
+
+
+@torch.no_grad()
+def mimetic_init_(attn: "Attention") -> None:
+    """Draw attn's q/k/v/proj weights so that, at step 0, attention already looks like trained
+    attention (Trockman & Kolter 2023): each head's query-key product is a noisy identity, so a
+    token attends to tokens like itself (with position embeddings: to its neighbours, a soft
+    local window), and value-projection is a noisy negative identity. Only the initial values
+    change: no module, parameter or forward step is added. Biases stay zero.
+    """
+    dim, heads, head_dim = attn.proj.in_features, attn.num_heads, attn.head_dim
+    w_q, w_k, w_v = attn.qkv.weight.chunk(3)  # each (dim, dim), rows grouped by head
+    for h in range(heads):
+        rows = slice(h * head_dim, (h + 1) * head_dim)
+        # scores = x w_q[rows]^T w_k[rows] x^T, so w_q[rows]^T w_k[rows] is the target.
+        left, right = _noisy_identity_factors(dim, head_dim, *MIMETIC_QK)
+        w_q[rows] = left.T
+        w_k[rows] = right
+    # Through an identity attention map, out = x w_v^T proj^T: w_v^T proj^T is the target.
+    alpha, beta = MIMETIC_VO
+    left, right = _noisy_identity_factors(dim, dim, alpha, -beta)
+    w_v.copy_(left.T)
+    attn.proj.weight.copy_(right.T)
 
 
 class MLP(nn.Module):
@@ -228,6 +267,8 @@ class ViT(nn.Module):
     with class_token=True and fc_norm=False).
     pos_embed="learned": trainable, normal(0.02). "sincos": fixed buffer (still in the
     state_dict, so keys do not depend on the choice).
+    init="jax": the paper's initialisation. "mimetic": attention weights drawn as
+    mimetic_init_ describes (every other weight as "jax").
     """
 
     def __init__(
@@ -243,6 +284,7 @@ class ViT(nn.Module):
         attn_impl: str = "sdpa",
         pool: str = "cls",
         pos_embed: str = "learned",
+        init: str = "jax",
         dropout: float = 0.0,
         attn_dropout: float = 0.0,
         drop_path: float = 0.0,
@@ -256,6 +298,8 @@ class ViT(nn.Module):
             raise ValueError(f"unknown pool {pool!r}; choose 'cls' or 'avg'")
         if pos_embed not in ("learned", "sincos"):
             raise ValueError(f"unknown pos_embed {pos_embed!r}; choose 'learned' or 'sincos'")
+        if init not in ("jax", "mimetic"):
+            raise ValueError(f"unknown init {init!r}; choose 'jax' or 'mimetic'")
         self.img_size = img_size
         self.patch_size = patch_size
         self.pool = pool
@@ -278,6 +322,9 @@ class ViT(nn.Module):
         self.blocks = nn.Sequential(
             *(block(embed_dim, num_heads, mlp_ratio, dropout, attn_dropout, rate, attn_impl) for rate in rates)
         )
+        if init == "mimetic":
+            for blk in self.blocks:
+                mimetic_init_(blk.attn)
         self.norm = nn.LayerNorm(embed_dim, eps=LN_EPS)
         # Zero head (big_vision): every class starts with logit 0, i.e. a uniform prediction.
         self.head = nn.Linear(embed_dim, num_classes)
