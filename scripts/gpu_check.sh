@@ -6,7 +6,7 @@
 # Steps, most important first; each is capped by what is left of BUDGET_S (default 480 s) and
 # stopped with SIGTERM (the trainer checkpoints and records the interruption) when it overruns:
 #   e2_resnet (goal: >= 85% val top-1 in <= 60 s, process start to exit), e2_vit, e2_vit_enhanced,
-#   e2_vit_enhanced + mimetic_init (the CPU study's best change, not yet measured at this scale), the
+#   e2_vit_enhanced + mimetic_init (+1.5 in cpu_vit_enhanced, not yet measured at this scale), the
 #   models benchmark at e2 size against timm/torchvision with MFU, then the CPU-sized benchmark.
 # On an H200 the plan took about 5 minutes before the mimetic_init run (~90 s) joined it (README,
 # "On a GPU"); a lease of 15 minutes also covers the machine's start and a second call (below).

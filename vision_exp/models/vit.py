@@ -33,10 +33,11 @@ def lecun_normal_(weight: torch.Tensor) -> None:
     nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
 
 
-# Trockman & Kolter 2023, "Mimetic Initialization of Self-Attention Layers", their ViT-Tiny values:
-# W_q W_k^T ~ alpha1 Z + beta1 I per head, W_v W_proj ~ alpha2 Z - beta2 I.
+# Trockman & Kolter 2023, "Mimetic Initialization of Self-Attention Layers", their ViT-Tiny values
+# as (alpha, beta) of the target alpha * Z + beta * I: W_q W_k^T per head ~ 0.7 Z + 0.7 I,
+# W_v W_proj ~ 0.4 Z - 0.4 I.
 MIMETIC_QK = (0.7, 0.7)
-MIMETIC_VO = (0.4, 0.4)
+MIMETIC_VO = (0.4, -0.4)
 
 
 def _noisy_identity_factors(dim: int, rank: int, alpha: float, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,8 +66,7 @@ def mimetic_init_(attn: "Attention") -> None:
         w_q[rows] = left.T
         w_k[rows] = right
     # Through an identity attention map, out = x w_v^T proj^T: w_v^T proj^T is the target.
-    alpha, beta = MIMETIC_VO
-    left, right = _noisy_identity_factors(dim, dim, alpha, -beta)
+    left, right = _noisy_identity_factors(dim, dim, *MIMETIC_VO)
     w_v.copy_(left.T)
     attn.proj.weight.copy_(right.T)
 
