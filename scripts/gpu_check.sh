@@ -6,9 +6,10 @@
 # Steps, most important first; each is capped by what is left of BUDGET_S (default 480 s) and
 # stopped with SIGTERM (the trainer checkpoints and records the interruption) when it overruns:
 #   e2_resnet (goal: >= 85% val top-1 in <= 60 s, process start to exit), e2_vit, e2_vit_enhanced,
-#   e2_vit_enhanced + mimetic_init (+1.5 in cpu_vit_enhanced, not yet measured at this scale), the
-#   models benchmark at e2 size against timm/torchvision with MFU, then the CPU-sized benchmark.
-# On an H200 the plan took about 5 minutes before the mimetic_init run (~90 s) joined it (README,
+#   e2_vit_enhanced + mimetic_init, then + more_heads as well (both raised cpu_vit_enhanced, neither
+#   is measured at this scale yet), the models benchmark at e2 size against timm/torchvision with
+#   MFU, then the CPU-sized benchmark (both already measured: the first steps to fall off the budget).
+# On an H200 the plan took about 5 minutes before the two ~90 s ViT runs joined it (README,
 # "On a GPU"); a lease of 15 minutes also covers the machine's start and a second call (below).
 # $OUT (default /tmp/gpu_check) receives env.txt, log.txt, results.json (each run's metrics.json
 # plus its process wall time), benchmark_e2.json, benchmark.json and logs.tar.gz.
@@ -70,6 +71,7 @@ else
   LIMIT=120 train e2_vit e2_vit
   LIMIT=180 train e2_vit_enhanced e2_vit_enhanced
   LIMIT=180 train e2_vit_enhanced_mimetic e2_vit_enhanced enhancement=mimetic_init
+  LIMIT=180 train e2_vit_enhanced_mimetic_heads e2_vit_enhanced enhancement=mimetic_init model.num_heads=16
   step benchmark_e2 80 "$PY" scripts/benchmark.py --sections models --scale e2 --device auto --steps 20 --warmup 10 \
     --repeats 3 --json "$OUT/benchmark_e2.json" "${BENCH[@]}"
   step benchmark 80 "$PY" scripts/benchmark.py --sections models end_to_end --device auto --steps 20 --warmup 10 \
