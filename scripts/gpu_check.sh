@@ -71,7 +71,7 @@ else
   LIMIT=120 train e2_vit e2_vit
   LIMIT=180 train e2_vit_enhanced e2_vit_enhanced
   LIMIT=180 train e2_vit_enhanced_mimetic e2_vit_enhanced enhancement=mimetic_init
-  LIMIT=180 train e2_vit_enhanced_mimetic_heads e2_vit_enhanced enhancement=mimetic_init model.num_heads=16
+  LIMIT=180 train e2_vit_enhanced_mimetic_heads e2_vit_enhanced 'enhancement=[mimetic_init,more_heads]'
   step benchmark_e2 80 "$PY" scripts/benchmark.py --sections models --scale e2 --device auto --steps 20 --warmup 10 \
     --repeats 3 --json "$OUT/benchmark_e2.json" "${BENCH[@]}"
   step benchmark 80 "$PY" scripts/benchmark.py --sections models end_to_end --device auto --steps 20 --warmup 10 \

@@ -208,6 +208,15 @@ def test_all_stacks_every_single_enhancement():
     assert sorted(listed) == sorted(o for o in option_names("enhancement") if o not in ("none", "all"))
 
 
+def test_enhancements_stack_from_the_command_line():
+    """`'enhancement=[a,b]'` applies both on top of the preset (scripts/gpu_check.sh relies on it)."""
+    stacked = compose(["experiment=e2_vit_enhanced", "enhancement=[mimetic_init,more_heads]"])
+    preset = compose(["experiment=e2_vit_enhanced"])
+    assert (stacked.model.init, stacked.model.num_heads) == ("mimetic", 16)
+    assert (preset.model.init, preset.model.num_heads) == ("jax", 3)
+    assert stacked.model.patch_size == preset.model.patch_size == 4
+
+
 @pytest.mark.parametrize("base", ["e2_vit", "cpu_vit"])
 def test_enhanced_preset_is_its_base_plus_the_listed_enhancements(base):
     """`<base>_enhanced` changes exactly what its listed enhancements change, each to that value."""
