@@ -13,6 +13,8 @@ def test_run_returns_metrics_and_writes_the_run_folder(tiny_folder, tmp_path, mo
     assert result["run_dir"].startswith(str(run_dir))
     on_disk = json.loads((next(run_dir.iterdir()) / "metrics.json").read_text())
     assert on_disk["val_acc"] == result["val_acc"]
+    log = (next(run_dir.iterdir()) / "train.log").read_text()
+    assert "[vision_exp.training.trainer][INFO] - training ResNet" in log and "val acc" in log
 
 
 def test_sweep_runs_every_list_records_failures_and_summarizes(tiny_folder, tmp_path):
@@ -22,3 +24,22 @@ def test_sweep_runs_every_list_records_failures_and_summarizes(tiny_folder, tmp_
     assert statuses == {"0": "completed", "1": "completed", "2": "failed"}
     assert (tmp_path / "sweep" / "results.md").is_file() and (tmp_path / "sweep" / "results.csv").is_file()
     assert "data.batch_size=0 must be positive" in json.loads((tmp_path / "sweep" / "2" / "metrics.json").read_text())["error"]
+
+
+def test_a_run_that_crashes_is_recorded_and_the_sweep_goes_on(tiny_folder, tmp_path, monkeypatch):
+    """As in a multirun: a bug or out-of-memory in one run leaves a failed metrics.json with the traceback."""
+    import vision_exp.experiment
+
+    original = vision_exp.experiment.run_experiment
+
+    def crash_on_seed_1(cfg, run_dir, overrides):
+        if cfg.seed == 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return original(cfg, run_dir, overrides)
+
+    monkeypatch.setattr(vision_exp.experiment, "run_experiment", crash_on_seed_1)
+    summary = vision_exp.sweep([["seed=1"], ["seed=0"]], common=tiny_overrides(tiny_folder),
+                               sweep_dir=str(tmp_path / "sweep"))
+    assert {job.name: job.status for job in summary.jobs} == {"0": "failed", "1": "completed"}
+    failed = json.loads((tmp_path / "sweep" / "0" / "metrics.json").read_text())
+    assert failed["error"] == "RuntimeError: CUDA out of memory (simulated)" and "crash_on_seed_1" in failed["traceback"]

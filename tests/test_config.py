@@ -64,3 +64,11 @@ def test_unknown_option_is_refused_by_hydra():
 
     with pytest.raises(ConfigCompositionException):
         compose(["trainer.no_such_option=1"])
+
+
+@pytest.mark.parametrize("preset", options("experiment"))
+def test_debug_fast_makes_any_preset_one_short_epoch(preset):
+    """Presets fix a budget in samples; debug=fast must clear it, not run it on a 16-image-per-class subset."""
+    cfg = compose([f"experiment={preset}", "debug=fast"])
+    assert cfg.trainer.train_samples is None and cfg.trainer.epochs == 1
+    assert cfg.data.max_train_per_class == 16 and cfg.data.max_val_per_class == 8

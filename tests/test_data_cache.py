@@ -109,6 +109,8 @@ def test_unreadable_image_is_skipped_or_refused(tmp_path):
     with pytest.raises(DataError, match=victim.name):
         build(refuse)
     assert not refuse.cache_entry("train").exists(), "a refused build leaves no cache entry"
+    with pytest.raises(DataError, match=rf"{victim.name}.*on_bad_image=error refuses"):
+        build(settings(root, tmp_path / "c", on_bad_image="error"))  # the cache `skip` built above
 
 
 def test_a_copied_cache_trains_without_the_original_images(tmp_path):

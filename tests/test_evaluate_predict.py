@@ -44,6 +44,33 @@ def test_evaluate_on_another_data_choice_keeps_the_run_classes(trained_run, tiny
     assert metrics["images"] == 6 and metrics["data"] == "folder"
 
 
+def test_evaluate_on_another_dataset_decodes_only_its_val_split(trained_run, tiny_folder, tmp_path):
+    """Evaluating on ImageNet must not decode its 1.28 million training images into a cache first."""
+    result = cli("vision_exp.evaluate", f"ckpt={trained_run / 'checkpoints' / 'best.pt'}", "data=folder",
+                 f"data.root={tiny_folder}", "data.name=other", "data.loader=cached", "data.num_workers=0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    built = sorted(entry.name for entry in (tmp_path / "cache").iterdir())
+    assert built and all(name.startswith("other-val-") for name in built), built
+    assert json.loads((trained_run / "checkpoints" / "best-eval-other" / "metrics.json").read_text())["images"] == 12
+
+
+def test_another_data_choice_keeps_the_run_preprocessing(tiny_folder):
+    """The data group's own defaults (crop_pct, cache_size, normalisation) must not replace what the model was
+    trained with; where the images are and how many to take are the user's choice."""
+    from omegaconf import OmegaConf
+
+    from vision_exp.evaluate import evaluation_data
+
+    run_data = compose(tiny_overrides(tiny_folder, "data.crop_pct=1.0", "data.cache_size=20", "data.mean=[0.5,0.5,0.5]",
+                                      "data.std=[0.25,0.25,0.25]")).data
+    chosen = compose(["data=folder", f"data.root={tiny_folder}", "data.max_val_per_class=2"]).data
+    data = evaluation_data(run_data, chosen, {"classes": ["n01440764", "n02102040"]})
+    assert (data.img_size, data.crop_pct, data.cache_size, data.mean, data.std) == (16, 1.0, 20, (0.5,) * 3, (0.25,) * 3)
+    assert data.root == str(tiny_folder) and data.max_val_per_class == 2
+    assert data.classes == ["n01440764", "n02102040"] and data.num_classes == 2
+    assert OmegaConf.select(chosen, "crop_pct") != 1.0, "the test needs a data group whose default differs"
+
+
 def test_predict_prints_topk_names_and_writes_csv(trained_run, tiny_folder):
     images = tiny_folder / "val" / "n01440764"
     result = cli("vision_exp.predict", f"ckpt={trained_run / 'checkpoints' / 'best.pt'}", f"images={images}", "topk=2")

@@ -115,6 +115,36 @@ def test_resume_from_a_corrupt_checkpoint_still_ends_like_the_reference(tiny_fol
     assert_same_run(final_state(run), reference)
 
 
+def test_a_kill_between_the_renames_of_a_save_resumes_from_the_previous_checkpoint(tiny_folder, tmp_path, reference,
+                                                                                    monkeypatch, caplog):
+    """save_checkpoint moves last.pt aside before the new file takes its name: a SIGKILL in between
+    leaves only last.prev.pt, and resume=auto must use it rather than start from scratch."""
+    run = tmp_path / "run"
+
+    class Crash(RuntimeError):
+        pass
+
+    original, saves = checkpoint_mod.save_checkpoint, []
+
+    def crash_on_fifth(state, path, keep_previous=True):
+        original(state, path, keep_previous)
+        saves.append(path.name)
+        if saves.count("last.pt") == 5:
+            raise Crash
+
+    monkeypatch.setattr("vision_exp.training.trainer.save_checkpoint", crash_on_fifth)
+    with pytest.raises(Crash):
+        run_experiment(compose(tiny_overrides(tiny_folder, *RUN_ARGS)), run, [])
+    monkeypatch.undo()
+    last = run / "checkpoints" / "last.pt"
+    os.replace(last, checkpoint_mod.previous_path(last))  # the state a kill inside the sixth save leaves
+    os.replace(checkpoint_mod.digest_path(last), checkpoint_mod.digest_path(checkpoint_mod.previous_path(last)))
+    checkpoint_mod.digest_path(last).write_text("0" * 64 + "\n")
+    run_experiment(compose(tiny_overrides(tiny_folder, *RUN_ARGS, "trainer.resume=auto")), run, [])
+    assert "last.prev.pt" in caplog.text and "starting from scratch" not in caplog.text
+    assert_same_run(final_state(run), reference)
+
+
 def test_full_disk_while_checkpointing_keeps_the_earlier_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
     save_checkpoint({"step": torch.tensor(1)}, path)

@@ -45,7 +45,7 @@ def test_checkpoints_load_weights_only_into_the_model(tiny_folder, tmp_path):
     run = tmp_path / "run"
     train(tiny_folder, run)
     state = load_checkpoint(run / "checkpoints" / "last.pt")
-    assert {"model", "optimizer", "scheduler", "rng", "position"} <= set(state)
+    assert {"model", "optimizer", "budget", "rng", "position"} <= set(state)
     assert state["position"]["epoch"] == 1 and state["position"]["samples_seen"] == 36
     best = load_checkpoint(run / "checkpoints" / "best.pt")
     cfg = compose(tiny_overrides(tiny_folder))
@@ -116,6 +116,28 @@ def test_resume_after_a_crash_ends_exactly_like_an_uninterrupted_run(tiny_folder
         assert torch.equal(a[key], b[key]), key
     lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
+def test_resume_with_a_longer_budget_follows_the_longer_schedule(tiny_folder, tmp_path, monkeypatch, caplog):
+    """The schedule comes from this run's budget, not the checkpoint: extending a finished run must not
+    train on at the old schedule's final (zero) learning rate."""
+    lrs = []
+    original_step = Trainer._step
+
+    def recording_step(self, images, labels, global_count):
+        lrs.append(self.optimizer.param_groups[0]["lr"])
+        return original_step(self, images, labels, global_count)
+
+    monkeypatch.setattr(Trainer, "_step", recording_step)
+    train(tiny_folder, tmp_path / "long", "trainer.train_samples=108")
+    uninterrupted, lrs[:] = list(lrs), []
+    train(tiny_folder, tmp_path / "run", "trainer.train_samples=36")
+    first_steps = len(lrs)
+    train(tiny_folder, tmp_path / "run", "trainer.train_samples=108", "trainer.resume=auto")
+    resumed = lrs[first_steps:]
+    assert first_steps == 5 and len(resumed) == 10
+    assert resumed == pytest.approx(uninterrupted[first_steps:]) and min(resumed) > 0
+    assert "trained toward 36 samples; this run's budget is 108" in caplog.text
 
 
 def test_existing_run_dir_is_not_trained_over(tiny_folder, tmp_path):

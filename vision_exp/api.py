@@ -2,13 +2,15 @@
 
 `@hydra.main` cannot run inside a notebook, so these compose the same conf/train.yaml with
 Hydra's compose API and call the same `run_experiment` as the command line: a run here and
-`python -m vision_exp.train <overrides>` produce the same files.
+`python -m vision_exp.train <overrides>` produce the same files, train.log included.
 """
 from __future__ import annotations
 
 import json
 import logging
 import sys
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -28,12 +30,33 @@ def compose_config(overrides: Iterable[str] = (), with_hydra: bool = False):
         return compose(config_name="train", overrides=list(overrides), return_hydra_config=with_hydra)
 
 
+LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # Hydra's job-logging format
+
+
+@contextmanager
+def _log_file(path: Path):
+    """vision_exp's INFO lines also go to `path` while the block runs, as Hydra's job logging does for the CLI."""
+    logger = logging.getLogger("vision_exp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        logger.setLevel(level)
+
+
 def _show_logs() -> None:
     """Outside Hydra nobody configures logging: print vision_exp's INFO lines in the notebook."""
     logger = logging.getLogger("vision_exp")
     if not logger.handlers and not logging.getLogger().handlers:
         handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
 
@@ -52,7 +75,8 @@ def run(overrides: Iterable[str] = (), run_dir: Optional[str] = None) -> dict:
     with open_dict(cfg):
         del cfg["hydra"]
     _show_logs()
-    result = run_experiment(cfg, folder, overrides)
+    with _log_file(folder / "train.log"):
+        result = run_experiment(cfg, folder, overrides)
     return {**result, "run_dir": str(folder)}
 
 
@@ -62,12 +86,16 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
     summarize it; returns the SweepSummary (`.configurations`, `.baseline`, `.sweep_dir`), whose
     results.md / results.csv / plots are in the folder.
 
-    A run that fails is recorded in its metrics.json and the others go on, as in a multirun.
+    A run that fails (bad input, a bug, out of memory) is recorded in its metrics.json and the others
+    go on, as in a multirun; an interrupted run (Ctrl-C, SIGTERM) is recorded and stops the sweep.
     """
     from vision_exp.errors import UserError
     from vision_exp.reporting.files import write_text_atomic
     from vision_exp.reporting.run import record_failure
     from vision_exp.sweeps import summarize_sweep
+    from vision_exp.training.trainer import Interrupted
+
+    log = logging.getLogger("vision_exp.api")
 
     runs, common = [list(r) for r in runs], list(common)
     first = compose_config(common + (runs[0] if runs else []), with_hydra=True)
@@ -84,6 +112,12 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
         try:
             run(common + overrides, run_dir=str(job_dir))
         except UserError as exc:
-            logging.getLogger("vision_exp.api").error("run %d failed: %s", number, exc)
+            log.error("run %d failed: %s", number, exc)
             record_failure(job_dir, str(exc))
+        except Interrupted as exc:
+            record_failure(job_dir, str(exc), status="interrupted")
+            raise
+        except Exception as exc:
+            log.exception("run %d failed; the sweep goes on", number)
+            record_failure(job_dir, f"{type(exc).__name__}: {exc}", {"traceback": traceback.format_exc()})
     return summarize_sweep(folder, baseline)

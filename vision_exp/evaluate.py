@@ -11,9 +11,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vision_exp.cli import user_errors
 from vision_exp.data.config import DataConfig
-from vision_exp.data.loaders import build_loaders, index_dataset
+from vision_exp.data.loaders import build_val_loader, index_dataset
 from vision_exp.experiment import load_trained_model, typed
-from vision_exp.recipe.augment import AugmentConfig
 from vision_exp.reporting.evaluation import write_evaluation
 from vision_exp.training.evaluation import evaluate
 from vision_exp.training.runtime import amp_dtype, select_device
@@ -21,12 +20,20 @@ from vision_exp.training.runtime import amp_dtype, select_device
 log = logging.getLogger("vision_exp.evaluate")
 
 
+# How the run turned images into inputs: another dataset is evaluated through the same steps, since the
+# chosen data group's defaults (a different crop_pct, no cache_size) would change what the model sees.
+RUN_PREPROCESSING = ("img_size", "crop_pct", "cache_size", "mean", "std")
+
+
 def evaluation_data(run_data: DictConfig, chosen, state: dict) -> DataConfig:
-    """The run's data settings, updated with the user's choice; always the run's image size and classes
+    """The run's data settings, updated with the user's choice; always the run's preprocessing and classes
     (the model's head maps outputs to exactly those classes)."""
-    node = OmegaConf.merge(run_data, chosen) if chosen else run_data.copy()
+    # Resolved where it was composed: merged into the run's config, `${paths.cache_dir}` would name the run's paths.
+    node = OmegaConf.merge(run_data, OmegaConf.to_container(chosen, resolve=True)) if chosen else run_data.copy()
     with open_dict(node):
-        node.img_size = run_data.img_size
+        for key in RUN_PREPROCESSING:
+            if key in run_data:
+                node[key] = run_data[key]
         if "classes" in state:
             node.classes = list(state["classes"])
             node.num_classes = len(state["classes"])
@@ -38,9 +45,9 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
     data = evaluation_data(run_cfg.data, cfg.get("data"), state)
     device = select_device(cfg.device)
     index = index_dataset(data)
-    loaders = build_loaders(index, data, AugmentConfig(), device, seed=0)
+    val_loader = build_val_loader(index, data, device)
     model.to(device)
-    result = evaluate(model, loaders.val.epoch(0), device, amp_dtype(cfg.amp, device), len(index.classes))
+    result = evaluate(model, val_loader.epoch(0), device, amp_dtype(cfg.amp, device), len(index.classes))
     meta = {"checkpoint": str(cfg.ckpt), "data": data.name, "root": data.root}
     summary = write_evaluation(out_dir, result, index.class_names, meta)
     log.info("%s on %s val (%d images): top-1 %.2f%%, top-5 %.2f%%", cfg.ckpt, data.name, result["count"],

@@ -4,7 +4,8 @@ One call turns a (B, S, S, 3) uint8 batch into a normalised (B, 3, H, W) float b
 random-resized-crop boxes and flips are drawn with one vectorised sampler and applied by a
 single `grid_sample`, so no per-image Python work sits on the training path. The sampler
 follows torchvision's RandomResizedCrop (area in `scale`, log-uniform aspect `ratio`, ten tries,
-then a centre crop), so the cached and folder loaders draw crops from the same distribution.
+then a centre crop). It crops the stored square, the centre of each image, while the folder loader
+crops the whole (non-square) image: the same distribution of boxes over a slightly smaller field.
 """
 from __future__ import annotations
 

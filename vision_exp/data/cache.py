@@ -189,6 +189,9 @@ def cached_split(entry: Path, split: Split, root: str, classes: dict, size: int,
             raise DataError(f"cannot write the data cache at {entry.parent}: {exc.strerror} "
                             f"(set VISION_EXP_CACHE or data.cache_dir)") from None
         found = load_split_cache(entry)
+    if found.skipped and on_bad_image == "error":  # built under `skip`: the setting is not part of the cache key
+        raise DataError(f"{found.skipped[0]}: the cache {entry} skipped {len(found.skipped)} unreadable image(s) "
+                        f"and data.on_bad_image=error refuses them")
     if found.skipped:
         log.warning("%s: %d unreadable images were skipped when the cache was built", entry.name, len(found.skipped))
     return found

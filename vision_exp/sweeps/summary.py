@@ -59,7 +59,7 @@ class Job:
 
     @property
     def status(self) -> str:
-        """completed, failed, or unfinished (no metrics.json: running, or killed)."""
+        """completed, failed, interrupted (SIGTERM/SIGINT, resumable), or unfinished (no metrics.json: running, or killed)."""
         return self.metrics.get("status", "unfinished")
 
     @property

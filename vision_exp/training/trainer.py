@@ -27,7 +27,7 @@ from vision_exp.errors import ConfigError, UserError
 from vision_exp.reporting.figures import attention_overlay, class_token_attention, denormalize
 from vision_exp.reporting.run import RunReporter
 from vision_exp.training.budget import Budget
-from vision_exp.training.checkpoint import load_latest, load_model_weights, save_checkpoint
+from vision_exp.training.checkpoint import load_latest, load_model_weights, previous_path, save_checkpoint
 from vision_exp.training.evaluation import evaluate
 from vision_exp.training.distributed import DistEnv, all_reduce_sum
 from vision_exp.training.runtime import amp_dtype, autocast, rng_state, set_rng_state
@@ -208,7 +208,7 @@ class Trainer:
             **self.class_info,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "budget": {"train_samples": self.budget.train_samples, "total_steps": self.budget.total_steps},
             "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "position": {k: v for k, v in vars(position).items()},
@@ -218,12 +218,19 @@ class Trainer:
     def load_state_dict(self, state: dict, source: str) -> None:
         load_model_weights(self.model, state["model"], source)
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
         self.position = Position(**state["position"])
         set_rng_state(state["rng"])
+        # The schedule is a function of the step and this run's budget, not restored state: a run
+        # resumed with a longer budget continues on the longer schedule instead of ending at lr_min.
+        self.scheduler.step_update(num_updates=self.position.step)
+        trained_toward = state.get("budget", {}).get("train_samples")
+        if trained_toward is not None and trained_toward != self.budget.train_samples:
+            log.warning("%s was trained toward %d samples; this run's budget is %d: from step %d the learning "
+                        "rate follows the schedule of %d steps", source, trained_toward, self.budget.train_samples,
+                        self.position.step, self.budget.total_steps)
 
     @property
     def class_info(self) -> dict:
@@ -234,9 +241,9 @@ class Trainer:
         mode = self.cfg.resume
         if mode in (None, "never", False):
             return None
-        if mode == "auto":
+        if mode == "auto":  # a kill inside save_checkpoint can leave only last.prev.pt; load_latest falls back to it
             last = self.checkpoint_dir / "last.pt"
-            return last if last.is_file() else None
+            return last if last.is_file() or previous_path(last).is_file() else None
         return Path(mode)
 
     def save(self, name: str) -> None:
