@@ -50,9 +50,14 @@ QUICK_OVERRIDES = {
 }
 # --scale e2: the models of the GPU-sized presets (ResNet-18 layout, ViT-Tiny) instead of conf/model's defaults.
 E2_PRESETS = {"vit_v1": "e2_vit", "resnet_v1": "e2_resnet"}
-# Dense bf16 tensor-core peaks (FLOP/s) by a substring of torch.cuda.get_device_name().
-BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40": 362e12, "L4": 121e12, "A10": 125e12,
-             "V100": 125e12, "T4": 65e12, "P100": 19e12}
+# Dense bf16 tensor-core peaks (FLOP/s) by a substring of torch.cuda.get_device_name(); the first key
+# found wins, so the PCIe/NVL parts and the L40S come before the names they contain.
+BF16_PEAK = {"H200": 989e12, "H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "A100": 312e12,
+             "L40S": 362e12, "L40": 181e12, "L4": 121e12, "A10": 125e12, "V100": 125e12, "T4": 65e12, "P100": 19e12}
+
+
+def bf16_peak(device_name: str) -> float | None:
+    return next((peak for key, peak in BF16_PEAK.items() if key in device_name), None)
 
 
 class Runtime:
@@ -74,8 +79,7 @@ class Runtime:
     def peak_flops(self) -> float | None:
         if not self.cuda:
             return None
-        name = torch.cuda.get_device_name(self.device)
-        return next((peak for key, peak in BF16_PEAK.items() if key in name), None)
+        return bf16_peak(torch.cuda.get_device_name(self.device))
 
     def mfu(self, train_flops_per_image: float, images_per_s: float) -> float | None:
         peak = self.peak_flops()

@@ -12,7 +12,9 @@
 # On an H200 the plan took about 5 minutes before the two ~90 s ViT runs joined it (README,
 # "On a GPU"); a lease of 15 minutes also covers the machine's start and a second call (below).
 # $OUT (default /tmp/gpu_check) receives env.txt, log.txt, results.json (each run's metrics.json
-# plus its process wall time), benchmark_e2.json, benchmark.json and logs.tar.gz.
+# plus its process wall time), benchmark_e2.json, benchmark.json and logs.tar.gz. Every call trains
+# in a folder of its own under $WORK (only the decoded-image cache is shared), so a second call on
+# the same warm machine reports its own runs, not the first call's.
 # Other runs instead: bash scripts/gpu_check.sh "NAME PRESET [override ...]" ... (each capped at RUN_LIMIT s).
 # A dry run on the CPU: GPU_CHECK_OVERRIDES="trainer.train_samples=64 ..." BENCH_ARGS=--quick PYTHON=.venv/bin/python
 set -uo pipefail
@@ -20,8 +22,10 @@ OUT=${OUT:-/tmp/gpu_check}
 BUDGET_S=${BUDGET_S:-480}
 PY=${PYTHON:-python3}
 WORK=${WORK:-/tmp/vx}
-mkdir -p "$OUT" "$WORK/logs"
 START=$(date +%s)
+mkdir -p "$OUT" "$WORK"
+CALL=$(mktemp -d "$WORK/call-$START-XXXX")  # this call's logs, runs and step times
+mkdir "$CALL/logs"
 if [ -d .device/whl ] && ! "$PY" -c "import hydra" 2>/dev/null; then
   "$PY" -m pip install -q --no-index --no-deps --target "$WORK/site" .device/whl/*.whl || exit 1
   export PYTHONPATH="$WORK/site:$PWD"
@@ -46,19 +50,19 @@ step() {
   ((limit > left)) && limit=$left
   local t0 t1 rc
   t0=$(date +%s.%N)
-  timeout --kill-after=20 "$limit" "$@" > "$WORK/logs/$name.log" 2>&1
+  timeout --kill-after=20 "$limit" "$@" > "$CALL/logs/$name.log" 2>&1
   rc=$?
   t1=$(date +%s.%N)
-  echo "$name $rc $t0 $t1" >> "$WORK/times.txt"
+  echo "$name $rc $t0 $t1" >> "$CALL/times.txt"
   printf '%s: exit %s in %.1f s (limit %s s)\n' "$name" "$rc" "$(awk "BEGIN{print $t1 - $t0}")" "$limit" | tee -a "$OUT/log.txt"
-  tail -4 "$WORK/logs/$name.log" >> "$OUT/log.txt"
+  tail -4 "$CALL/logs/$name.log" >> "$OUT/log.txt"
 }
 
 train() {  # train NAME PRESET [overrides...]
   local name=$1 preset=$2
   shift 2
   step "$name" "$LIMIT" "$PY" -m vision_exp.train "experiment=$preset" "data.root=$DATA_ROOT" data.cache_size=64 \
-    data.num_workers=8 trainer.progress=log "hydra.run.dir=$WORK/runs/$name" "$@" "${EXTRA[@]}"
+    data.num_workers=8 trainer.progress=log "hydra.run.dir=$CALL/runs/$name" "$@" "${EXTRA[@]}"
 }
 
 if (($#)); then  # ad-hoc runs instead of the plan: each argument is "NAME PRESET [override ...]"
@@ -78,15 +82,15 @@ else
     --repeats 3 --data-root "$DATA_ROOT" --json "$OUT/benchmark.json" "${BENCH[@]}"
 fi
 
-"$PY" - "$WORK" "$OUT/results.json" <<'PY'
+"$PY" - "$CALL" "$OUT/results.json" <<'PY'
 import json, sys
 from pathlib import Path
-work, out = Path(sys.argv[1]), Path(sys.argv[2])
+call, out = Path(sys.argv[1]), Path(sys.argv[2])
 results = {}
-times = work / "times.txt"  # absent when every step was skipped
+times = call / "times.txt"  # absent when every step was skipped
 for line in (times.read_text().splitlines() if times.is_file() else []):
     name, rc, t0, t1 = line.split()
-    run = work / "runs" / name
+    run = call / "runs" / name
     entry = {"exit_code": int(rc), "process_wall_s": float(t1) - float(t0)}
     if (run / "metrics.json").is_file():
         entry["metrics"] = json.loads((run / "metrics.json").read_text())
@@ -102,5 +106,5 @@ for name, entry in results.items():
     print(f"{name:<26}{entry['exit_code']:>5}{entry['process_wall_s']:>9.1f}{cells[0]:>11}{cells[1]:>8}"
           f"{(f'{speed:.0f}' if speed else '-'):>13}")
 PY
-tar -czf "$OUT/logs.tar.gz" -C "$WORK" logs $(cd "$WORK" && ls -d runs/*/metrics.jsonl runs/*/train.log 2>/dev/null)
+tar -czf "$OUT/logs.tar.gz" -C "$CALL" logs $(cd "$CALL" && ls -d runs/*/metrics.jsonl runs/*/train.log runs/*/config.yaml 2>/dev/null)
 echo "total $(($(date +%s) - START)) s"

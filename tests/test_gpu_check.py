@@ -7,34 +7,50 @@ import sys
 import tarfile
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ("data.num_classes=3 data.batch_size=8 data.num_workers=0 data.max_val_per_class=2 trainer.train_samples=16 "
         "trainer.train_eval_samples=4 model.widths=[8,8,16,16] data.img_size=16 data.cache_size=16")
 
 
-def dry_run(tmp_path, tiny_folder, *runs, budget=300):
+def dry_run(tmp_path, tiny_folder, *runs, budget=300, out="out"):
     data = tmp_path / "data"
-    data.mkdir()
-    (data / "imagenette2-64").symlink_to(tiny_folder)
-    env = {**os.environ, "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work"), "PYTHON": sys.executable,
+    if not data.exists():
+        data.mkdir()
+        (data / "imagenette2-64").symlink_to(tiny_folder)
+    env = {**os.environ, "OUT": str(tmp_path / out), "WORK": str(tmp_path / "work"), "PYTHON": sys.executable,
            "VISION_EXP_DATA": str(data), "BUDGET_S": str(budget), "GPU_CHECK_OVERRIDES": TINY}
     result = subprocess.run(["bash", "scripts/gpu_check.sh", *runs], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout, json.loads((tmp_path / "out" / "results.json").read_text()), tmp_path / "out"
+    return result.stdout, json.loads((tmp_path / out / "results.json").read_text()), tmp_path / out
 
 
 def test_ad_hoc_runs_report_metrics_wall_times_and_logs(tmp_path, tiny_folder):
-    stdout, results, out = dry_run(tmp_path, tiny_folder, "plain e2_resnet", "no_autotune e2_resnet trainer.cudnn_benchmark=true")
-    assert list(results) == ["plain", "no_autotune"]
+    stdout, results, out = dry_run(tmp_path, tiny_folder, "plain e2_resnet", "autotune e2_resnet trainer.cudnn_benchmark=true")
+    assert list(results) == ["plain", "autotune"]
     for entry in results.values():
         assert entry["exit_code"] == 0 and entry["process_wall_s"] > 0
         assert entry["metrics"]["status"] == "completed" and entry["metrics"]["samples_seen"] == 16
         assert len(entry["epochs"]) == entry["metrics"]["epochs"]
     with tarfile.open(out / "logs.tar.gz") as archive:
         names = set(archive.getnames())
-    assert {"logs/plain.log", "runs/plain/metrics.jsonl", "runs/no_autotune/train.log"} <= names
+        config = {name: yaml.safe_load(archive.extractfile(f"runs/{name}/config.yaml"))["trainer"]["cudnn_benchmark"]
+                  for name in results}
+    assert {"logs/plain.log", "runs/plain/metrics.jsonl", "runs/autotune/train.log"} <= names
+    assert config == {"plain": False, "autotune": True}, "the words after the preset reach the run"
     assert "plain" in stdout.splitlines()[-3] and (out / "env.txt").is_file()
+
+
+def test_a_second_call_on_the_same_machine_reports_its_own_runs(tmp_path, tiny_folder):
+    """A warm machine keeps $WORK between calls: rerunning a step by name must train it again, not fail on
+    the first call's folder and show that call's metrics."""
+    _, first, _ = dry_run(tmp_path, tiny_folder, "again e2_resnet")
+    _, second, _ = dry_run(tmp_path, tiny_folder, "again e2_resnet", "other e2_resnet", out="out2")
+    assert list(second) == ["again", "other"]
+    assert all(entry["exit_code"] == 0 and entry["metrics"]["status"] == "completed" for entry in second.values())
+    assert second["again"]["process_wall_s"] != first["again"]["process_wall_s"]
 
 
 def test_steps_past_the_budget_are_skipped_not_started(tmp_path, tiny_folder):

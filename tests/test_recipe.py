@@ -14,7 +14,6 @@ from vision_exp.recipe.augment import AugmentConfig, BatchAugment, per_image_tra
 from vision_exp.recipe.optim import create_optimizer, scaled_lr
 from vision_exp.recipe.schedule import create_scheduler
 from vision_exp.training.checkpoint import load_checkpoint
-from vision_exp.training.trainer import Trainer
 
 
 def option_names(group):
@@ -108,23 +107,37 @@ def test_per_image_policies_change_images(aug):
 
 
 def test_mixup_targets_reach_the_loss(tiny_folder, tmp_path, monkeypatch):
-    seen = []
-    original = Trainer._step
+    """What the loss receives in training: mixed, smoothed (B, C) targets, and a loss for soft targets
+    (plain CrossEntropyLoss would accept them silently and smooth a second time)."""
+    import vision_exp.experiment
+    from timm.loss import SoftTargetCrossEntropy
 
-    def spy(self, images, labels, global_count):
-        seen.append(self.batch_augment(images.clone(), labels)[1])
-        return original(self, images, labels, global_count)
+    calls, losses = [], []
+    original = vision_exp.experiment.create_train_loss
 
-    monkeypatch.setattr(Trainer, "_step", spy)
+    def recording_loss(*args, **kwargs):
+        loss = original(*args, **kwargs)
+        losses.append(loss)
+
+        def record(logits, targets):
+            value = loss(logits, targets)
+            calls.append((logits.detach(), targets.detach(), value.detach()))
+            return value
+        return record
+
+    monkeypatch.setattr(vision_exp.experiment, "create_train_loss", recording_loss)
     cfg = compose(tiny_overrides(tiny_folder, "augmentation=mixup_cutmix", "loss.label_smoothing=0.1",
                                  "trainer.train_samples=16"))
     run_experiment(cfg, tmp_path / "run", [])
-    assert seen and all(t.ndim == 2 and t.shape[1] == 3 for t in seen)
-    from timm.loss import SoftTargetCrossEntropy
-
-    logits = torch.randn(len(seen[0]), 3)
-    manual = (-seen[0] * torch.log_softmax(logits, 1)).sum(1).mean()
-    torch.testing.assert_close(SoftTargetCrossEntropy()(logits, seen[0]), manual)
+    assert len(losses) == 1 and isinstance(losses[0], SoftTargetCrossEntropy)
+    assert len(calls) == 2
+    for logits, targets, value in calls:
+        assert targets.shape == logits.shape == (8, 3)
+        torch.testing.assert_close(targets.sum(1), torch.ones(8))
+        assert targets.min() >= 0.1 / 3 - 1e-6, "label smoothing is applied to the mixed targets once"
+        manual = (-targets * torch.log_softmax(logits.float(), 1)).sum(1).mean()
+        torch.testing.assert_close(value.float(), manual)
+    assert any(targets.max() < 0.9 for _, targets, _ in calls), "images were mixed"
 
 
 def test_ema_weights_differ_and_are_the_ones_evaluated(tiny_folder, tmp_path):

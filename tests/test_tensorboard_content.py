@@ -25,3 +25,10 @@ def test_vit_run_logs_curves_inputs_confusion_attention_and_config(tiny_folder, 
     accumulator = EventAccumulator(str(run / "tb" / "val"), size_guidance={"scalars": 0})
     accumulator.Reload()
     assert [e.step for e in accumulator.Scalars("acc")] == [36, 72]  # x-axis: training samples seen
+
+
+def test_an_average_pooled_vit_shows_the_patch_tokens_attention_not_the_unread_class_token(tiny_folder, tmp_path):
+    run = tmp_path / "run"
+    run_experiment(compose(tiny_vit_overrides(tiny_folder, "experiment=cpu_vit", "model.pool=avg")), run, [])
+    images = set(load(run / "tb")["images"])
+    assert "val/attention_patch_mean" in images and "val/attention_cls_token" not in images

@@ -48,9 +48,9 @@ def confusion_figure(confusion: torch.Tensor, class_names: Sequence[str], title:
     return fig
 
 
-def attention_overlay(images: torch.Tensor, cls_attention: torch.Tensor) -> torch.Tensor:
-    """Images [0, 1] (B, 3, H, W) tinted by where the class token looks (B, gh, gw), heat in red."""
-    heat = F.interpolate(cls_attention[:, None].float(), size=images.shape[-2:], mode="nearest")
+def attention_overlay(images: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+    """Images [0, 1] (B, 3, H, W) tinted by an attention map over the patches (B, gh, gw), heat in red."""
+    heat = F.interpolate(attention[:, None].float(), size=images.shape[-2:], mode="nearest")
     lo = heat.amin(dim=(2, 3), keepdim=True)
     hi = heat.amax(dim=(2, 3), keepdim=True)
     heat = (heat - lo) / (hi - lo).clamp(min=1e-8)
@@ -58,9 +58,11 @@ def attention_overlay(images: torch.Tensor, cls_attention: torch.Tensor) -> torc
     return (0.55 * images.cpu() + 0.45 * heat.cpu() * red.cpu()).clamp(0, 1)
 
 
-def class_token_attention(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """(B, gh, gw): the last block's attention from the class token to the patches, averaged over heads."""
-    last = model.attention_maps(images)[-1]
-    cls_row = last[:, :, 0, 1:].mean(1)
-    grid = int(round(cls_row.shape[-1] ** 0.5))
-    return cls_row.reshape(-1, grid, grid)
+def classifier_attention(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """(B, gh, gw): where the tokens the head reads look in the last block, averaged over heads: the class
+    token's attention to the patches (pool=cls), or with average pooling, the patch tokens' attention
+    averaged over them (the class token is then never read, so its map would mislead)."""
+    to_patches = model.attention_maps(images)[-1][:, :, :, 1:].mean(1)  # (B, queries, patches)
+    rows = to_patches[:, 0] if model.pool == "cls" else to_patches[:, 1:].mean(1)
+    grid = int(round(rows.shape[-1] ** 0.5))
+    return rows.reshape(-1, grid, grid)

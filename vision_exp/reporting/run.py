@@ -99,9 +99,11 @@ class RunReporter:
         """The validation confusion matrix of the best epoch so far."""
         self.writer.add_figure("val/confusion_best", confusion_figure(confusion, class_names, f"val, epoch {epoch}"), step)
 
-    def log_attention(self, overlays: torch.Tensor, step: int) -> None:
-        """Class-token attention of a fixed set of validation images (ViTs)."""
-        self.writer.add_image("val/attention_cls_token", image_grid(overlays), step)
+    def log_attention(self, overlays: torch.Tensor, step: int, pool: str) -> None:
+        """The head's view of a fixed set of validation images (ViTs): class-token attention, or with
+        average pooling the patch tokens' mean attention."""
+        tag = "val/attention_cls_token" if pool == "cls" else "val/attention_patch_mean"
+        self.writer.add_image(tag, image_grid(overlays), step)
 
     def close(self, completed: bool = False) -> None:
         """Close the TensorBoard run, marking the session succeeded or failed."""

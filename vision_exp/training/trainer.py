@@ -24,7 +24,7 @@ from typing import Callable, Optional, Union
 import torch
 
 from vision_exp.errors import ConfigError, UserError
-from vision_exp.reporting.figures import attention_overlay, class_token_attention, denormalize
+from vision_exp.reporting.figures import attention_overlay, classifier_attention, denormalize
 from vision_exp.reporting.run import RunReporter
 from vision_exp.training.budget import Budget
 from vision_exp.training.checkpoint import load_latest, load_model_weights, previous_path, save_checkpoint
@@ -474,17 +474,18 @@ class Trainer:
                 self.reporter.log_confusion(confusion, self.data.class_names, epoch, samples_seen)
                 self._best_confusion = None
             if hasattr(self.eval_model, "attention_maps"):
-                self.reporter.log_attention(self._attention_overlays(self.eval_model), self.position.samples_seen)
+                self.reporter.log_attention(self._attention_overlays(self.eval_model), self.position.samples_seen,
+                                            self.eval_model.pool)
             self.reporter.plot_curves()
         self._last_persist = time.perf_counter()
 
     def _attention_overlays(self, model: torch.nn.Module) -> torch.Tensor:
-        """Class-token attention over the same 8 validation images, at each write of the figures."""
+        """The head's attention over the same 8 validation images, at each write of the figures."""
         if self._probe_images is None:
             self._probe_images = next(iter(self.data.val.epoch(0)))[0][:8]
         was_training = model.training
         model.eval()
-        attention = class_token_attention(model, self._probe_images)
+        attention = classifier_attention(model, self._probe_images)
         model.train(was_training)
         return attention_overlay(denormalize(self._probe_images, self.data.mean, self.data.std), attention)
 
