@@ -91,8 +91,8 @@ def test_corrupt_last_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog
         load_checkpoint(path)
 
 
-def test_resume_from_a_corrupt_checkpoint_still_ends_like_the_reference(tiny_folder, tmp_path, reference, monkeypatch):
-    run = tmp_path / "run"
+def crash_at_the_fifth_checkpoint(folder, run, monkeypatch) -> None:
+    """Train until the fifth write of last.pt, then crash: the run folder a resume starts from."""
 
     class Crash(RuntimeError):
         pass
@@ -105,10 +105,15 @@ def test_resume_from_a_corrupt_checkpoint_still_ends_like_the_reference(tiny_fol
         if saves.count("last.pt") == 5:
             raise Crash
 
-    monkeypatch.setattr("vision_exp.training.trainer.save_checkpoint", crash_on_fifth)
-    with pytest.raises(Crash):
-        run_experiment(compose(tiny_overrides(tiny_folder, *RUN_ARGS)), run, [])
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr("vision_exp.training.trainer.save_checkpoint", crash_on_fifth)
+        with pytest.raises(Crash):
+            run_experiment(compose(tiny_overrides(folder, *RUN_ARGS)), run, [])
+
+
+def test_resume_from_a_corrupt_checkpoint_still_ends_like_the_reference(tiny_folder, tmp_path, reference, monkeypatch):
+    run = tmp_path / "run"
+    crash_at_the_fifth_checkpoint(tiny_folder, run, monkeypatch)
     last = run / "checkpoints" / "last.pt"
     last.write_bytes(last.read_bytes()[:100])
     run_experiment(compose(tiny_overrides(tiny_folder, *RUN_ARGS, "trainer.resume=auto")), run, [])
@@ -120,22 +125,7 @@ def test_a_kill_between_the_renames_of_a_save_resumes_from_the_previous_checkpoi
     """save_checkpoint moves last.pt aside before the new file takes its name: a SIGKILL in between
     leaves only last.prev.pt, and resume=auto must use it rather than start from scratch."""
     run = tmp_path / "run"
-
-    class Crash(RuntimeError):
-        pass
-
-    original, saves = checkpoint_mod.save_checkpoint, []
-
-    def crash_on_fifth(state, path, keep_previous=True):
-        original(state, path, keep_previous)
-        saves.append(path.name)
-        if saves.count("last.pt") == 5:
-            raise Crash
-
-    monkeypatch.setattr("vision_exp.training.trainer.save_checkpoint", crash_on_fifth)
-    with pytest.raises(Crash):
-        run_experiment(compose(tiny_overrides(tiny_folder, *RUN_ARGS)), run, [])
-    monkeypatch.undo()
+    crash_at_the_fifth_checkpoint(tiny_folder, run, monkeypatch)
     last = run / "checkpoints" / "last.pt"
     os.replace(last, checkpoint_mod.previous_path(last))  # the state a kill inside the sixth save leaves
     os.replace(checkpoint_mod.digest_path(last), checkpoint_mod.digest_path(checkpoint_mod.previous_path(last)))
