@@ -128,6 +128,10 @@ def test_a_copied_cache_trains_without_the_original_images(tmp_path):
     assert images.shape[1:] == (3, 16, 16) and len(bundle.val.images) == 2 * 3
     with pytest.raises(DataError, match="dataset folder not found"):
         index_dataset(settings(root, tmp_path / "empty-cache"))
+    mistyped = settings(tmp_path / "elsewhere-root" / "tinynette-320", tmp_path / "elsewhere")
+    assert mistyped.cache_entry("train") == moved.cache_entry("train"), "the key leaves the root out"
+    with pytest.raises(DataError, match="dataset folder not found.*tinynette-320"):
+        index_dataset(mistyped)  # another folder's cache is not passed off as this one
 
 
 def test_parallel_builders_of_one_entry_keep_the_first(tmp_path):

@@ -92,3 +92,24 @@ def test_missing_checkpoint_is_one_message(tmp_path):
 def test_predict_missing_images(trained_run, tmp_path):
     result = cli("vision_exp.predict", f"ckpt={trained_run / 'checkpoints' / 'best.pt'}", f"images={tmp_path / 'none'}")
     assert result.returncode == 2 and "no such file or folder" in result.stdout + result.stderr
+
+
+def test_predict_skips_an_unreadable_image_and_caps_topk_at_the_classes(trained_run, tiny_folder, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for source in sorted((tiny_folder / "val" / "n01440764").iterdir())[:2]:
+        (folder / source.name).write_bytes(source.read_bytes())
+    (folder / "broken.JPEG").write_bytes(b"not an image")
+    result = cli("vision_exp.predict", f"ckpt={trained_run / 'checkpoints' / 'last.pt'}", f"images={folder}", "topk=20")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "skipped" in result.stdout + result.stderr and "broken.JPEG" in result.stdout + result.stderr
+    with (trained_run / "checkpoints" / "last-predictions" / "predictions.csv").open() as table:
+        rows = list(csv.reader(table))
+    assert rows[0] == ["image", "top1", "top2", "top3", "p1", "p2", "p3"]  # 3 classes, not 20 columns
+    assert len(rows) == 3 and all(len(row) == 7 for row in rows)
+    (folder / "broken.JPEG").rename(tmp_path / "broken.JPEG")
+    for good in folder.iterdir():
+        good.unlink()
+    (tmp_path / "broken.JPEG").rename(folder / "broken.JPEG")
+    result = cli("vision_exp.predict", f"ckpt={trained_run / 'checkpoints' / 'last.pt'}", f"images={folder}")
+    assert result.returncode == 2 and "none of the 1 image files" in result.stdout + result.stderr

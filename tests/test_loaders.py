@@ -74,3 +74,21 @@ def test_repeated_augmentation_order_keeps_the_epoch_length():
     order = epoch_order(10, 0, 0, shuffle=True, repeats=3)
     assert len(order) == 10
     assert torch.equal(order[:3], order[:1].repeat(3))
+
+
+def test_randaugment_depends_only_on_the_sample_seed_not_on_numpy_state():
+    """timm's RandAugment picks its ops with numpy: workers with other numpy states must draw the same ops."""
+    from PIL import Image
+
+    from vision_exp.data.loaders import apply_seeded
+    from vision_exp.recipe.augment import per_image_transform
+
+    policy = per_image_transform(AugmentConfig(randaugment="rand-m9-mstd0.5-inc1"), 32, (0.5, 0.5, 0.5))
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    outputs = []
+    for worker_state in (1, 2, 3):
+        np.random.seed(worker_state)
+        outputs.append(np.asarray(apply_seeded(policy, image, seed=12345)))
+        assert np.random.randint(1 << 30) == np.random.RandomState(worker_state).randint(1 << 30), "numpy state restored"
+    assert all(np.array_equal(outputs[0], other) for other in outputs[1:])
+    assert not all(np.array_equal(np.asarray(apply_seeded(policy, image, seed=s)), outputs[0]) for s in range(5))

@@ -37,6 +37,20 @@ def image_files(target: Path) -> list:
     raise DataError(f"images={target}: no such file or folder")
 
 
+def readable(paths: list, transform, min_size: int) -> tuple:
+    """(paths, input tensors) of the images that decode; an unreadable one is skipped with a warning, as
+    training skips it (data.on_bad_image=skip), so one bad file in a folder costs only its own row."""
+    kept, inputs = [], []
+    for path in paths:
+        try:
+            inputs.append(transform(open_rgb(str(path), min_size)))
+        except OSError as exc:  # PIL's UnidentifiedImageError and truncated files included
+            log.warning("skipped %s: %s", path, exc)
+            continue
+        kept.append(path)
+    return kept, inputs
+
+
 @torch.no_grad()
 def predict(checkpoint: Path, target: Path, topk: int = 5, batch_size: int = 64, device: str = "auto") -> list:
     """[(path, [(class name, probability), ...]), ...] with the run's evaluation transform."""
@@ -49,12 +63,16 @@ def predict(checkpoint: Path, target: Path, topk: int = 5, batch_size: int = 64,
     files, rows = image_files(target), []
     k = min(topk, len(names))
     for start in range(0, len(files), batch_size):
-        part = files[start : start + batch_size]
-        batch = torch.stack([transform(open_rgb(str(p), data.resize_size)) for p in part]).to(chosen)
+        part, inputs = readable(files[start : start + batch_size], transform, data.resize_size)
+        if not part:
+            continue
+        batch = torch.stack(inputs).to(chosen)
         probabilities = model(batch).float().softmax(1)
         values, indices = probabilities.topk(k, dim=1)
         for path, vals, idxs in zip(part, values.tolist(), indices.tolist()):
             rows.append((str(path), [(names[i], v) for i, v in zip(idxs, vals)]))
+    if not rows:
+        raise DataError(f"none of the {len(files)} image files in {target} could be read")
     return rows
 
 
@@ -64,7 +82,8 @@ def main(cfg: DictConfig) -> None:
         rows = predict(Path(cfg.ckpt), Path(cfg.images), cfg.topk, cfg.batch_size, cfg.device)
         table = io.StringIO()
         writer = csv.writer(table)
-        writer.writerow(["image", *[f"top{i + 1}" for i in range(cfg.topk)], *[f"p{i + 1}" for i in range(cfg.topk)]])
+        k = len(rows[0][1])  # topk, or the number of classes when that is smaller
+        writer.writerow(["image", *[f"top{i + 1}" for i in range(k)], *[f"p{i + 1}" for i in range(k)]])
         for path, top in rows:
             print(f"{path}: " + ", ".join(f"{name} ({p:.1%})" for name, p in top))
             writer.writerow([path, *[n for n, _ in top], *[f"{p:.4f}" for _, p in top]])

@@ -145,16 +145,19 @@ class CachedLoader:
 
 
 def apply_seeded(transform: Callable, image, seed: int):
-    """transform(image) with torch's and Python's global RNGs seeded by `seed` (and restored after):
-    an image's augmentation depends only on its position in the epoch, not on the worker count."""
+    """transform(image) with torch's, Python's and numpy's global RNGs seeded by `seed` (and restored
+    after; timm's RandAugment draws its ops from numpy): an image's augmentation depends only on its
+    position in the epoch, not on the worker count."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        state = random.getstate()
+        python_state, numpy_state = random.getstate(), np.random.get_state()
         random.seed(seed)
+        np.random.seed(seed % 2**32)
         try:
             return transform(image)
         finally:
-            random.setstate(state)
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 class FolderDataset(Dataset):
@@ -318,11 +321,15 @@ def folder_transforms(data: DataConfig, aug: AugmentConfig, per_image: Optional[
 
 
 def index_from_cache(data: DataConfig) -> Optional[DatasetIndex]:
-    """The index stored in the cache manifests of both splits (None if either is missing)."""
+    """The index stored in the cache manifests of both splits (None if either is missing, or if they were
+    built from a folder of another name: the key leaves the root out so that a copied cache is found on
+    another machine, but a mistyped root, or another dataset of the same `data.name`, must not use it)."""
     manifests = {split: read_manifest(data.cache_entry(split)) for split in ("train", "val")}
     if any(m is None or "classes" not in m for m in manifests.values()):
         return None
     root = manifests["train"]["root"]
+    if Path(root).name != Path(data.root).name:
+        return None
     splits = {name: Split(tuple(str(Path(root) / f) for f, _, _ in m["files"]), tuple(label for _, _, label in m["files"]))
               for name, m in manifests.items()}
     return DatasetIndex(root, tuple(manifests["train"]["classes"]), tuple(manifests["train"]["class_names"]),
@@ -357,7 +364,10 @@ def cached_index_split(index: DatasetIndex, data: DataConfig, name: str, workers
     split = getattr(index, name)
     entry = data.cache_entry(name)
     if index.from_cache:
-        return load_split_cache(entry)
+        found = load_split_cache(entry)
+        if found is None:  # damaged since the index was read, and the original files are not here to rebuild it
+            raise DataError(f"{index.root} is missing and its cached copy {entry} is unusable")
+        return found
     classes = {"root": index.root, "classes": list(index.classes), "class_names": list(index.class_names)}
     return cached_split(entry, split, index.root, classes, data.resize_size, workers, data.on_bad_image)
 
