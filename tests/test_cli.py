@@ -73,6 +73,19 @@ def test_bad_input_leaves_an_earlier_run_untouched(tiny_folder, tmp_path):
     assert after == before
 
 
+def test_refusing_a_command_keeps_an_interrupted_runs_status(tiny_folder, tmp_path):
+    """An interrupted run is resumable: a mistyped command on its folder must not relabel it failed."""
+    run = tmp_path / "run"
+    ok = run_cli(tiny_overrides(tiny_folder, f"hydra.run.dir={run}"))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    interrupted = json.dumps({"status": "interrupted", "error": "stopped by SIGTERM"})
+    (run / "metrics.json").write_text(interrupted)
+    for extra in ((), ("data.batch_size=-1", "trainer.resume=auto")):
+        result = run_cli(tiny_overrides(tiny_folder, f"hydra.run.dir={run}", *extra))
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert (run / "metrics.json").read_text() == interrupted
+
+
 def test_verbose_shows_the_traceback(tiny_folder, tmp_path):
     result = run_cli(tiny_overrides(tiny_folder, "data.batch_size=0", "hydra.verbose=true", f"hydra.run.dir={tmp_path / 'r'}"))
     assert result.returncode != 0 and "Traceback" in result.stdout + result.stderr

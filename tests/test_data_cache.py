@@ -68,6 +68,17 @@ def test_a_reused_cache_moves_to_the_device_without_warnings_and_is_never_writte
     assert path.read_bytes() == before and np.load(path).any()
 
 
+def test_train_and_train_eval_share_one_device_copy_of_the_training_images(tiny_folder, tmp_path, monkeypatch):
+    """fits_on_device counts train + val once: a second copy for the train-eval pass would overrun it."""
+    from vision_exp.data import loaders
+
+    monkeypatch.setattr(loaders, "fits_on_device", lambda arrays, device, setting: True)
+    data = settings(tiny_folder, tmp_path)
+    bundle = build_loaders(index_dataset(data), data, AugmentConfig(), torch.device("cpu"), seed=0)
+    assert bundle.train.device_images is bundle.train_eval.device_images is not None
+    assert bundle.val.device_images is not None and len(bundle.val.device_images) == len(bundle.val.images)
+
+
 def test_changed_settings_use_another_entry_and_changed_files_rebuild(tmp_path):
     root = write_image_folder(tmp_path / "d", per_split={"train": 3, "val": 1})
     small, large = settings(root, tmp_path / "c", size=20), settings(root, tmp_path / "c", size=24)

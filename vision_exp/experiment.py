@@ -85,7 +85,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
     optimizer_factory = build(cfg.optimizer, "optimizer")
     scheduler_factory = build(cfg.scheduler, "scheduler")
 
-    index = index_dataset(data_cfg)
+    with distributed.main_first(dist_env):  # data.download=true: rank 0 fetches and extracts, the others then index
+        index = index_dataset(data_cfg)
     Budget.create(len(index.train), data_cfg.batch_size, trainer_cfg.epochs, trainer_cfg.train_samples)  # fail early
     with open_dict(cfg):
         cfg.data.num_classes = index.num_classes

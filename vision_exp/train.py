@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vision_exp.errors import UserError
+from vision_exp.errors import ConfigError, UserError
 from vision_exp.experiment import run_experiment
 from vision_exp.reporting.files import write_text_atomic
 from vision_exp.reporting.run import record_failure
@@ -68,6 +68,7 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     verbose = bool(hydra_cfg.verbose)
+    earlier_attempt = has_earlier_attempt(run_dir)
     try:
         if multirun:
             finished = prepare_sweep_job(cfg, run_dir, hydra_cfg)
@@ -76,7 +77,10 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
         return run_experiment(cfg, run_dir, list(hydra_cfg.overrides.task))
     except UserError as exc:
         log.error("%s", exc)
-        record_failure(run_dir, str(exc))
+        # A ConfigError is raised before anything is written: an earlier run's status (interrupted, and so
+        # resumable; or failed with its own reason) stands. record_failure already keeps a completed one.
+        if not (earlier_attempt and isinstance(exc, ConfigError)):
+            record_failure(run_dir, str(exc))
         if verbose:
             raise
         if not multirun:

@@ -85,7 +85,7 @@ class CachedLoader:
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, transform, device: torch.device,
                  seed: int = 0, shuffle: bool = False, repeats: int = 1, indices: Optional[np.ndarray] = None,
                  per_image: Optional[Callable] = None, num_workers: int = 0, shard: tuple = (0, 1),
-                 on_device: bool = False) -> None:
+                 on_device: bool = False, device_images: Optional[torch.Tensor] = None) -> None:
         self.images, self.labels = images, torch.as_tensor(labels)
         self.indices = np.arange(len(images)) if indices is None else np.asarray(indices)
         self.batch_size, self.transform, self.device = batch_size, transform, device
@@ -93,8 +93,8 @@ class CachedLoader:
         self.per_image, self.num_workers = per_image, num_workers
         self.pin = device.type == "cuda"
         self.device_images = None
-        if on_device and per_image is None:
-            self.device_images = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+        if on_device and per_image is None:  # `device_images`: the same array already on the device, shared
+            self.device_images = device_images if device_images is not None else array_on(device, images)
             self.labels = self.labels.to(device)
 
     @property
@@ -142,6 +142,10 @@ class CachedLoader:
             batch_total = min(self.batch_size, (limit or self.num_samples) - batch_index * self.batch_size)
             images = self.transform(pixels, generator, positions=self._to_device(positions), batch_total=batch_total)
             yield images, labels.to(self.device, non_blocking=True)
+
+
+def array_on(device: torch.device, images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images)).to(device)
 
 
 def apply_seeded(transform: Callable, image, seed: int):
@@ -388,13 +392,14 @@ def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, dev
         subset = train_eval_indices(len(train_split.images), train_eval_samples or len(val_split.images), seed)
         on_device = fits_on_device([train_split.images, val_split.images], device, data.on_device)
         common = dict(device=device, shard=shard, on_device=on_device)
+        train_on_device = array_on(device, train_split.images) if on_device else None  # one copy for train and train_eval
         return DataBundle(
             train=CachedLoader(train_split.images, train_split.labels, data.batch_size, train_tf, seed=seed,
                                shuffle=True, repeats=aug.repeats, per_image=ArrayAugment(per_image) if per_image else None,
-                               num_workers=data.num_workers, **common),
+                               num_workers=data.num_workers, device_images=train_on_device, **common),
             val=CachedLoader(val_split.images, val_split.labels, data.eval_batch, eval_tf, **common),
             train_eval=CachedLoader(train_split.images, train_split.labels, data.eval_batch, eval_tf, indices=subset,
-                                    **common),
+                                    device_images=train_on_device, **common),
             classes=index.classes, class_names=index.class_names, mean=data.mean, std=data.std,
         )
     train_tf, eval_tf = folder_transforms(data, aug, per_image)
