@@ -86,6 +86,22 @@ def test_refusing_a_command_keeps_an_interrupted_runs_status(tiny_folder, tmp_pa
         assert (run / "metrics.json").read_text() == interrupted
 
 
+def test_a_second_process_in_a_run_folder_stops_without_touching_it(tiny_folder, tmp_path):
+    """Two runs started in the same second with the same name share `<name>/<date>_<time>`: the one that
+    comes second stops at once and writes nothing there, not even a failed metrics.json."""
+    import fcntl
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / ".lock", "a") as held:  # what the first run holds while it trains
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = run_cli(tiny_overrides(tiny_folder, f"hydra.run.dir={run}"))
+    assert_clean_failure(result, "another process is training in", "hydra.run.dir=")
+    assert sorted(p.name for p in run.iterdir() if p.suffix != ".log") == [".lock"]
+    ok = run_cli(tiny_overrides(tiny_folder, f"hydra.run.dir={run}"))  # released: the folder is free again
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
 def test_verbose_shows_the_traceback(tiny_folder, tmp_path):
     result = run_cli(tiny_overrides(tiny_folder, "data.batch_size=0", "hydra.verbose=true", f"hydra.run.dir={tmp_path / 'r'}"))
     assert result.returncode != 0 and "Traceback" in result.stdout + result.stderr

@@ -14,6 +14,10 @@ class ConfigError(UserError):
     """A configuration value that cannot work (checked before anything is written)."""
 
 
+class RunFolderBusy(ConfigError):
+    """Another process trains in the run folder: its files are that run's, not this one's to mark."""
+
+
 class DataError(UserError):
     """A dataset that is missing, empty or inconsistent."""
 

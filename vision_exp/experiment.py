@@ -7,8 +7,10 @@ slow data cache), and nothing is written into the run folder before all of them 
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 from hydra.errors import InstantiationException
@@ -17,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vision_exp.data.config import DataConfig
 from vision_exp.data.loaders import build_loaders, index_dataset
-from vision_exp.errors import CheckpointError, ConfigError
+from vision_exp.errors import CheckpointError, ConfigError, RunFolderBusy
 from vision_exp.recipe.augment import AugmentConfig, BatchAugment
 from vision_exp.recipe.loss import create_train_loss
 from vision_exp.reporting.files import write_text_atomic
@@ -60,6 +62,23 @@ def check_run_dir(run_dir: Path, resume: str) -> None:
         )
 
 
+@contextmanager
+def hold_run_dir(run_dir: Path, is_main: bool):
+    """The run folder, writable and held by this process while it trains: a second process on it (two runs
+    started in the same second with the same name share `<name>/<date>_<time>`) stops at once."""
+    if not is_main:  # rank 0 holds it for the whole torchrun job
+        yield
+        return
+    check_writable(run_dir)
+    with open(run_dir / ".lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunFolderBusy(f"another process is training in {run_dir}: give this run its own folder "
+                                f"(hydra.run.dir=... or name=...)") from None
+        yield
+
+
 def check_writable(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -79,35 +98,34 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
     run_dir = Path(distributed.same_on_all_ranks(str(run_dir)))
     if not dist_env.is_main:
         logging.getLogger().setLevel(logging.WARNING)  # one rank's log is enough
-    check_run_dir(run_dir, trainer_cfg.resume)
-    if dist_env.is_main:
-        check_writable(run_dir)
-    optimizer_factory = build(cfg.optimizer, "optimizer")
-    scheduler_factory = build(cfg.scheduler, "scheduler")
+    with hold_run_dir(run_dir, dist_env.is_main):
+        check_run_dir(run_dir, trainer_cfg.resume)
+        optimizer_factory = build(cfg.optimizer, "optimizer")
+        scheduler_factory = build(cfg.scheduler, "scheduler")
 
-    with distributed.main_first(dist_env):  # data.download=true: rank 0 fetches and extracts, the others then index
-        index = index_dataset(data_cfg)
-    Budget.create(len(index.train), data_cfg.batch_size, trainer_cfg.epochs, trainer_cfg.train_samples)  # fail early
-    with open_dict(cfg):
-        cfg.data.num_classes = index.num_classes
-    seed_everything(cfg.seed)
-    set_deterministic(trainer_cfg.deterministic, trainer_cfg.cudnn_benchmark)
-    model = build(cfg.model, "model")
+        with distributed.main_first(dist_env):  # data.download=true: rank 0 fetches and extracts, the others then index
+            index = index_dataset(data_cfg)
+        Budget.create(len(index.train), data_cfg.batch_size, trainer_cfg.epochs, trainer_cfg.train_samples)  # fail early
+        with open_dict(cfg):
+            cfg.data.num_classes = index.num_classes
+        seed_everything(cfg.seed)
+        set_deterministic(trainer_cfg.deterministic, trainer_cfg.cudnn_benchmark)
+        model = build(cfg.model, "model")
 
-    batch_augment = BatchAugment.create(aug_cfg, index.num_classes, cfg.loss.label_smoothing, device)
-    train_loss = create_train_loss(cfg.loss.label_smoothing, soft_targets=bool(batch_augment and batch_augment.soft_targets))
-    with distributed.main_first(dist_env):  # rank 0 builds the data cache, the others then read it
-        data = build_loaders(index, data_cfg, aug_cfg, device, cfg.seed, trainer_cfg.train_eval_samples, dist_env.shard)
-    config_text = OmegaConf.to_yaml(cfg, resolve=True)
-    trainer = Trainer(
-        model, data, optimizer_factory, scheduler_factory, trainer_cfg, run_dir, device, dist_env,
-        train_loss=train_loss, batch_augment=batch_augment, hparams=plain(cfg),
-        title=f"{cfg.name}: {type(model).__name__}", config_text=config_text,
-    )
-    if dist_env.is_main:
-        write_text_atomic(run_dir / "config.yaml", config_text)
-        write_text_atomic(run_dir / "overrides.json", json.dumps(list(overrides)))
-    return trainer.fit()
+        batch_augment = BatchAugment.create(aug_cfg, index.num_classes, cfg.loss.label_smoothing, device)
+        train_loss = create_train_loss(cfg.loss.label_smoothing, soft_targets=bool(batch_augment and batch_augment.soft_targets))
+        with distributed.main_first(dist_env):  # rank 0 builds the data cache, the others then read it
+            data = build_loaders(index, data_cfg, aug_cfg, device, cfg.seed, trainer_cfg.train_eval_samples, dist_env.shard)
+        config_text = OmegaConf.to_yaml(cfg, resolve=True)
+        trainer = Trainer(
+            model, data, optimizer_factory, scheduler_factory, trainer_cfg, run_dir, device, dist_env,
+            train_loss=train_loss, batch_augment=batch_augment, hparams=plain(cfg),
+            title=f"{cfg.name}: {type(model).__name__}", config_text=config_text,
+        )
+        if dist_env.is_main:
+            write_text_atomic(run_dir / "config.yaml", config_text)
+            write_text_atomic(run_dir / "overrides.json", json.dumps(list(overrides)))
+        return trainer.fit()
 
 
 def run_dir_of(checkpoint: Path) -> Path:

@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vision_exp.errors import ConfigError, UserError
+from vision_exp.errors import ConfigError, RunFolderBusy, UserError
 from vision_exp.experiment import run_experiment
 from vision_exp.reporting.files import write_text_atomic
 from vision_exp.reporting.run import record_failure
@@ -78,8 +78,9 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
     except UserError as exc:
         log.error("%s", exc)
         # A ConfigError is raised before anything is written: an earlier run's status (interrupted, and so
-        # resumable; or failed with its own reason) stands. record_failure already keeps a completed one.
-        if not (earlier_attempt and isinstance(exc, ConfigError)):
+        # resumable; or failed with its own reason) stands, as does a running one's. record_failure already
+        # keeps a completed one.
+        if not (isinstance(exc, RunFolderBusy) or (earlier_attempt and isinstance(exc, ConfigError))):
             record_failure(run_dir, str(exc))
         if verbose:
             raise
