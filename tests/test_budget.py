@@ -38,3 +38,22 @@ def test_epochs_give_whole_passes():
 def test_budget_smaller_than_a_batch_is_refused():
     with pytest.raises(ConfigError, match="smaller than one batch"):
         Budget.create(1000, 128, None, 100)
+
+
+@pytest.mark.parametrize("n, batch, samples, smallest", [
+    (100, 10, 300, 10),   # no partial batch
+    (100, 32, 100, 4),    # each epoch ends with 4
+    (100, 32, 250, 4),    # 32+32+32+4, twice, then 32+18: the epochs' 4 is the smallest
+    (100, 32, 233, 1),    # the third epoch is cut at 33 = 32 + 1
+    (9469, 128, 94690, 125),
+])
+def test_smallest_batch_is_an_epochs_tail_or_the_cut_at_the_budget(n, batch, samples, smallest):
+    assert Budget.create(n, batch, None, samples).smallest_batch == smallest
+
+
+def test_a_batch_smaller_than_the_ranks_is_refused_before_training():
+    from vision_exp.training.budget import check_every_rank_gets_samples
+
+    check_every_rank_gets_samples(4, {"training": 4, "validation": 85})
+    with pytest.raises(ConfigError, match="last validation batch holds 3 sample.*fewer than the 4 ranks"):
+        check_every_rank_gets_samples(4, {"training": 125, "validation": 3})

@@ -36,3 +36,16 @@ def test_two_process_run_matches_one_process_run(tiny_folder, tmp_path):
     # rank 0 alone wrote: one record per epoch, one set of TensorBoard event files
     assert len((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) == 2
     assert len(list((tmp_path / "two" / "tb").glob("events.out.tfevents.*"))) == 1
+
+
+def test_a_batch_smaller_than_the_ranks_stops_before_training(tiny_folder, tmp_path):
+    """37 samples of a 36-image set: the second epoch is one batch of 1, and one of two ranks would get nothing."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    run = tmp_path / "run"
+    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "vision_exp.train",
+                             *vit_args(tiny_folder), "trainer.train_samples=37", f"hydra.run.dir={run}"],
+                            capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "the last training batch holds 1 sample(s), fewer than the 2 ranks" in output
+    assert not (run / "checkpoints").exists()

@@ -24,7 +24,7 @@ from vision_exp.recipe.augment import AugmentConfig, BatchAugment
 from vision_exp.recipe.loss import create_train_loss
 from vision_exp.reporting.files import write_text_atomic
 from vision_exp.training import distributed
-from vision_exp.training.budget import Budget
+from vision_exp.training.budget import Budget, check_every_rank_gets_samples, smallest_batch
 from vision_exp.training.checkpoint import load_checkpoint, load_model_weights
 from vision_exp.training.runtime import seed_everything, set_deterministic
 from vision_exp.training.trainer import Trainer, TrainerConfig
@@ -105,7 +105,12 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
 
         with distributed.main_first(dist_env):  # data.download=true: rank 0 fetches and extracts, the others then index
             index = index_dataset(data_cfg)
-        Budget.create(len(index.train), data_cfg.batch_size, trainer_cfg.epochs, trainer_cfg.train_samples)  # fail early
+        budget = Budget.create(len(index.train), data_cfg.batch_size, trainer_cfg.epochs, trainer_cfg.train_samples)
+        if dist_env.enabled:  # fail early, before any rank meets an empty shard
+            train_eval_count = min(trainer_cfg.train_eval_samples or len(index.val), len(index.train))
+            check_every_rank_gets_samples(dist_env.world_size, {
+                "training": budget.smallest_batch, "validation": smallest_batch(len(index.val), data_cfg.eval_batch),
+                "train-eval": smallest_batch(train_eval_count, data_cfg.eval_batch)})
         with open_dict(cfg):
             cfg.data.num_classes = index.num_classes
         seed_everything(cfg.seed)

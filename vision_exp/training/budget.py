@@ -51,3 +51,25 @@ class Budget:
     @property
     def total_steps(self) -> int:
         return sum(self.steps_in_epoch(epoch) for epoch in range(self.num_epochs))
+
+    @property
+    def smallest_batch(self) -> int:
+        """The fewest samples any training step takes: an epoch's last partial batch, or the one cut at the budget."""
+        return min(smallest_batch(self.samples_in_epoch(epoch), self.batch_size) for epoch in range(self.num_epochs))
+
+
+def smallest_batch(num_samples: int, batch_size: int) -> int:
+    """The size of the last batch of `num_samples` taken `batch_size` at a time (the smallest one)."""
+    return num_samples - (-(-num_samples // batch_size) - 1) * batch_size
+
+
+def check_every_rank_gets_samples(world_size: int, smallest: dict) -> None:
+    """Ranks take every world_size-th sample of a global batch, so a batch smaller than the number of
+    ranks leaves some with none: an empty batch's mean loss is NaN, and collating one fails."""
+    for what, size in smallest.items():
+        if size < world_size:
+            raise ConfigError(
+                f"the last {what} batch holds {size} sample(s), fewer than the {world_size} ranks: change "
+                f"data.batch_size / data.eval_batch_size or trainer.train_samples so that every batch has {world_size} or more"
+            )
+
