@@ -19,7 +19,7 @@ import pytest
 from conftest import REPO, compose, run_cli
 from vision_exp.errors import ConfigError
 from vision_exp.sweeps.jobs import check_same_config
-from vision_exp.sweeps.launch import gpu_for_job, register_resolvers
+from vision_exp.sweeps.launch import claimed_gpu, register_resolvers
 from vision_exp.sweeps.statistics import Difference, mean, sample_std, t_cdf, t_quantile, welch_difference
 from vision_exp.sweeps.summary import SweepError, load_sweep, summarize_sweep
 
@@ -170,19 +170,33 @@ def test_a_folder_of_another_configuration_is_neither_skipped_nor_resumed(tmp_pa
         check_same_config(tmp_path, other)
 
 
-def test_a_sweep_job_skips_resumes_and_under_joblib_picks_its_gpu(tmp_path, monkeypatch):
+def test_under_joblib_a_job_trains_on_a_gpu_of_its_own(tmp_path, monkeypatch):
     import torch
+
+    from vision_exp.train import parallel_job_device
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    basic = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+    for launcher, device, expected in ((joblib, "auto", "cuda:1"), (joblib, "cpu", "cpu"), (basic, "auto", "auto")):
+        hydra_cfg = SimpleNamespace(launcher=SimpleNamespace(_target_=launcher), job=SimpleNamespace(num=3))
+        cfg = compose([f"trainer.device={device}"])
+        with parallel_job_device(cfg, tmp_path / "sweep" / "3", hydra_cfg):
+            assert cfg.trainer.device == expected, launcher
+    assert (tmp_path / "sweep" / ".gpu1.lock").is_file()
+
+
+def test_a_sweep_job_skips_when_completed_and_resumes_when_begun(tmp_path):
     from omegaconf import OmegaConf
 
     from vision_exp.train import prepare_sweep_job
 
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
     hydra_cfg = SimpleNamespace(launcher=SimpleNamespace(_target_=joblib), job=SimpleNamespace(num=3),
                                 overrides=SimpleNamespace(task=["model=resnet_v2", "seed=1"]))
     cfg = compose(["model=resnet_v2", "seed=1"])
     assert prepare_sweep_job(cfg, tmp_path, hydra_cfg) is None  # a new job
-    assert cfg.trainer.device == "cuda:1" and cfg.trainer.resume == "never"
+    assert cfg.trainer.resume == "never"
     assert json.loads((tmp_path / "overrides.json").read_text()) == ["model=resnet_v2", "seed=1"]
 
     (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))  # it began to train
@@ -448,6 +462,17 @@ def test_under_torchrun_every_rank_shares_the_folder_and_rank_0_summarizes(enhan
     assert not (enhancement_sweep / "results.md").exists()
 
 
-def test_gpu_of_a_parallel_job():
-    assert [gpu_for_job(n, 4) for n in range(6)] == [0, 1, 2, 3, 0, 1]
-    assert gpu_for_job(3, 1) is None and gpu_for_job(3, 0) is None
+def test_a_parallel_job_takes_a_free_gpu_and_holds_it_until_it_ends(tmp_path):
+    """joblib gives job 2 to whichever worker is free: it must not join job 0 on GPU 0 while GPU 1 idles."""
+    with claimed_gpu(tmp_path, 0, 2) as first:
+        with claimed_gpu(tmp_path, 2, 2) as second:  # prefers GPU 0, which job 0 holds
+            assert (first, second) == (0, 1)
+            with claimed_gpu(tmp_path, 4, 2) as third:  # more jobs than GPUs: shares its preferred one
+                assert third == 0
+    with claimed_gpu(tmp_path, 2, 2) as again:  # released when the jobs ended
+        assert again == 0
+    with claimed_gpu(tmp_path, 3, 4) as gpu:
+        assert gpu == 3
+    for count in (0, 1):
+        with claimed_gpu(tmp_path, 3, count) as gpu:
+            assert gpu is None

@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import traceback
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -26,7 +27,7 @@ from vision_exp.experiment import run_experiment
 from vision_exp.reporting.files import write_text_atomic
 from vision_exp.reporting.run import record_failure
 from vision_exp.sweeps.jobs import check_same_config, completed_record, has_earlier_attempt
-from vision_exp.sweeps.launch import gpu_for_job, register_resolvers, restore_default_start_method
+from vision_exp.sweeps.launch import claimed_gpu, register_resolvers, restore_default_start_method
 from vision_exp.training.trainer import Interrupted
 
 log = logging.getLogger("vision_exp.train")
@@ -38,8 +39,7 @@ def prepare_sweep_job(cfg: DictConfig, run_dir: Path, hydra_cfg) -> Optional[dic
 
     A folder with an earlier attempt of the same config resumes from its checkpoint
     (trainer.resume=auto); another config there is an error. Under the joblib launcher the job
-    may start processes (data loading) and, with several GPUs, trains on its own one.
-    overrides.json is written first thing, so that the summary knows every job's configuration,
+    may start processes (data loading). overrides.json is written first thing, so that the summary knows every job's configuration,
     also of one that fails before training.
     """
     earlier_attempt = has_earlier_attempt(run_dir)
@@ -56,11 +56,20 @@ def prepare_sweep_job(cfg: DictConfig, run_dir: Path, hydra_cfg) -> Optional[dic
     with open_dict(cfg):
         if earlier_attempt and cfg.trainer.resume == "never":
             cfg.trainer.resume = "auto"
-        if joblib_worker and cfg.trainer.device == "auto":
-            gpu = gpu_for_job(hydra_cfg.job.num, torch.cuda.device_count())
-            if gpu is not None:
-                cfg.trainer.device = f"cuda:{gpu}"
     return None
+
+
+@contextmanager
+def parallel_job_device(cfg: DictConfig, run_dir: Path, hydra_cfg):
+    """Under the joblib launcher on a machine with several GPUs, the job trains on a free one of its own."""
+    if not hydra_cfg.launcher._target_.endswith("JoblibLauncher") or cfg.trainer.device != "auto":
+        yield
+        return
+    with claimed_gpu(run_dir.parent, hydra_cfg.job.num, torch.cuda.device_count()) as gpu:
+        if gpu is not None:
+            with open_dict(cfg):
+                cfg.trainer.device = f"cuda:{gpu}"
+        yield
 
 
 def run_task(cfg: DictConfig) -> Optional[dict]:
@@ -70,11 +79,13 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
     verbose = bool(hydra_cfg.verbose)
     earlier_attempt = has_earlier_attempt(run_dir)
     try:
-        if multirun:
-            finished = prepare_sweep_job(cfg, run_dir, hydra_cfg)
-            if finished is not None:
-                return finished
-        return run_experiment(cfg, run_dir, list(hydra_cfg.overrides.task))
+        with ExitStack() as job:
+            if multirun:
+                finished = prepare_sweep_job(cfg, run_dir, hydra_cfg)
+                if finished is not None:
+                    return finished
+                job.enter_context(parallel_job_device(cfg, run_dir, hydra_cfg))
+            return run_experiment(cfg, run_dir, list(hydra_cfg.overrides.task))
     except UserError as exc:
         log.error("%s", exc)
         # A ConfigError is raised before anything is written: an earlier run's status (interrupted, and so

@@ -11,12 +11,15 @@ every job resolves the folder that the sweep chose when it started.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import multiprocessing
 import os
 import secrets
 import time
-from typing import Optional
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
 
 from omegaconf import OmegaConf
 
@@ -61,13 +64,29 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, resolver, use_cache=True)
 
 
-def gpu_for_job(job_num: int, gpu_count: int) -> Optional[int]:
-    """The GPU of job `job_num` when parallel jobs share a machine: job k on GPU k mod n.
+@contextmanager
+def claimed_gpu(lock_dir: Path, job_num: int, gpu_count: int) -> Iterator[Optional[int]]:
+    """The GPU a parallel job trains on, held until the job ends (an flock on `<lock_dir>/.gpu<k>.lock`).
 
-    With hydra.launcher.n_jobs equal to the number of GPUs, the jobs that run at the same time
-    have consecutive numbers and so different GPUs. None when there is no choice to make.
+    joblib hands each job to whichever worker is free, so job numbers do not say which GPUs are busy
+    (a job skipped as already completed frees its worker at once): the job takes the first free GPU,
+    trying `job_num mod n` first. With more parallel jobs than GPUs it shares that one. None when
+    there is no choice to make.
     """
-    return job_num % gpu_count if gpu_count > 1 else None
+    if gpu_count <= 1:
+        yield None
+        return
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    preferred = [(job_num + offset) % gpu_count for offset in range(gpu_count)]
+    for gpu in preferred:
+        with open(lock_dir / f".gpu{gpu}.lock", "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            yield gpu
+            return
+    yield preferred[0]
 
 
 def restore_default_start_method() -> None:
