@@ -54,6 +54,18 @@ def test_evaluate_on_another_dataset_decodes_only_its_val_split(trained_run, tin
     assert json.loads((trained_run / "checkpoints" / "best-eval-other" / "metrics.json").read_text())["images"] == 12
 
 
+def test_evaluate_on_a_folder_with_only_a_val_split(trained_run, tiny_folder, tmp_path):
+    import shutil
+
+    shutil.copytree(tiny_folder / "val", tmp_path / "val_only" / "val")
+    result = cli("vision_exp.evaluate", f"ckpt={trained_run / 'checkpoints' / 'best.pt'}", "data=folder",
+                 f"data.root={tmp_path / 'val_only'}", "data.name=val_only", "data.num_workers=0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    metrics = json.loads((trained_run / "checkpoints" / "best-eval-val_only" / "metrics.json").read_text())
+    assert metrics["images"] == 12 and metrics["top1"] == pytest.approx(
+        json.loads((trained_run / "metrics.json").read_text())["best_val_acc"], abs=1e-6)
+
+
 def test_another_data_choice_keeps_the_run_preprocessing(tiny_folder):
     """The data group's own defaults (crop_pct, cache_size, normalisation) must not replace what the model was
     trained with; where the images are and how many to take are the user's choice."""

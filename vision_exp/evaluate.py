@@ -2,6 +2,7 @@
 confusion matrix of a checkpoint, written beside it (in <checkpoint>-eval-<data>/)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -40,9 +41,18 @@ def evaluation_data(run_data: DictConfig, chosen, state: dict) -> DataConfig:
     return typed(DataConfig, node, "data")
 
 
+def val_only_folder(data: DataConfig) -> DataConfig:
+    """An ImageFolder that holds only a validation split is indexed from that split alone (the index reads
+    the class folders of both; evaluation never uses the training images)."""
+    root = Path(data.root)
+    if data.format == "imagefolder" and (root / data.val_split).is_dir() and not (root / data.train_split).exists():
+        return dataclasses.replace(data, train_split=data.val_split)
+    return data
+
+
 def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
     model, run_cfg, state = load_trained_model(Path(cfg.ckpt))
-    data = evaluation_data(run_cfg.data, cfg.get("data"), state)
+    data = val_only_folder(evaluation_data(run_cfg.data, cfg.get("data"), state))
     device = select_device(cfg.device)
     index = index_dataset(data)
     val_loader = build_val_loader(index, data, device)
