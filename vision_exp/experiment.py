@@ -7,7 +7,6 @@ slow data cache), and nothing is written into the run folder before all of them 
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 from contextlib import contextmanager
@@ -22,9 +21,9 @@ from vision_exp.data.loaders import build_loaders, index_dataset
 from vision_exp.errors import CheckpointError, ConfigError, RunFolderBusy
 from vision_exp.recipe.augment import AugmentConfig, BatchAugment
 from vision_exp.recipe.loss import create_train_loss
-from vision_exp.reporting.files import write_text_atomic
+from vision_exp.reporting.files import exclusive_lock, write_text_atomic
 from vision_exp.training import distributed
-from vision_exp.training.budget import Budget, check_every_rank_gets_samples, smallest_batch
+from vision_exp.training.budget import Budget
 from vision_exp.training.checkpoint import load_checkpoint, load_model_weights
 from vision_exp.training.runtime import seed_everything, set_deterministic
 from vision_exp.training.trainer import Trainer, TrainerConfig
@@ -70,12 +69,10 @@ def hold_run_dir(run_dir: Path, is_main: bool):
         yield
         return
     check_writable(run_dir)
-    with open(run_dir / ".lock", "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with exclusive_lock(run_dir / ".lock") as held:
+        if not held:
             raise RunFolderBusy(f"another process is training in {run_dir}: give this run its own folder "
-                                f"(hydra.run.dir=... or name=...)") from None
+                                f"(hydra.run.dir=... or name=...)")
         yield
 
 
@@ -105,12 +102,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
 
         with distributed.main_first(dist_env):  # data.download=true: rank 0 fetches and extracts, the others then index
             index = index_dataset(data_cfg)
-        budget = Budget.create(len(index.train), data_cfg.batch_size, trainer_cfg.epochs, trainer_cfg.train_samples)
-        if dist_env.enabled:  # fail early, before any rank meets an empty shard
-            train_eval_count = min(trainer_cfg.train_eval_samples or len(index.val), len(index.train))
-            check_every_rank_gets_samples(dist_env.world_size, {
-                "training": budget.smallest_batch, "validation": smallest_batch(len(index.val), data_cfg.eval_batch),
-                "train-eval": smallest_batch(train_eval_count, data_cfg.eval_batch)})
+        Budget.create(len(index.train), data_cfg.batch_size, trainer_cfg.epochs, trainer_cfg.train_samples)  # fail early
         with open_dict(cfg):
             cfg.data.num_classes = index.num_classes
         seed_everything(cfg.seed)

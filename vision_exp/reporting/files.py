@@ -1,10 +1,14 @@
-"""Atomic writes: a reader never sees a half-written results file."""
+"""Atomic writes, so a reader never sees a half-written results file, and the lock files that keep two
+processes from writing the same thing."""
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 
 def _json_safe(value):
@@ -43,3 +47,16 @@ def read_jsonl(path: Path) -> list:
         except json.JSONDecodeError:  # a line cut short by a crash
             break
     return records
+
+
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[bool]:
+    """An flock on `path` held while the block runs (the OS drops it if the process dies): yields True, or
+    False at once, holding nothing, when another process has it."""
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True

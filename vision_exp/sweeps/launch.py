@@ -11,7 +11,6 @@ every job resolves the folder that the sweep chose when it started.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import multiprocessing
 import os
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from omegaconf import OmegaConf
+
+from vision_exp.reporting.files import exclusive_lock
 
 SWEEP_DIR_RESOLVER = "vision_exp.sweep_dir"
 RUN_DIR_RESOLVER = "vision_exp.run_dir"
@@ -79,13 +80,10 @@ def claimed_gpu(lock_dir: Path, job_num: int, gpu_count: int) -> Iterator[Option
     lock_dir.mkdir(parents=True, exist_ok=True)
     preferred = [(job_num + offset) % gpu_count for offset in range(gpu_count)]
     for gpu in preferred:
-        with open(lock_dir / f".gpu{gpu}.lock", "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
-            yield gpu
-            return
+        with exclusive_lock(lock_dir / f".gpu{gpu}.lock") as held:
+            if held:
+                yield gpu
+                return
     yield preferred[0]
 
 

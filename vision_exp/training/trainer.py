@@ -26,7 +26,7 @@ import torch
 from vision_exp.errors import ConfigError, UserError
 from vision_exp.reporting.figures import attention_overlay, classifier_attention, denormalize
 from vision_exp.reporting.run import RunReporter
-from vision_exp.training.budget import Budget
+from vision_exp.training.budget import Budget, check_every_rank_gets_samples, smallest_batch
 from vision_exp.training.checkpoint import load_latest, load_model_weights, previous_path, save_checkpoint
 from vision_exp.training.evaluation import evaluate
 from vision_exp.training.distributed import DistEnv, all_reduce_sum
@@ -162,6 +162,11 @@ class Trainer:
         self.amp = amp_dtype(config.amp, self.device)
         self.batch_size = data.train.batch_size
         self.budget = Budget.create(data.train.num_samples, self.batch_size, config.epochs, config.train_samples)
+        if self.dist.enabled:  # before any rank meets an empty shard
+            check_every_rank_gets_samples(self.dist.world_size, {
+                "training": self.budget.smallest_batch,
+                **{name: smallest_batch(loader.num_samples, loader.batch_size)
+                   for name, loader in (("validation", data.val), ("train-eval", data.train_eval))}})
         self.model = model.to(self.device)
         channels_last = config.channels_last if config.channels_last != "auto" else (self.device.type == "cuda" and uses_convolutions(model))
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -208,7 +213,7 @@ class Trainer:
             **self.class_info,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "budget": {"train_samples": self.budget.train_samples, "total_steps": self.budget.total_steps},
+            "budget": {"train_samples": self.budget.train_samples},
             "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "position": {k: v for k, v in vars(position).items()},
