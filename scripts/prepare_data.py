@@ -14,11 +14,12 @@ import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from hydra.errors import HydraException
 
 from vision_exp.data.config import DataConfig
 from vision_exp.data.loaders import cached_index_split, index_dataset
 from vision_exp.errors import UserError
+from vision_exp.experiment import typed
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -29,10 +30,14 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="decoding processes (default: all cores)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="prepare_data"):
-        cfg = compose(config_name="train", overrides=args.overrides)
     try:
-        data = DataConfig(**OmegaConf.to_container(cfg.data, resolve=True))
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="prepare_data"):
+            cfg = compose(config_name="train", overrides=args.overrides)
+    except HydraException as exc:  # a misspelt option or key, as python -m vision_exp.train reports it
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        data = typed(DataConfig, cfg.data, "data")
         index = index_dataset(data)
         for split_name in ("train", "val"):
             cached = cached_index_split(index, data, split_name, max(1, args.workers))

@@ -110,3 +110,29 @@ def tiny_vit_overrides(folder: Path, *extra: str) -> list:
         "data.max_val_per_class=2", "model.embed_dim=16", "model.depth=1", "model.num_heads=2",
         "trainer.train_samples=20", "trainer.train_eval_samples=4", "trainer.progress=none", *extra,
     ]
+
+
+def finished_trainer(monkeypatch, overrides, run_dir) -> tuple:
+    """(the run's metrics.json, its Trainer after fit): the weights and loaders its last epoch evaluated."""
+    from vision_exp.experiment import run_experiment
+    from vision_exp.training.trainer import Trainer
+
+    trainers = []
+    fit = Trainer.fit
+
+    def keeping_fit(self):
+        trainers.append(self)
+        return fit(self)
+
+    monkeypatch.setattr(Trainer, "fit", keeping_fit)
+    return run_experiment(compose(overrides), run_dir, []), trainers[0]
+
+
+@torch.no_grad()
+def mean_loss(model, loader, training=False) -> float:
+    """Cross-entropy over a loader's fixed images, computed here in the given mode (on a copy of the model)."""
+    import copy
+
+    model = copy.deepcopy(model).train(training)
+    losses = [torch.nn.functional.cross_entropy(model(images), labels, reduction="sum") for images, labels in loader.epoch(0)]
+    return float(sum(losses)) / loader.num_samples

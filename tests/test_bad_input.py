@@ -5,13 +5,14 @@ without a traceback (tests/test_cli.py checks this path end to end); here each c
 through the same `run_experiment` the command line calls.
 """
 import json
+import re
 import shutil
 
 import pytest
 import torch
 
 from conftest import TINY_CLASSES, compose, run_cli, tiny_overrides, tiny_vit_overrides, write_image_folder
-from vision_exp.errors import CheckpointError, ConfigError, DataError, UserError
+from vision_exp.errors import CheckpointError, ConfigError, DataError
 from vision_exp.experiment import run_experiment
 from vision_exp.training import checkpoint as checkpoint_mod
 from vision_exp.training.trainer import TrainingDiverged
@@ -113,7 +114,7 @@ def test_nan_loss_from_the_command_line_is_recorded_as_failed(folder, tmp_path):
 @pytest.mark.parametrize("override", ["data.batch_size=-2", "optimizer.lr=0", "data.img_size=4",
                                       "trainer.grad_clip=-1", "trainer.ema_decay=1.5", "augmentation.mix_prob=2"])
 def test_invalid_values_are_config_errors(folder, tmp_path, override):
-    with pytest.raises(UserError):
+    with pytest.raises(ConfigError, match=re.escape(override.split("=")[0])):
         train(folder, tmp_path / "run", override)
     assert not (tmp_path / "run" / "checkpoints").exists()
 

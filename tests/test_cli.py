@@ -80,7 +80,9 @@ def test_refusing_a_command_keeps_an_interrupted_runs_status(tiny_folder, tmp_pa
     assert ok.returncode == 0, ok.stdout + ok.stderr
     interrupted = json.dumps({"status": "interrupted", "error": "stopped by SIGTERM"})
     (run / "metrics.json").write_text(interrupted)
-    for extra in ((), ("data.batch_size=-1", "trainer.resume=auto")):
+    refused = ((), ("data.batch_size=-1", "trainer.resume=auto"), ("trainer.resume=auto", f"data.root={tmp_path / 'gone'}"),
+               (f"trainer.resume={tmp_path / 'nowhere.pt'}",))
+    for extra in refused:  # a config error, a data error and a checkpoint error, all before the run starts again
         result = run_cli(tiny_overrides(tiny_folder, f"hydra.run.dir={run}", *extra))
         assert result.returncode == 2, result.stdout + result.stderr
         assert (run / "metrics.json").read_text() == interrupted
@@ -105,3 +107,57 @@ def test_a_second_process_in_a_run_folder_stops_without_touching_it(tiny_folder,
 def test_verbose_shows_the_traceback(tiny_folder, tmp_path):
     result = run_cli(tiny_overrides(tiny_folder, "data.batch_size=0", "hydra.verbose=true", f"hydra.run.dir={tmp_path / 'r'}"))
     assert result.returncode != 0 and "Traceback" in result.stdout + result.stderr
+
+
+def run_files(run):
+    return {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.suffix != ".log"}
+
+
+def test_a_refused_resume_leaves_the_finished_run_as_it_was(tiny_folder, tmp_path):
+    """Resuming a run folder with another model (whose weights would load into the same keys) or from a checkpoint
+    that cannot be used stops before config.yaml is rewritten: the run keeps describing its own weights."""
+    run = tmp_path / "run"
+    ok = run_cli(tiny_overrides(tiny_folder, f"hydra.run.dir={run}"))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    before = run_files(run)
+    other_block = run_cli(tiny_overrides(tiny_folder, "model=resnet_v2", "trainer.resume=auto", f"hydra.run.dir={run}"))
+    assert_clean_failure(other_block, "holds a run of another configuration", "model.block: BasicBlock -> BasicBlockv2")
+    missing = run_cli(tiny_overrides(tiny_folder, f"trainer.resume={tmp_path / 'nope.pt'}", f"hydra.run.dir={run}"))
+    assert_clean_failure(missing, "checkpoint not found")
+    best = run_cli(tiny_overrides(tiny_folder, f"trainer.resume={run / 'checkpoints' / 'best.pt'}", f"hydra.run.dir={run}"))
+    assert_clean_failure(best, "holds no optimizer", "resume from last.pt")
+    assert run_files(run) == before
+
+
+def test_a_resume_may_lengthen_the_budget(tiny_folder, tmp_path):
+    run = tmp_path / "run"
+    assert run_cli(tiny_overrides(tiny_folder, f"hydra.run.dir={run}")).returncode == 0
+    longer = run_cli(tiny_overrides(tiny_folder, "trainer.epochs=2", "trainer.resume=auto", f"hydra.run.dir={run}"))
+    assert longer.returncode == 0, longer.stdout + longer.stderr
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 2
+    assert "epochs: 2" in (run / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("override, phrase", [
+    ("data.batch_size=abc", "data.batch_size='abc' must be an integer"),
+    ("optimizer.lr=fast", "optimizer.lr='fast' must be a number"),
+    ("scheduler.warmup_fraction=abc", "scheduler.warmup_fraction='abc' must be a number or null"),
+    ("+trainer.epoch=3", "trainer.epoch is not a setting (did you mean trainer.epochs?)"),
+    ("model.layers=[1,0,1,1]", "must be at least 1"),
+])
+def test_a_value_of_the_wrong_type_names_its_key(tiny_folder, tmp_path, override, phrase):
+    result = run_cli(tiny_overrides(tiny_folder, override, f"hydra.run.dir={tmp_path / 'run'}"))
+    assert_clean_failure(result, phrase)
+
+
+def test_a_sweep_preset_without_multirun_is_refused(tiny_folder, tmp_path):
+    """Without -m Hydra ignores a preset's sweep: the command would train the default experiment instead."""
+    result = run_cli(tiny_overrides(tiny_folder, "experiment=cpu_resnet_vs_vit", f"hydra.run.dir={tmp_path / 'run'}"))
+    assert_clean_failure(result, "cpu_resnet_vs_vit is a sweep preset", "-m")
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_data_folder_without_a_root_is_refused(tmp_path):
+    """data=folder inherits Imagenette's settings; it must not inherit its root and train on Imagenette."""
+    result = run_cli(["data=folder", "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert_clean_failure(result, "data.root is not set", "data=folder")

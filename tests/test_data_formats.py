@@ -111,7 +111,6 @@ def kaggle_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def hf_root(tmp_path_factory):
-    pytest.importorskip("datasets")
     return write_hf_dataset(tmp_path_factory.mktemp("hf") / "hf_dataset")
 
 
@@ -206,8 +205,6 @@ def test_folder_and_cached_loaders_see_the_same_images(name, request, tmp_path):
 
 @pytest.mark.parametrize("name", list(WRITERS))
 def test_a_copied_cache_trains_without_the_original_dataset(name, tmp_path):
-    if name == "hf":
-        pytest.importorskip("datasets")
     root = WRITERS[name](tmp_path / "data" / name)
     data = preset(name, root, f"data.cache_dir={tmp_path / 'cache'}", "data.img_size=16", "data.num_workers=0")
     original = index_dataset(data)
@@ -369,7 +366,8 @@ def test_hf_rows_open_like_files_and_are_stamped_by_fingerprint(hf_root):
 
 
 def test_hf_reads_a_folder_that_load_dataset_reads(tmp_path, monkeypatch):
-    datasets = pytest.importorskip("datasets")
+    import datasets  # the dev extra installs it: the tests of data=hf never skip
+
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
     rng = np.random.default_rng(0)
     (tmp_path / "parquet").mkdir()
@@ -413,7 +411,6 @@ HF_BREAKS = {
 
 @pytest.mark.parametrize("write, overrides, message", list(HF_BREAKS.values()), ids=list(HF_BREAKS))
 def test_broken_hf_datasets_are_named(tmp_path, write, overrides, message):
-    pytest.importorskip("datasets")
     root = tmp_path / "hf_dataset"
     write(root)
     with pytest.raises(DataError, match=message):

@@ -23,8 +23,10 @@ def images():
 
 
 def test_shift_is_circular():
-    x = torch.arange(4.0).view(1, 1, 2, 2)
-    assert torch.equal(shift(shift(x, (1, 1)), (1, 1)), x)
+    x = torch.arange(12.0).view(1, 1, 3, 4)
+    moved = shift(x, (1, 2))
+    assert torch.equal(moved, torch.roll(x, (1, 2), (-2, -1))) and not torch.equal(moved, x)
+    assert torch.equal(shift(moved, (2, 2)), x)  # three rows down, four columns right: all the way round
 
 
 def test_circular_conv_is_shift_equivariant(images):

@@ -125,3 +125,56 @@ def test_predict_skips_an_unreadable_image_and_caps_topk_at_the_classes(trained_
     (tmp_path / "broken.JPEG").rename(folder / "broken.JPEG")
     result = cli("vision_exp.predict", f"ckpt={trained_run / 'checkpoints' / 'last.pt'}", f"images={folder}")
     assert result.returncode == 2 and "none of the 1 image files" in result.stdout + result.stderr
+
+
+def test_predicting_again_keeps_the_earlier_predictions(trained_run, tiny_folder):
+    checkpoint = trained_run / "checkpoints" / "best.pt"
+    first = cli("vision_exp.predict", f"ckpt={checkpoint}", f"images={tiny_folder / 'val'}")
+    assert first.returncode == 0, first.stdout + first.stderr
+    written = sorted(checkpoint.parent.glob("best-predictions*/predictions.csv"))
+    earlier = {path: path.read_bytes() for path in written}
+    one_image = next((tiny_folder / "val" / "n02979186").iterdir())
+    second = cli("vision_exp.predict", f"ckpt={checkpoint}", f"images={one_image}")
+    assert second.returncode == 0, second.stdout + second.stderr
+    new = sorted(set(checkpoint.parent.glob("best-predictions*/predictions.csv")) - set(earlier))
+    assert len(new) == 1 and len(list(csv.DictReader(new[0].open()))) == 1
+    assert all(path.read_bytes() == content for path, content in earlier.items())
+    assert str(new[0]) in second.stdout + second.stderr
+
+
+@pytest.mark.parametrize("module, args, phrase", [
+    ("vision_exp.evaluate", [], "ckpt must be given"),
+    ("vision_exp.predict", ["ckpt=x.pt"], "images must be given"),
+])
+def test_a_missing_mandatory_value_is_one_line(module, args, phrase):
+    result = cli(module, *args)
+    assert result.returncode == 2 and phrase in result.stderr, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("option, phrase", [("topk=0", "topk=0 must be a positive integer"),
+                                            ("batch_size=0", "batch_size=0 must be a positive integer"),
+                                            ("topk=five", "topk='five' must be a positive integer"),
+                                            ("device=gpu", "device='gpu' is not a device")])
+def test_bad_predict_options_are_one_message(trained_run, tiny_folder, option, phrase):
+    result = cli("vision_exp.predict", f"ckpt={trained_run / 'checkpoints' / 'best.pt'}", f"images={tiny_folder / 'val'}",
+                 option)
+    assert result.returncode == 2 and phrase in result.stdout + result.stderr, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_checkpoints_evaluate_cannot_use_are_one_message(trained_run, tmp_path):
+    import torch
+
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "plain.pt")  # a bare state_dict, not a run's checkpoint
+    (tmp_path / "empty.pt").write_bytes(b"")
+    cases = ((tmp_path / "plain.pt", "not a checkpoint of a vision-exp run"),
+             (tmp_path / "empty.pt", "not a PyTorch checkpoint"),
+             (trained_run, f"is a folder, not a checkpoint: name a file in it, e.g. {trained_run / 'checkpoints' / 'best.pt'}"))
+    for checkpoint, phrase in cases:
+        result = cli("vision_exp.evaluate", f"ckpt={checkpoint}")
+        assert result.returncode == 2 and phrase in result.stdout + result.stderr, result.stdout + result.stderr
+        assert "Traceback" not in result.stdout + result.stderr
+    wrong_amp = cli("vision_exp.evaluate", f"ckpt={trained_run / 'checkpoints' / 'best.pt'}", "amp=fp32")
+    assert wrong_amp.returncode == 2 and "amp='fp32'" in wrong_amp.stdout + wrong_amp.stderr
+    assert "trainer.amp" not in wrong_amp.stdout + wrong_amp.stderr

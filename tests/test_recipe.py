@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import CONF_DIR, compose, tiny_overrides, tiny_vit_overrides
+from conftest import CONF_DIR, compose, finished_trainer, mean_loss, tiny_overrides, tiny_vit_overrides
 from vision_exp.errors import ConfigError
 from vision_exp.experiment import run_experiment
 from vision_exp.models.vit import ViT
@@ -106,11 +106,9 @@ def test_per_image_policies_change_images(aug):
     assert per_image_transform(AugmentConfig(), 32, (0.5, 0.5, 0.5)) is None
 
 
-def test_mixup_targets_reach_the_loss(tiny_folder, tmp_path, monkeypatch):
-    """What the loss receives in training: mixed, smoothed (B, C) targets, and a loss for soft targets
-    (plain CrossEntropyLoss would accept them silently and smooth a second time)."""
+def recorded_losses(monkeypatch) -> tuple:
+    """(the training losses the run creates, (logits, targets, value) of each call): what reaches the loss."""
     import vision_exp.experiment
-    from timm.loss import SoftTargetCrossEntropy
 
     calls, losses = [], []
     original = vision_exp.experiment.create_train_loss
@@ -126,6 +124,38 @@ def test_mixup_targets_reach_the_loss(tiny_folder, tmp_path, monkeypatch):
         return record
 
     monkeypatch.setattr(vision_exp.experiment, "create_train_loss", recording_loss)
+    return losses, calls
+
+
+def test_mixup_targets_and_images_reach_the_loss_and_the_model(tiny_folder, tmp_path, monkeypatch):
+    """What training uses: mixed, smoothed (B, C) targets, a loss for soft targets (plain CrossEntropyLoss
+    would accept them silently and smooth a second time), and the mixed images as the model's input."""
+    from timm.loss import SoftTargetCrossEntropy
+
+    from vision_exp.training.trainer import Trainer
+
+    losses, calls = recorded_losses(monkeypatch)
+    augmented, model_inputs = [], []
+    augment, fit = BatchAugment.__call__, Trainer.fit
+
+    def recording_augment(self, images, labels):
+        before = images.clone()  # timm's Mixup mixes in place
+        mixed, targets = augment(self, images, labels)
+        augmented.append((before, mixed.clone()))
+        return mixed, targets
+
+    def watching_fit(self):
+        forward = self.forward
+
+        def recording_forward(images):
+            if self.model.training:
+                model_inputs.append(images.clone())
+            return forward(images)
+        self.forward = recording_forward
+        return fit(self)
+
+    monkeypatch.setattr(BatchAugment, "__call__", recording_augment)
+    monkeypatch.setattr(Trainer, "fit", watching_fit)
     cfg = compose(tiny_overrides(tiny_folder, "augmentation=mixup_cutmix", "loss.label_smoothing=0.1",
                                  "trainer.train_samples=16"))
     run_experiment(cfg, tmp_path / "run", [])
@@ -138,12 +168,31 @@ def test_mixup_targets_reach_the_loss(tiny_folder, tmp_path, monkeypatch):
         manual = (-targets * torch.log_softmax(logits.float(), 1)).sum(1).mean()
         torch.testing.assert_close(value.float(), manual)
     assert any(targets.max() < 0.9 for _, targets, _ in calls), "images were mixed"
+    assert len(model_inputs) == len(augmented) == 2
+    for seen, (before, mixed) in zip(model_inputs, augmented):
+        assert torch.equal(seen, mixed)
+    assert any(not torch.equal(before, mixed) for before, mixed in augmented)
 
 
-def test_ema_weights_differ_and_are_the_ones_evaluated(tiny_folder, tmp_path):
+def test_label_smoothing_without_mixup_reaches_the_loss(tiny_folder, tmp_path, monkeypatch):
+    _, calls = recorded_losses(monkeypatch)
+    cfg = compose(tiny_overrides(tiny_folder, "loss.label_smoothing=0.2", "trainer.train_samples=16"))
+    run_experiment(cfg, tmp_path / "run", [])
+    assert len(calls) == 2
+    for logits, labels, value in calls:
+        log_p = torch.log_softmax(logits.float(), 1)
+        nll = -log_p.gather(1, labels[:, None]).squeeze(1)
+        manual = (0.8 * nll - 0.2 * log_p.mean(1)).mean()  # (1 - e) on the label, e spread over the 3 classes
+        torch.testing.assert_close(value.float(), manual)
+        assert not torch.allclose(value.float(), nll.mean())
+
+
+def test_ema_weights_differ_and_are_the_ones_evaluated(tiny_folder, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    cfg = compose(tiny_overrides(tiny_folder, "trainer.ema_decay=0.9"))
-    run_experiment(cfg, run, [])
+    summary, trainer = finished_trainer(monkeypatch, tiny_overrides(tiny_folder, "trainer.ema_decay=0.9"), run)
+    ema_loss, live_loss = mean_loss(trainer.ema.module, trainer.data.val), mean_loss(trainer.model, trainer.data.val)
+    assert summary["val_loss"] == pytest.approx(ema_loss, rel=1e-5) and abs(live_loss - ema_loss) > 1e-4
+    assert summary["train_loss"] == pytest.approx(mean_loss(trainer.ema.module, trainer.data.train_eval), rel=1e-5)
     last = load_checkpoint(run / "checkpoints" / "last.pt")
     best = load_checkpoint(run / "checkpoints" / "best.pt")
     ema = {k.removeprefix("module."): v for k, v in last["ema"].items()}

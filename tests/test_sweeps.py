@@ -457,9 +457,15 @@ def test_under_torchrun_every_rank_shares_the_folder_and_rank_0_summarizes(enhan
 
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "launch-1")
     assert sweep_folder("out")[-6:] == sweep_folder("out")[-6:]
+    sweep = OmegaConf.create({"hydra": {"sweep": {"dir": str(enhancement_sweep)}}})
+    (enhancement_sweep / "results.md").unlink(missing_ok=True)
     monkeypatch.setenv("RANK", "1")
-    SummarizeSweep().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(enhancement_sweep)}}}))
+    SummarizeSweep().on_multirun_end(sweep)
     assert not (enhancement_sweep / "results.md").exists()
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(SystemExit):  # the fixture's sweep holds a failed and an unfinished job
+        SummarizeSweep().on_multirun_end(sweep)
+    assert (enhancement_sweep / "results.md").is_file()
 
 
 def test_a_parallel_job_takes_a_free_gpu_and_holds_it_until_it_ends(tmp_path):

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from conftest import compose, tiny_overrides
+from conftest import compose, finished_trainer, mean_loss, tiny_overrides
 from vision_exp.experiment import run_experiment
 from vision_exp.errors import ConfigError
 from vision_exp.training.checkpoint import load_checkpoint
@@ -149,9 +149,40 @@ def test_existing_run_dir_is_not_trained_over(tiny_folder, tmp_path):
     assert (run / "metrics.json").read_text() == before
 
 
-def test_train_samples_budget_stops_exactly(tiny_folder, tmp_path):
+def test_train_samples_budget_stops_exactly(tiny_folder, tmp_path, monkeypatch):
+    """36 training images in batches of 8: a full epoch of 8,8,8,8,4, then 14 more samples, 8 and 6."""
+    batch_sizes = []
+    step = Trainer._step
+
+    def recording_step(self, images, labels, global_count):
+        batch_sizes.append(len(labels))
+        return step(self, images, labels, global_count)
+
+    monkeypatch.setattr(Trainer, "_step", recording_step)
     summary = train(tiny_folder, tmp_path / "run", "trainer.train_samples=50")
+    assert batch_sizes == [8, 8, 8, 8, 4, 8, 6]
     assert summary["samples_seen"] == 50 and summary["epochs"] == 2 and summary["steps"] == 5 + 2
+
+
+def test_train_and_val_metrics_are_eval_mode_passes_of_the_final_weights(tiny_folder, tmp_path, monkeypatch):
+    """The honest training metric: BatchNorm on its running statistics over un-augmented training images, not
+    the batch statistics of training mode (which would give other numbers, checked here too)."""
+    summary, trainer = finished_trainer(monkeypatch, tiny_overrides(tiny_folder, "trainer.epochs=2"), tmp_path / "run")
+    train_eval, val = trainer.data.train_eval, trainer.data.val
+    assert summary["train_loss"] == pytest.approx(mean_loss(trainer.model, train_eval), rel=1e-5)
+    assert summary["val_loss"] == pytest.approx(mean_loss(trainer.model, val), rel=1e-5)
+    assert abs(mean_loss(trainer.model, train_eval, training=True) - summary["train_loss"]) > 1e-3
+
+
+def test_evaluation_leaves_batchnorm_statistics_and_the_mode_as_they_were(tiny_folder, tmp_path, monkeypatch):
+    from vision_exp.training.evaluation import evaluate
+
+    _, trainer = finished_trainer(monkeypatch, tiny_overrides(tiny_folder), tmp_path / "run")
+    model = trainer.model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = evaluate(model, trainer.data.val.epoch(0), torch.device("cpu"))
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert result["loss"] == pytest.approx(mean_loss(model, trainer.data.val), rel=1e-5)
 
 
 @pytest.mark.parametrize("extra, autotune", [((), True), (("trainer.cudnn_benchmark=false",), False),

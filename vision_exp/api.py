@@ -93,6 +93,7 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
     from vision_exp.reporting.files import write_text_atomic
     from vision_exp.reporting.run import record_failure
     from vision_exp.sweeps import summarize_sweep
+    from vision_exp.sweeps.jobs import has_earlier_attempt
     from vision_exp.training.trainer import Interrupted
 
     log = logging.getLogger("vision_exp.api")
@@ -108,12 +109,14 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
     for number, overrides in enumerate(runs):
         job_dir = folder / str(number)
         job_dir.mkdir(parents=True, exist_ok=True)
+        earlier_attempt = has_earlier_attempt(job_dir)
         write_text_atomic(job_dir / "overrides.json", json.dumps(common + overrides))
         try:
             run(common + overrides, run_dir=str(job_dir))
         except UserError as exc:
             log.error("run %d failed: %s", number, exc)
-            record_failure(job_dir, str(exc))
+            if not (earlier_attempt and exc.before_start):  # refused: the earlier attempt's status stands
+                record_failure(job_dir, str(exc))
         except Interrupted as exc:
             record_failure(job_dir, str(exc), status="interrupted")
             raise

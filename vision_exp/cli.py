@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import sys
@@ -26,9 +27,30 @@ def user_errors(log: logging.Logger):
         sys.exit(2)
 
 
-# ${vx.beside:<checkpoint>,<what>}: an output folder next to a checkpoint, e.g. best-eval-imagenette/.
-OmegaConf.register_new_resolver("vx.beside", lambda ckpt, name: str(Path(ckpt).parent / f"{Path(ckpt).stem}-{name}"),
-                                replace=True)
+def beside(checkpoint: str, what: str) -> str:
+    """A new output folder next to a checkpoint, `<stem>-<what>` (e.g. best-eval-imagenette/), or
+    `<stem>-<what>-2`, -3, ... when that one holds an earlier result: evaluating or predicting again, on
+    other images, never overwrites what an earlier command wrote."""
+    base = Path(checkpoint).parent / f"{Path(checkpoint).stem}-{what}"
+    candidates = itertools.chain([base], (base.with_name(f"{base.name}-{n}") for n in itertools.count(2)))
+    return str(next(folder for folder in candidates if not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))))
+
+
+# ${vx.beside:<checkpoint>,<what>}; cached, so every place Hydra resolves the run folder gets the same one.
+OmegaConf.register_new_resolver("vx.beside", beside, replace=True, use_cache=True)
+
+
+class RequireValues(Callback):
+    """A mandatory value (`???`) left unset is one line naming it, not Hydra's traceback from resolving the
+    output folder that is named after it."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        unset = [key for key in config if key != "hydra" and OmegaConf.is_missing(config, key)]
+        if unset:
+            job = config.hydra.job.name
+            print(f"error: {', '.join(unset)} must be given, e.g. python -m vision_exp.{job} "
+                  + " ".join(f"{key}=..." for key in unset), file=sys.stderr)
+            sys.exit(2)
 
 
 class CheckOutputFolder(Callback):
@@ -50,5 +72,5 @@ class CheckOutputFolder(Callback):
             probe.unlink()
         except OSError as exc:
             print(f"error: cannot write to the output folder {folder}: {exc.strerror or exc} "
-                  f"(set VISION_EXP_OUTPUT or hydra.run.dir / hydra.sweep.dir)", file=sys.stderr)
+                  f"(choose another with hydra.run.dir / hydra.sweep.dir; training runs: or VISION_EXP_OUTPUT)", file=sys.stderr)
             sys.exit(2)

@@ -9,9 +9,12 @@ traceback.
 class UserError(Exception):
     """Bad input: a missing path, an invalid value, an unreadable file."""
 
+    # Set when the run stopped before it wrote anything: an earlier run's status in the folder stands.
+    before_start = False
+
 
 class ConfigError(UserError):
-    """A configuration value that cannot work (checked before anything is written)."""
+    """A configuration value that cannot work."""
 
 
 class RunFolderBusy(ConfigError):

@@ -53,11 +53,11 @@ def val_only_folder(data: DataConfig) -> DataConfig:
 def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
     model, run_cfg, state = load_trained_model(Path(cfg.ckpt))
     data = val_only_folder(evaluation_data(run_cfg.data, cfg.get("data"), state))
-    device = select_device(cfg.device)
+    device = select_device(cfg.device, key="device")
     index = index_dataset(data)
     val_loader = build_val_loader(index, data, device)
     model.to(device)
-    result = evaluate(model, val_loader.epoch(0), device, amp_dtype(cfg.amp, device), len(index.classes))
+    result = evaluate(model, val_loader.epoch(0), device, amp_dtype(cfg.amp, device, key="amp"), len(index.classes))
     meta = {"checkpoint": str(cfg.ckpt), "data": data.name, "root": data.root}
     summary = write_evaluation(out_dir, result, index.class_names, meta)
     log.info("%s on %s val (%d images): top-1 %.2f%%, top-5 %.2f%%", cfg.ckpt, data.name, result["count"],

@@ -13,15 +13,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vision_exp.config_types import check_arguments
 from vision_exp.data.config import DataConfig
 from vision_exp.data.loaders import build_loaders, index_dataset
-from vision_exp.errors import CheckpointError, ConfigError, RunFolderBusy
+from vision_exp.errors import CheckpointError, ConfigError, RunFolderBusy, UserError
 from vision_exp.recipe.augment import AugmentConfig, BatchAugment
 from vision_exp.recipe.loss import create_train_loss
 from vision_exp.reporting.files import exclusive_lock, write_text_atomic
+from vision_exp.sweeps.jobs import BUDGET_SETTINGS, check_same_config, has_earlier_attempt
 from vision_exp.training import distributed
 from vision_exp.training.budget import Budget
 from vision_exp.training.checkpoint import load_checkpoint, load_model_weights
@@ -36,16 +38,17 @@ def plain(node) -> dict:
 
 
 def typed(cls, node, section: str):
-    """A config section as a dataclass; an unknown key is a clear error, not a silent no-op."""
+    """A config section as a dataclass; an unknown key or a value of the wrong type is one clear message."""
     values = plain(node)
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise ConfigError(f"{section}: {exc}".replace("__init__() ", "")) from None
+    check_arguments(cls, values, section)
+    return cls(**values)
 
 
 def build(target: DictConfig, section: str):
-    """hydra.utils.instantiate with the user's mistake (e.g. a bad model size) as one message."""
+    """hydra.utils.instantiate with the user's mistake (an unknown key, a string for a number, a bad model
+    size) as one message."""
+    check_arguments(get_object(target._target_), {k: v for k, v in plain(target).items() if not k.startswith("_")},
+                    section)
     try:
         return instantiate(target)
     except InstantiationException as exc:
@@ -86,39 +89,59 @@ def check_writable(run_dir: Path) -> None:
         raise ConfigError(f"cannot write to the output folder {run_dir}: {exc.strerror}") from None
 
 
+@contextmanager
+def before_start():
+    """UserErrors raised inside stop the run before it wrote anything in its folder."""
+    try:
+        yield
+    except UserError as exc:
+        exc.before_start = True
+        raise
+
+
+def check_resumable(run_dir: Path, cfg: DictConfig, resume) -> None:
+    """Resuming in a folder that holds an earlier attempt: the same experiment, or only another budget."""
+    if resume not in ("never", None) and has_earlier_attempt(run_dir):
+        check_same_config(run_dir, plain(cfg), may_change=BUDGET_SETTINGS)
+
+
 def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
     """Train the run described by `cfg` into `run_dir`; returns the content of metrics.json."""
-    data_cfg = typed(DataConfig, cfg.data, "data")
-    aug_cfg = typed(AugmentConfig, cfg.augmentation, "augmentation")
-    trainer_cfg = typed(TrainerConfig, cfg.trainer, "trainer")
-    dist_env, device = distributed.setup(trainer_cfg.device)
+    with before_start():
+        data_cfg = typed(DataConfig, cfg.data, "data")
+        aug_cfg = typed(AugmentConfig, cfg.augmentation, "augmentation")
+        trainer_cfg = typed(TrainerConfig, cfg.trainer, "trainer")
+        dist_env, device = distributed.setup(trainer_cfg.device)
     run_dir = Path(distributed.same_on_all_ranks(str(run_dir)))
     if not dist_env.is_main:
         logging.getLogger().setLevel(logging.WARNING)  # one rank's log is enough
     with hold_run_dir(run_dir, dist_env.is_main):
-        check_run_dir(run_dir, trainer_cfg.resume)
-        optimizer_factory = build(cfg.optimizer, "optimizer")
-        scheduler_factory = build(cfg.scheduler, "scheduler")
+        with before_start():
+            check_run_dir(run_dir, trainer_cfg.resume)
+            check_resumable(run_dir, cfg, trainer_cfg.resume)
+            optimizer_factory = build(cfg.optimizer, "optimizer")
+            scheduler_factory = build(cfg.scheduler, "scheduler")
 
-        with distributed.main_first(dist_env):  # data.download=true: rank 0 fetches and extracts, the others then index
-            index = index_dataset(data_cfg)
-        Budget.create(len(index.train), data_cfg.batch_size, trainer_cfg.epochs, trainer_cfg.train_samples)  # fail early
-        with open_dict(cfg):
-            cfg.data.num_classes = index.num_classes
-        seed_everything(cfg.seed)
-        set_deterministic(trainer_cfg.deterministic, trainer_cfg.cudnn_benchmark)
-        model = build(cfg.model, "model")
+            with distributed.main_first(dist_env):  # data.download=true: rank 0 fetches and extracts, the others then index
+                index = index_dataset(data_cfg)
+            Budget.create(len(index.train), data_cfg.batch_size, trainer_cfg.epochs, trainer_cfg.train_samples)  # fail early
+            with open_dict(cfg):
+                cfg.data.num_classes = index.num_classes
+            seed_everything(cfg.seed)
+            set_deterministic(trainer_cfg.deterministic, trainer_cfg.cudnn_benchmark)
+            model = build(cfg.model, "model")
 
-        batch_augment = BatchAugment.create(aug_cfg, index.num_classes, cfg.loss.label_smoothing, device)
-        train_loss = create_train_loss(cfg.loss.label_smoothing, soft_targets=bool(batch_augment and batch_augment.soft_targets))
-        with distributed.main_first(dist_env):  # rank 0 builds the data cache, the others then read it
-            data = build_loaders(index, data_cfg, aug_cfg, device, cfg.seed, trainer_cfg.train_eval_samples, dist_env.shard)
-        config_text = OmegaConf.to_yaml(cfg, resolve=True)
-        trainer = Trainer(
-            model, data, optimizer_factory, scheduler_factory, trainer_cfg, run_dir, device, dist_env,
-            train_loss=train_loss, batch_augment=batch_augment, hparams=plain(cfg),
-            title=f"{cfg.name}: {type(model).__name__}", config_text=config_text,
-        )
+            batch_augment = BatchAugment.create(aug_cfg, index.num_classes, cfg.loss.label_smoothing, device)
+            train_loss = create_train_loss(cfg.loss.label_smoothing, soft_targets=bool(batch_augment and batch_augment.soft_targets))
+            with distributed.main_first(dist_env):  # rank 0 builds the data cache, the others then read it
+                data = build_loaders(index, data_cfg, aug_cfg, device, cfg.seed, trainer_cfg.train_eval_samples, dist_env.shard)
+            config_text = OmegaConf.to_yaml(cfg, resolve=True)
+            trainer = Trainer(
+                model, data, optimizer_factory, scheduler_factory, trainer_cfg, run_dir, device, dist_env,
+                train_loss=train_loss, batch_augment=batch_augment, hparams=plain(cfg),
+                title=f"{cfg.name}: {type(model).__name__}", config_text=config_text,
+            )
+            trainer.restore()
         if dist_env.is_main:
             write_text_atomic(run_dir / "config.yaml", config_text)
             write_text_atomic(run_dir / "overrides.json", json.dumps(list(overrides)))
@@ -134,6 +157,9 @@ def load_trained_model(checkpoint: Path):
     """(model with the checkpoint's weights, the run's config, the checkpoint's contents)."""
     checkpoint = Path(checkpoint)
     state = load_checkpoint(checkpoint)
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{checkpoint} is not a checkpoint of a vision-exp run (it holds no 'model' entry): "
+                              f"use a run's checkpoints/best.pt or checkpoints/last.pt")
     config_path = run_dir_of(checkpoint) / "config.yaml"
     if not config_path.is_file():
         raise CheckpointError(f"no config.yaml for {checkpoint}: expected the run folder's {config_path}")

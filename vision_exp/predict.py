@@ -17,7 +17,7 @@ from vision_exp.data.config import DataConfig
 from vision_exp.data.images import open_rgb
 from vision_exp.data.index import IMAGE_EXTENSIONS
 from vision_exp.data.loaders import folder_transforms
-from vision_exp.errors import DataError
+from vision_exp.errors import ConfigError, DataError
 from vision_exp.experiment import load_trained_model, typed
 from vision_exp.recipe.augment import AugmentConfig
 from vision_exp.reporting.files import write_text_atomic
@@ -54,11 +54,14 @@ def readable(paths: list, transform, min_size: int) -> tuple:
 @torch.no_grad()
 def predict(checkpoint: Path, target: Path, topk: int = 5, batch_size: int = 64, device: str = "auto") -> list:
     """[(path, [(class name, probability), ...]), ...] with the run's evaluation transform."""
+    for key, value in (("topk", topk), ("batch_size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{key}={value!r} must be a positive integer")
     model, run_cfg, state = load_trained_model(checkpoint)
     data = typed(DataConfig, run_cfg.data, "data")
     _, transform = folder_transforms(data, AugmentConfig(), None)
     names = state.get("class_names") or [str(i) for i in range(run_cfg.data.num_classes)]
-    chosen = select_device(device)
+    chosen = select_device(device, key="device")
     model.to(chosen).eval()
     files, rows = image_files(target), []
     k = min(topk, len(names))

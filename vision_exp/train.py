@@ -80,6 +80,9 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
     earlier_attempt = has_earlier_attempt(run_dir)
     try:
         with ExitStack() as job:
+            if not multirun and hydra_cfg.sweeper.get("params"):
+                raise ConfigError(f"{cfg.name} is a sweep preset ({', '.join(hydra_cfg.sweeper.params)}): run it "
+                                  f"with -m (python -m vision_exp.train -m experiment=...)")
             if multirun:
                 finished = prepare_sweep_job(cfg, run_dir, hydra_cfg)
                 if finished is not None:
@@ -88,10 +91,10 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
             return run_experiment(cfg, run_dir, list(hydra_cfg.overrides.task))
     except UserError as exc:
         log.error("%s", exc)
-        # A ConfigError is raised before anything is written: an earlier run's status (interrupted, and so
-        # resumable; or failed with its own reason) stands, as does a running one's. record_failure already
-        # keeps a completed one.
-        if not (isinstance(exc, RunFolderBusy) or (earlier_attempt and isinstance(exc, ConfigError))):
+        # Refused before anything was written: an earlier run's status (interrupted, and so resumable; or
+        # failed with its own reason) stands, as does a running one's. record_failure already keeps a
+        # completed one.
+        if not (isinstance(exc, RunFolderBusy) or (earlier_attempt and exc.before_start)):
             record_failure(run_dir, str(exc))
         if verbose:
             raise

@@ -185,8 +185,8 @@ def cached_split(entry: Path, split: Split, root: str, classes: dict, size: int,
         log.info("decoding %d images into %s", len(split), entry)
         try:
             build_split_cache(entry, split, files, classes, size, workers, entry.name, on_bad_image)
-        except PermissionError as exc:
-            raise DataError(f"cannot write the data cache at {entry.parent}: {exc.strerror} "
+        except OSError as exc:  # no permission, a read-only file system (Kaggle's /kaggle/input), a file in the way
+            raise DataError(f"cannot write the data cache at {entry.parent}: {exc.strerror or exc} "
                             f"(set VISION_EXP_CACHE or data.cache_dir)") from None
         found = load_split_cache(entry)
     if found.skipped and on_bad_image == "error":  # built under `skip`: the setting is not part of the cache key

@@ -21,7 +21,7 @@ BAD_IMAGE_POLICIES = ("skip", "error")
 class DataConfig:
     """Where the images are, which of them to use, and how to batch them."""
 
-    root: str
+    root: Optional[str]  # null only in data=folder, until the user names the folder
     name: str = "imagefolder"
     format: str = "imagefolder"
     train_split: str = "train"
@@ -48,6 +48,9 @@ class DataConfig:
     on_bad_image: str = "skip"
 
     def __post_init__(self) -> None:
+        if not self.root:
+            raise ConfigError(f"data.root is not set: data={self.name} needs the dataset's folder, data.root=<dir> "
+                              f"(<dir>/{self.train_split}/<class>/*, <dir>/{self.val_split}/<class>/*)")
         self.mean, self.std = tuple(self.mean), tuple(self.std)
         if isinstance(self.classes, (list, tuple)):
             self.classes = [str(c) for c in self.classes]

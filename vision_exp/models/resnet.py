@@ -129,6 +129,8 @@ class ResNet(nn.Module):
         block = resolve_block(block)
         if len(layers) != 4 or len(widths) != 4:
             raise ValueError(f"layers and widths need 4 stages, got {list(layers)} and {list(widths)}")
+        if min(*layers, *widths, stem_stride) < 1:
+            raise ValueError(f"layers {list(layers)}, widths {list(widths)} and stem_stride {stem_stride} must be at least 1")
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(3, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
             self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)

@@ -292,6 +292,10 @@ class ViT(nn.Module):
     ):
         super().__init__()
         block = resolve_block(block)
+        sizes = dict(img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads)
+        for name, value in sizes.items():
+            if value < 1:
+                raise ValueError(f"{name}={value} must be at least 1")
         if img_size % patch_size:
             raise ValueError(f"img_size {img_size} is not divisible by patch_size {patch_size}")
         if pool not in ("cls", "avg"):

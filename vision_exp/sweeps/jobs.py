@@ -19,6 +19,9 @@ from vision_exp.reporting.run import INCIDENTAL_SETTINGS, METRICS_FILE, flatten
 
 CONFIG_FILE = "config.yaml"
 
+# What a run resumed by hand may change: a longer budget continues on the longer schedule.
+BUDGET_SETTINGS = ("trainer.train_samples", "trainer.epochs")
+
 # Null in the composed config and filled in from the dataset when the run starts.
 FILLED_AT_START = ("data.num_classes", "model.num_classes")
 
@@ -52,13 +55,16 @@ def config_differences(saved: dict, current: dict) -> list:
     return differences
 
 
-def check_same_config(run_dir: Path, current: dict) -> None:
-    """Refuse to skip or resume a folder whose config.yaml describes another experiment."""
+def check_same_config(run_dir: Path, current: dict, may_change: tuple = ()) -> None:
+    """Refuse to skip or resume a folder whose config.yaml describes another experiment.
+
+    A sweep job must match exactly (its folder was chosen by its position in the sweep); a single run
+    resumed by hand may change the settings `may_change` names (its budget)."""
     saved = OmegaConf.to_container(OmegaConf.load(Path(run_dir) / CONFIG_FILE))
-    differences = config_differences(saved, current)
+    differences = [d for d in config_differences(saved, current) if d.split(":")[0] not in may_change]
     if differences:
         shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
-        raise ConfigError(
-            f"{run_dir} holds a run of another configuration ({shown}): resume a sweep with the "
-            f"command that started it, or choose a new hydra.sweep.dir"
-        )
+        advice = ("resume it with its own settings (only trainer.train_samples or trainer.epochs may change), "
+                  "or choose another hydra.run.dir") if may_change else (
+                  "resume a sweep with the command that started it, or choose a new hydra.sweep.dir")
+        raise ConfigError(f"{run_dir} holds a run of another configuration ({shown}): {advice}")

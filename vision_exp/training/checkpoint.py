@@ -104,6 +104,10 @@ def verify(path: Path) -> Optional[str]:
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
     path = Path(path)
+    if path.is_dir():
+        inside = next((p for p in (path / "checkpoints" / "best.pt", path / "best.pt") if p.is_file()), None)
+        hint = f": name a file in it, e.g. {inside}" if inside else ": name a .pt file"
+        raise CheckpointError(f"{path} is a folder, not a checkpoint{hint}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     problem = verify(path)
@@ -112,12 +116,20 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"refusing to load {path}: it holds more than weights (pickled code or objects), "
-            f"and checkpoints are only ever loaded weights-only ({str(exc).splitlines()[0]})"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        if "Unsupported global" in str(exc):
+            raise CheckpointError(
+                f"refusing to load {path}: it holds more than weights (pickled code or objects), "
+                f"and checkpoints are only ever loaded weights-only ({first_line(exc)})"
+            ) from None
+        raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch checkpoint, or a damaged one") from None
+    except Exception as exc:  # garbage makes the unpickler fail in many ways (EOFError, KeyError, RuntimeError...)
+        detail = f": {first_line(exc)}" if str(exc) else ""
+        raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch checkpoint, or a damaged one "
+                              f"({type(exc).__name__}{detail})") from None
+
+
+def first_line(exc: BaseException) -> str:
+    return next(iter(str(exc).splitlines()), "")
 
 
 def load_latest(path: Path, map_location="cpu") -> tuple:

@@ -14,7 +14,8 @@ from vision_exp.errors import ConfigError
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 
 
-def select_device(name: str = "auto") -> torch.device:
+def select_device(name: str = "auto", key: str = "trainer.device") -> torch.device:
+    """The torch device `name` names; `key` is the setting an error message names."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -24,16 +25,16 @@ def select_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"trainer.device={name!r} is not a device (use auto, cpu, cuda, cuda:1, mps)") from None
+        raise ConfigError(f"{key}={name!r} is not a device (use auto, cpu, cuda, cuda:1, mps)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("trainer.device=cuda but no CUDA device is available (use trainer.device=auto)")
+        raise ConfigError(f"{key}={name} but no CUDA device is available (use {key}=auto)")
     return device
 
 
-def amp_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
+def amp_dtype(mode: str, device: torch.device, key: str = "trainer.amp") -> Optional[torch.dtype]:
     """The autocast dtype: bf16 where the GPU supports it, else fp16 (with a GradScaler); none on CPU."""
     if mode not in AMP_MODES:
-        raise ConfigError(f"trainer.amp={mode!r}: choose one of {', '.join(AMP_MODES)}")
+        raise ConfigError(f"{key}={mode!r}: choose one of {', '.join(AMP_MODES)}")
     if mode == "off" or device.type not in ("cuda", "mps"):
         return None
     if mode == "bf16":

@@ -23,7 +23,7 @@ from typing import Callable, Optional, Union
 
 import torch
 
-from vision_exp.errors import ConfigError, UserError
+from vision_exp.errors import CheckpointError, ConfigError, UserError
 from vision_exp.reporting.figures import attention_overlay, classifier_attention, denormalize
 from vision_exp.reporting.run import RunReporter
 from vision_exp.training.budget import Budget, check_every_rank_gets_samples, smallest_batch
@@ -221,6 +221,10 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict, source: str) -> None:
+        lacking = [key for key in ("model", "optimizer", "position", "rng") if key not in state]
+        if lacking:
+            raise CheckpointError(f"cannot resume from {source}: it holds no {', '.join(lacking)} state (best.pt keeps "
+                                  f"the best weights for evaluation); resume from last.pt, e.g. with trainer.resume=auto")
         load_model_weights(self.model, state["model"], source)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
@@ -256,7 +260,9 @@ class Trainer:
             save_checkpoint(self.state_dict(), self.checkpoint_dir / name)
 
     # ------------------------------------------------------------------------------- training
-    def fit(self) -> dict:
+    def restore(self) -> None:
+        """Load the checkpoint trainer.resume names, if any. Called before the run writes into its folder, so a
+        checkpoint that cannot be used stops it with the folder as it was."""
         source = self.resume_source()
         if source is not None:
             state, source = load_latest(source, map_location=self.device)
@@ -265,6 +271,9 @@ class Trainer:
                      self.position.epoch, self.position.batch, self.position.samples_seen)
         elif self.cfg.resume == "auto":
             log.info("no checkpoint in %s: starting from scratch", self.checkpoint_dir)
+
+    def fit(self) -> dict:
+        """Train from the current position (see `restore`) to the end of the budget."""
         self.signals = StopSignals()
         if not self.dist.is_main:  # other ranks train and evaluate their shards, and write nothing
             with self.signals:

@@ -1,0 +1,79 @@
+"""Config values checked against the annotations of what they configure.
+
+A string where a number belongs (`data.batch_size=abc`, `optimizer.lr=fast`) would otherwise fail deep
+inside torch or a comparison, with a message that names no key; a misspelt key would fail as Python's
+"unexpected keyword argument". Both become one message naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import types
+import typing
+from typing import Any, Callable, Union
+
+from vision_exp.errors import ConfigError
+
+
+def parameter_types(target: Callable) -> dict:
+    """{parameter: annotation} of a dataclass, a class's constructor or a function; {} when they cannot be read."""
+    function = target if dataclasses.is_dataclass(target) else target.__init__ if inspect.isclass(target) else target
+    try:
+        return typing.get_type_hints(function)
+    except Exception:  # annotations naming what cannot be imported here: no check rather than no run
+        return {}
+
+
+def conforms(value: Any, expected: Any) -> bool:
+    origin = typing.get_origin(expected)
+    if origin in (Union, types.UnionType):
+        return any(conforms(value, option) for option in typing.get_args(expected))
+    if expected is type(None):
+        return value is None
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is str:
+        return isinstance(value, str)
+    if expected in (list, tuple) or origin in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if expected is dict or origin is dict:
+        return isinstance(value, dict)
+    return True  # Any, classes, callables: not a value a command line gives
+
+
+def describe(expected: Any) -> str:
+    origin = typing.get_origin(expected)
+    if origin in (Union, types.UnionType):
+        return " or ".join(dict.fromkeys(describe(option) for option in typing.get_args(expected)))
+    names = {type(None): "null", bool: "true or false", int: "an integer", float: "a number", str: "a name",
+             list: "a list", tuple: "a list", dict: "a mapping"}
+    return names.get(origin or expected, getattr(expected, "__name__", str(expected)))
+
+
+def check_types(values: dict, annotations: dict, section: str) -> None:
+    for key, value in values.items():
+        expected = annotations.get(key)
+        if expected is not None and not conforms(value, expected):
+            raise ConfigError(f"{section}.{key}={value!r} must be {describe(expected)}")
+
+
+def check_known_keys(values: dict, known: typing.Iterable, section: str) -> None:
+    known = list(known)
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {section}.{close[0]}?)" if close else ""
+            raise ConfigError(f"{section}.{key} is not a setting{hint}")
+
+
+def check_arguments(target: Callable, values: dict, section: str) -> None:
+    """The keys and types of `values`, the keyword arguments a config passes to `target`."""
+    parameters = inspect.signature(target).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        check_known_keys(values, [name for name in parameters if name != "self"], section)
+    check_types(values, parameter_types(target), section)
