@@ -1,5 +1,7 @@
 """Every config group option composes, and the composed config builds its objects."""
 
+from typing import Optional, Union
+
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -57,6 +59,45 @@ def test_every_option_composes(group, option, tmp_path):
         for step in range(1, 101):
             scheduler.step_update(num_updates=step)
         assert optimizer.param_groups[0]["lr"] >= 0
+
+
+def checked_sections(cfg) -> None:
+    """What run_experiment checks before it builds anything: every section against its target's annotations."""
+    from hydra.utils import get_object
+
+    from vision_exp.config_types import check_arguments
+    from vision_exp.data.config import DataConfig
+    from vision_exp.experiment import plain, typed
+    from vision_exp.recipe.augment import AugmentConfig
+    from vision_exp.training.trainer import TrainerConfig
+
+    for cls, section in ((DataConfig, "data"), (AugmentConfig, "augmentation"), (TrainerConfig, "trainer")):
+        typed(cls, cfg[section], section)
+    for section in ("model", "optimizer", "scheduler"):
+        values = {k: v for k, v in plain(cfg[section]).items() if not k.startswith("_")}
+        check_arguments(get_object(cfg[section]._target_), values, section)
+
+
+@pytest.mark.parametrize("overrides", [[f"experiment={p}"] for p in options("experiment")]
+                         + [[f"{g}={o}"] for g, o in all_choices() if g not in ("experiment", "enhancement")]
+                         + [["model=vit_v1", f"enhancement={o}"] for o in options("enhancement")],
+                         ids=lambda overrides: " ".join(overrides))
+def test_every_shipped_value_has_the_type_its_setting_declares(overrides, tmp_path):
+    """The type checks that turn `data.batch_size=abc` into one message must pass every value the project ships."""
+    cfg = compose(overrides + ([f"data.root={tmp_path}"] if "data=folder" in overrides else []))
+    cfg.data.num_classes = cfg.data.num_classes or 10
+    checked_sections(cfg)
+
+
+@pytest.mark.parametrize("value, expected, fits", [
+    (3, int, True), (True, int, False), (3, float, True), ("3", float, False), (None, Optional[int], True),
+    ("auto", Union[bool, str], True), (0.5, Union[bool, str], False), ([1, 2], tuple, True), ("ab", list, False),
+])
+def test_type_checks_of_config_values(value, expected, fits):
+    from vision_exp.config_types import conforms, describe
+
+    assert conforms(value, expected) is fits
+    assert describe(Optional[int]) == "an integer or null" and describe(float) == "a number"
 
 
 def test_unknown_option_is_refused_by_hydra():

@@ -62,18 +62,20 @@ def check_types(values: dict, annotations: dict, section: str) -> None:
             raise ConfigError(f"{section}.{key}={value!r} must be {describe(expected)}")
 
 
-def check_known_keys(values: dict, known: typing.Iterable, section: str) -> None:
+def check_known_keys(values: dict, known: typing.Iterable, section: str, owner: str = "") -> None:
     known = list(known)
     for key in values:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" (did you mean {section}.{close[0]}?)" if close else ""
-            raise ConfigError(f"{section}.{key} is not a setting{hint}")
+            raise ConfigError(f"{section}.{key} is not a setting{f' of {owner}' if owner else ''}{hint}")
 
 
 def check_arguments(target: Callable, values: dict, section: str) -> None:
     """The keys and types of `values`, the keyword arguments a config passes to `target`."""
     parameters = inspect.signature(target).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        check_known_keys(values, [name for name in parameters if name != "self"], section)
+        # A model's class is worth naming: e.g. a ViT enhancement composed onto the ResNet
+        owner = target.__name__ if inspect.isclass(target) and not dataclasses.is_dataclass(target) else ""
+        check_known_keys(values, [name for name in parameters if name != "self"], section, owner)
     check_types(values, parameter_types(target), section)
