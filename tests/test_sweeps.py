@@ -69,7 +69,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(finished_sweep):
     statuses = [metrics(sweep / str(n))["status"] for n in range(6)]
     assert statuses == ["completed"] * 4 + ["failed"] * 2
     for n in (4, 5):
-        assert "unexpected keyword argument 'widths'" in metrics(sweep / str(n))["error"]
+        assert "model.widths is not a setting of ViT" in metrics(sweep / str(n))["error"]
         assert "model=vit_v1" in json.loads((sweep / str(n) / "overrides.json").read_text())
 
 
@@ -127,6 +127,25 @@ def test_rerun_skips_completed_jobs_and_resumes_an_interrupted_one(finished_swee
     assert {k: after[k] for k in ("val_acc", "train_acc", "samples_seen")} == {k: before[k] for k in ("val_acc", "train_acc", "samples_seen")}
     rows = list(csv.DictReader((sweep / "results.csv").open()))
     assert [r["status"] for r in rows] == ["completed"] * 4 + ["failed"] * 2
+
+
+def test_a_changed_command_over_a_finished_sweep_refuses_its_jobs_and_keeps_their_results(finished_sweep, tmp_path):
+    original, args, _ = finished_sweep
+    sweep = tmp_path / "sweep"
+    shutil.copytree(original, sweep)
+    before = {n: (sweep / n / "metrics.json").read_bytes() for n in ("0", "1")}
+    changed = [("model=resnet_v1" if a.startswith("model=") else a) for a in args] + ["data.batch_size=4"]
+    result = run_cli([*changed, f"hydra.sweep.dir={sweep}"], env_extra=sweep_env(original.parent))
+    assert result.returncode == 1, output(result)
+    assert {n: (sweep / n / "metrics.json").read_bytes() for n in ("0", "1")} == before
+    rows = list(csv.DictReader((sweep / "results.csv").open()))
+    assert [r["status"] for r in rows[:2]] == ["refused", "refused"]
+    assert all("data.batch_size: 8 -> 4" in r["error"] for r in rows[:2])
+    assert "| 0 | model=resnet_v1 | 0 | refused |" in (sweep / "results.md").read_text()
+    again = run_cli([*args, f"hydra.sweep.dir={sweep}"], env_extra=sweep_env(original.parent))  # the sweep's own command
+    assert output(again).count("skipped: already completed") == 4
+    assert not list(sweep.glob("*/refused.json"))
+    assert [r["status"] for r in csv.DictReader((sweep / "results.csv").open())][:4] == ["completed"] * 4
 
 
 def test_ctrl_c_stops_the_sweep_at_a_checkpoint(tiny_folder, tmp_path):
@@ -482,3 +501,36 @@ def test_a_parallel_job_takes_a_free_gpu_and_holds_it_until_it_ends(tmp_path):
     for count in (0, 1):
         with claimed_gpu(tmp_path, 3, count) as gpu:
             assert gpu is None
+
+
+def test_a_job_resumed_on_another_device_stays_in_its_configuration(tmp_path):
+    sweep = tmp_path / "multirun"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("{}")
+    write_job(sweep, 0, ["model=resnet_v1", "seed=0"], 70.0)
+    write_job(sweep, 1, ["model=resnet_v1", "seed=1", "trainer.device=cpu"], 72.0)  # resumed on another machine
+    write_job(sweep, 2, ["model=resnet_v2", "seed=0"], 75.0)
+    write_job(sweep, 3, ["model=resnet_v2", "seed=1"], 77.0)
+    summary = load_sweep(sweep)
+    assert [(c.label, c.values("val_acc")) for c in summary.configurations] == [
+        ("model=resnet_v1", [70.0, 72.0]), ("model=resnet_v2", [75.0, 77.0])]
+    assert summary.baseline.label == "model=resnet_v1"
+
+
+def test_n_counts_the_values_behind_the_mean_and_an_empty_baseline_is_named(tmp_path):
+    sweep = tmp_path / "multirun"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("{}")
+    write_job(sweep, 0, ["enhancement=none", "seed=0"], error="out of memory")
+    write_job(sweep, 1, ["enhancement=ema", "seed=0"], 60.0)
+    write_job(sweep, 2, ["enhancement=ema", "seed=1"], 62.0)
+    record = json.loads((sweep / "2" / "metrics.json").read_text())
+    (sweep / "2" / "metrics.json").write_text(json.dumps({**record, "val_acc5": None}))
+    (sweep / "1" / "metrics.json").write_text(json.dumps({**record, "val_acc5": 95.0}))
+    summary = load_sweep(sweep, metric="val_acc5")
+    assert summary.baseline.label == "enhancement=none"
+    assert "no completed job with val_acc5" in summary.baseline_reason
+    from vision_exp.sweeps.summary import results_table
+
+    ema_row = next(line for line in results_table(summary).splitlines() if line.startswith("| enhancement=ema"))
+    assert "| 1 (+1 without val_acc5) | 95.00 |" in ema_row

@@ -24,9 +24,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vision_exp.errors import ConfigError, RunFolderBusy, UserError
 from vision_exp.experiment import run_experiment
-from vision_exp.reporting.files import write_text_atomic
+from vision_exp.reporting.files import write_json_atomic, write_text_atomic
 from vision_exp.reporting.run import record_failure
 from vision_exp.sweeps.jobs import check_same_config, completed_record, has_earlier_attempt
+from vision_exp.sweeps.summary import REFUSED_FILE
 from vision_exp.sweeps.launch import claimed_gpu, register_resolvers, restore_default_start_method
 from vision_exp.training.trainer import Interrupted
 
@@ -44,7 +45,13 @@ def prepare_sweep_job(cfg: DictConfig, run_dir: Path, hydra_cfg) -> Optional[dic
     """
     earlier_attempt = has_earlier_attempt(run_dir)
     if earlier_attempt:
-        check_same_config(run_dir, OmegaConf.to_container(cfg, resolve=True))
+        try:
+            check_same_config(run_dir, OmegaConf.to_container(cfg, resolve=True))
+        except ConfigError as exc:  # the job's results stay; the sweep summary lists it as refused
+            exc.before_start = True
+            write_json_atomic(run_dir / REFUSED_FILE, {"error": str(exc), "overrides": list(hydra_cfg.overrides.task)})
+            raise
+        (run_dir / REFUSED_FILE).unlink(missing_ok=True)
         finished = completed_record(run_dir)
         if finished is not None:
             log.info("skipped: already completed (%s)", run_dir / "metrics.json")

@@ -3,7 +3,7 @@
 Each sweep gets its section: the command that produced it (from its multirun.yaml), its
 results table, its jobs that did not complete, and its two plots, linked relative to the
 report's own folder. The tables are computed from the job folders, like results.md, with each
-sweep's default baseline; plots missing from a folder are drawn.
+sweep's default baseline; the plots are redrawn to match.
 """
 from __future__ import annotations
 
@@ -22,10 +22,8 @@ def relative_link(path: Path, report_dir: Path) -> str:
 def sweep_section(sweep_dir: Path, report_dir: Path) -> str:
     summary = load_sweep(sweep_dir)
     bars, curves = summary.sweep_dir / bars_png(summary), summary.sweep_dir / CURVES_PNG
-    if not bars.is_file():
-        plot_bars(summary, bars)
-    if not curves.is_file():
-        plot_curves(summary, curves)
+    plot_bars(summary, bars)  # redrawn: a plot left by `summarize.py --baseline ...` marks another baseline
+    plot_curves(summary, curves)
     completed = len(summary.jobs) - len(summary.unsuccessful)
     parts = [
         f"## {summary.name}",

@@ -19,10 +19,11 @@ from omegaconf import OmegaConf
 
 from vision_exp.errors import UserError
 from vision_exp.reporting.files import write_text_atomic
-from vision_exp.reporting.run import METRICS_FILE
+from vision_exp.reporting.run import INCIDENTAL_SETTINGS, METRICS_FILE
 from vision_exp.sweeps.statistics import Difference, mean, sample_std, welch_difference
 
 OVERRIDES_FILE = "overrides.json"
+REFUSED_FILE = "refused.json"  # written by vision_exp.train when a rerun asks a job folder for another configuration
 SWEEP_FILE = "multirun.yaml"
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
@@ -58,9 +59,15 @@ class Job:
     metrics: dict
 
     @property
+    def refusal(self) -> Optional[str]:
+        """Why the last command that ran this job refused it (its folder holds another configuration), if it did."""
+        return read_json(self.run_dir / REFUSED_FILE, {}).get("error")
+
+    @property
     def status(self) -> str:
-        """completed, failed, interrupted (SIGTERM/SIGINT, resumable), or unfinished (no metrics.json: running, or killed)."""
-        return self.metrics.get("status", "unfinished")
+        """completed, failed, interrupted (SIGTERM/SIGINT, resumable), unfinished (no metrics.json: running, or
+        killed), or refused (the command that ran last asked for another configuration than the folder's)."""
+        return "refused" if self.refusal else self.metrics.get("status", "unfinished")
 
     @property
     def completed(self) -> bool:
@@ -77,11 +84,15 @@ class Job:
 
     @property
     def config_overrides(self) -> tuple:
-        """The overrides that define its configuration: all but the seed."""
-        return tuple(o for o in self.overrides if display_key(split_override(o)[0]) != "seed")
+        """The overrides that define its configuration: all but the seed and where or how it ran (trainer.device,
+        paths, ...: a resumed job may change those)."""
+        return tuple(o for o in self.overrides if display_key(split_override(o)[0]) != "seed"
+                     and not display_key(split_override(o)[0]).startswith(INCIDENTAL_SETTINGS))
 
     @property
     def error(self) -> str:
+        if self.refusal:
+            return self.refusal
         if self.status == "unfinished":
             return "no metrics.json: the job did not finish (interrupted, or still running)"
         return self.metrics.get("error", "")
@@ -189,7 +200,8 @@ def group_configurations(jobs: list, axes: dict) -> list:
     for job in jobs:
         key = tuple(sorted(job.config_overrides))  # the same configuration, whatever the order of its overrides
         if key not in configurations:
-            swept = [f"{display_key(k)}={v}" for k, v in map(split_override, job.config_overrides) if k in axes]
+            given = dict(map(split_override, job.config_overrides))
+            swept = [f"{display_key(k)}={given.get(k, '(default)')}" for k in axes]
             configurations[key] = Configuration(" ".join(swept) or "all jobs", job.config_overrides)
         configurations[key].jobs.append(job)
     return list(configurations.values())
@@ -201,8 +213,15 @@ def matches(configuration: Configuration, wanted: list) -> bool:
     return all((display_key(k), v) in present for k, v in map(split_override, wanted))
 
 
-def choose_baseline(configurations: list, axes: dict, requested: Optional[str]) -> tuple:
+def choose_baseline(configurations: list, axes: dict, requested: Optional[str], metric: str) -> tuple:
     """The configuration the others are compared with, and why it was chosen."""
+    chosen, reason = requested_or_default_baseline(configurations, axes, requested)
+    if not chosen.values(metric):
+        reason += f"; it has no completed job with {metric}, so no Δ can be computed (choose another with --baseline)"
+    return chosen, reason
+
+
+def requested_or_default_baseline(configurations: list, axes: dict, requested: Optional[str]) -> tuple:
     if requested:
         wanted = requested.split()
         found = [c for c in configurations if matches(c, wanted)]
@@ -211,15 +230,16 @@ def choose_baseline(configurations: list, axes: dict, requested: Optional[str]) 
             how = "matches no configuration" if not found else f"matches {len(found)} configurations (name more overrides)"
             raise SweepError(f"--baseline {requested!r} {how}; the sweep's configurations are: {known}")
         return found[0], "chosen with --baseline"
-    wanted = [f"{key}={NO_CHANGE if NO_CHANGE in values else values[0]}" for key, values in axes.items()]
-    found = [c for c in configurations if all(w in c.overrides for w in wanted)]
+    first = dict(map(split_override, configurations[0].overrides))  # the first job's; None where it sets no value
+    wanted = {key: NO_CHANGE if NO_CHANGE in values else first.get(key) for key, values in axes.items()}
+    found = [c for c in configurations if all(dict(map(split_override, c.overrides)).get(k) == v for k, v in wanted.items())]
     if found:
-        return found[0], f"the first value of each swept axis, or its `{NO_CHANGE}`"
+        return found[0], f"the first job's value of each swept axis, or its `{NO_CHANGE}`"
     return configurations[0], "the first job's: no job has every swept axis at its first value"
 
 
 def load_sweep(sweep_dir, baseline: Optional[str] = None, metric: str = "val_acc") -> SweepSummary:
-    """Read a sweep folder; `baseline` is e.g. 'model=resnet_v1' (default: first value of each axis)."""
+    """Read a sweep folder; `baseline` is e.g. 'model=resnet_v1' (default: the first job's value of each axis)."""
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / SWEEP_FILE).is_file():
         what = "it does not exist" if not sweep_dir.exists() else f"it has no {SWEEP_FILE}, which Hydra writes when a multirun starts"
@@ -233,7 +253,7 @@ def load_sweep(sweep_dir, baseline: Optional[str] = None, metric: str = "val_acc
         raise SweepError(f"metric {metric!r} is not in the jobs' {METRICS_FILE}; choose one of {', '.join(sorted(numeric))}")
     axes = swept_axes(jobs)
     configurations = group_configurations(jobs, axes)
-    chosen, reason = choose_baseline(configurations, axes, baseline)
+    chosen, reason = choose_baseline(configurations, axes, baseline, metric)
     common = [o for o in jobs[0].config_overrides if split_override(o)[0] not in axes]
     return SweepSummary(sweep_dir, str(sweep.get("name") or sweep_dir.name), sweep_command(sweep),
                         jobs, configurations, axes, common, chosen, reason, metric)
@@ -277,11 +297,13 @@ def results_table(summary: SweepSummary) -> str:
     ]
     for configuration in summary.configurations:
         label = f"**{configuration.label}** (baseline)" if configuration is summary.baseline else configuration.label
-        n = len(configuration.completed)
-        missing = len(configuration.jobs) - n
+        n = len(configuration.values(metric))  # the values behind the mean
+        missing = len(configuration.jobs) - len(configuration.completed)
+        lacking = len(configuration.completed) - n  # completed before the metric existed, or it is null
+        count = f"{n}" + (f" (+{missing} not completed)" if missing else "") + (f" (+{lacking} without {metric})" if lacking else "")
         samples = configuration.mean("samples_seen")
         lines.append("| " + " | ".join(cell(c) for c in (
-            label, f"{n}" + (f" (+{missing} not completed)" if missing else ""), mean_std(configuration, metric),
+            label, count, mean_std(configuration, metric),
             difference_text(summary, configuration), mean_std(configuration, "best_val_acc"),
             mean_std(configuration, "train_acc"), "—" if samples is None else f"{samples:,.0f}",
             fmt(configuration.mean("wall_time_s"), 1),
