@@ -61,8 +61,9 @@ step() {
 train() {  # train NAME PRESET [overrides...]
   local name=$1 preset=$2
   shift 2
+  # The copy is 64 px already: stored as it is and evaluated whole (crop_pct 1), as the recorded runs were.
   step "$name" "$LIMIT" "$PY" -m vision_exp.train "experiment=$preset" "data.root=$DATA_ROOT" data.cache_size=64 \
-    data.num_workers=8 trainer.progress=log "hydra.run.dir=$CALL/runs/$name" "$@" "${EXTRA[@]}"
+    data.crop_pct=1.0 data.num_workers=8 trainer.progress=log "hydra.run.dir=$CALL/runs/$name" "$@" "${EXTRA[@]}"
 }
 
 if (($#)); then  # ad-hoc runs instead of the plan: each argument is "NAME PRESET [override ...]"

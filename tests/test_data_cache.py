@@ -156,12 +156,13 @@ def test_parallel_builders_of_one_entry_keep_the_first(tmp_path):
     late = tmp_path / "c" / "late-build"
     shutil.copytree(entry, late)
     (late / "marker").write_text("late")
-    _move_into_place(late, entry, manifest["files"])  # same files: the entry in place stays
+    _move_into_place(late, entry)  # same files: the entry in place stays
     assert not late.exists() and not (entry / "marker").exists()
     late.mkdir()
     shutil.copytree(entry, late, dirs_exist_ok=True)
     (late / "marker").write_text("late")
-    _move_into_place(late, entry, manifest["files"][:-1])  # the entry in place is stale: replaced
+    (late / "manifest.json").write_text(json.dumps({**manifest, "mtimes": [0] * len(manifest["files"])}))
+    _move_into_place(late, entry)  # built from rewritten files: the entry in place is stale and replaced
     assert (entry / "marker").exists()
 
 
@@ -169,3 +170,42 @@ def test_hf_cache_entries_depend_on_the_columns(tmp_path):
     base = dict(root=str(tmp_path), cache_dir=str(tmp_path / "c"), format="hf", name="hf")
     assert DataConfig(**base).cache_entry("train") != DataConfig(**base, label_column="fine_label").cache_entry("train")
     assert DataConfig(**base).cache_entry("train") == DataConfig(**base).cache_entry("train")
+
+
+def test_an_image_rewritten_with_the_same_size_rebuilds_the_cache_but_a_copied_cache_is_kept(tmp_path):
+    """Uncompressed images keep their byte size when rewritten: the modification time tells them apart in the
+    folder the cache was built from; elsewhere (a copied dataset and cache) sizes alone decide."""
+    from PIL import Image
+
+    root = tmp_path / "d"
+    for split in ("train", "val"):
+        for name in ("a", "b"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (24, 24), (40, 40, 40)).save(root / split / name / f"{i}.bmp")
+    data = settings(root, tmp_path / "c")
+    dark = np.asarray(build(data)[1].images).mean()
+    victim = root / "train" / "a" / "0.bmp"
+    size = victim.stat().st_size
+    Image.new("RGB", (24, 24), (250, 250, 250)).save(victim)
+    assert victim.stat().st_size == size
+    assert np.asarray(build(data)[1].images).mean() > dark + 20
+    shutil.copytree(root, tmp_path / "elsewhere" / "d")  # new modification times, same names and sizes
+    moved = settings(tmp_path / "elsewhere" / "d", tmp_path / "c")
+    entry = moved.cache_entry("train")
+    built_at = (entry / "images.npy").stat().st_mtime_ns
+    build(moved)
+    assert (entry / "images.npy").stat().st_mtime_ns == built_at
+
+
+def test_sixteen_bit_and_transparent_grey_images_decode_like_their_eight_bit_rgb_twins(tmp_path):
+    from PIL import Image
+
+    grey16 = Image.fromarray(np.full((8, 8), 127 * 257, dtype=np.uint16))
+    grey16.save(tmp_path / "grey16.png")
+    assert np.asarray(open_rgb(str(tmp_path / "grey16.png"))).mean() == pytest.approx(127, abs=1)
+    Image.new("LA", (8, 8), (90, 0)).save(tmp_path / "clear_la.png")  # fully transparent grey
+    Image.new("RGBA", (8, 8), (90, 90, 90, 0)).save(tmp_path / "clear_rgba.png")
+    assert np.array_equal(np.asarray(open_rgb(str(tmp_path / "clear_la.png"))),
+                          np.asarray(open_rgb(str(tmp_path / "clear_rgba.png"))))
+    assert np.asarray(open_rgb(str(tmp_path / "clear_la.png"))).min() == 255  # composited onto white

@@ -63,6 +63,36 @@ def test_cached_and_folder_loaders_give_the_same_eval_images(tiny_folder, tmp_pa
             assert (xc - xf).abs().max() <= 1.0 / (255 * 0.224) + 1e-4
 
 
+def test_a_stored_size_of_its_own_changes_how_images_are_kept_not_how_much_of_them_is_evaluated(tiny_folder, tmp_path):
+    """data.cache_size is a storage choice: with crop_pct 0.5 evaluation sees the central half of each image,
+    whether the cache stores it at img_size / crop_pct (32 px) or at 48 or 64 px."""
+    default = collect(loaders(tiny_folder, "cached", cache_dir=str(tmp_path), crop_pct=0.5).val)
+    for stored in (48, 64):
+        other = collect(loaders(tiny_folder, "cached", cache_dir=str(tmp_path), crop_pct=0.5, cache_size=stored).val)
+        folder = collect(loaders(tiny_folder, "folder", cache_dir=str(tmp_path), crop_pct=0.5, cache_size=stored).val)
+        for (x, _), (y, _), (z, _) in zip(default, other, folder):
+            assert (x - y).abs().mean() < 0.08 and (y - z).abs().max() < 0.05  # resampled twice vs once; noisy images
+    whole = collect(loaders(tiny_folder, "cached", cache_dir=str(tmp_path), crop_pct=1.0, cache_size=64).val)
+    assert (whole[0][0] - default[0][0]).abs().mean() > 0.1  # another crop_pct is another view
+
+
+def test_without_random_crops_training_takes_the_eval_crop(tiny_folder, tmp_path):
+    """augmentation without random-resized-crop: the centre crop evaluation takes (flips aside), also where
+    centring needs rounding (a 23-px stored square cropped to 16 starts at row 4, as torchvision's)."""
+    data = DataConfig(root=str(tiny_folder), img_size=16, crop_pct=0.7, batch_size=8, num_workers=0,
+                      cache_dir=str(tmp_path))
+    bundle = build_loaders(index_image_folder(data), data, AugmentConfig(random_resized_crop=False, hflip=0.0), CPU, 0,
+                           train_eval_samples=36)
+    assert data.resize_size == 23
+    trained = torch.cat([x for x, _ in bundle.train.epoch(0)])
+    evaluated = torch.cat([x for x, _ in bundle.train_eval.epoch(0)])
+    order = torch.cat([y for _, y in bundle.train.epoch(0)])
+    assert trained.shape == evaluated.shape and torch.equal(torch.sort(order).values, torch.sort(
+        torch.cat([y for _, y in bundle.train_eval.epoch(0)])).values)
+    assert any(torch.allclose(t, e, atol=1e-4) for t in trained[:1] for e in evaluated)
+    assert all(any(torch.allclose(t, e, atol=1e-4) for e in evaluated) for t in trained)
+
+
 def test_train_eval_subset_is_fixed_and_seeded():
     a, b = train_eval_indices(100, 30, 0), train_eval_indices(100, 30, 0)
     assert np.array_equal(a, b) and len(a) == 30 and len(set(a.tolist())) == 30

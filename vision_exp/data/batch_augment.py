@@ -4,8 +4,10 @@ One call turns a (B, S, S, 3) uint8 batch into a normalised (B, 3, H, W) float b
 random-resized-crop boxes and flips are drawn with one vectorised sampler and applied by a
 single `grid_sample`, so no per-image Python work sits on the training path. The sampler
 follows torchvision's RandomResizedCrop (area in `scale`, log-uniform aspect `ratio`, ten tries,
-then a centre crop). It crops the stored square, the centre of each image, while the folder loader
-crops the whole (non-square) image: the same distribution of boxes over a slightly smaller field.
+then a centre crop). It crops the stored square, the centre of each image at the stored size, while
+the folder loader crops the whole decoded (non-square) image: the same distribution of boxes over a
+smaller field and from fewer pixels (a small crop is upsampled more, so it is blurrier). The two loaders
+evaluate on the same pixels but are different training distributions: compare runs within one loader.
 """
 from __future__ import annotations
 
@@ -55,12 +57,20 @@ def sample_crop_boxes(batch: int, height: int, width: int, scale, ratio, generat
     return torch.stack([x0, y0, w, h], 1)
 
 
-class TrainBatchTransform:
-    """Random-resized-crop + horizontal flip + normalise on a uint8 NHWC batch."""
+def centre_offset(size: int, crop: float) -> int:
+    """Where a centred crop starts, rounded as torchvision's CenterCrop rounds it."""
+    return int(round((size - crop) / 2.0))
 
-    def __init__(self, out_size: int, scale, ratio, hflip: float, random_resized_crop: bool, mean, std, device) -> None:
+
+class TrainBatchTransform:
+    """Random-resized-crop + horizontal flip + normalise on a uint8 NHWC batch. Without the random crop,
+    the centre crop that evaluation takes (img_size of the image resized to `eval_resize`), with flips."""
+
+    def __init__(self, out_size: int, scale, ratio, hflip: float, random_resized_crop: bool, mean, std, device,
+                 eval_resize: Optional[int] = None) -> None:
         self.out_size, self.scale, self.ratio, self.hflip = out_size, scale, ratio, hflip
         self.random_resized_crop = random_resized_crop
+        self.eval_resize = eval_resize
         self.normalize = Normalize(mean, std, device)
         self.device = device
 
@@ -74,9 +84,10 @@ class TrainBatchTransform:
         x = self.normalize(x.permute(0, 3, 1, 2))
         if self.random_resized_crop:
             boxes = sample_crop_boxes(total, height, width, self.scale, self.ratio, generator, x.device)
-        else:  # centre crop of out_size, like the eval transform, still with flips
-            top, left = (height - self.out_size) // 2, (width - self.out_size) // 2
-            boxes = torch.tensor([[left, top, self.out_size, self.out_size]], device=x.device, dtype=torch.float).expand(total, 4)
+        else:  # the eval transform's centre crop, in stored pixels (the stored size may differ from eval_resize)
+            side = self.out_size * height / (self.eval_resize or height)
+            top, left = centre_offset(height, side), centre_offset(width, side)
+            boxes = torch.tensor([[left, top, side, side]], device=x.device, dtype=torch.float).expand(total, 4)
         flip = torch.rand(total, device=x.device, generator=generator) < self.hflip
         if positions is not None:
             boxes, flip = boxes[positions], flip[positions]
@@ -93,15 +104,20 @@ class TrainBatchTransform:
 
 
 class EvalBatchTransform:
-    """Centre crop + normalise: the cached form of resize-then-centre-crop."""
+    """Resize to `eval_resize` + centre crop + normalise: the cached form of torchvision's Resize then
+    CenterCrop. The stored squares are usually eval_resize already (no resize); a data.cache_size of
+    another size is resized here, so that it changes how images are stored, not how much of them is seen."""
 
-    def __init__(self, out_size: int, mean, std, device) -> None:
-        self.out_size = out_size
+    def __init__(self, out_size: int, mean, std, device, eval_resize: Optional[int] = None) -> None:
+        self.out_size, self.eval_resize = out_size, eval_resize
         self.normalize = Normalize(mean, std, device)
 
     def __call__(self, x: torch.Tensor, generator=None, positions=None, batch_total=None) -> torch.Tensor:
         _, height, width, _ = x.shape
-        top = int(round((height - self.out_size) / 2.0))
-        left = int(round((width - self.out_size) / 2.0))
-        x = x[:, top : top + self.out_size, left : left + self.out_size, :]
-        return self.normalize(x.permute(0, 3, 1, 2))
+        x = self.normalize(x.permute(0, 3, 1, 2))
+        if self.eval_resize and self.eval_resize != height:
+            x = F.interpolate(x, size=(self.eval_resize, self.eval_resize), mode="bilinear", antialias=True,
+                              align_corners=False)
+            height = width = self.eval_resize
+        top, left = centre_offset(height, self.out_size), centre_offset(width, self.out_size)
+        return x[:, :, top : top + self.out_size, left : left + self.out_size]

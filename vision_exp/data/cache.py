@@ -4,8 +4,8 @@ Small models at 32-64 px train faster than a machine decodes JPEGs, so decoding 
 bounds the whole run. A cache entry is a folder named after a hash of the data settings that
 select its images (dataset, classes, per-class limits, seed, stored size), holding
 `images.npy` (N, S, S, 3) uint8, `labels.npy` and `manifest.json` (the files with their sizes
-and labels, the classes). A changed config gives another entry; changed files (another list or
-another size) rebuild the entry. Because the manifest names everything a run needs, a cache
+and labels, the classes). A changed config gives another entry; changed files (another list, another
+size, or in the folder it was built from another modification time) rebuild the entry. Because the manifest names everything a run needs, a cache
 copied to another machine works there without the original images. Entries are built in a
 temporary folder and renamed into place, so an interrupted build leaves no half-written cache.
 """
@@ -50,6 +50,23 @@ def content_id(path: str, base: Path) -> tuple:
     if is_row_uri(path):
         return row_content_id(path)
     return str(Path(path).relative_to(base)), os.stat(path).st_size
+
+
+def modification_times(split: Split) -> list:
+    """Each file's modification time in ns (None for a dataset row): with the size, what tells an image
+    rewritten in place (same size, as uncompressed formats keep) from the cached one."""
+    return [None if is_row_uri(p) else os.stat(p).st_mtime_ns for p in split.paths]
+
+
+def is_current(manifest: Optional[dict], files: list, mtimes: list, root: str) -> bool:
+    """The entry holds these files: the same names, sizes and labels, and, when it was built from this same
+    folder, the same modification times. A cache copied to another machine (or a dataset copied there without
+    its times) is matched on names and sizes alone."""
+    if manifest is None or manifest.get("files") != files:
+        return False
+    recorded = manifest.get("mtimes")
+    same_folder = Path(str(manifest.get("root"))).resolve() == Path(root).resolve()
+    return recorded is None or not same_folder or recorded == mtimes
 
 
 def file_list(split: Split, root: str) -> list:
@@ -126,22 +143,23 @@ def build_split_cache(entry: Path, split: Split, files: list, classes: dict, siz
             "skipped": [message for _, message in failed],
             **classes,
         })
-        _move_into_place(tmp, entry, files)
+        _move_into_place(tmp, entry)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def _move_into_place(tmp: Path, entry: Path, files: list) -> None:
+def _move_into_place(tmp: Path, entry: Path) -> None:
     """Rename the finished build to `entry`. When parallel jobs build the same entry, the first
-    rename wins and a later builder keeps that entry (same files) instead of replacing it under
-    readers' feet; a stale entry (other files) is replaced."""
+    rename wins and a later builder keeps that entry (same files, sizes and times) instead of replacing it
+    under readers' feet; a stale entry (other files) is replaced."""
     try:
         os.rename(tmp, entry)  # atomic; fails when entry exists and holds files
         return
     except OSError:
-        manifest = read_manifest(entry)
-        if manifest is not None and manifest.get("files") == files and load_split_cache(entry) is not None:
+        built, existing = read_manifest(tmp), read_manifest(entry)
+        same = existing is not None and all(existing.get(k) == built.get(k) for k in ("files", "mtimes"))
+        if same and load_split_cache(entry) is not None:
             shutil.rmtree(tmp, ignore_errors=True)
             return
     shutil.rmtree(entry, ignore_errors=True)
@@ -178,13 +196,12 @@ def load_split_cache(entry: Path) -> Optional[CachedSplit]:
 def cached_split(entry: Path, split: Split, root: str, classes: dict, size: int, workers: int,
                  on_bad_image: str) -> CachedSplit:
     """The split decoded at `size`: read from `entry`, or (re)built there first when its file list changed."""
-    files = file_list(split, root)
-    manifest = read_manifest(entry)
-    found = load_split_cache(entry) if manifest is not None and manifest.get("files") == files else None
+    files, mtimes = file_list(split, root), modification_times(split)
+    found = load_split_cache(entry) if is_current(read_manifest(entry), files, mtimes, root) else None
     if found is None:
         log.info("decoding %d images into %s", len(split), entry)
         try:
-            build_split_cache(entry, split, files, classes, size, workers, entry.name, on_bad_image)
+            build_split_cache(entry, split, files, {**classes, "mtimes": mtimes}, size, workers, entry.name, on_bad_image)
         except OSError as exc:  # no permission, a read-only file system (Kaggle's /kaggle/input), a file in the way
             raise DataError(f"cannot write the data cache at {entry.parent}: {exc.strerror or exc} "
                             f"(set VISION_EXP_CACHE or data.cache_dir)") from None

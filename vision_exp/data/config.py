@@ -91,9 +91,15 @@ class DataConfig:
             )
 
     @property
+    def eval_resize(self) -> int:
+        """Shorter side before evaluation's centre crop of img_size: img_size / crop_pct."""
+        return int(round(self.img_size / self.crop_pct))
+
+    @property
     def resize_size(self) -> int:
-        """Shorter side before the centre crop: the stored size of cached images."""
-        return self.cache_size or int(round(self.img_size / self.crop_pct))
+        """The stored size of cached images (shorter side, then the centre square): data.cache_size, else
+        eval_resize. A storage choice only: evaluation still resizes to eval_resize before its crop."""
+        return self.cache_size or self.eval_resize
 
     def cache_entry(self, split: str) -> Path:
         """The cache folder of a split ("train" or "val"): named after the settings that select its

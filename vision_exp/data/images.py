@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 from PIL import Image
 from torchvision.transforms import functional as TF
 
@@ -10,8 +11,8 @@ from vision_exp.data.hf_rows import is_row_uri, row_image_file
 
 
 def open_rgb(path: str, min_size: Optional[int] = None) -> Image.Image:
-    """Open `path` (a file, or a dataset row named by an hf:// URI) as RGB (grayscale, CMYK, palette and
-    RGBA images included).
+    """Open `path` (a file, or a dataset row named by an hf:// URI) as RGB (8- and 16-bit grayscale, CMYK,
+    palette images included; transparent ones, RGBA, LA, PA, composited onto white).
 
     With `min_size`, JPEGs are decoded by libjpeg at the smallest power-of-two reduction whose
     shorter side is still at least `min_size` (PIL's draft mode): several times faster, and the
@@ -21,7 +22,9 @@ def open_rgb(path: str, min_size: Optional[int] = None) -> Image.Image:
         if min_size is not None and img.format == "JPEG":
             scale = min(img.size) / min_size
             img.draft("RGB", (max(1, int(img.size[0] / scale)), max(1, int(img.size[1] / scale))))
-        if img.mode == "RGBA" or (img.mode == "P" and "transparency" in img.info):
+        if img.mode.startswith("I;16") or img.mode == "I":  # 16-bit grayscale: convert("RGB") would clip it to white
+            return Image.fromarray((np.asarray(img).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)).convert("RGB")
+        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
             rgba = img.convert("RGBA")
             background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             return Image.alpha_composite(background, rgba).convert("RGB")

@@ -314,13 +314,14 @@ def folder_transforms(data: DataConfig, aug: AugmentConfig, per_image: Optional[
     if aug.random_resized_crop:
         crop = [T.RandomResizedCrop(data.img_size, scale=aug.scale, ratio=aug.ratio)]
     else:
-        crop = [T.Resize(data.resize_size), T.CenterCrop(data.img_size)]
+        crop = [T.Resize(data.eval_resize), T.CenterCrop(data.img_size)]
     policy = [per_image] if per_image is not None else []
     train = T.Compose(crop + [T.RandomHorizontalFlip(aug.hflip)] + policy + normalize)
-    # Resize, square centre crop, then centre crop: the exact steps of the cached path (its stored
-    # square, then the crop on the device), so both loaders evaluate on the same pixels.
+    # Resize, square centre crop, (resize to eval_resize,) then centre crop: the steps of the cached path (its
+    # stored square, then the crop on the device), so both loaders evaluate on the same pixels.
     size = data.resize_size
-    evaluate = T.Compose([T.Resize(size), T.CenterCrop(size), T.CenterCrop(data.img_size)] + normalize)
+    to_eval_size = [T.Resize(data.eval_resize)] if size != data.eval_resize else []
+    evaluate = T.Compose([T.Resize(size), T.CenterCrop(size), *to_eval_size, T.CenterCrop(data.img_size)] + normalize)
     return train, evaluate
 
 
@@ -387,8 +388,8 @@ def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, dev
         if len(train_split.images) == 0 or len(val_split.images) == 0:
             raise DataError(f"no readable images left in {index.root} after skipping unreadable files")
         train_tf = TrainBatchTransform(data.img_size, aug.scale, aug.ratio, aug.hflip, aug.random_resized_crop,
-                                       data.mean, data.std, device)
-        eval_tf = EvalBatchTransform(data.img_size, data.mean, data.std, device)
+                                       data.mean, data.std, device, data.eval_resize)
+        eval_tf = EvalBatchTransform(data.img_size, data.mean, data.std, device, data.eval_resize)
         subset = train_eval_indices(len(train_split.images), train_eval_samples or len(val_split.images), seed)
         on_device = fits_on_device([train_split.images, val_split.images], device, data.on_device)
         common = dict(device=device, shard=shard, on_device=on_device)
@@ -421,7 +422,7 @@ def build_val_loader(index: DatasetIndex, data: DataConfig, device: torch.device
         split = cached_index_split(index, data, "val", max(1, usable_workers(data.num_workers)))
         if len(split.images) == 0:
             raise DataError(f"no readable images left in {index.root} after skipping unreadable files")
-        transform = EvalBatchTransform(data.img_size, data.mean, data.std, device)
+        transform = EvalBatchTransform(data.img_size, data.mean, data.std, device, data.eval_resize)
         return CachedLoader(split.images, split.labels, data.eval_batch, transform, device=device,
                             on_device=fits_on_device([split.images], device, data.on_device))
     _, eval_tf = folder_transforms(data, AugmentConfig(), None)
