@@ -116,7 +116,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc):
+        if "unsupported global" in str(exc).lower():  # torch names the class or function it refused
             raise CheckpointError(
                 f"refusing to load {path}: it holds more than weights (pickled code or objects), "
                 f"and checkpoints are only ever loaded weights-only ({first_line(exc)})"
