@@ -122,3 +122,27 @@ def test_randaugment_depends_only_on_the_sample_seed_not_on_numpy_state():
         assert np.random.randint(1 << 30) == np.random.RandomState(worker_state).randint(1 << 30), "numpy state restored"
     assert all(np.array_equal(outputs[0], other) for other in outputs[1:])
     assert not all(np.array_equal(np.asarray(apply_seeded(policy, image, seed=s)), outputs[0]) for s in range(5))
+
+
+def test_a_program_that_abandons_an_epoch_of_the_folder_loader_still_exits(tiny_folder, tmp_path):
+    """Workers ignore SIGTERM (the trainer stops them), so multiprocessing's exit handler could not stop the workers
+    of an epoch still referenced at exit (a traceback kept by a notebook or a test runner) and waited forever."""
+    import subprocess
+    import sys
+
+    script = f"""
+from pathlib import Path
+import torch
+from vision_exp.data.config import DataConfig
+from vision_exp.data.index import index_image_folder
+from vision_exp.data.loaders import build_loaders
+from vision_exp.recipe.augment import AugmentConfig
+data = DataConfig(root={str(tiny_folder)!r}, img_size=16, batch_size=4, loader="folder", num_workers=2,
+                  cache_dir={str(tmp_path)!r})
+bundle = build_loaders(index_image_folder(data), data, AugmentConfig(), torch.device("cpu"), 0)
+abandoned = bundle.train.epoch(0)
+next(abandoned)
+print("one batch", flush=True)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "one batch" in result.stdout, result.stderr

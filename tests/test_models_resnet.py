@@ -147,6 +147,11 @@ def test_unknown_block_name_lists_the_choices():
         ResNet(block="Bottleneck")
 
 
+def test_a_stem_stride_with_the_fixed_imagenet_stem_is_refused():
+    with pytest.raises(ValueError, match="stem_stride=2 applies to stem='small' only"):
+        ResNet(**{**TINY, "stem": "imagenet"})  # TINY has stem_stride=2
+
+
 def test_unknown_stem_raises():
     with pytest.raises(ValueError, match="stem"):
         ResNet(stem="patchify")

@@ -1,5 +1,7 @@
 """Our ViT equals timm's VisionTransformer; the three block orders share weights but not the function."""
 
+import re
+
 import pytest
 import timm.models.vision_transformer as timm_vit
 import torch
@@ -219,6 +221,25 @@ def test_mimetic_init_makes_tokens_attend_to_themselves_and_their_neighbours_fro
 def test_unknown_init_lists_the_choices():
     with pytest.raises(ValueError, match="jax.*mimetic"):
         ViT(init="xavier", **TINY)
+
+
+def test_timm_reference_of_an_mlp_width_that_is_no_whole_multiple():
+    """152 x 8/3 = 405 channels: timm truncates 405/152 x 152 = 404.99... to 404, so the ratio must be handed over
+    with room to spare."""
+    torch.manual_seed(0)
+    ours = ViT(img_size=16, patch_size=4, embed_dim=152, depth=1, num_heads=2, mlp_ratio=8 / 3, num_classes=3)
+    assert ours.blocks[0].mlp.fc1.out_features == 405
+    reference = timm_vit_from(random_head(ours).eval())
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(x), reference(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("sizes, phrase", [(dict(img_size=(16, 32)), "img_size=(16, 32)"),
+                                           (dict(num_heads=0), "num_heads=0"), (dict(depth=0), "depth=0")])
+def test_sizes_that_cannot_work_are_refused_clearly(sizes, phrase):
+    with pytest.raises(ValueError, match=re.escape(phrase) + ".*must be a whole number, at least 1"):
+        ViT(**{**TINY, **sizes})
 
 
 def test_img_size_not_divisible_by_patch_size_is_refused_clearly():

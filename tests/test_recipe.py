@@ -201,6 +201,11 @@ def test_ema_weights_differ_and_are_the_ones_evaluated(tiny_folder, tmp_path, mo
     assert best["epoch"] == 1  # one epoch: best.pt and last.pt hold the same step
     for key, value in best["model"].items():
         assert torch.equal(value, ema[key]), key
+    from vision_exp.experiment import load_trained_model
+
+    for checkpoint in ("last.pt", "best.pt"):  # evaluate and predict load the weights the run evaluated
+        model, _, _ = load_trained_model(run / "checkpoints" / checkpoint)
+        assert all(torch.equal(value, ema[key]) for key, value in model.state_dict().items()), checkpoint
 
 
 @pytest.mark.parametrize("group, option", [(g, o) for g in ("optimizer", "scheduler", "augmentation") for o in option_names(g)])
@@ -297,3 +302,14 @@ def test_enhanced_preset_is_its_base_plus_the_listed_enhancements(base):
         expected.update({key: value for key, value in single.items() if plain.get(key) != value})
     changed = {key: value for key, value in enhanced.items() if plain.get(key) != value and key != "name"}
     assert changed == expected
+
+
+def test_ema_warmup_counts_the_updates_done(tiny_folder, tmp_path):
+    """timm's warmup decay is 0 for the first update only (it copies the weights), then grows: after two
+    steps the average must already differ from the live weights (one update late, the second also copied)."""
+    run = tmp_path / "run"
+    run_experiment(compose(tiny_overrides(tiny_folder, "trainer.ema_decay=0.9", "trainer.train_samples=16")), run, [])
+    last = load_checkpoint(run / "checkpoints" / "last.pt")
+    ema = {k.removeprefix("module."): v for k, v in last["ema"].items()}
+    assert last["position"]["step"] == 2
+    assert any(v.is_floating_point() and not torch.equal(v, ema[k]) for k, v in last["model"].items())

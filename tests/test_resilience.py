@@ -135,6 +135,33 @@ def test_a_kill_between_the_renames_of_a_save_resumes_from_the_previous_checkpoi
     assert_same_run(final_state(run), reference)
 
 
+@pytest.mark.parametrize("replaces_before_the_kill", [0, 1, 2, 3])
+def test_a_kill_at_any_step_of_a_save_leaves_a_loadable_checkpoint(tmp_path, monkeypatch, replaces_before_the_kill):
+    """save_checkpoint renames files four times (digest aside, checkpoint aside, new digest, new checkpoint): a
+    kill after any of them leaves the newest complete checkpoint, or the one before it, loadable."""
+
+    class Killed(BaseException):
+        pass
+
+    path = tmp_path / "last.pt"
+    for step in (1, 2, 3):
+        save_checkpoint({"step": torch.tensor(step)}, path)
+    replace, done = os.replace, []
+
+    def replace_until_killed(source, target):
+        if len(done) == replaces_before_the_kill:
+            raise Killed
+        replace(source, target)
+        done.append(target)
+
+    monkeypatch.setattr(checkpoint_mod.os, "replace", replace_until_killed)
+    with pytest.raises(Killed):
+        save_checkpoint({"step": torch.tensor(4)}, path)
+    monkeypatch.undo()
+    state, _ = load_latest(path)
+    assert int(state["step"]) in (3, 4)
+
+
 def test_full_disk_while_checkpointing_keeps_the_earlier_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
     save_checkpoint({"step": torch.tensor(1)}, path)

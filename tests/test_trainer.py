@@ -192,3 +192,93 @@ def test_cudnn_autotuning_follows_the_config(tiny_folder, tmp_path, extra, autot
     train(tiny_folder, tmp_path / "run", *extra)
     assert torch.backends.cudnn.benchmark is autotune
     torch.use_deterministic_algorithms(False)
+
+
+def tensorboard_events(folder) -> list:
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    events = []
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        events += list(EventFileLoader(str(path)).Load())
+    return events
+
+
+def hparams_sessions(run) -> tuple:
+    """(session starts, session end statuses) in the run's TensorBoard log."""
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    starts, ends = 0, []
+    for event in tensorboard_events(run / "tb"):
+        for value in event.summary.value:
+            if value.tag == metadata.SESSION_START_INFO_TAG:
+                starts += 1
+            elif value.tag == metadata.SESSION_END_INFO_TAG:
+                data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                ends.append(data.session_end_info.status)
+    return starts, ends
+
+
+def test_a_run_stopped_by_a_signal_and_resumed_is_one_successful_tensorboard_session(tiny_folder, tmp_path, monkeypatch):
+    """TensorBoard keeps the first session start and end it reads: an interrupted attempt must write neither a
+    second start nor a failure that would outlive the resumed run's success."""
+    import signal
+
+    from tensorboard.plugins.hparams import api_pb2
+
+    step = Trainer._step
+
+    def stopped_at_the_third_step(self, images, labels, global_count):
+        if self.position.step == 2 and self.signals.received is None:
+            self.signals.received = signal.SIGTERM
+        return step(self, images, labels, global_count)
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_step", stopped_at_the_third_step)
+        with pytest.raises(trainer_mod.Interrupted):
+            train(tiny_folder, run, "trainer.epochs=2")
+    train(tiny_folder, run, "trainer.epochs=2", "trainer.resume=auto")
+    assert hparams_sessions(run) == (1, [api_pb2.Status.Value("STATUS_SUCCESS")])
+
+
+def test_a_restart_from_scratch_drops_the_points_of_an_attempt_without_a_checkpoint(tiny_folder, tmp_path):
+    import shutil
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    train(tiny_folder, run, "trainer.epochs=2")
+    shutil.rmtree(run / "checkpoints")  # killed before its first checkpoint
+    (run / "metrics.json").unlink()
+    train(tiny_folder, run, "trainer.epochs=2", "trainer.resume=auto")
+    accumulator = EventAccumulator(str(run / "tb" / "val"), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    assert [e.step for e in accumulator.Scalars("acc")] == [36, 72]
+    assert hparams_sessions(run)[0] == 1
+
+
+def test_resuming_a_completed_run_changes_nothing_and_a_smaller_budget_is_refused(tiny_folder, tmp_path):
+    run = tmp_path / "run"
+    summary = train(tiny_folder, run, "trainer.epochs=2")
+    written = {p: p.stat().st_mtime_ns for p in [run / "metrics.json", *(run / "tb").rglob("events.*")]}
+    assert train(tiny_folder, run, "trainer.epochs=2", "trainer.resume=auto") == json.loads(json.dumps(summary))
+    assert {p: p.stat().st_mtime_ns for p in written} == written
+    with pytest.raises(ConfigError, match="trained on 72 samples, more than this run's budget of 36"):
+        train(tiny_folder, run, "trainer.epochs=1", "trainer.resume=auto")
+
+
+def test_checkpoint_writes_inside_an_epoch_are_not_training_time(tiny_folder, tmp_path, monkeypatch):
+    """Each write is made to take ten seconds of the trainer's clock: none of them may count as training."""
+    import time
+
+    real_clock, save, written = time.perf_counter, trainer_mod.save_checkpoint, []
+
+    def slow_save(*args, **kwargs):
+        written.append(args[1])
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", slow_save)
+    monkeypatch.setattr(trainer_mod.time, "perf_counter", lambda: real_clock() + 10.0 * len(written))
+    summary = train(tiny_folder, tmp_path / "run", "trainer.checkpoint_every_steps=1")
+    train_time = summary["samples_seen"] / summary["train_images_per_s"]
+    assert len(written) >= 4 and train_time < 10 < 40 <= summary["wall_time_s"]

@@ -23,7 +23,7 @@ from vision_exp.errors import CheckpointError, ConfigError, RunFolderBusy, UserE
 from vision_exp.recipe.augment import AugmentConfig, BatchAugment
 from vision_exp.recipe.loss import create_train_loss
 from vision_exp.reporting.files import exclusive_lock, write_text_atomic
-from vision_exp.sweeps.jobs import BUDGET_SETTINGS, check_same_config, has_earlier_attempt
+from vision_exp.sweeps.jobs import BUDGET_SETTINGS, check_same_config, completed_record, has_earlier_attempt
 from vision_exp.training import distributed
 from vision_exp.training.budget import Budget
 from vision_exp.training.checkpoint import load_checkpoint, load_model_weights
@@ -142,6 +142,11 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
                 title=f"{cfg.name}: {type(model).__name__}", config_text=config_text,
             )
             trainer.restore()
+        finished = completed_record(run_dir) if trainer.finished else None
+        if finished is not None:  # resumed with the budget it completed: nothing to train, nothing to rewrite
+            log.info("%s already completed its budget of %d samples (%s)", run_dir, trainer.budget.train_samples,
+                     run_dir / "metrics.json")
+            return finished
         if dist_env.is_main:
             write_text_atomic(run_dir / "config.yaml", config_text)
             write_text_atomic(run_dir / "overrides.json", json.dumps(list(overrides)))
@@ -165,5 +170,12 @@ def load_trained_model(checkpoint: Path):
         raise CheckpointError(f"no config.yaml for {checkpoint}: expected the run folder's {config_path}")
     run_cfg = OmegaConf.load(config_path)
     model = build(run_cfg.model, "model")
-    load_model_weights(model, state["model"], str(checkpoint))
+    load_model_weights(model, evaluated_weights(state), str(checkpoint))
     return model, run_cfg, state
+
+
+def evaluated_weights(state: dict) -> dict:
+    """The weights the run evaluated: with EMA on, last.pt's averaged copy (best.pt holds only those already)."""
+    if state.get("ema"):
+        return {key.removeprefix("module."): value for key, value in state["ema"].items()}
+    return state["model"]

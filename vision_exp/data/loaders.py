@@ -9,12 +9,14 @@ exactly the batches an uninterrupted run would have seen (`epoch(e, start_batch=
 from __future__ import annotations
 
 import logging
+import atexit
+import contextlib
 import multiprocessing
 import random
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -221,6 +223,27 @@ def leave_stop_signals_to_the_trainer(worker_id: int) -> None:
     step and then shuts its workers down (workers also exit when the main process dies)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def batch_stream(batches: Iterable) -> Iterator[Iterator]:
+    """Iterate `batches` and close it on the way out, also on an exception: an abandoned epoch of the folder
+    loader would otherwise keep its worker processes until garbage collection (or forever, see below)."""
+    stream = iter(batches)
+    try:
+        yield stream
+    finally:
+        getattr(stream, "close", lambda: None)()
+
+
+@atexit.register
+def stop_leftover_workers() -> None:
+    """Workers ignore SIGTERM (above), and multiprocessing's own exit handler (registered earlier, so run after this
+    one) terminates daemonic children with SIGTERM and then joins them: a worker of a loader that was never closed
+    (an epoch abandoned by an exception whose traceback is still held) would make the program wait forever."""
+    for child in multiprocessing.active_children():
+        if child.daemon:
+            child.kill()
 
 
 def usable_workers(requested: int) -> int:

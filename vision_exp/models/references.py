@@ -33,7 +33,7 @@ def timm_vit_from(model: ViT) -> timm_vit.VisionTransformer:
         embed_dim=dim,
         depth=len(model.blocks),
         num_heads=first.attn.num_heads,
-        mlp_ratio=first.mlp.fc1.out_features / dim,
+        mlp_ratio=(first.mlp.fc1.out_features + 0.5) / dim,  # timm truncates dim * ratio: land inside the width
         qkv_bias=True,
         class_token=True,
         pos_drop_rate=model.pos_drop.p,

@@ -132,6 +132,8 @@ class ResNet(nn.Module):
         if min(*layers, *widths, stem_stride) < 1:
             raise ValueError(f"layers {list(layers)}, widths {list(widths)} and stem_stride {stem_stride} must be at least 1")
         if stem == "imagenet":
+            if stem_stride != 1:
+                raise ValueError(f"stem_stride={stem_stride} applies to stem='small' only (the imagenet stem is fixed)")
             self.conv1 = nn.Conv2d(3, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
             self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         elif stem == "small":

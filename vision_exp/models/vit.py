@@ -294,8 +294,8 @@ class ViT(nn.Module):
         block = resolve_block(block)
         sizes = dict(img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads)
         for name, value in sizes.items():
-            if value < 1:
-                raise ValueError(f"{name}={value} must be at least 1")
+            if not isinstance(value, int) or value < 1:  # img_size: square images only, one side
+                raise ValueError(f"{name}={value!r} must be a whole number, at least 1")
         if img_size % patch_size:
             raise ValueError(f"img_size {img_size} is not divisible by patch_size {patch_size}")
         if pool not in ("cls", "avg"):

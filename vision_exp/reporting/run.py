@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Optional
@@ -60,11 +61,14 @@ class RunReporter:
         write_text_atomic(self.jsonl, "".join(json.dumps(r) + "\n" for r in self.records))
         purge = resume_samples + 1 if resume_samples else None
         tb = self.run_dir / "tb"
+        if not resume_samples and tb.exists():  # an attempt killed before its first checkpoint: its points would mix in
+            shutil.rmtree(tb)
         self.writer = SummaryWriter(str(tb), purge_step=purge)
         self.family_writers = {f: SummaryWriter(str(tb / f), purge_step=purge) for f in FAMILY_RUNS}
-        self._write_session_start()
-        if config_text and not resume_samples:
-            self.writer.add_text("config", "    " + config_text.replace("\n", "\n    "), 0)
+        if not resume_samples:  # once per run: TensorBoard keeps the first session it reads
+            self._write_session_start()
+            if config_text:
+                self.writer.add_text("config", "    " + config_text.replace("\n", "\n    "), 0)
 
     def _write_session_start(self) -> None:
         self.writer.file_writer.add_summary(session_start(self.hparams, trial_id=str(self.run_dir)))
@@ -105,9 +109,11 @@ class RunReporter:
         tag = "val/attention_cls_token" if pool == "cls" else "val/attention_patch_mean"
         self.writer.add_image(tag, image_grid(overlays), step)
 
-    def close(self, completed: bool = False) -> None:
-        """Close the TensorBoard run, marking the session succeeded or failed."""
-        self.writer.file_writer.add_summary(session_end(completed))
+    def close(self, completed: Optional[bool] = False) -> None:
+        """Close the TensorBoard run, marking the session succeeded or failed; None (stopped by a signal, to be
+        resumed) leaves it open, since TensorBoard would keep a first "failed" past the resumed run's end."""
+        if completed is not None:
+            self.writer.file_writer.add_summary(session_end(completed))
         for writer in (self.writer, *self.family_writers.values()):
             writer.close()
 

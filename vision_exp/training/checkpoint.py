@@ -75,9 +75,11 @@ def save_checkpoint(state: dict, path: Path, keep_previous: bool = True) -> None
             handle.flush()
             os.fsync(handle.fileno())
         if keep_previous and path.is_file():
-            os.replace(path, previous_path(path))
+            # The digest first: a kill between the two renames leaves last.pt without one (still loadable),
+            # never last.prev.pt with the digest of the checkpoint before it.
             if digest_path(path).is_file():
                 os.replace(digest_path(path), digest_path(previous_path(path)))
+            os.replace(path, previous_path(path))
         _write_text(digest_path(path), writer.digest.hexdigest() + "\n")
         os.replace(tmp, path)
     except OSError as exc:

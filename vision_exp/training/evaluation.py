@@ -6,6 +6,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from vision_exp.data.loaders import batch_stream
 from vision_exp.training.distributed import all_reduce_sum
 from vision_exp.training.runtime import autocast
 
@@ -22,17 +23,18 @@ def evaluate(model: torch.nn.Module, batches, device: torch.device, amp: Optiona
     top5 = torch.zeros((), device=device, dtype=torch.long)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device) if num_classes else None
     count = 0
-    for images, labels in batches:
-        with autocast(device, amp):
-            logits = model(images.contiguous(memory_format=memory_format)).float()
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum")
-        k = min(5, logits.shape[1])
-        best = logits.topk(k, dim=1).indices
-        top1 += (best[:, 0] == labels).sum()
-        top5 += (best == labels[:, None]).any(1).sum()
-        if confusion is not None:
-            confusion += torch.bincount(labels * num_classes + best[:, 0], minlength=num_classes**2).view(num_classes, num_classes)
-        count += len(labels)
+    with batch_stream(batches) as stream:
+        for images, labels in stream:
+            with autocast(device, amp):
+                logits = model(images.contiguous(memory_format=memory_format)).float()
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+            k = min(5, logits.shape[1])
+            best = logits.topk(k, dim=1).indices
+            top1 += (best[:, 0] == labels).sum()
+            top5 += (best == labels[:, None]).any(1).sum()
+            if confusion is not None:
+                confusion += torch.bincount(labels * num_classes + best[:, 0], minlength=num_classes**2).view(num_classes, num_classes)
+            count += len(labels)
     model.train(was_training)
     # Under torchrun each rank saw its shard: sum the counts over ranks.
     totals = all_reduce_sum(torch.stack([loss_sum, top1.double(), top5.double(), torch.tensor(float(count), device=device, dtype=torch.float64)]))

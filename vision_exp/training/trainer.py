@@ -23,6 +23,7 @@ from typing import Callable, Optional, Union
 
 import torch
 
+from vision_exp.data.loaders import batch_stream
 from vision_exp.errors import CheckpointError, ConfigError, UserError
 from vision_exp.reporting.figures import attention_overlay, classifier_attention, denormalize
 from vision_exp.reporting.run import RunReporter
@@ -271,6 +272,14 @@ class Trainer:
                      self.position.epoch, self.position.batch, self.position.samples_seen)
         elif self.cfg.resume == "auto":
             log.info("no checkpoint in %s: starting from scratch", self.checkpoint_dir)
+        if self.position.samples_seen > self.budget.train_samples:
+            raise ConfigError(f"{source} has trained on {self.position.samples_seen} samples, more than this run's budget "
+                              f"of {self.budget.train_samples}: resume with at least that many (trainer.train_samples)")
+
+    @property
+    def finished(self) -> bool:
+        """The budget is spent (a resumed run that had already completed)."""
+        return self.position.samples_seen >= self.budget.train_samples
 
     def fit(self) -> dict:
         """Train from the current position (see `restore`) to the end of the budget."""
@@ -284,6 +293,9 @@ class Trainer:
         try:
             with self.signals:
                 summary = self._train(reporter)
+        except Interrupted:
+            reporter.close(completed=None)
+            raise
         except BaseException:
             reporter.close(completed=False)
             raise
@@ -320,35 +332,36 @@ class Trainer:
         bar = self._progress_bar(epoch, steps, position.batch)
         log_every = self.cfg.log_every_steps or max(1, steps // 4)
         check_every = 1 if self.device.type == "cpu" else min(log_every, 25)
-        batches = iter(self.data.train.epoch(epoch, start_batch=position.batch, limit=samples_target))
-        self._phase_start = time.perf_counter()
-        while position.batch < steps:
-            fetch_start = time.perf_counter()
-            images, labels = next(batches)
-            running["wait_s"] += time.perf_counter() - fetch_start
-            take = min(self.batch_size, samples_target - position.batch * self.batch_size)  # global batch size
-            loss, batch_correct = self._step(images, labels, take)
-            loss_sum += loss.detach().double() * len(labels)
-            correct += batch_correct
-            position.batch += 1
-            position.step += 1
-            position.samples_seen += take
-            running["count"] += take
-            self.scheduler.step_update(num_updates=position.step)
-            if position.batch % check_every == 0:
-                self._check_finite(loss_sum, position.step, check_every)
-                self._check_stop(loss_sum, correct, steps)
-            if bar is not None:
-                bar.update(1)
-                if position.batch % 10 == 0:
-                    bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-            elif self.cfg.progress != "none" and (position.batch % log_every == 0):
-                log.info("epoch %d [%d/%d] loss %.4f lr %.3g", epoch + 1, position.batch, steps,
-                         loss.item(), self.optimizer.param_groups[0]["lr"])
-            if (self.cfg.checkpoint_every_steps and position.step % self.cfg.checkpoint_every_steps == 0
-                    and position.batch < steps):
-                self._fold_running(loss_sum, correct)
-                self._save_checkpoints()
+        with batch_stream(self.data.train.epoch(epoch, start_batch=position.batch, limit=samples_target)) as batches:
+            self._phase_start = time.perf_counter()
+            while position.batch < steps:
+                fetch_start = time.perf_counter()
+                images, labels = next(batches)
+                running["wait_s"] += time.perf_counter() - fetch_start
+                take = min(self.batch_size, samples_target - position.batch * self.batch_size)  # global batch size
+                loss, batch_correct = self._step(images, labels, take)
+                loss_sum += loss.detach().double() * len(labels)
+                correct += batch_correct
+                position.batch += 1
+                position.step += 1
+                position.samples_seen += take
+                running["count"] += take
+                self.scheduler.step_update(num_updates=position.step)
+                if position.batch % check_every == 0:
+                    self._check_finite(loss_sum, position.step, check_every)
+                    self._check_stop(loss_sum, correct, steps)
+                if bar is not None:
+                    bar.update(1)
+                    if position.batch % 10 == 0:
+                        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+                elif self.cfg.progress != "none" and (position.batch % log_every == 0):
+                    log.info("epoch %d [%d/%d] loss %.4f lr %.3g", epoch + 1, position.batch, steps,
+                             loss.item(), self.optimizer.param_groups[0]["lr"])
+                if (self.cfg.checkpoint_every_steps and position.step % self.cfg.checkpoint_every_steps == 0
+                        and position.batch < steps):
+                    self._fold_running(loss_sum, correct)
+                    self._save_checkpoints()
+                    self._phase_start = time.perf_counter()  # the write is not training time
         if bar is not None:
             bar.close()
         self._check_finite(loss_sum, position.step, check_every)
@@ -377,8 +390,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        if self.ema is not None:
-            self.ema.update(self.model, step=self.position.step)
+        if self.ema is not None:  # timm's warmup counts the updates done, this one included
+            self.ema.update(self.model, step=self.position.step + 1)
         return loss, (logits.detach().argmax(1) == labels).sum()
 
     def _fold_running(self, loss_sum: torch.Tensor, correct: torch.Tensor) -> None:
