@@ -26,7 +26,8 @@ def plot_curves(records: list, path: Path, title: str = "") -> None:
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if records:  # a run stopped within its first epoch has no points yet: empty axes, no legend
+            ax.legend()
     if title:
         fig.suptitle(title)
     fig.tight_layout()
