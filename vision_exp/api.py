@@ -91,7 +91,7 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
     """
     from vision_exp.errors import UserError
     from vision_exp.reporting.files import write_text_atomic
-    from vision_exp.reporting.run import record_failure
+    from vision_exp.reporting.run import record_failure, record_user_error
     from vision_exp.sweeps import summarize_sweep
     from vision_exp.sweeps.jobs import has_earlier_attempt
     from vision_exp.training.trainer import Interrupted
@@ -115,8 +115,7 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
             run(common + overrides, run_dir=str(job_dir))
         except UserError as exc:
             log.error("run %d failed: %s", number, exc)
-            if not (earlier_attempt and exc.before_start):  # refused: the earlier attempt's status stands
-                record_failure(job_dir, str(exc))
+            record_user_error(job_dir, exc, earlier_attempt)
         except Interrupted as exc:
             record_failure(job_dir, str(exc), status="interrupted")
             raise

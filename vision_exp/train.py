@@ -22,12 +22,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vision_exp.errors import ConfigError, RunFolderBusy, UserError
-from vision_exp.experiment import run_experiment
-from vision_exp.reporting.files import write_json_atomic, write_text_atomic
-from vision_exp.reporting.run import record_failure
-from vision_exp.sweeps.jobs import check_same_config, completed_record, has_earlier_attempt
-from vision_exp.sweeps.summary import REFUSED_FILE
+from vision_exp.errors import ConfigError, UserError
+from vision_exp.experiment import before_start, run_experiment
+from vision_exp.reporting.files import write_text_atomic
+from vision_exp.reporting.run import record_failure, record_user_error
+from vision_exp.sweeps.jobs import check_sweep_job, completed_record, has_earlier_attempt
 from vision_exp.sweeps.launch import claimed_gpu, register_resolvers, restore_default_start_method
 from vision_exp.training.trainer import Interrupted
 
@@ -39,19 +38,14 @@ def prepare_sweep_job(cfg: DictConfig, run_dir: Path, hydra_cfg) -> Optional[dic
     """Make a sweep job rerunnable: returns the completed run's metrics.json to skip it, else None.
 
     A folder with an earlier attempt of the same config resumes from its checkpoint
-    (trainer.resume=auto); another config there is an error. Under the joblib launcher the job
-    may start processes (data loading). overrides.json is written first thing, so that the summary knows every job's configuration,
-    also of one that fails before training.
+    (trainer.resume=auto); another config there refuses the job (recorded in its refused.json, its
+    results untouched). Under the joblib launcher the job may start processes (data loading).
+    overrides.json is written first thing, so that the summary knows every job's configuration, also
+    of one that fails before training.
     """
     earlier_attempt = has_earlier_attempt(run_dir)
     if earlier_attempt:
-        try:
-            check_same_config(run_dir, OmegaConf.to_container(cfg, resolve=True))
-        except ConfigError as exc:  # the job's results stay; the sweep summary lists it as refused
-            exc.before_start = True
-            write_json_atomic(run_dir / REFUSED_FILE, {"error": str(exc), "overrides": list(hydra_cfg.overrides.task)})
-            raise
-        (run_dir / REFUSED_FILE).unlink(missing_ok=True)
+        check_sweep_job(run_dir, OmegaConf.to_container(cfg, resolve=True), hydra_cfg.overrides.task)
         finished = completed_record(run_dir)
         if finished is not None:
             log.info("skipped: already completed (%s)", run_dir / "metrics.json")
@@ -87,22 +81,19 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
     earlier_attempt = has_earlier_attempt(run_dir)
     try:
         with ExitStack() as job:
-            if not multirun and hydra_cfg.sweeper.get("params"):
-                raise ConfigError(f"{cfg.name} is a sweep preset ({', '.join(hydra_cfg.sweeper.params)}): run it "
-                                  f"with -m (python -m vision_exp.train -m experiment=...)")
+            with before_start():
+                if not multirun and hydra_cfg.sweeper.get("params"):
+                    raise ConfigError(f"{cfg.name} is a sweep preset ({', '.join(hydra_cfg.sweeper.params)}): run it "
+                                      f"with -m (python -m vision_exp.train -m experiment=...)")
+                finished = prepare_sweep_job(cfg, run_dir, hydra_cfg) if multirun else None
+            if finished is not None:
+                return finished
             if multirun:
-                finished = prepare_sweep_job(cfg, run_dir, hydra_cfg)
-                if finished is not None:
-                    return finished
                 job.enter_context(parallel_job_device(cfg, run_dir, hydra_cfg))
             return run_experiment(cfg, run_dir, list(hydra_cfg.overrides.task))
     except UserError as exc:
         log.error("%s", exc)
-        # Refused before anything was written: an earlier run's status (interrupted, and so resumable; or
-        # failed with its own reason) stands, as does a running one's. record_failure already keeps a
-        # completed one.
-        if not (isinstance(exc, RunFolderBusy) or (earlier_attempt and exc.before_start)):
-            record_failure(run_dir, str(exc))
+        record_user_error(run_dir, exc, earlier_attempt)
         if verbose:
             raise
         if not multirun:

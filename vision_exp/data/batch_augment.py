@@ -114,10 +114,10 @@ class EvalBatchTransform:
 
     def __call__(self, x: torch.Tensor, generator=None, positions=None, batch_total=None) -> torch.Tensor:
         _, height, width, _ = x.shape
-        x = self.normalize(x.permute(0, 3, 1, 2))
+        x = x.permute(0, 3, 1, 2)
         if self.eval_resize and self.eval_resize != height:
-            x = F.interpolate(x, size=(self.eval_resize, self.eval_resize), mode="bilinear", antialias=True,
+            x = F.interpolate(x.float(), size=(self.eval_resize, self.eval_resize), mode="bilinear", antialias=True,
                               align_corners=False)
             height = width = self.eval_resize
         top, left = centre_offset(height, self.out_size), centre_offset(width, self.out_size)
-        return x[:, :, top : top + self.out_size, left : left + self.out_size]
+        return self.normalize(x[:, :, top : top + self.out_size, left : left + self.out_size])  # the crop alone

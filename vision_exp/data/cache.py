@@ -45,17 +45,30 @@ class CachedSplit:
 
 
 def content_id(path: str, base: Path) -> tuple:
-    """(name, stamp) of an image: a file's path relative to the dataset root and its size in bytes,
-    or a dataset row's split/row and the dataset's fingerprint (see hf_rows)."""
+    """(name, stamp, modification time) of an image: a file's path relative to the dataset root, its size in
+    bytes and its modification time in ns (one stat), or a dataset row's split/row, the dataset's fingerprint
+    (see hf_rows) and None."""
     if is_row_uri(path):
-        return row_content_id(path)
-    return str(Path(path).relative_to(base)), os.stat(path).st_size
+        return (*row_content_id(path), None)
+    stat = os.stat(path)
+    return str(Path(path).relative_to(base)), stat.st_size, stat.st_mtime_ns
 
 
-def modification_times(split: Split) -> list:
-    """Each file's modification time in ns (None for a dataset row): with the size, what tells an image
-    rewritten in place (same size, as uncompressed formats keep) from the cached one."""
-    return [None if is_row_uri(p) else os.stat(p).st_mtime_ns for p in split.paths]
+def file_records(split: Split, root: str) -> tuple:
+    """([name, stamp, label] of every image: what identifies a split's content; each image's modification time:
+    with the size, what tells an image rewritten in place, same size as uncompressed formats keep, from the
+    cached one)."""
+    base, files, mtimes = Path(root), [], []
+    for path, label in zip(split.paths, split.labels):
+        name, stamp, mtime = content_id(path, base)
+        files.append([name, stamp, int(label)])
+        mtimes.append(mtime)
+    return files, mtimes
+
+
+def file_list(split: Split, root: str) -> list:
+    """[name, stamp, label] of every image: what identifies a split's content."""
+    return file_records(split, root)[0]
 
 
 def is_current(manifest: Optional[dict], files: list, mtimes: list, root: str) -> bool:
@@ -67,12 +80,6 @@ def is_current(manifest: Optional[dict], files: list, mtimes: list, root: str) -
     recorded = manifest.get("mtimes")
     same_folder = Path(str(manifest.get("root"))).resolve() == Path(root).resolve()
     return recorded is None or not same_folder or recorded == mtimes
-
-
-def file_list(split: Split, root: str) -> list:
-    """[name, stamp, label] of every image: what identifies a split's content."""
-    base = Path(root)
-    return [[*content_id(p, base), int(label)] for p, label in zip(split.paths, split.labels)]
 
 
 def _decode_chunk(args) -> list:
@@ -196,7 +203,7 @@ def load_split_cache(entry: Path) -> Optional[CachedSplit]:
 def cached_split(entry: Path, split: Split, root: str, classes: dict, size: int, workers: int,
                  on_bad_image: str) -> CachedSplit:
     """The split decoded at `size`: read from `entry`, or (re)built there first when its file list changed."""
-    files, mtimes = file_list(split, root), modification_times(split)
+    files, mtimes = file_records(split, root)
     found = load_split_cache(entry) if is_current(read_manifest(entry), files, mtimes, root) else None
     if found is None:
         log.info("decoding %d images into %s", len(split), entry)

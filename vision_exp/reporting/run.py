@@ -17,6 +17,7 @@ from typing import Optional
 
 import torch
 
+from vision_exp.errors import RunFolderBusy, UserError
 from vision_exp.reporting.curves import plot_curves
 from vision_exp.reporting.figures import confusion_figure, image_grid
 from vision_exp.reporting.hparams import session_end, session_start
@@ -139,3 +140,11 @@ def record_failure(run_dir: Path, error: str, extra: Optional[dict] = None, stat
         return
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, {"status": status, "error": error, "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})})
+
+
+def record_user_error(run_dir: Path, error: UserError, earlier_attempt: bool) -> None:
+    """metrics.json says failed, unless the command was refused before it wrote anything in a folder holding an
+    earlier attempt (whose status, interrupted and so resumable, or failed with its own reason, stands) or in a
+    folder another process trains in (its files are that run's)."""
+    if not (isinstance(error, RunFolderBusy) or (earlier_attempt and error.before_start)):
+        record_failure(run_dir, str(error))

@@ -15,9 +15,11 @@ from typing import Optional
 from omegaconf import OmegaConf
 
 from vision_exp.errors import ConfigError
+from vision_exp.reporting.files import write_json_atomic
 from vision_exp.reporting.run import INCIDENTAL_SETTINGS, METRICS_FILE, flatten
 
 CONFIG_FILE = "config.yaml"
+REFUSED_FILE = "refused.json"  # why the command that ran a job last refused it: the summary lists it
 
 # What a run resumed by hand may change: a longer budget continues on the longer schedule.
 BUDGET_SETTINGS = ("trainer.train_samples", "trainer.epochs")
@@ -68,3 +70,15 @@ def check_same_config(run_dir: Path, current: dict, may_change: tuple = ()) -> N
                   "or choose another hydra.run.dir") if may_change else (
                   "resume a sweep with the command that started it, or choose a new hydra.sweep.dir")
         raise ConfigError(f"{run_dir} holds a run of another configuration ({shown}): {advice}")
+
+
+def check_sweep_job(run_dir: Path, current: dict, overrides: list) -> None:
+    """check_same_config for a sweep job, on the record: a refusal is written to the job's refused.json (its
+    results stay as they were) and cleared once a command of its own configuration runs it."""
+    refusal = Path(run_dir) / REFUSED_FILE
+    try:
+        check_same_config(run_dir, current)
+    except ConfigError as exc:
+        write_json_atomic(refusal, {"error": str(exc), "overrides": list(overrides)})
+        raise
+    refusal.unlink(missing_ok=True)

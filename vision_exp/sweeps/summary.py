@@ -20,10 +20,10 @@ from omegaconf import OmegaConf
 from vision_exp.errors import UserError
 from vision_exp.reporting.files import write_text_atomic
 from vision_exp.reporting.run import INCIDENTAL_SETTINGS, METRICS_FILE
+from vision_exp.sweeps.jobs import REFUSED_FILE
 from vision_exp.sweeps.statistics import Difference, mean, sample_std, welch_difference
 
 OVERRIDES_FILE = "overrides.json"
-REFUSED_FILE = "refused.json"  # written by vision_exp.train when a rerun asks a job folder for another configuration
 SWEEP_FILE = "multirun.yaml"
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
@@ -57,11 +57,7 @@ class Job:
     run_dir: Path
     overrides: list
     metrics: dict
-
-    @property
-    def refusal(self) -> Optional[str]:
-        """Why the last command that ran this job refused it (its folder holds another configuration), if it did."""
-        return read_json(self.run_dir / REFUSED_FILE, {}).get("error")
+    refusal: Optional[str] = None  # why the command that ran it last refused it (its folder holds another configuration)
 
     @property
     def status(self) -> str:
@@ -170,7 +166,8 @@ def read_json(path: Path, default):
 
 
 def read_job(folder: Path) -> Job:
-    return Job(folder.name, folder, list(read_json(folder / OVERRIDES_FILE, [])), read_json(folder / METRICS_FILE, {}))
+    return Job(folder.name, folder, list(read_json(folder / OVERRIDES_FILE, [])), read_json(folder / METRICS_FILE, {}),
+               read_json(folder / REFUSED_FILE, {}).get("error"))
 
 
 def sweep_command(sweep: dict) -> Optional[str]:
