@@ -48,6 +48,8 @@ def test_sgd_nesterov_flag_and_fused_only_on_gpu():
     assert not create_optimizer(model, "adamw", lr=1e-3).defaults.get("fused")
     with pytest.raises(ConfigError, match="optimizer.lr=0"):
         create_optimizer(model, "sgd", lr=0)
+    with pytest.raises(ConfigError, match="'lamb' has no fused implementation"):
+        create_optimizer(model, "lamb", lr=1e-3, fused=True)
 
 
 def test_lr_scaling_with_batch_size():
@@ -313,3 +315,23 @@ def test_ema_warmup_counts_the_updates_done(tiny_folder, tmp_path):
     ema = {k.removeprefix("module."): v for k, v in last["ema"].items()}
     assert last["position"]["step"] == 2
     assert any(v.is_floating_point() and not torch.equal(v, ema[k]) for k, v in last["model"].items())
+
+
+def test_ema_turned_on_at_resume_starts_from_the_restored_weights(tiny_folder, tmp_path, monkeypatch):
+    """A checkpoint without EMA state: the average must begin at its weights, not at a random initialisation."""
+    run_experiment(compose(tiny_overrides(tiny_folder)), tmp_path / "plain", [])
+    from vision_exp.training.trainer import Trainer
+
+    at_start = []
+    fit = Trainer.fit
+
+    def checking_fit(self):
+        live, ema = self.model.state_dict(), self.ema.module.state_dict()
+        at_start.append(all(torch.equal(live[key], ema[key]) for key in live))
+        return fit(self)
+
+    monkeypatch.setattr(Trainer, "fit", checking_fit)
+    last = tmp_path / "plain" / "checkpoints" / "last.pt"
+    run_experiment(compose(tiny_overrides(tiny_folder, f"trainer.resume={last}", "trainer.epochs=2",
+                                          "trainer.ema_decay=0.999")), tmp_path / "with_ema", [])
+    assert at_start == [True]

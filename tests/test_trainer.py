@@ -267,6 +267,19 @@ def test_resuming_a_completed_run_changes_nothing_and_a_smaller_budget_is_refuse
         train(tiny_folder, run, "trainer.epochs=1", "trainer.resume=auto")
 
 
+def test_extending_a_run_whose_budget_cut_its_last_epoch_is_refused(tiny_folder, tmp_path):
+    """50 samples of 36 per epoch end 14 samples into epoch 2: going on from there to 108 could not see
+    each image once per epoch nor end on the longer schedule, so the run is refused and left as it was."""
+    run = tmp_path / "run"
+    train(tiny_folder, run, "trainer.train_samples=50")
+    written = {p: p.stat().st_mtime_ns for p in [run / "metrics.json", run / "config.yaml", *run.rglob("*.pt")]}
+    with pytest.raises(ConfigError, match=r"ended inside epoch 2, where its budget of 50 samples cut it \(14 of 36\)"):
+        train(tiny_folder, run, "trainer.train_samples=108", "trainer.resume=auto")
+    assert {p: p.stat().st_mtime_ns for p in written} == written
+    assert train(tiny_folder, tmp_path / "whole", "trainer.train_samples=72")["samples_seen"] == 72
+    assert train(tiny_folder, tmp_path / "whole", "trainer.train_samples=108", "trainer.resume=auto")["samples_seen"] == 108
+
+
 def test_checkpoint_writes_inside_an_epoch_are_not_training_time(tiny_folder, tmp_path, monkeypatch):
     """Each write is made to take ten seconds of the trainer's clock: none of them may count as training."""
     import time

@@ -53,6 +53,9 @@ def create_optimizer(model: torch.nn.Module, name: str = "sgd", lr: float = 0.1,
     on_gpu = next(model.parameters()).is_cuda
     if fused is None:
         fused = on_gpu and opt in FUSED_CAPABLE
+    if fused and opt not in FUSED_CAPABLE:
+        raise ConfigError(f"optimizer.fused=true: {name!r} has no fused implementation (sgd, adam and adamw have); "
+                          f"leave optimizer.fused unset")
     if fused:
         extra["fused"] = True
         extra["foreach"] = None

@@ -229,8 +229,12 @@ class Trainer:
         load_model_weights(self.model, state["model"], source)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
-        if self.ema is not None and state.get("ema") is not None:
-            self.ema.load_state_dict(state["ema"])
+        if self.ema is not None:
+            if state.get("ema") is not None:
+                self.ema.load_state_dict(state["ema"])
+            else:  # EMA turned on at resume: average from the restored weights, not from the random initial ones
+                log.info("%s holds no EMA weights: the EMA starts from its model weights", source)
+                self.ema.module.load_state_dict(self.model.state_dict())
         self.position = Position(**state["position"])
         set_rng_state(state["rng"])
         # The schedule is a function of the step and this run's budget, not restored state: a run
@@ -275,6 +279,14 @@ class Trainer:
         if self.position.samples_seen > self.budget.train_samples:
             raise ConfigError(f"{source} has trained on {self.position.samples_seen} samples, more than this run's budget "
                               f"of {self.budget.train_samples}: resume with at least that many (trainer.train_samples)")
+        position, per_epoch = self.position, self.budget.samples_per_epoch
+        cut_short = position.batch == 0 and position.samples_seen < position.epoch * per_epoch
+        if cut_short and not self.finished:
+            raise ConfigError(
+                f"{source} ended inside epoch {position.epoch}, where its budget of {position.samples_seen} samples cut it "
+                f"({position.samples_seen - (position.epoch - 1) * per_epoch} of {per_epoch}): only a run that ended at the "
+                f"end of an epoch can be extended exactly. Start a new run with trainer.train_samples="
+                f"{self.budget.train_samples}")
 
     @property
     def finished(self) -> bool:
