@@ -43,3 +43,18 @@ def test_a_run_that_crashes_is_recorded_and_the_sweep_goes_on(tiny_folder, tmp_p
     assert {job.name: job.status for job in summary.jobs} == {"0": "failed", "1": "completed"}
     failed = json.loads((tmp_path / "sweep" / "0" / "metrics.json").read_text())
     assert failed["error"] == "RuntimeError: CUDA out of memory (simulated)" and "crash_on_seed_1" in failed["traceback"]
+
+
+def test_a_sweep_called_again_skips_its_runs_and_refuses_another_configuration(tiny_folder, tmp_path):
+    """The folder's runs keep their own overrides and results: a changed call must not relabel them."""
+    sweep_dir = tmp_path / "sweep"
+    first = vision_exp.sweep([["seed=0"], ["seed=1"]], common=tiny_overrides(tiny_folder), sweep_dir=str(sweep_dir))
+    written = {p: p.stat().st_mtime_ns for p in sweep_dir.glob("*/*.json")}
+    again = vision_exp.sweep([["seed=0"], ["seed=1"]], common=tiny_overrides(tiny_folder), sweep_dir=str(sweep_dir))
+    assert [job.status for job in again.jobs] == ["completed", "completed"]
+    assert {p: p.stat().st_mtime_ns for p in written} == written
+    changed = vision_exp.sweep([["seed=0"], ["seed=1", "model.widths=[8,8,8,8]"]], common=tiny_overrides(tiny_folder),
+                               sweep_dir=str(sweep_dir))
+    assert [job.status for job in changed.jobs] == ["completed", "refused"]
+    assert json.loads((sweep_dir / "1" / "overrides.json").read_text())[-1] == "seed=1"
+    assert json.loads((sweep_dir / "1" / "metrics.json").read_text())["val_acc"] == first.jobs[1].metrics["val_acc"]

@@ -113,7 +113,7 @@ def test_randaugment_depends_only_on_the_sample_seed_not_on_numpy_state():
     from vision_exp.data.loaders import apply_seeded
     from vision_exp.recipe.augment import per_image_transform
 
-    policy = per_image_transform(AugmentConfig(randaugment="rand-m9-mstd0.5-inc1"), 32, (0.5, 0.5, 0.5))
+    policy = per_image_transform(AugmentConfig(randaugment="rand-m9-mstd0.5-inc1"), (0.5, 0.5, 0.5))
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
     outputs = []
     for worker_state in (1, 2, 3):

@@ -58,7 +58,7 @@ def test_lr_scaling_with_batch_size():
     assert scaled_lr(0.1, 512, None, "linear") == 0.1
 
 
-def test_cosine_warmup_reaches_the_peak_then_lr_min_at_the_last_step():
+def test_cosine_warmup_reaches_the_peak_then_lr_min_once_the_budget_is_spent():
     values = lrs("cosine", warmup_fraction=0.1, lr_min=0.01)
     assert values[0] == 0.0 and values[10] == pytest.approx(1.0)
     assert all(a <= b for a, b in zip(values[:10], values[1:11]))
@@ -73,6 +73,10 @@ def test_linear_step_and_constant_schedules():
     step = lrs("step", step_epochs=3, step_decay=0.1)
     assert step[29] == pytest.approx(1.0) and step[30] == pytest.approx(0.1) and step[60] == pytest.approx(0.01)
     assert set(lrs("constant")) == {1.0}
+    floored = lrs("linear", warmup_epochs=1, lr_min=0.1)
+    assert floored[100] == pytest.approx(0.1) and floored[55] == pytest.approx(0.55, abs=0.02)
+    with pytest.raises(ConfigError, match="lr_min=0.1 has no effect on the step schedule"):
+        lrs("step", lr_min=0.1)
     with pytest.raises(ConfigError):
         lrs("cosine", warmup_fraction=0.1, warmup_epochs=1)
 
@@ -100,12 +104,12 @@ def test_random_erasing_blanks_part_of_some_images():
 
 @pytest.mark.parametrize("aug", [AugmentConfig(randaugment="rand-m9-mstd0.5-inc1-mmax9"), AugmentConfig(trivialaugment=True)])
 def test_per_image_policies_change_images(aug):
-    policy = per_image_transform(aug, 32, (0.5, 0.5, 0.5))
+    policy = per_image_transform(aug, (0.5, 0.5, 0.5))
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
     outputs = [np.asarray(policy(image)) for _ in range(8)]
     assert all(o.shape == (32, 32, 3) for o in outputs)
     assert any(not np.array_equal(o, np.asarray(image)) for o in outputs)
-    assert per_image_transform(AugmentConfig(), 32, (0.5, 0.5, 0.5)) is None
+    assert per_image_transform(AugmentConfig(), (0.5, 0.5, 0.5)) is None
 
 
 def recorded_losses(monkeypatch) -> tuple:
@@ -235,7 +239,7 @@ def test_configured_randaugment_never_fails_on_any_draw(option):
     from omegaconf import OmegaConf
 
     setting = OmegaConf.load(CONF_DIR / "augmentation" / f"{option}.yaml").randaugment
-    policy = per_image_transform(AugmentConfig(randaugment=setting), 32, (0.5, 0.5, 0.5))
+    policy = per_image_transform(AugmentConfig(randaugment=setting), (0.5, 0.5, 0.5))
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
     for seed in range(3000):
         random.seed(seed)

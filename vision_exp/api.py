@@ -6,7 +6,6 @@ Hydra's compose API and call the same `run_experiment` as the command line: a ru
 """
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import traceback
@@ -67,13 +66,16 @@ def run(overrides: Iterable[str] = (), run_dir: Optional[str] = None) -> dict:
     The run folder is the one the command line would use (hydra.run.dir, by default
     outputs/<name>/<date>_<time>), unless `run_dir` is given.
     """
-    from vision_exp.experiment import run_experiment
-
     overrides = list(overrides)
     cfg = compose_config(overrides, with_hydra=True)
-    folder = Path(run_dir or cfg.hydra.run.dir)
+    return _train(cfg, Path(run_dir or cfg.hydra.run.dir), overrides)
+
+
+def _train(cfg, folder: Path, overrides: list) -> dict:
+    from vision_exp.experiment import run_experiment
+
     with open_dict(cfg):
-        del cfg["hydra"]
+        cfg.pop("hydra", None)
     _show_logs()
     with _log_file(folder / "train.log"):
         result = run_experiment(cfg, folder, overrides)
@@ -86,33 +88,46 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
     summarize it; returns the SweepSummary (`.configurations`, `.baseline`, `.sweep_dir`), whose
     results.md / results.csv / plots are in the folder.
 
-    A run that fails (bad input, a bug, out of memory) is recorded in its metrics.json and the others
-    go on, as in a multirun; an interrupted run (Ctrl-C, SIGTERM) is recorded and stops the sweep.
+    Every list is composed first, so an override Hydra cannot compose stops the sweep before any run,
+    as on the command line. A run that fails (bad input, a bug, out of memory) is recorded in its
+    metrics.json and the others go on; an interrupted run (Ctrl-C, SIGTERM) is recorded and stops the
+    sweep. Calling it again with the same runs and folder skips the completed runs and resumes the
+    others; a run whose folder holds another configuration is refused (its refused.json), its results kept.
     """
-    from vision_exp.errors import UserError
+    from vision_exp.errors import ConfigError, UserError
+    from vision_exp.experiment import before_start
     from vision_exp.reporting.files import write_text_atomic
     from vision_exp.reporting.run import record_failure, record_user_error
     from vision_exp.sweeps import summarize_sweep
-    from vision_exp.sweeps.jobs import has_earlier_attempt
+    from vision_exp.sweeps.jobs import has_earlier_attempt, prepare_job
     from vision_exp.training.trainer import Interrupted
 
     log = logging.getLogger("vision_exp.api")
 
-    runs, common = [list(r) for r in runs], list(common)
-    first = compose_config(common + (runs[0] if runs else []), with_hydra=True)
-    folder = Path(sweep_dir or first.hydra.sweep.dir)
+    jobs = [list(common) + list(r) for r in runs]
+    if not jobs:
+        raise ConfigError("sweep() needs at least one run: a list of override lists, e.g. [['seed=0'], ['seed=1']]")
+    configs = [compose_config(overrides, with_hydra=True) for overrides in jobs]
+    folder = Path(sweep_dir or configs[0].hydra.sweep.dir)
     folder.mkdir(parents=True, exist_ok=True)
+    first = configs[0].copy()
     with open_dict(first):
         del first["hydra"]
     write_text_atomic(folder / "multirun.yaml", OmegaConf.to_yaml(first))  # what marks a sweep folder
     _show_logs()
-    for number, overrides in enumerate(runs):
+    for number, (overrides, cfg) in enumerate(zip(jobs, configs)):
         job_dir = folder / str(number)
         job_dir.mkdir(parents=True, exist_ok=True)
         earlier_attempt = has_earlier_attempt(job_dir)
-        write_text_atomic(job_dir / "overrides.json", json.dumps(common + overrides))
         try:
-            run(common + overrides, run_dir=str(job_dir))
+            with open_dict(cfg):
+                del cfg["hydra"]
+            with before_start():
+                finished = prepare_job(cfg, job_dir, overrides)
+            if finished is None:
+                _train(cfg, job_dir, overrides)
+            else:
+                log.info("run %d skipped: already completed (%s)", number, job_dir / "metrics.json")
         except UserError as exc:
             log.error("run %d failed: %s", number, exc)
             record_user_error(job_dir, exc, earlier_attempt)

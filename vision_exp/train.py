@@ -8,7 +8,6 @@ its last checkpoint (see `prepare_sweep_job`), and the sweep summarizes itself a
 """
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import traceback
@@ -20,13 +19,12 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from vision_exp.errors import ConfigError, UserError
 from vision_exp.experiment import before_start, run_experiment
-from vision_exp.reporting.files import write_text_atomic
 from vision_exp.reporting.run import record_failure, record_user_error
-from vision_exp.sweeps.jobs import check_sweep_job, completed_record, has_earlier_attempt
+from vision_exp.sweeps.jobs import has_earlier_attempt, prepare_job
 from vision_exp.sweeps.launch import claimed_gpu, register_resolvers, restore_default_start_method
 from vision_exp.training.trainer import Interrupted
 
@@ -35,28 +33,14 @@ register_resolvers()  # conf/hydra/default.yaml names the sweep folder with it
 
 
 def prepare_sweep_job(cfg: DictConfig, run_dir: Path, hydra_cfg) -> Optional[dict]:
-    """Make a sweep job rerunnable: returns the completed run's metrics.json to skip it, else None.
-
-    A folder with an earlier attempt of the same config resumes from its checkpoint
-    (trainer.resume=auto); another config there refuses the job (recorded in its refused.json, its
-    results untouched). Under the joblib launcher the job may start processes (data loading).
-    overrides.json is written first thing, so that the summary knows every job's configuration, also
-    of one that fails before training.
-    """
-    earlier_attempt = has_earlier_attempt(run_dir)
-    if earlier_attempt:
-        check_sweep_job(run_dir, OmegaConf.to_container(cfg, resolve=True), hydra_cfg.overrides.task)
-        finished = completed_record(run_dir)
-        if finished is not None:
-            log.info("skipped: already completed (%s)", run_dir / "metrics.json")
-            return finished
-    write_text_atomic(run_dir / "overrides.json", json.dumps(list(hydra_cfg.overrides.task)))
-    joblib_worker = hydra_cfg.launcher._target_.endswith("JoblibLauncher")
-    if joblib_worker:
+    """sweeps.jobs.prepare_job (skip, resume or refuse the job), and under the joblib launcher the
+    default start method back, as the job may start processes (data loading)."""
+    finished = prepare_job(cfg, run_dir, list(hydra_cfg.overrides.task))
+    if finished is not None:
+        log.info("skipped: already completed (%s)", run_dir / "metrics.json")
+        return finished
+    if hydra_cfg.launcher._target_.endswith("JoblibLauncher"):
         restore_default_start_method()
-    with open_dict(cfg):
-        if earlier_attempt and cfg.trainer.resume == "never":
-            cfg.trainer.resume = "auto"
     return None
 
 

@@ -404,7 +404,7 @@ def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, dev
                   train_eval_samples: Optional[int] = None, shard: tuple = (0, 1)) -> DataBundle:
     """The train, val and train-eval loaders of an indexed dataset; each rank gets its `shard`
     (rank, world size) of every batch."""
-    per_image = per_image_transform(aug, data.img_size, data.mean)
+    per_image = per_image_transform(aug, data.mean)
     if data.loader == "cached":
         workers = max(1, usable_workers(data.num_workers))
         train_split, val_split = (cached_index_split(index, data, name, workers) for name in ("train", "val"))

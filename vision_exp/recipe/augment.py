@@ -58,14 +58,15 @@ class AugmentConfig:
             raise ConfigError(f"augmentation.hflip={self.hflip} is a probability in [0, 1]")
 
 
-def per_image_transform(aug: AugmentConfig, img_size: int, mean) -> Optional[Callable]:
+def per_image_transform(aug: AugmentConfig, mean) -> Optional[Callable]:
     """PIL -> PIL policy (RandAugment and/or TrivialAugment), or None when neither is on."""
     ops = []
     if aug.randaugment:
         from timm.data.auto_augment import rand_augment_transform
 
-        # timm's ImageNet hyper-parameters, scaled to the image size (translation in pixels).
-        hparams = {"translate_const": int(img_size * 0.45), "img_mean": tuple(int(round(255 * m)) for m in mean)}
+        # The rand-* policies translate relative to the image size (timm's translate_pct), so only the fill
+        # colour of uncovered pixels needs the dataset: its mean.
+        hparams = {"img_mean": tuple(int(round(255 * m)) for m in mean)}
         ops.append(rand_augment_transform(aug.randaugment, hparams))
     if aug.trivialaugment:
         from torchvision.transforms import TrivialAugmentWide

@@ -33,14 +33,17 @@ def create_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, steps_p
                      warmup_fraction: Optional[float] = None, warmup_epochs: Optional[float] = None,
                      warmup_lr_init: float = 0.0, lr_min: float = 0.0, step_epochs: float = 30,
                      step_decay: float = 0.1):
-    """cosine: linear warmup then cosine decay to `lr_min`; linear: warmup then linear decay to zero;
-    step: x`step_decay` every `step_epochs`; constant: warmup then flat."""
+    """cosine: linear warmup then cosine decay to `lr_min`; linear: warmup then linear decay to `lr_min`;
+    step: x`step_decay` every `step_epochs`; constant: warmup then flat (neither of the last two has a floor)."""
     warmup = warmup_steps(total_steps, steps_per_epoch, warmup_fraction, warmup_epochs)
+    if lr_min and name in ("step", "constant"):
+        raise ConfigError(f"scheduler.lr_min={lr_min} has no effect on the {name} schedule: set it to 0 or choose "
+                          f"scheduler=cosine or linear")
     common = dict(warmup_t=warmup, warmup_lr_init=warmup_lr_init, t_in_epochs=False)
     if name == "cosine":
         return CosineLRScheduler(optimizer, t_initial=max(1, total_steps - warmup), lr_min=lr_min, warmup_prefix=True, **common)
     if name == "linear":
-        return PolyLRScheduler(optimizer, t_initial=max(1, total_steps - warmup), power=1.0, lr_min=0.0, warmup_prefix=True, **common)
+        return PolyLRScheduler(optimizer, t_initial=max(1, total_steps - warmup), power=1.0, lr_min=lr_min, warmup_prefix=True, **common)
     if name == "step":
         return StepLRScheduler(optimizer, decay_t=max(1, int(round(step_epochs * steps_per_epoch))), decay_rate=step_decay, **common)
     if name == "constant":

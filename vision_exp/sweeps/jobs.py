@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vision_exp.errors import ConfigError
-from vision_exp.reporting.files import write_json_atomic
+from vision_exp.reporting.files import write_json_atomic, write_text_atomic
 from vision_exp.reporting.run import INCIDENTAL_SETTINGS, METRICS_FILE, flatten
 
 CONFIG_FILE = "config.yaml"
@@ -82,3 +82,23 @@ def check_sweep_job(run_dir: Path, current: dict, overrides: list) -> None:
         write_json_atomic(refusal, {"error": str(exc), "overrides": list(overrides)})
         raise
     refusal.unlink(missing_ok=True)
+
+
+def prepare_job(cfg: DictConfig, run_dir: Path, overrides: list) -> Optional[dict]:
+    """Make a sweep job rerunnable: returns the completed run's metrics.json to skip it, else None.
+
+    A folder with an earlier attempt of the same config resumes from its checkpoint (trainer.resume
+    becomes auto); another config there refuses the job (check_sweep_job), its files untouched.
+    overrides.json is written once the job is accepted, before training, so that the summary knows
+    the configuration of a job that fails early too."""
+    earlier_attempt = has_earlier_attempt(run_dir)
+    if earlier_attempt:
+        check_sweep_job(run_dir, OmegaConf.to_container(cfg, resolve=True), overrides)
+        finished = completed_record(run_dir)
+        if finished is not None:
+            return finished
+    write_text_atomic(Path(run_dir) / "overrides.json", json.dumps(list(overrides)))
+    with open_dict(cfg):
+        if earlier_attempt and cfg.trainer.resume == "never":
+            cfg.trainer.resume = "auto"
+    return None
