@@ -241,6 +241,39 @@ def test_a_run_stopped_by_a_signal_and_resumed_is_one_successful_tensorboard_ses
     assert hparams_sessions(run) == (1, [api_pb2.Status.Value("STATUS_SUCCESS")])
 
 
+def test_a_run_that_failed_and_resumed_to_completion_is_one_successful_tensorboard_session(tiny_folder, tmp_path,
+                                                                                            monkeypatch):
+    from tensorboard.plugins.hparams import api_pb2
+
+    step = Trainer._step
+
+    def failing_in_the_second_epoch(self, images, labels, global_count):
+        if self.position.step == 6:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return step(self, images, labels, global_count)
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_step", failing_in_the_second_epoch)
+        with pytest.raises(RuntimeError):
+            train(tiny_folder, run, "trainer.epochs=2", "trainer.save_interval_s=0")
+    assert hparams_sessions(run) == (1, [])
+    train(tiny_folder, run, "trainer.epochs=2", "trainer.save_interval_s=0", "trainer.resume=auto")
+    assert hparams_sessions(run) == (1, [api_pb2.Status.Value("STATUS_SUCCESS")])
+
+
+def test_a_run_resumed_from_another_folders_checkpoint_starts_its_own_tensorboard_session(tiny_folder, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tiny_folder, tmp_path / "first", "trainer.epochs=1")
+    other = tmp_path / "second"
+    train(tiny_folder, other, "trainer.epochs=2", f"trainer.resume={tmp_path / 'first' / 'checkpoints' / 'last.pt'}")
+    assert hparams_sessions(other)[0] == 1
+    accumulator = EventAccumulator(str(other / "tb"), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    assert "config/text_summary" in accumulator.Tags()["tensors"]
+
+
 def test_a_restart_from_scratch_drops_the_points_of_an_attempt_without_a_checkpoint(tiny_folder, tmp_path):
     import shutil
 

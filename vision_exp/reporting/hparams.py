@@ -1,7 +1,7 @@
 """Session records for TensorBoard's HParams dashboard.
 
-Each run writes a session start (its hyper-parameters) and a session end (its status) into its
-own tb/ folder and no experiment summary: TensorBoard then builds the sweep's table from all
+Each run writes a session start (its hyper-parameters) and, once it completes, a session end into
+its own tb/ folder and no experiment summary: TensorBoard then builds the sweep's table from all
 sessions under the log dir, with every scalar of a run and its sub-runs as a metric column.
 """
 from __future__ import annotations
@@ -17,8 +17,9 @@ def session_start(hparams: dict, trial_id: str) -> summary_pb2.Summary:
     return hparams_pb(hparams, trial_id=trial_id)
 
 
-def session_end(completed: bool) -> summary_pb2.Summary:
-    status = api_pb2.Status.Value("STATUS_SUCCESS" if completed else "STATUS_FAILURE")
+def session_end() -> summary_pb2.Summary:
+    """The end of a completed run's session (the only kind written: see RunReporter.close)."""
+    status = api_pb2.Status.Value("STATUS_SUCCESS")
     data = plugin_data_pb2.HParamsPluginData(
         session_end_info=plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time())
     )

@@ -64,9 +64,12 @@ class RunReporter:
         tb = self.run_dir / "tb"
         if not resume_samples and tb.exists():  # an attempt killed before its first checkpoint: its points would mix in
             shutil.rmtree(tb)
+        # Once per log: TensorBoard keeps the first session it reads. A run resumed in a new folder from
+        # another run's checkpoint starts its own log.
+        new_log = not any(tb.rglob("events.out.tfevents.*"))
         self.writer = SummaryWriter(str(tb), purge_step=purge)
         self.family_writers = {f: SummaryWriter(str(tb / f), purge_step=purge) for f in FAMILY_RUNS}
-        if not resume_samples:  # once per run: TensorBoard keeps the first session it reads
+        if new_log:
             self._write_session_start()
             if config_text:
                 self.writer.add_text("config", "    " + config_text.replace("\n", "\n    "), 0)
@@ -110,11 +113,11 @@ class RunReporter:
         tag = "val/attention_cls_token" if pool == "cls" else "val/attention_patch_mean"
         self.writer.add_image(tag, image_grid(overlays), step)
 
-    def close(self, completed: Optional[bool] = False) -> None:
-        """Close the TensorBoard run, marking the session succeeded or failed; None (stopped by a signal, to be
-        resumed) leaves it open, since TensorBoard would keep a first "failed" past the resumed run's end."""
-        if completed is not None:
-            self.writer.file_writer.add_summary(session_end(completed))
+    def close(self, completed: bool = False) -> None:
+        """Close the TensorBoard run. Only a completed run ends its HParams session: TensorBoard keeps the first
+        end it reads, and a failed or stopped run may yet be resumed to completion (metrics.json says why it stopped)."""
+        if completed:
+            self.writer.file_writer.add_summary(session_end())
         for writer in (self.writer, *self.family_writers.values()):
             writer.close()
 

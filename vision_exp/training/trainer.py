@@ -305,11 +305,8 @@ class Trainer:
         try:
             with self.signals:
                 summary = self._train(reporter)
-        except Interrupted:
-            reporter.close(completed=None)
-            raise
         except BaseException:
-            reporter.close(completed=False)
+            reporter.close()
             raise
         reporter.finish(summary)
         return {"status": "completed", **summary}
