@@ -362,14 +362,27 @@ def test_summarize_and_report_scripts(enhancement_sweep, tmp_path, capsys):
     summarize, report = (load_script(name) for name in ("summarize", "report"))
     assert summarize.main([str(enhancement_sweep), "--baseline", "enhancement=ema"]) == 0
     assert "Baseline: **enhancement=ema** (chosen with --baseline)" in (enhancement_sweep / "results.md").read_text()
+    chosen_baseline_plot = (enhancement_sweep / "val_acc_bars.png").stat().st_mtime_ns
     output = tmp_path / "write-up" / "report.md"
     assert report.main([str(enhancement_sweep), "--output", str(output)]) == 0
     text = output.read_text()
     assert "## cpu_vit" in text and "**enhancement=none**" in text
     assert "python -m vision_exp.train -m experiment=cpu_vit 'enhancement=glob(*)' seed=0,1,2" in text
     links = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
-    assert links == ["../multirun/val_acc_bars.png", "../multirun/val_acc_curves.png"]
+    assert links == ["../multirun/report_val_acc_bars.png", "../multirun/report_val_acc_curves.png"]
     assert all((output.parent / link).is_file() for link in links)
+    assert (enhancement_sweep / "val_acc_bars.png").stat().st_mtime_ns == chosen_baseline_plot  # results.md's own
+
+
+def test_a_report_notes_a_sweep_folder_without_jobs_and_reports_the_others(enhancement_sweep, tmp_path):
+    report = load_script("report")
+    stopped = tmp_path / "stopped_sweep"
+    stopped.mkdir()
+    (stopped / "multirun.yaml").write_text("hydra: {}\n")  # Hydra writes it before composing the jobs
+    output = tmp_path / "report.md"
+    assert report.main([str(stopped), str(enhancement_sweep), "--output", str(output)]) == 0
+    text = output.read_text()
+    assert f"## stopped_sweep\n\nSkipped: {stopped} holds no job yet" in text and "**enhancement=none**" in text
 
 
 def load_script(name: str):

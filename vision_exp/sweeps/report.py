@@ -3,7 +3,9 @@
 Each sweep gets its section: the command that produced it (from its multirun.yaml), its
 results table, its jobs that did not complete, and its two plots, linked relative to the
 report's own folder. The tables are computed from the job folders, like results.md, with each
-sweep's default baseline; the plots are redrawn to match.
+sweep's default baseline; the plots are redrawn to match, as report_*.png beside results.md's own
+(which may mark another baseline, chosen with summarize.py --baseline). A sweep folder without
+jobs yet (a sweep that stopped before its first job) gets a line saying so.
 """
 from __future__ import annotations
 
@@ -12,7 +14,10 @@ import time
 from pathlib import Path
 
 from vision_exp.sweeps.plots import plot_bars, plot_curves
-from vision_exp.sweeps.summary import CURVES_PNG, bars_png, failures_table, load_sweep, results_table
+from vision_exp.sweeps.summary import CURVES_PNG, EmptySweep, bars_png, failures_table, load_sweep, results_table
+
+
+REPORT_PREFIX = "report_"
 
 
 def relative_link(path: Path, report_dir: Path) -> str:
@@ -20,9 +25,12 @@ def relative_link(path: Path, report_dir: Path) -> str:
 
 
 def sweep_section(sweep_dir: Path, report_dir: Path) -> str:
-    summary = load_sweep(sweep_dir)
-    bars, curves = summary.sweep_dir / bars_png(summary), summary.sweep_dir / CURVES_PNG
-    plot_bars(summary, bars)  # redrawn: a plot left by `summarize.py --baseline ...` marks another baseline
+    try:
+        summary = load_sweep(sweep_dir)
+    except EmptySweep as exc:
+        return f"## {Path(sweep_dir).name}\n\nSkipped: {exc}.\n"
+    bars, curves = (summary.sweep_dir / f"{REPORT_PREFIX}{name}" for name in (bars_png(summary), CURVES_PNG))
+    plot_bars(summary, bars)
     plot_curves(summary, curves)
     completed = len(summary.jobs) - len(summary.unsuccessful)
     parts = [

@@ -41,6 +41,10 @@ class SweepError(UserError):
     """A folder that is not a sweep, or a request the sweep cannot answer."""
 
 
+class EmptySweep(SweepError):
+    """A sweep folder whose jobs have not started (Hydra writes multirun.yaml first), or never will."""
+
+
 def split_override(override: str) -> tuple:
     key, _, value = override.partition("=")
     return key, value
@@ -244,7 +248,7 @@ def load_sweep(sweep_dir, baseline: Optional[str] = None, metric: str = "val_acc
     sweep = OmegaConf.to_container(OmegaConf.load(sweep_dir / SWEEP_FILE))
     jobs = [read_job(folder) for folder in job_folders(sweep_dir)]
     if not jobs:
-        raise SweepError(f"{sweep_dir} holds no job yet (no job folder with {OVERRIDES_FILE} or {METRICS_FILE})")
+        raise EmptySweep(f"{sweep_dir} holds no job yet (no job folder with {OVERRIDES_FILE} or {METRICS_FILE})")
     numeric = {k for job in jobs if job.completed for k, v in job.metrics.items() if isinstance(v, (int, float))}
     if numeric and metric not in numeric:
         raise SweepError(f"metric {metric!r} is not in the jobs' {METRICS_FILE}; choose one of {', '.join(sorted(numeric))}")
