@@ -15,8 +15,8 @@ end_to_end  a real training run (trainer, cached loader, augmentation, schedule,
             the bare training step of the same model on tensors already on the device.
             Target: end-to-end >= 90% of model-only images/s.
 
-On CUDA every section runs with bf16 autocast and reports model FLOPs utilisation (MFU) against
-the card's dense bf16 peak. Ours and the reference alternate within each repeat (and swap who goes
+On CUDA every section runs with the trainer's autocast (bf16; fp16 on cards older than Ampere) and
+reports model FLOPs utilisation (MFU) against the card's dense 16-bit tensor-core peak. Ours and the reference alternate within each repeat (and swap who goes
 first) so that a noisy machine slows both alike; medians over repeats are reported. The data
 and end_to_end sections read Imagenette from $VISION_EXP_DATA or --data-root (--quick: a tiny
 generated folder).
@@ -41,6 +41,7 @@ from model_summary import build_model, flops_per_image
 from torch import nn
 
 from vision_exp.models.references import timm_vit_from, torchvision_resnet_from
+from vision_exp.training.runtime import amp_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
 # Tiny sizes for --quick (a smoke test of the machinery, not a measurement).
@@ -50,14 +51,15 @@ QUICK_OVERRIDES = {
 }
 # --scale e2: the models of the GPU-sized presets (ResNet-18 layout, ViT-Tiny) instead of conf/model's defaults.
 E2_PRESETS = {"vit_v1": "e2_vit", "resnet_v1": "e2_resnet"}
-# Dense bf16 tensor-core peaks (FLOP/s) by a substring of torch.cuda.get_device_name(); the first key
-# found wins, so the PCIe/NVL parts and the L40S come before the names they contain.
-BF16_PEAK = {"H200": 989e12, "H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "A100": 312e12,
+# Dense 16-bit tensor-core peaks (FLOP/s; bf16, fp16 for the pre-Ampere V100, T4 and P100) by a substring
+# of torch.cuda.get_device_name(); the first key found wins, so the PCIe/NVL parts and the L40S come
+# before the names they contain.
+PEAK_16BIT = {"H200": 989e12, "H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "A100": 312e12,
              "L40S": 362e12, "L40": 181e12, "L4": 121e12, "A10": 125e12, "V100": 125e12, "T4": 65e12, "P100": 19e12}
 
 
-def bf16_peak(device_name: str) -> float | None:
-    return next((peak for key, peak in BF16_PEAK.items() if key in device_name), None)
+def peak_16bit(device_name: str) -> float | None:
+    return next((peak for key, peak in PEAK_16BIT.items() if key in device_name), None)
 
 
 class Runtime:
@@ -68,9 +70,10 @@ class Runtime:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
+        self.amp = amp_dtype("auto", self.device)  # what the trainer picks on this card
 
     def autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.amp) if self.cuda else contextlib.nullcontext()
 
     def sync(self) -> None:
         if self.cuda:
@@ -79,7 +82,7 @@ class Runtime:
     def peak_flops(self) -> float | None:
         if not self.cuda:
             return None
-        return bf16_peak(torch.cuda.get_device_name(self.device))
+        return peak_16bit(torch.cuda.get_device_name(self.device))
 
     def mfu(self, train_flops_per_image: float, images_per_s: float) -> float | None:
         peak = self.peak_flops()

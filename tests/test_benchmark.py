@@ -59,9 +59,9 @@ def test_e2_scale_times_the_models_of_the_gpu_presets(tmp_path):
 
 def test_mfu_peaks_tell_the_h100_parts_and_the_l40s_apart(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    from benchmark import bf16_peak
+    from benchmark import peak_16bit
 
-    assert bf16_peak("NVIDIA H100 80GB HBM3") == 989e12 and bf16_peak("NVIDIA H100 PCIe") == 756e12
-    assert bf16_peak("NVIDIA H100 NVL") == 835e12 and bf16_peak("NVIDIA H200") == 989e12
-    assert bf16_peak("NVIDIA L40S") == 362e12 and bf16_peak("NVIDIA L40") == 181e12
-    assert bf16_peak("Tesla T4") == 65e12 and bf16_peak("NVIDIA A100-SXM4-80GB") == 312e12 and bf16_peak("CPU") is None
+    assert peak_16bit("NVIDIA H100 80GB HBM3") == 989e12 and peak_16bit("NVIDIA H100 PCIe") == 756e12
+    assert peak_16bit("NVIDIA H100 NVL") == 835e12 and peak_16bit("NVIDIA H200") == 989e12
+    assert peak_16bit("NVIDIA L40S") == 362e12 and peak_16bit("NVIDIA L40") == 181e12
+    assert peak_16bit("Tesla T4") == 65e12 and peak_16bit("NVIDIA A100-SXM4-80GB") == 312e12 and peak_16bit("CPU") is None
