@@ -99,6 +99,18 @@ def test_missing_checkpoint_is_one_message(tmp_path):
         result = cli(module, f"ckpt={tmp_path / 'best.pt'}", *extra)
         assert result.returncode == 2 and "checkpoint not found" in result.stdout + result.stderr
         assert "Traceback" not in result.stdout + result.stderr
+        assert list(tmp_path.iterdir()) == [], "no output folder for a checkpoint that does not exist"
+
+
+def test_an_output_folder_left_with_only_the_log_of_a_refused_command_is_used_again(tmp_path):
+    from vision_exp.cli import beside
+
+    checkpoint = tmp_path / "best.pt"
+    (tmp_path / "best-eval-folder").mkdir()
+    (tmp_path / "best-eval-folder" / "evaluate.log").write_text("error: ...")
+    assert beside(str(checkpoint), "eval-folder") == str(tmp_path / "best-eval-folder")
+    (tmp_path / "best-eval-folder" / "metrics.json").write_text("{}")
+    assert beside(str(checkpoint), "eval-folder") == str(tmp_path / "best-eval-folder-2")
 
 
 def test_predict_missing_images(trained_run, tmp_path):

@@ -33,7 +33,12 @@ def beside(checkpoint: str, what: str) -> str:
     other images, never overwrites what an earlier command wrote."""
     base = Path(checkpoint).parent / f"{Path(checkpoint).stem}-{what}"
     candidates = itertools.chain([base], (base.with_name(f"{base.name}-{n}") for n in itertools.count(2)))
-    return str(next(folder for folder in candidates if not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))))
+    return str(next(folder for folder in candidates if not folder.exists() or (folder.is_dir() and holds_no_result(folder))))
+
+
+def holds_no_result(folder: Path) -> bool:
+    """Empty, or only the log of a command that stopped on bad input."""
+    return all(entry.suffix == ".log" for entry in folder.iterdir())
 
 
 # ${vx.beside:<checkpoint>,<what>}; cached, so every place Hydra resolves the run folder gets the same one.
@@ -50,6 +55,18 @@ class RequireValues(Callback):
             job = config.hydra.job.name
             print(f"error: {', '.join(unset)} must be given, e.g. python -m vision_exp.{job} "
                   + " ".join(f"{key}=..." for key in unset), file=sys.stderr)
+            sys.exit(2)
+
+
+class RequireCheckpoint(Callback):
+    """`ckpt` must name a checkpoint file: a typo is one line, before the output folder named after it is created."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        from vision_exp.training.checkpoint import missing_checkpoint
+
+        problem = missing_checkpoint(Path(config.ckpt))
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
             sys.exit(2)
 
 

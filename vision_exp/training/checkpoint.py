@@ -104,14 +104,23 @@ def verify(path: Path) -> Optional[str]:
     return None
 
 
-def load_checkpoint(path: Path, map_location="cpu") -> dict:
+def missing_checkpoint(path: Path) -> Optional[str]:
+    """Why `path` names no checkpoint file (a folder, nothing), or None."""
     path = Path(path)
     if path.is_dir():
         inside = next((p for p in (path / "checkpoints" / "best.pt", path / "best.pt") if p.is_file()), None)
         hint = f": name a file in it, e.g. {inside}" if inside else ": name a .pt file"
-        raise CheckpointError(f"{path} is a folder, not a checkpoint{hint}")
+        return f"{path} is a folder, not a checkpoint{hint}"
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        return f"checkpoint not found: {path}"
+    return None
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    path = Path(path)
+    problem = missing_checkpoint(path)
+    if problem:
+        raise CheckpointError(problem)
     problem = verify(path)
     if problem:
         raise CheckpointError(f"checkpoint {path} is unusable: {problem}")
