@@ -58,3 +58,36 @@ def test_a_sweep_called_again_skips_its_runs_and_refuses_another_configuration(t
     assert [job.status for job in changed.jobs] == ["completed", "refused"]
     assert json.loads((sweep_dir / "1" / "overrides.json").read_text())[-1] == "seed=1"
     assert json.loads((sweep_dir / "1" / "metrics.json").read_text())["val_acc"] == first.jobs[1].metrics["val_acc"]
+
+
+def test_a_failed_run_raises_after_recording_why_like_the_command_line(tiny_folder, tmp_path, monkeypatch):
+    import pytest
+
+    import vision_exp.experiment
+    from vision_exp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data.batch_size=0 must be positive"):
+        vision_exp.run(tiny_overrides(tiny_folder, "data.batch_size=0"), run_dir=str(tmp_path / "bad"))
+    assert json.loads((tmp_path / "bad" / "metrics.json").read_text())["status"] == "failed"
+
+    def out_of_memory(cfg, run_dir, overrides):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(vision_exp.experiment, "run_experiment", out_of_memory)
+    with pytest.raises(RuntimeError):
+        vision_exp.run(tiny_overrides(tiny_folder), run_dir=str(tmp_path / "crash"))
+    recorded = json.loads((tmp_path / "crash" / "metrics.json").read_text())
+    assert recorded["status"] == "failed" and "out_of_memory" in recorded["traceback"]
+
+
+def test_a_sweep_preset_is_refused_where_its_swept_values_would_be_ignored(tmp_path):
+    import pytest
+
+    from vision_exp.errors import ConfigError
+
+    for call in (lambda: vision_exp.run(["experiment=cpu_ablation_resnet_blocks"], run_dir=str(tmp_path / "run")),
+                 lambda: vision_exp.sweep([["seed=0"]], common=["experiment=cpu_ablation_resnet_blocks"],
+                                          sweep_dir=str(tmp_path / "sweep"))):
+        with pytest.raises(ConfigError, match=r"cpu_ablation_resnet_blocks is a sweep preset \(model, seed\)"):
+            call()
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()

@@ -348,6 +348,22 @@ def test_imagewoof_missing_root_is_downloaded_on_request(tmp_path, monkeypatch, 
     assert len(index.classes) == 3
 
 
+def test_a_download_that_fails_is_one_message_with_the_ways_out(tmp_path, monkeypatch):
+    """No network (Kaggle's default) or a read-only parent folder: a DataError, not urllib's traceback."""
+    import urllib.error
+
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets, "Imagenette", offline)
+    data = dataclasses.replace(preset("imagenette", tmp_path / "imagenette2-160"), download=True)
+    with pytest.raises(DataError, match=r"could not download imagenette2-160 into .*name resolution.*Internet setting"
+                                        r".*VISION_EXP_DATA to the folder that holds imagenette2-160/"):
+        index_dataset(data)
+
+
 def test_hf_rows_open_like_files_and_are_stamped_by_fingerprint(hf_root):
     from vision_exp.data.cache import file_list
     from vision_exp.data.hf_rows import open_split, parse_row_uri

@@ -64,11 +64,49 @@ def run(overrides: Iterable[str] = (), run_dir: Optional[str] = None) -> dict:
     """Train one run; returns the content of its metrics.json (with `run_dir` added).
 
     The run folder is the one the command line would use (hydra.run.dir, by default
-    outputs/<name>/<date>_<time>), unless `run_dir` is given.
+    outputs/<name>/<date>_<time>), unless `run_dir` is given. A run that fails or is interrupted
+    raises, after recording why in its metrics.json as the command line does.
     """
     overrides = list(overrides)
+    cfg = _compose_run(overrides)
+    folder = Path(run_dir or cfg.hydra.run.dir)
+    with _recorded(folder):
+        return _train(cfg, folder, overrides)
+
+
+def _compose_run(overrides: list):
+    """The config of one run; a sweep preset (its hydra.sweeper.params would be ignored here) is refused."""
+    from vision_exp.errors import ConfigError
+
     cfg = compose_config(overrides, with_hydra=True)
-    return _train(cfg, Path(run_dir or cfg.hydra.run.dir), overrides)
+    swept = cfg.hydra.sweeper.get("params")
+    if swept:
+        raise ConfigError(f"{cfg.name} is a sweep preset ({', '.join(swept)}): list its runs with vision_exp.sweep"
+                          f"([[...], ...]), or run it on the command line: python -m vision_exp.train -m experiment=...")
+    return cfg
+
+
+@contextmanager
+def _recorded(folder: Path):
+    """As on the command line: a run that fails ends with metrics.json saying why (failed, or interrupted
+    and resumable), then the error goes on to the caller."""
+    from vision_exp.errors import UserError
+    from vision_exp.reporting.run import record_failure, record_user_error
+    from vision_exp.sweeps.jobs import has_earlier_attempt
+    from vision_exp.training.trainer import Interrupted
+
+    earlier_attempt = has_earlier_attempt(folder)
+    try:
+        yield
+    except UserError as exc:
+        record_user_error(folder, exc, earlier_attempt)
+        raise
+    except Interrupted as exc:
+        record_failure(folder, str(exc), status="interrupted")
+        raise
+    except Exception as exc:
+        record_failure(folder, f"{type(exc).__name__}: {exc}", {"traceback": traceback.format_exc()})
+        raise
 
 
 def _train(cfg, folder: Path, overrides: list) -> dict:
@@ -97,9 +135,8 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
     from vision_exp.errors import ConfigError, UserError
     from vision_exp.experiment import before_start
     from vision_exp.reporting.files import write_text_atomic
-    from vision_exp.reporting.run import record_failure, record_user_error
     from vision_exp.sweeps import summarize_sweep
-    from vision_exp.sweeps.jobs import has_earlier_attempt, prepare_job
+    from vision_exp.sweeps.jobs import prepare_job
     from vision_exp.training.trainer import Interrupted
 
     log = logging.getLogger("vision_exp.api")
@@ -107,7 +144,7 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
     jobs = [list(common) + list(r) for r in runs]
     if not jobs:
         raise ConfigError("sweep() needs at least one run: a list of override lists, e.g. [['seed=0'], ['seed=1']]")
-    configs = [compose_config(overrides, with_hydra=True) for overrides in jobs]
+    configs = [_compose_run(overrides) for overrides in jobs]
     folder = Path(sweep_dir or configs[0].hydra.sweep.dir)
     folder.mkdir(parents=True, exist_ok=True)
     first = configs[0].copy()
@@ -118,23 +155,20 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
     for number, (overrides, cfg) in enumerate(zip(jobs, configs)):
         job_dir = folder / str(number)
         job_dir.mkdir(parents=True, exist_ok=True)
-        earlier_attempt = has_earlier_attempt(job_dir)
         try:
-            with open_dict(cfg):
-                del cfg["hydra"]
-            with before_start():
-                finished = prepare_job(cfg, job_dir, overrides)
-            if finished is None:
-                _train(cfg, job_dir, overrides)
-            else:
-                log.info("run %d skipped: already completed (%s)", number, job_dir / "metrics.json")
+            with _recorded(job_dir):
+                with open_dict(cfg):
+                    del cfg["hydra"]
+                with before_start():
+                    finished = prepare_job(cfg, job_dir, overrides)
+                if finished is None:
+                    _train(cfg, job_dir, overrides)
+                else:
+                    log.info("run %d skipped: already completed (%s)", number, job_dir / "metrics.json")
         except UserError as exc:
             log.error("run %d failed: %s", number, exc)
-            record_user_error(job_dir, exc, earlier_attempt)
-        except Interrupted as exc:
-            record_failure(job_dir, str(exc), status="interrupted")
+        except Interrupted:
             raise
-        except Exception as exc:
+        except Exception:
             log.exception("run %d failed; the sweep goes on", number)
-            record_failure(job_dir, f"{type(exc).__name__}: {exc}", {"traceback": traceback.format_exc()})
     return summarize_sweep(folder, baseline)

@@ -68,7 +68,8 @@ def check_same_config(run_dir: Path, current: dict, may_change: tuple = ()) -> N
         shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
         advice = ("resume it with its own settings (only trainer.train_samples or trainer.epochs may change), "
                   "or choose another hydra.run.dir") if may_change else (
-                  "resume a sweep with the command that started it, or choose a new hydra.sweep.dir")
+                  "resume a sweep with the command that started it, or choose a new hydra.sweep.dir "
+                  "(sweep_dir= in vision_exp.sweep)")
         raise ConfigError(f"{run_dir} holds a run of another configuration ({shown}): {advice}")
 
 
