@@ -10,7 +10,6 @@ attention is counted on the ViT's manual path (the same math, see the tests).
 """
 
 import argparse
-from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -18,9 +17,9 @@ from hydra.utils import instantiate
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from vision_exp.conf_dir import CONF_DIR
 from vision_exp.models import Attention
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 MODEL_CONFIGS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 
 

@@ -11,17 +11,16 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 
+from vision_exp.conf_dir import CONF_DIR
 from vision_exp.data.config import DataConfig
 from vision_exp.data.loaders import cached_index_split, index_dataset
 from vision_exp.errors import UserError
 from vision_exp.experiment import typed
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def main(argv=None) -> int:

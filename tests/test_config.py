@@ -113,3 +113,29 @@ def test_debug_fast_makes_any_preset_one_short_epoch(preset):
     cfg = compose([f"experiment={preset}", "debug=fast"])
     assert cfg.trainer.train_samples is None and cfg.trainer.epochs == 1
     assert cfg.data.max_train_per_class == 16 and cfg.data.max_val_per_class == 8
+
+
+def test_a_wheel_carries_every_package_and_the_configs(tmp_path):
+    """`pip install .` (not -e) must run too: conf/ travels inside the package, and every subpackage is listed."""
+    import os
+    import subprocess
+    import sys
+    import zipfile
+
+    from conftest import REPO
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"), str(REPO)],
+                   check=True, capture_output=True)
+    wheel = zipfile.ZipFile(next((tmp_path / "dist").glob("*.whl")))
+    packed = set(wheel.namelist())
+    configs = {f"vision_exp/conf/{p.relative_to(CONF_DIR).as_posix()}" for p in CONF_DIR.rglob("*.yaml")}
+    modules = {p.relative_to(REPO).as_posix() for p in (REPO / "vision_exp").rglob("*.py")}
+    assert configs <= packed and modules <= packed
+    wheel.extractall(tmp_path / "site")
+    installed = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    where = subprocess.run([sys.executable, "-c", "from vision_exp.conf_dir import CONF_DIR; print(CONF_DIR)"],
+                           cwd=tmp_path, env=installed, capture_output=True, text=True)
+    assert where.stdout.strip() == str(tmp_path / "site" / "vision_exp" / "conf"), where.stderr
+    shown = subprocess.run([sys.executable, "-m", "vision_exp.train", "--cfg", "job", "experiment=cpu_vit"], cwd=tmp_path,
+                           env=installed, capture_output=True, text=True)
+    assert shown.returncode == 0 and "embed_dim: 128" in shown.stdout, shown.stderr

@@ -15,7 +15,8 @@ from typing import Iterable, Optional
 
 from omegaconf import OmegaConf, open_dict
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+from vision_exp.conf_dir import CONF_DIR
+
 
 
 def compose_config(overrides: Iterable[str] = (), with_hydra: bool = False):

@@ -10,6 +10,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vision_exp.conf_dir import CONF_DIR
 from vision_exp.cli import user_errors
 from vision_exp.data.config import DataConfig
 from vision_exp.data.loaders import build_val_loader, index_dataset
@@ -68,7 +69,7 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     with user_errors(log):
         evaluate_checkpoint(cfg, Path(HydraConfig.get().runtime.output_dir))

@@ -12,6 +12,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from vision_exp.conf_dir import CONF_DIR
 from vision_exp.cli import user_errors
 from vision_exp.data.config import DataConfig
 from vision_exp.data.images import open_rgb
@@ -79,7 +80,7 @@ def predict(checkpoint: Path, target: Path, topk: int = 5, batch_size: int = 64,
     return rows
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
 def main(cfg: DictConfig) -> None:
     with user_errors(log):
         rows = predict(Path(cfg.ckpt), Path(cfg.images), cfg.topk, cfg.batch_size, cfg.device)

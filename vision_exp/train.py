@@ -21,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
+from vision_exp.conf_dir import CONF_DIR
 from vision_exp.errors import ConfigError, UserError
 from vision_exp.experiment import before_start, run_experiment
 from vision_exp.reporting.run import record_failure, record_user_error
@@ -101,7 +102,7 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
     return None
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> Optional[dict]:
     return run_task(cfg)
 
