@@ -128,14 +128,17 @@ def test_a_wheel_carries_every_package_and_the_configs(tmp_path):
                    check=True, capture_output=True)
     wheel = zipfile.ZipFile(next((tmp_path / "dist").glob("*.whl")))
     packed = set(wheel.namelist())
-    configs = {f"vision_exp/conf/{p.relative_to(CONF_DIR).as_posix()}" for p in CONF_DIR.rglob("*.yaml")}
+    configs = {f"vision_exp/conf/{p.relative_to(CONF_DIR).as_posix()}" for p in CONF_DIR.rglob("*") if p.is_file()}
+    assert any(name.endswith("classes/imagenet100.txt") for name in configs)
     modules = {p.relative_to(REPO).as_posix() for p in (REPO / "vision_exp").rglob("*.py")}
     assert configs <= packed and modules <= packed
     wheel.extractall(tmp_path / "site")
     installed = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
-    where = subprocess.run([sys.executable, "-c", "from vision_exp.conf_dir import CONF_DIR; print(CONF_DIR)"],
+    where = subprocess.run([sys.executable, "-c", "from vision_exp.conf_dir import CONF_DIR; print(CONF_DIR); from "
+                            "vision_exp.data.config import find_class_list as f; print(f('conf/data/classes/imagenet100.txt'))"],
                            cwd=tmp_path, env=installed, capture_output=True, text=True)
-    assert where.stdout.strip() == str(tmp_path / "site" / "vision_exp" / "conf"), where.stderr
+    packaged = tmp_path / "site" / "vision_exp" / "conf"
+    assert where.stdout.split() == [str(packaged), str(packaged / "data" / "classes" / "imagenet100.txt")], where.stderr
     shown = subprocess.run([sys.executable, "-m", "vision_exp.train", "--cfg", "job", "experiment=cpu_vit"], cwd=tmp_path,
                            env=installed, capture_output=True, text=True)
     assert shown.returncode == 0 and "embed_dim: 128" in shown.stdout, shown.stderr

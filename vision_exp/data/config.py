@@ -1,4 +1,4 @@
-"""Typed data settings: what the entry points turn `cfg.data` and `cfg.augmentation` into."""
+"""Typed data settings: what the entry points turn `cfg.data` into."""
 from __future__ import annotations
 
 import hashlib
@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
+from vision_exp.conf_dir import CONF_DIR
 from vision_exp.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LOADERS = ("cached", "folder")
 FORMATS = ("imagefolder", "tiny_imagenet", "imagenet_kaggle", "hf")  # the layouts vision_exp.data.formats reads
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 BAD_IMAGE_POLICIES = ("skip", "error")
 
 
@@ -123,10 +123,10 @@ class DataConfig:
 
 
 def find_class_list(path: str) -> Path:
-    """A class-list file as given, else relative to the project folder: presets name the lists they
-    ship as `conf/data/classes/<name>.txt`, which must work from any working directory."""
+    """A class-list file as given, else one the configs ship: presets name theirs `conf/data/classes/<name>.txt`,
+    which must be found from any working directory and in an installed wheel (where conf/ is vision_exp/conf)."""
     given = Path(path).expanduser()
     if given.is_file() or given.is_absolute():
         return given
-    in_project = PROJECT_DIR / given
-    return in_project if in_project.is_file() else given
+    shipped = CONF_DIR.joinpath(*given.parts[1:]) if given.parts[:1] == ("conf",) else given
+    return shipped if shipped.is_file() else given
