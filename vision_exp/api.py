@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Optional
@@ -71,7 +70,9 @@ def run(overrides: Iterable[str] = (), run_dir: Optional[str] = None) -> dict:
     overrides = list(overrides)
     cfg = _compose_run(overrides)
     folder = Path(run_dir or cfg.hydra.run.dir)
-    with _recorded(folder):
+    from vision_exp.experiment import recorded_failures
+
+    with recorded_failures(folder):
         return _train(cfg, folder, overrides)
 
 
@@ -85,29 +86,6 @@ def _compose_run(overrides: list):
         raise ConfigError(f"{cfg.name} is a sweep preset ({', '.join(swept)}): list its runs with vision_exp.sweep"
                           f"([[...], ...]), or run it on the command line: python -m vision_exp.train -m experiment=...")
     return cfg
-
-
-@contextmanager
-def _recorded(folder: Path):
-    """As on the command line: a run that fails ends with metrics.json saying why (failed, or interrupted
-    and resumable), then the error goes on to the caller."""
-    from vision_exp.errors import UserError
-    from vision_exp.reporting.run import record_failure, record_user_error
-    from vision_exp.sweeps.jobs import has_earlier_attempt
-    from vision_exp.training.trainer import Interrupted
-
-    earlier_attempt = has_earlier_attempt(folder)
-    try:
-        yield
-    except UserError as exc:
-        record_user_error(folder, exc, earlier_attempt)
-        raise
-    except Interrupted as exc:
-        record_failure(folder, str(exc), status="interrupted")
-        raise
-    except Exception as exc:
-        record_failure(folder, f"{type(exc).__name__}: {exc}", {"traceback": traceback.format_exc()})
-        raise
 
 
 def _train(cfg, folder: Path, overrides: list) -> dict:
@@ -134,7 +112,7 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
     others; a run whose folder holds another configuration is refused (its refused.json), its results kept.
     """
     from vision_exp.errors import ConfigError, UserError
-    from vision_exp.experiment import before_start
+    from vision_exp.experiment import before_start, recorded_failures
     from vision_exp.reporting.files import write_text_atomic
     from vision_exp.sweeps import summarize_sweep
     from vision_exp.sweeps.jobs import prepare_job
@@ -157,7 +135,7 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
         job_dir = folder / str(number)
         job_dir.mkdir(parents=True, exist_ok=True)
         try:
-            with _recorded(job_dir):
+            with recorded_failures(job_dir):
                 with open_dict(cfg):
                     del cfg["hydra"]
                 with before_start():

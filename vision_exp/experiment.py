@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,12 +24,13 @@ from vision_exp.errors import CheckpointError, ConfigError, RunFolderBusy, UserE
 from vision_exp.recipe.augment import AugmentConfig, BatchAugment
 from vision_exp.recipe.loss import create_train_loss
 from vision_exp.reporting.files import exclusive_lock, write_text_atomic
+from vision_exp.reporting.run import record_failure, record_user_error
 from vision_exp.sweeps.jobs import BUDGET_SETTINGS, check_same_config, completed_record, has_earlier_attempt
 from vision_exp.training import distributed
 from vision_exp.training.budget import Budget
 from vision_exp.training.checkpoint import load_checkpoint, load_model_weights
 from vision_exp.training.runtime import seed_everything, set_deterministic
-from vision_exp.training.trainer import Trainer, TrainerConfig
+from vision_exp.training.trainer import Interrupted, Trainer, TrainerConfig
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,24 @@ def before_start():
         yield
     except UserError as exc:
         exc.before_start = True
+        raise
+
+
+@contextmanager
+def recorded_failures(run_dir: Path):
+    """A run that does not complete leaves metrics.json saying why (failed, or interrupted and resumable;
+    a refusal as `record_user_error` rules), then the error goes on to the entry point."""
+    earlier_attempt = has_earlier_attempt(run_dir)
+    try:
+        yield
+    except UserError as exc:
+        record_user_error(run_dir, exc, earlier_attempt)
+        raise
+    except Interrupted as exc:
+        record_failure(run_dir, str(exc), status="interrupted")
+        raise
+    except Exception as exc:
+        record_failure(run_dir, f"{type(exc).__name__}: {exc}", {"traceback": traceback.format_exc()})
         raise
 
 

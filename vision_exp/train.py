@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import traceback
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Optional
@@ -23,9 +22,8 @@ from omegaconf import DictConfig, open_dict
 
 from vision_exp.conf_dir import CONF_DIR
 from vision_exp.errors import ConfigError, UserError
-from vision_exp.experiment import before_start, run_experiment
-from vision_exp.reporting.run import record_failure, record_user_error
-from vision_exp.sweeps.jobs import has_earlier_attempt, prepare_job
+from vision_exp.experiment import before_start, recorded_failures, run_experiment
+from vision_exp.sweeps.jobs import prepare_job
 from vision_exp.sweeps.launch import claimed_gpu, register_resolvers, restore_default_start_method
 from vision_exp.training.trainer import Interrupted
 
@@ -63,9 +61,8 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     verbose = bool(hydra_cfg.verbose)
-    earlier_attempt = has_earlier_attempt(run_dir)
     try:
-        with ExitStack() as job:
+        with recorded_failures(run_dir), ExitStack() as job:
             with before_start():
                 if not multirun and hydra_cfg.sweeper.get("params"):
                     raise ConfigError(f"{cfg.name} is a sweep preset ({', '.join(hydra_cfg.sweeper.params)}): run it "
@@ -78,13 +75,11 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
             return run_experiment(cfg, run_dir, list(hydra_cfg.overrides.task))
     except UserError as exc:
         log.error("%s", exc)
-        record_user_error(run_dir, exc, earlier_attempt)
         if verbose:
             raise
         if not multirun:
             sys.exit(2)
     except Interrupted as exc:  # SIGTERM/SIGINT: a checkpoint was written; the same command resumes
-        record_failure(run_dir, str(exc), status="interrupted")
         if multirun and not hydra_cfg.launcher._target_.endswith("BasicLauncher"):
             log.error("%s", exc)  # a worker of a parallel launcher: this job only
             return None
@@ -94,8 +89,7 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
         else:
             log.error("%s", exc)
         raise SystemExit(128 + exc.signum) from None
-    except Exception as exc:  # a bug, out of memory, ...: recorded, and a sweep goes on
-        record_failure(run_dir, f"{type(exc).__name__}: {exc}", {"traceback": traceback.format_exc()})
+    except Exception:  # a bug, out of memory, ...: recorded, and a sweep goes on
         if not multirun:
             raise
         log.exception("job failed; the sweep goes on")
