@@ -43,7 +43,6 @@ from torch import nn
 from vision_exp.models.references import timm_vit_from, torchvision_resnet_from
 from vision_exp.training.runtime import amp_dtype
 
-ROOT = Path(__file__).resolve().parents[1]
 # Tiny sizes for --quick (a smoke test of the machinery, not a measurement).
 QUICK_OVERRIDES = {
     "vit_v1": ("model.embed_dim=32", "model.depth=1", "model.num_heads=2"),
@@ -138,7 +137,7 @@ def compare(ours: nn.Module, reference: nn.Module, images, labels, args, rt: Run
 
 
 def models_section(args, rt: Runtime) -> dict:
-    img_size = 32 if args.quick else args.img_size
+    img_size = args.img_size  # 32 with --quick (main)
     images = torch.randn(args.batch_size, 3, img_size, img_size, device=rt.device)
     labels = torch.randint(0, 10, (args.batch_size,), device=rt.device)
 

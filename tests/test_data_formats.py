@@ -365,7 +365,7 @@ def test_a_download_that_fails_is_one_message_with_the_ways_out(tmp_path, monkey
 
 
 def test_hf_rows_open_like_files_and_are_stamped_by_fingerprint(hf_root):
-    from vision_exp.data.cache import file_list
+    from vision_exp.data.cache import file_records
     from vision_exp.data.hf_rows import open_split, parse_row_uri
     from vision_exp.data.images import open_rgb
 
@@ -377,7 +377,7 @@ def test_hf_rows_open_like_files_and_are_stamped_by_fingerprint(hf_root):
     assert open_rgb(index.train.paths[0]).mode == "RGB"  # the grayscale row
     assert min(open_rgb(uri, min_size=12).size) >= 12
     fingerprint = open_split(str(hf_root), "train")._fingerprint
-    assert file_list(index.train, index.root)[:2] == [["train/0", f"{fingerprint}:image", 0],
+    assert file_records(index.train, index.root)[0][:2] == [["train/0", f"{fingerprint}:image", 0],
                                                       ["train/1", f"{fingerprint}:image", 0]]
 
 

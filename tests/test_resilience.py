@@ -99,8 +99,8 @@ def crash_at_the_fifth_checkpoint(folder, run, monkeypatch) -> None:
 
     original, saves = checkpoint_mod.save_checkpoint, []
 
-    def crash_on_fifth(state, path, keep_previous=True):
-        original(state, path, keep_previous)
+    def crash_on_fifth(state, path):
+        original(state, path)
         saves.append(path.name)
         if saves.count("last.pt") == 5:
             raise Crash

@@ -63,9 +63,9 @@ def test_checkpoints_and_figures_wait_for_the_save_interval_and_the_end_writes_t
     run, saves, plots = tmp_path / "run", [], []
     original_save, original_plot = trainer_mod.save_checkpoint, RunReporter.plot_curves
 
-    def recording_save(state, path, keep_previous=True):
+    def recording_save(state, path):
         saves.append(path.name)
-        original_save(state, path, keep_previous)
+        original_save(state, path)
 
     def recording_plot(self):
         plots.append(len(self.records))

@@ -60,7 +60,7 @@ def build(target: DictConfig, section: str):
 
 def check_run_dir(run_dir: Path, resume: str) -> None:
     """Never train over an earlier run's results unless asked to resume it."""
-    if resume in ("never", None) and any((run_dir / name).exists() for name in ("metrics.jsonl", "checkpoints")):
+    if resume == "never" and any((run_dir / name).exists() for name in ("metrics.jsonl", "checkpoints")):
         raise ConfigError(
             f"{run_dir} already holds a run: continue it with trainer.resume=auto, or choose another hydra.run.dir"
         )
@@ -119,9 +119,9 @@ def recorded_failures(run_dir: Path):
         raise
 
 
-def check_resumable(run_dir: Path, cfg: DictConfig, resume) -> None:
+def check_resumable(run_dir: Path, cfg: DictConfig, resume: str) -> None:
     """Resuming in a folder that holds an earlier attempt: the same experiment, or only another budget."""
-    if resume not in ("never", None) and has_earlier_attempt(run_dir):
+    if resume != "never" and has_earlier_attempt(run_dir):
         check_same_config(run_dir, plain(cfg), may_change=BUDGET_SETTINGS)
 
 

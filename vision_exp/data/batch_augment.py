@@ -72,7 +72,6 @@ class TrainBatchTransform:
         self.random_resized_crop = random_resized_crop
         self.eval_resize = eval_resize
         self.normalize = Normalize(mean, std, device)
-        self.device = device
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator, positions: Optional[torch.Tensor] = None,
                  batch_total: Optional[int] = None) -> torch.Tensor:

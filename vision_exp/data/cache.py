@@ -40,7 +40,6 @@ class CachedSplit:
 
     images: np.ndarray
     labels: np.ndarray
-    paths: tuple
     skipped: tuple
 
 
@@ -64,11 +63,6 @@ def file_records(split: Split, root: str) -> tuple:
         files.append([name, stamp, int(label)])
         mtimes.append(mtime)
     return files, mtimes
-
-
-def file_list(split: Split, root: str) -> list:
-    """[name, stamp, label] of every image: what identifies a split's content."""
-    return file_records(split, root)[0]
 
 
 def is_current(manifest: Optional[dict], files: list, mtimes: list, root: str) -> bool:
@@ -122,7 +116,7 @@ def _write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def build_split_cache(entry: Path, split: Split, files: list, classes: dict, size: int, workers: int, name: str,
+def build_split_cache(entry: Path, split: Split, files: list, classes: dict, size: int, workers: int,
                       on_bad_image: str) -> None:
     """Decode `split` into `entry/` (a fresh folder, renamed into place when complete)."""
     tmp = entry.parent / f"{entry.name}.tmp-{os.getpid()}"
@@ -131,12 +125,12 @@ def build_split_cache(entry: Path, split: Split, files: list, classes: dict, siz
     try:
         array_path = tmp / "images.npy"
         np.lib.format.open_memmap(array_path, mode="w+", dtype=np.uint8, shape=(len(split), size, size, 3)).flush()
-        failed = _decode_all(array_path, split.paths, size, workers, f"caching {name}")
+        failed = _decode_all(array_path, split.paths, size, workers, f"caching {entry.name}")
         if failed and on_bad_image == "error":
             raise DataError(f"cannot read image {failed[0][1]} (data.on_bad_image=skip skips it)")
         keep = np.setdiff1d(np.arange(len(split)), [i for i, _ in failed])
         if failed:
-            log.warning("skipped %d unreadable images in %s, e.g. %s", len(failed), name, failed[0][1])
+            log.warning("skipped %d unreadable images in %s, e.g. %s", len(failed), entry.name, failed[0][1])
             images = np.load(array_path, mmap_mode="r")[keep]
             np.save(tmp / "kept.npy", images)
             os.replace(tmp / "kept.npy", array_path)
@@ -196,8 +190,7 @@ def load_split_cache(entry: Path) -> Optional[CachedSplit]:
             or images.shape != (manifest.get("count"), size, size, 3)):
         log.warning("cache %s does not match its manifest: rebuilding it", entry)
         return None
-    paths = tuple(manifest["files"][i][0] for i in manifest["kept"])
-    return CachedSplit(images, labels, paths, tuple(manifest["skipped"]))
+    return CachedSplit(images, labels, tuple(manifest["skipped"]))
 
 
 def cached_split(entry: Path, split: Split, root: str, classes: dict, size: int, workers: int,
@@ -208,7 +201,7 @@ def cached_split(entry: Path, split: Split, root: str, classes: dict, size: int,
     if found is None:
         log.info("decoding %d images into %s", len(split), entry)
         try:
-            build_split_cache(entry, split, files, {**classes, "mtimes": mtimes}, size, workers, entry.name, on_bad_image)
+            build_split_cache(entry, split, files, {**classes, "mtimes": mtimes}, size, workers, on_bad_image)
         except OSError as exc:  # no permission, a read-only file system (Kaggle's /kaggle/input), a file in the way
             raise DataError(f"cannot write the data cache at {entry.parent}: {exc.strerror or exc} "
                             f"(set VISION_EXP_CACHE or data.cache_dir)") from None

@@ -1,7 +1,7 @@
 """Fetch fast.ai's Imagenette or Imagewoof, only when the user sets data.download=true.
 
 Imagenette goes through torchvision's own downloader (`datasets.Imagenette`); Imagewoof, which
-torchvision lacks, through torchvision's archive utility (checked download, progress bar, extract).
+torchvision lacks, through torchvision's archive utility (download with a progress bar, extract).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def download_dataset(root: Path) -> None:
 
             log.info("downloading Imagewoof (%s) into %s", root.name, root.parent)
             download_and_extract_archive(FASTAI_URL.format(name=root.name), str(root.parent))
-    except (OSError, RuntimeError) as exc:  # no network, a read-only folder, a failed checksum
+    except (OSError, RuntimeError) as exc:  # no network, a read-only folder, a corrupt archive
         raise DataError(
             f"could not download {root.name} into {root.parent}: {exc}. Connect to the internet (Kaggle: the "
             f"notebook's Internet setting), or set VISION_EXP_DATA to a writable folder, or fetch "

@@ -315,8 +315,8 @@ class DataBundle:
     train_eval: object
     classes: tuple
     class_names: tuple
-    mean: tuple = (0.5, 0.5, 0.5)
-    std: tuple = (0.5, 0.5, 0.5)
+    mean: tuple
+    std: tuple
 
     @property
     def num_classes(self) -> int:
@@ -365,8 +365,8 @@ def index_from_cache(data: DataConfig) -> Optional[DatasetIndex]:
 
 
 def index_dataset(data: DataConfig) -> DatasetIndex:
-    """Index the dataset: from its files, read as `data.format` (downloading Imagenette first when asked
-    to and it is missing), or, when the files are absent, from a cache built elsewhere with the same settings."""
+    """Index the dataset: from its files, read as `data.format` (downloading Imagenette or Imagewoof first
+    when asked to and it is missing), or, when the files are absent, from a cache built elsewhere with the same settings."""
     root = Path(data.root)
     if not root.exists() and data.download:
         download_dataset(root)

@@ -1,7 +1,6 @@
 """Optimizers through timm's factory, with weight decay kept off norms, biases and embeddings."""
 from __future__ import annotations
 
-import logging
 import math
 from typing import Optional
 
@@ -9,8 +8,6 @@ import torch
 from timm.optim import create_optimizer_v2
 
 from vision_exp.errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 FUSED_CAPABLE = {"sgd", "momentum", "adam", "adamw"}
 

@@ -29,11 +29,11 @@ def _save(fig, path: Path) -> None:
     tmp.replace(path)
 
 
-def mean_curve(histories: list, key: str = "val/acc") -> tuple:
-    """(samples seen, mean, std) per epoch over the seeds' metrics.jsonl records."""
+def mean_curve(histories: list) -> tuple:
+    """(samples seen, mean, std) of val accuracy per epoch over the seeds' metrics.jsonl records."""
     length = min(len(h) for h in histories)
     x = [mean([h[i]["samples_seen"] for h in histories]) for i in range(length)]
-    values = [[h[i][key] for h in histories] for i in range(length)]
+    values = [[h[i]["val/acc"] for h in histories] for i in range(length)]
     return x, [mean(v) for v in values], [sample_std(v) or 0.0 for v in values]
 
 

@@ -22,9 +22,7 @@ class Budget:
 
     @classmethod
     def create(cls, samples_per_epoch: int, batch_size: int, epochs: Optional[float], train_samples: Optional[int]) -> "Budget":
-        if train_samples is None:
-            if epochs is None or epochs <= 0:
-                raise ConfigError(f"trainer.epochs={epochs} must be positive (or set trainer.train_samples)")
+        if train_samples is None:  # TrainerConfig has checked that epochs is then positive
             train_samples = int(round(epochs * samples_per_epoch))
         if train_samples < batch_size:
             raise ConfigError(

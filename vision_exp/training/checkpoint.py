@@ -19,6 +19,7 @@ from typing import Optional
 import torch
 
 from vision_exp.errors import CheckpointError
+from vision_exp.reporting.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +54,7 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def save_checkpoint(state: dict, path: Path, keep_previous: bool = True) -> None:
+def save_checkpoint(state: dict, path: Path) -> None:
     """Write `state` to `path` atomically; the file it replaces becomes `<name>.prev.pt`.
 
     A failure (e.g. a full disk) leaves the earlier checkpoints as they were and raises a
@@ -74,18 +69,18 @@ def save_checkpoint(state: dict, path: Path, keep_previous: bool = True) -> None
             torch.save(state, writer)
             handle.flush()
             os.fsync(handle.fileno())
-        if keep_previous and path.is_file():
+        if path.is_file():
             # The digest first: a kill between the two renames leaves last.pt without one (still loadable),
             # never last.prev.pt with the digest of the checkpoint before it.
             if digest_path(path).is_file():
                 os.replace(digest_path(path), digest_path(previous_path(path)))
             os.replace(path, previous_path(path))
-        _write_text(digest_path(path), writer.digest.hexdigest() + "\n")
+        write_text_atomic(digest_path(path), writer.digest.hexdigest() + "\n")
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-        kept = previous_path(path) if keep_previous and not path.is_file() else path
+        kept = previous_path(path) if not path.is_file() else path
         raise CheckpointError(
             f"could not write checkpoint {path}: {reason}; the earlier checkpoint {kept} is kept"
         ) from None

@@ -253,7 +253,7 @@ class Trainer:
 
     def resume_source(self) -> Optional[Path]:
         mode = self.cfg.resume
-        if mode in (None, "never", False):
+        if mode == "never":
             return None
         if mode == "auto":  # a kill inside save_checkpoint can leave only last.prev.pt; load_latest falls back to it
             last = self.checkpoint_dir / "last.pt"
