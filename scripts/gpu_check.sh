@@ -6,11 +6,14 @@
 # Steps, most important first; each is capped by what is left of BUDGET_S (default 480 s) and
 # stopped with SIGTERM (the trainer checkpoints and records the interruption) when it overruns:
 #   e2_resnet (goal: >= 85% val top-1 in <= 60 s, process start to exit), e2_vit, e2_vit_enhanced,
-#   e2_vit_enhanced + mimetic_init, then + more_heads as well (both raised cpu_vit_enhanced, neither
-#   is measured at this scale yet), the models benchmark at e2 size against timm/torchvision with
-#   MFU, then the CPU-sized benchmark (both already measured: the first steps to fall off the budget).
-# On an H200 the plan took about 5 minutes before the two ~90 s ViT runs joined it (README,
-# "On a GPU"); a lease of 15 minutes also covers the machine's start and a second call (below).
+#   e2_vit_enhanced + mimetic_init + more_heads (both raised cpu_vit_enhanced, neither is measured at
+#   this scale yet), e2_vit_enhanced at batch 128 with AdamW, label smoothing and EMA (ahead of the
+#   preset at epoch 25 when a call's limit stopped it), e2_vit_enhanced + mimetic_init alone, the
+#   models benchmark at e2 size against timm/torchvision with MFU, then the CPU-sized benchmark (both
+#   already measured: the first steps to fall off the budget).
+# On an H200 the plan took about 5 minutes before three ViT candidates (90-130 s each) joined it
+# (README, "On a GPU"): give the call BUDGET_S=560 and a 600 s limit to reach the third; a lease of
+# 15 minutes also covers the machine's start.
 # $OUT (default /tmp/gpu_check) receives env.txt, log.txt, results.json (each run's metrics.json
 # plus its process wall time), benchmark_e2.json, benchmark.json and logs.tar.gz. Every call trains
 # in a folder of its own under $WORK (only the decoded-image cache is shared), so a second call on
@@ -75,8 +78,10 @@ else
   LIMIT=120 train e2_resnet e2_resnet
   LIMIT=120 train e2_vit e2_vit
   LIMIT=180 train e2_vit_enhanced e2_vit_enhanced
-  LIMIT=180 train e2_vit_enhanced_mimetic e2_vit_enhanced enhancement=mimetic_init
   LIMIT=180 train e2_vit_enhanced_mimetic_heads e2_vit_enhanced 'enhancement=[mimetic_init,more_heads]'
+  LIMIT=180 train e2_vit_enhanced_bs128_adamw_ls_ema e2_vit_enhanced data.batch_size=128 optimizer=adamw \
+    'enhancement=[label_smoothing,ema]'
+  LIMIT=180 train e2_vit_enhanced_mimetic e2_vit_enhanced enhancement=mimetic_init
   step benchmark_e2 80 "$PY" scripts/benchmark.py --sections models --scale e2 --device auto --steps 20 --warmup 10 \
     --repeats 3 --json "$OUT/benchmark_e2.json" "${BENCH[@]}"
   step benchmark 80 "$PY" scripts/benchmark.py --sections models end_to_end --device auto --steps 20 --warmup 10 \

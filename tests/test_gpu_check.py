@@ -57,3 +57,22 @@ def test_steps_past_the_budget_are_skipped_not_started(tmp_path, tiny_folder):
     stdout, results, out = dry_run(tmp_path, tiny_folder, "first e2_resnet", "second e2_resnet", budget=19)
     assert results == {}
     assert "first: skipped (budget spent)" in (out / "log.txt").read_text()
+
+
+def test_every_run_of_the_plan_composes():
+    """A lease is too short to lose a step to a misspelt override: each planned run's config must compose."""
+    import re
+    import shlex
+
+    from vision_exp.api import compose_config
+
+    script = (ROOT / "scripts" / "gpu_check.sh").read_text().replace("\\\n", " ")
+    planned = [shlex.split(line.split(" train ", 1)[1]) for line in script.splitlines()
+               if re.match(r"\s+LIMIT=\d+ train ", line)]
+    assert len(planned) >= 5 and len({name for name, *_ in planned}) == len(planned)
+    for name, preset, *overrides in planned:
+        cfg = compose_config([f"experiment={preset}", *overrides])
+        assert cfg.name == preset, name
+    bs128 = next(spec for spec in planned if spec[0] == "e2_vit_enhanced_bs128_adamw_ls_ema")
+    cfg = compose_config([f"experiment={bs128[1]}", *bs128[2:]])
+    assert (cfg.data.batch_size, cfg.optimizer.name, cfg.loss.label_smoothing, cfg.trainer.ema_decay) == (128, "adamw", 0.1, 0.999)
