@@ -12,15 +12,13 @@ import logging
 import os
 import sys
 
-from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 
-from vision_exp.conf_dir import CONF_DIR
+from vision_exp.api import compose_config
 from vision_exp.data.config import DataConfig
 from vision_exp.data.loaders import cached_index_split, index_dataset
 from vision_exp.errors import UserError
 from vision_exp.experiment import typed
-
 
 
 def main(argv=None) -> int:
@@ -30,8 +28,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="prepare_data"):
-            cfg = compose(config_name="train", overrides=args.overrides)
+        cfg = compose_config(args.overrides)
     except HydraException as exc:  # a misspelt option or key, as python -m vision_exp.train reports it
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    completed = len(summary.jobs) - len(summary.unsuccessful)
+    completed = summary.completed_count
     print(f"{summary.sweep_dir}: {len(summary.jobs)} jobs ({completed} completed), "
           f"{len(summary.configurations)} configurations; wrote results.csv, results.md and plots")
     return 0

@@ -209,3 +209,25 @@ def test_sixteen_bit_and_transparent_grey_images_decode_like_their_eight_bit_rgb
     assert np.array_equal(np.asarray(open_rgb(str(tmp_path / "clear_la.png"))),
                           np.asarray(open_rgb(str(tmp_path / "clear_rgba.png"))))
     assert np.asarray(open_rgb(str(tmp_path / "clear_la.png"))).min() == 255  # composited onto white
+
+
+def test_prepare_data_builds_the_cache_a_run_then_reuses(tiny_folder, tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from conftest import REPO, compose, tiny_overrides
+    from vision_exp.experiment import run_experiment
+
+    spec = importlib.util.spec_from_file_location("prepare_data", REPO / "scripts" / "prepare_data.py")
+    prepare_data = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prepare_data)
+    overrides = tiny_overrides(tiny_folder, f"data.cache_dir={tmp_path / 'cache'}")
+    data_overrides = [o for o in overrides if o.startswith("data")]
+    assert prepare_data.main([*data_overrides, "--workers", "1"]) == 0
+    assert len(list((tmp_path / "cache").iterdir())) == 2 and "train: 36 images" in capsys.readouterr().out
+
+    def no_decoding(*args):
+        raise AssertionError("the run decoded images that prepare_data had cached")
+
+    monkeypatch.setattr(cache_mod, "build_split_cache", no_decoding)
+    assert run_experiment(compose(overrides), tmp_path / "run", [])["status"] == "completed"
+    assert prepare_data.main(["data.bogus=1"]) == 2 and "data.bogus" in capsys.readouterr().err

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vision_exp.reporting.files import pyplot, save_figure_atomic
+
 FAMILIES = (
     ("train_running", "train (running, train mode)", ":"),
     ("train", "train (eval mode)", "-"),
@@ -11,11 +13,7 @@ FAMILIES = (
 
 
 def plot_curves(records: list, path: Path, title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     epochs = [r["epoch_progress"] for r in records]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, metric, label in ((axes[0], "loss", "loss"), (axes[1], "acc", "top-1 accuracy (%)")):
@@ -31,7 +29,4 @@ def plot_curves(records: list, path: Path, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure_atomic(fig, path)

@@ -6,6 +6,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from vision_exp.reporting.files import pyplot
+
 
 def denormalize(images: torch.Tensor, mean, std) -> torch.Tensor:
     """Normalised (B, 3, H, W) -> [0, 1] for display."""
@@ -22,10 +24,7 @@ def image_grid(images: torch.Tensor, columns: int = 8) -> torch.Tensor:
 
 def confusion_figure(confusion: torch.Tensor, class_names: Sequence[str], title: str = ""):
     """Row-normalised confusion matrix (true class down, predicted across), counts in the cells."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     counts = confusion.double()
     rates = counts / counts.sum(1, keepdim=True).clamp(min=1)

@@ -1,5 +1,5 @@
-"""Atomic writes, so a reader never sees a half-written results file, and the lock files that keep two
-processes from writing the same thing."""
+"""Atomic writes, so a reader never sees a half-written results file or figure, and the lock files that
+keep two processes from writing the same thing."""
 from __future__ import annotations
 
 import fcntl
@@ -34,6 +34,28 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json_atomic(path: Path, payload: dict) -> None:
     write_text_atomic(path, json.dumps(_json_safe(payload), indent=2) + "\n")
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display on servers, in workers, on CI)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure_atomic(fig, path: Path, **savefig_args) -> None:
+    """Write a figure through a temporary file, so a reader never sees half a PNG; the figure is closed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=110, **savefig_args)
+        tmp.replace(path)
+    finally:
+        pyplot().close(fig)
+        tmp.unlink(missing_ok=True)
 
 
 def read_jsonl(path: Path) -> list:

@@ -7,26 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vision_exp.reporting.files import read_jsonl
+from vision_exp.reporting.files import pyplot, read_jsonl, save_figure_atomic
 from vision_exp.sweeps.statistics import mean, sample_std
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> None:
-    """Write through a temporary file, so a reader never sees half a PNG."""
-    plt = _pyplot()
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
 
 
 def mean_curve(histories: list) -> tuple:
@@ -38,7 +20,7 @@ def mean_curve(histories: list) -> tuple:
 
 
 def plot_curves(summary, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for configuration in summary.configurations:
         histories = [h for h in (read_jsonl(job.run_dir / "metrics.jsonl") for job in configuration.completed) if h]
@@ -57,11 +39,11 @@ def plot_curves(summary, path: Path) -> None:
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    _save(fig, path)
+    save_figure_atomic(fig, path, bbox_inches="tight")
 
 
 def plot_bars(summary, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     configurations = summary.configurations
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.4 * len(configurations)))
     rows = range(len(configurations))
@@ -74,4 +56,4 @@ def plot_bars(summary, path: Path) -> None:
     ax.set_xlabel(f"{summary.metric}: mean over seeds, error bar ±1 std (orange: baseline)")
     ax.set_title(summary.name)
     ax.grid(axis="x", alpha=0.3)
-    _save(fig, path)
+    save_figure_atomic(fig, path, bbox_inches="tight")

@@ -32,7 +32,7 @@ def sweep_section(sweep_dir: Path, report_dir: Path) -> str:
     bars, curves = (summary.sweep_dir / f"{REPORT_PREFIX}{name}" for name in (bars_png(summary), CURVES_PNG))
     plot_bars(summary, bars)
     plot_curves(summary, curves)
-    completed = len(summary.jobs) - len(summary.unsuccessful)
+    completed = summary.completed_count
     parts = [
         f"## {summary.name}",
         "",

@@ -142,6 +142,10 @@ class SweepSummary:
     def unsuccessful(self) -> list:
         return [job for job in self.jobs if not job.completed]
 
+    @property
+    def completed_count(self) -> int:
+        return len(self.jobs) - len(self.unsuccessful)
+
     def difference(self, configuration: Configuration) -> Optional[Difference]:
         """Configuration minus baseline on the metric, with a 95% Welch interval."""
         if configuration is self.baseline:
@@ -326,7 +330,7 @@ def bars_png(summary: SweepSummary) -> str:
 
 
 def results_markdown(summary: SweepSummary) -> str:
-    completed = len(summary.jobs) - len(summary.unsuccessful)
+    completed = summary.completed_count
     parts = [
         f"# Sweep `{summary.name}`: {summary.sweep_dir.name}",
         "",
