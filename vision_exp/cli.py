@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from vision_exp.errors import UserError
+from vision_exp.errors import ConfigError, UserError
 
 
 @contextlib.contextmanager
@@ -82,12 +81,11 @@ class CheckOutputFolder(Callback):
 
     @staticmethod
     def _check(folder: Path) -> None:
+        from vision_exp.reporting.files import check_writable
+
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / f".write-test-{os.getpid()}"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as exc:
-            print(f"error: cannot write to the output folder {folder}: {exc.strerror or exc} "
-                  f"(choose another with hydra.run.dir / hydra.sweep.dir; training runs: or VISION_EXP_OUTPUT)", file=sys.stderr)
+            check_writable(folder)
+        except ConfigError as exc:
+            print(f"error: {exc} (choose another with hydra.run.dir / hydra.sweep.dir; training runs: or "
+                  f"VISION_EXP_OUTPUT)", file=sys.stderr)
             sys.exit(2)

@@ -23,7 +23,7 @@ from vision_exp.data.loaders import build_loaders, index_dataset
 from vision_exp.errors import CheckpointError, ConfigError, RunFolderBusy, UserError
 from vision_exp.recipe.augment import AugmentConfig, BatchAugment
 from vision_exp.recipe.loss import create_train_loss
-from vision_exp.reporting.files import exclusive_lock, write_text_atomic
+from vision_exp.reporting.files import check_writable, exclusive_lock, write_text_atomic
 from vision_exp.reporting.run import record_failure, record_user_error
 from vision_exp.sweeps.jobs import BUDGET_SETTINGS, check_same_config, completed_record, has_earlier_attempt
 from vision_exp.training import distributed
@@ -79,16 +79,6 @@ def hold_run_dir(run_dir: Path, is_main: bool):
             raise RunFolderBusy(f"another process is training in {run_dir}: give this run its own folder "
                                 f"(hydra.run.dir=... or name=...)")
         yield
-
-
-def check_writable(run_dir: Path) -> None:
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"cannot write to the output folder {run_dir}: {exc.strerror}") from None
 
 
 @contextmanager

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from vision_exp.errors import ConfigError
+
 
 def _json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
@@ -82,3 +84,14 @@ def exclusive_lock(path: Path) -> Iterator[bool]:
             yield False
             return
         yield True
+
+
+def check_writable(folder: Path) -> None:
+    """Create `folder` and prove it takes a file, or one ConfigError naming it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write to the output folder {folder}: {exc.strerror or exc}") from None
