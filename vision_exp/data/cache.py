@@ -11,7 +11,6 @@ temporary folder and renamed into place, so an interrupted build leaves no half-
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -27,6 +26,7 @@ from vision_exp.data.hf_rows import is_row_uri, row_content_id
 from vision_exp.data.images import open_rgb, resize_center_square
 from vision_exp.data.index import Split
 from vision_exp.errors import DataError
+from vision_exp.reporting.files import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +110,6 @@ def _decode_all(array_path: Path, paths: tuple, size: int, workers: int, desc: s
     return sorted(failed)
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
-
-
 def build_split_cache(entry: Path, split: Split, files: list, classes: dict, size: int, workers: int,
                       on_bad_image: str) -> None:
     """Decode `split` into `entry/` (a fresh folder, renamed into place when complete)."""
@@ -135,7 +129,7 @@ def build_split_cache(entry: Path, split: Split, files: list, classes: dict, siz
             np.save(tmp / "kept.npy", images)
             os.replace(tmp / "kept.npy", array_path)
         np.save(tmp / "labels.npy", np.asarray(split.labels, dtype=np.int64)[keep])
-        _write_json(tmp / "manifest.json", {
+        write_json_atomic(tmp / "manifest.json", {
             "format": CACHE_FORMAT,
             "size": size,
             "count": int(len(keep)),
@@ -168,10 +162,7 @@ def _move_into_place(tmp: Path, entry: Path) -> None:
 
 
 def read_manifest(entry: Path) -> Optional[dict]:
-    try:
-        return json.loads((entry / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return None
+    return read_json(entry / "manifest.json")
 
 
 def load_split_cache(entry: Path) -> Optional[CachedSplit]:

@@ -60,6 +60,14 @@ def save_figure_atomic(fig, path: Path, **savefig_args) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def read_json(path: Path, default=None):
+    """A JSON file's content, or `default` when it is missing or unreadable (e.g. cut short by a crash)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return default
+
+
 def read_jsonl(path: Path) -> list:
     path = Path(path)
     if not path.is_file():

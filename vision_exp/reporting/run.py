@@ -21,7 +21,7 @@ from vision_exp.errors import RunFolderBusy, UserError
 from vision_exp.reporting.curves import plot_curves
 from vision_exp.reporting.figures import confusion_figure, image_grid
 from vision_exp.reporting.hparams import session_end, session_start
-from vision_exp.reporting.files import read_jsonl, write_json_atomic, write_text_atomic
+from vision_exp.reporting.files import read_json, read_jsonl, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +134,7 @@ def record_failure(run_dir: Path, error: str, extra: Optional[dict] = None, stat
     """metrics.json with status failed (or interrupted), unless the folder already holds a completed
     run's results."""
     path = Path(run_dir) / METRICS_FILE
-    try:
-        previous = json.loads(path.read_text())
-    except (OSError, ValueError):
-        previous = {}
-    if previous.get("status") == "completed":
+    if read_json(path, {}).get("status") == "completed":
         log.error("not overwriting the completed run's %s", path)
         return
     Path(run_dir).mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from typing import Optional
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vision_exp.errors import ConfigError
-from vision_exp.reporting.files import write_json_atomic, write_text_atomic
+from vision_exp.reporting.files import read_json, write_json_atomic, write_text_atomic
 from vision_exp.reporting.run import INCIDENTAL_SETTINGS, METRICS_FILE, flatten
 
 CONFIG_FILE = "config.yaml"
@@ -30,10 +30,7 @@ FILLED_AT_START = ("data.num_classes", "model.num_classes")
 
 def completed_record(run_dir: Path) -> Optional[dict]:
     """The folder's metrics.json if it records a completed run."""
-    try:
-        record = json.loads((Path(run_dir) / METRICS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
+    record = read_json(Path(run_dir) / METRICS_FILE, {})
     return record if record.get("status") == "completed" else None
 
 

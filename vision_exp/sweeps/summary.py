@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Optional
 from omegaconf import OmegaConf
 
 from vision_exp.errors import UserError
-from vision_exp.reporting.files import write_text_atomic
+from vision_exp.reporting.files import read_json, write_text_atomic
 from vision_exp.reporting.run import INCIDENTAL_SETTINGS, METRICS_FILE
 from vision_exp.sweeps.jobs import REFUSED_FILE
 from vision_exp.sweeps.statistics import Difference, mean, sample_std, welch_difference
@@ -164,13 +163,6 @@ def job_folders(sweep_dir: Path) -> list:
     folders = [p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
                and ((p / OVERRIDES_FILE).is_file() or (p / METRICS_FILE).is_file())]
     return sorted(folders, key=lambda p: (0, int(p.name), "") if p.name.isdigit() else (1, 0, p.name))
-
-
-def read_json(path: Path, default):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return default
 
 
 def read_job(folder: Path) -> Job:
