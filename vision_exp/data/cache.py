@@ -110,7 +110,7 @@ def _decode_all(array_path: Path, paths: tuple, size: int, workers: int, desc: s
     return sorted(failed)
 
 
-def build_split_cache(entry: Path, split: Split, files: list, classes: dict, size: int, workers: int,
+def build_split_cache(entry: Path, split: Split, files: list, dataset_info: dict, size: int, workers: int,
                       on_bad_image: str) -> None:
     """Decode `split` into `entry/` (a fresh folder, renamed into place when complete)."""
     tmp = entry.parent / f"{entry.name}.tmp-{os.getpid()}"
@@ -136,7 +136,7 @@ def build_split_cache(entry: Path, split: Split, files: list, classes: dict, siz
             "files": files,
             "kept": keep.tolist(),
             "skipped": [message for _, message in failed],
-            **classes,
+            **dataset_info,
         })
         _move_into_place(tmp, entry)
     except BaseException:
@@ -184,15 +184,16 @@ def load_split_cache(entry: Path) -> Optional[CachedSplit]:
     return CachedSplit(images, labels, tuple(manifest["skipped"]))
 
 
-def cached_split(entry: Path, split: Split, root: str, classes: dict, size: int, workers: int,
+def cached_split(entry: Path, split: Split, root: str, dataset_info: dict, size: int, workers: int,
                  on_bad_image: str) -> CachedSplit:
-    """The split decoded at `size`: read from `entry`, or (re)built there first when its file list changed."""
+    """The split decoded at `size`: read from `entry`, or (re)built there first when its file list changed.
+    `dataset_info` (root, classes, class names) goes into the manifest, so a run can start from the cache alone."""
     files, mtimes = file_records(split, root)
     found = load_split_cache(entry) if is_current(read_manifest(entry), files, mtimes, root) else None
     if found is None:
         log.info("decoding %d images into %s", len(split), entry)
         try:
-            build_split_cache(entry, split, files, {**classes, "mtimes": mtimes}, size, workers, on_bad_image)
+            build_split_cache(entry, split, files, {**dataset_info, "mtimes": mtimes}, size, workers, on_bad_image)
         except OSError as exc:  # no permission, a read-only file system (Kaggle's /kaggle/input), a file in the way
             raise DataError(f"cannot write the data cache at {entry.parent}: {exc.strerror or exc} "
                             f"(set VISION_EXP_CACHE or data.cache_dir)") from None

@@ -396,8 +396,8 @@ def cached_index_split(index: DatasetIndex, data: DataConfig, name: str, workers
         if found is None:  # damaged since the index was read, and the original files are not here to rebuild it
             raise DataError(f"{index.root} is missing and its cached copy {entry} is unusable")
         return found
-    classes = {"root": index.root, "classes": list(index.classes), "class_names": list(index.class_names)}
-    return cached_split(entry, split, index.root, classes, data.resize_size, workers, data.on_bad_image)
+    dataset_info = {"root": index.root, "classes": list(index.classes), "class_names": list(index.class_names)}
+    return cached_split(entry, split, index.root, dataset_info, data.resize_size, workers, data.on_bad_image)
 
 
 def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, device: torch.device, seed: int,
