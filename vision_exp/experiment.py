@@ -3,7 +3,7 @@
 Entry points (`vision_exp.train`, the notebook API) call `run_experiment`; everything it hands
 on — model, loaders, optimizer and schedule factories, `TrainerConfig` — is a plain object.
 Inputs are checked in order of cost (config values, the dataset listing, the model, then the
-slow data cache), and nothing is written into the run folder before all of them passed.
+slow data cache), and nothing but its lock file is written into the run folder before all of them passed.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Everything here works on plain files, so a summary can be rebuilt at any time from a sweep
 folder (`scripts/summarize.py`, or `load_sweep` in a notebook); only `callback` (the end of a
-multirun) and `launch` (the sweep folder's name) are seen by Hydra.
+multirun) and `launch` (the sweep folder's name, a GPU per job, the workers' start method) are seen by Hydra.
 """
 from vision_exp.sweeps.summary import Configuration, Job, SweepSummary, load_sweep, summarize_sweep, write_results
 
