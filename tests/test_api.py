@@ -80,14 +80,14 @@ def test_a_failed_run_raises_after_recording_why_like_the_command_line(tiny_fold
     assert recorded["status"] == "failed" and "out_of_memory" in recorded["traceback"]
 
 
-def test_a_sweep_preset_is_refused_where_its_swept_values_would_be_ignored(tmp_path):
+def test_a_sweep_preset_is_refused_where_its_swept_values_would_be_ignored(tiny_folder, tmp_path):
     import pytest
 
     from vision_exp.errors import ConfigError
 
-    for call in (lambda: vision_exp.run(["experiment=cpu_ablation_resnet_blocks"], run_dir=str(tmp_path / "run")),
-                 lambda: vision_exp.sweep([["seed=0"]], common=["experiment=cpu_ablation_resnet_blocks"],
-                                          sweep_dir=str(tmp_path / "sweep"))):
+    preset = ["experiment=cpu_ablation_resnet_blocks", *tiny_overrides(tiny_folder, "trainer.train_samples=16")]
+    for call in (lambda: vision_exp.run(preset, run_dir=str(tmp_path / "run")),
+                 lambda: vision_exp.sweep([["seed=0"]], common=preset, sweep_dir=str(tmp_path / "sweep"))):
         with pytest.raises(ConfigError, match=r"cpu_ablation_resnet_blocks is a sweep preset \(model, seed\)"):
             call()
     assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
