@@ -91,3 +91,54 @@ def test_a_sweep_preset_is_refused_where_its_swept_values_would_be_ignored(tiny_
         with pytest.raises(ConfigError, match=r"cpu_ablation_resnet_blocks is a sweep preset \(model, seed\)"):
             call()
     assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
+
+
+def test_a_sweep_stopped_mid_run_resumes_where_it_stopped_when_called_again(tiny_folder, tmp_path, monkeypatch):
+    """A notebook session that timed out: the interrupted run is recorded, and the same call finishes the sweep
+    without training the completed run again."""
+    import signal
+
+    import pytest
+
+    from vision_exp.training.trainer import Interrupted, Trainer
+
+    step = Trainer._step
+
+    def stopped_in_the_second_run(self, images, labels, global_count):
+        if self.hparams["seed"] == 1 and self.position.step == 3 and self.signals.received is None:
+            self.signals.received = signal.SIGTERM
+        return step(self, images, labels, global_count)
+
+    runs, common, sweep_dir = [["seed=0"], ["seed=1"]], tiny_overrides(tiny_folder, "trainer.epochs=2"), tmp_path / "sweep"
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_step", stopped_in_the_second_run)
+        with pytest.raises(Interrupted):
+            vision_exp.sweep(runs, common=common, sweep_dir=str(sweep_dir))
+    assert json.loads((sweep_dir / "1" / "metrics.json").read_text())["status"] == "interrupted"
+    first_run = (sweep_dir / "0" / "metrics.json").stat().st_mtime_ns
+    summary = vision_exp.sweep(runs, common=common, sweep_dir=str(sweep_dir))
+    assert [job.status for job in summary.jobs] == ["completed", "completed"]
+    assert (sweep_dir / "0" / "metrics.json").stat().st_mtime_ns == first_run
+    resumed = (sweep_dir / "1" / "train.log").read_text()
+    assert "resumed from" in resumed and summary.jobs[1].metrics["samples_seen"] == 72
+
+
+def test_a_failure_that_cannot_be_recorded_still_raises_the_runs_own_error(tiny_folder, tmp_path, monkeypatch):
+    import errno
+
+    import pytest
+
+    import vision_exp.experiment
+    import vision_exp.reporting.run
+    from vision_exp.errors import CheckpointError
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def failing_run(cfg, run_dir, overrides):
+        raise CheckpointError("could not write checkpoint last.pt: the disk is full")
+
+    monkeypatch.setattr(vision_exp.experiment, "run_experiment", failing_run)
+    monkeypatch.setattr(vision_exp.reporting.run, "write_json_atomic", disk_full)
+    with pytest.raises(CheckpointError, match="the disk is full"):
+        vision_exp.run(tiny_overrides(tiny_folder), run_dir=str(tmp_path / "run"))

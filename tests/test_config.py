@@ -124,7 +124,17 @@ def test_a_wheel_carries_every_package_and_the_configs(tmp_path):
 
     from conftest import REPO
 
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"), str(REPO)],
+    import shutil
+
+    # From a copy of the project's files: an in-tree build/ left by an earlier build would mask a missing package.
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO, check=True,
+                            capture_output=True, text=True).stdout.splitlines()
+    source = tmp_path / "source"
+    for name in listed:
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"), str(source)],
                    check=True, capture_output=True)
     wheel = zipfile.ZipFile(next((tmp_path / "dist").glob("*.whl")))
     packed = set(wheel.namelist())

@@ -114,7 +114,10 @@ def test_unreadable_image_is_skipped_or_refused(tmp_path):
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 3])  # a truncated JPEG
     index, split = build(settings(root, tmp_path / "c"))
-    assert len(split.images) == len(index.train) - 1
+    kept = [i for i, path in enumerate(index.train.paths) if path != str(victim)]
+    assert len(kept) == len(index.train) - 1 and list(split.labels) == [index.train.labels[i] for i in kept]
+    for stored, i in zip(split.images, kept):  # the readable images, in order, and not the broken one
+        np.testing.assert_array_equal(stored, np.asarray(resize_center_square(open_rgb(index.train.paths[i], 20), 20)))
     assert len(split.skipped) == 1 and str(victim) in split.skipped[0]
     refuse = settings(root, tmp_path / "c2", on_bad_image="error")
     with pytest.raises(DataError, match=victim.name):

@@ -75,8 +75,9 @@ def test_linear_step_and_constant_schedules():
     assert set(lrs("constant")) == {1.0}
     floored = lrs("linear", warmup_epochs=1, lr_min=0.1)
     assert floored[100] == pytest.approx(0.1) and floored[55] == pytest.approx(0.55, abs=0.02)
-    with pytest.raises(ConfigError, match="lr_min=0.1 has no effect on the step schedule"):
-        lrs("step", lr_min=0.1)
+    for name in ("step", "constant"):
+        with pytest.raises(ConfigError, match=f"lr_min=0.1 has no effect on the {name} schedule"):
+            lrs(name, lr_min=0.1)
     with pytest.raises(ConfigError):
         lrs("cosine", warmup_fraction=0.1, warmup_epochs=1)
 

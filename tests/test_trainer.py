@@ -309,8 +309,29 @@ def test_extending_a_run_whose_budget_cut_its_last_epoch_is_refused(tiny_folder,
     with pytest.raises(ConfigError, match=r"ended inside epoch 2, where its budget of 50 samples cut it \(14 of 36\)"):
         train(tiny_folder, run, "trainer.train_samples=108", "trainer.resume=auto")
     assert {p: p.stat().st_mtime_ns for p in written} == written
+    assert train(tiny_folder, run, "trainer.train_samples=50", "trainer.resume=auto")["samples_seen"] == 50
     assert train(tiny_folder, tmp_path / "whole", "trainer.train_samples=72")["samples_seen"] == 72
     assert train(tiny_folder, tmp_path / "whole", "trainer.train_samples=108", "trainer.resume=auto")["samples_seen"] == 108
+
+
+def test_a_run_stopped_at_the_step_its_budget_cut_is_not_extended_either(tiny_folder, tmp_path, monkeypatch):
+    """A stop signal at the last (cut) step checkpoints before the epoch ends: the same refusal applies."""
+    import signal
+
+    step = Trainer._step
+
+    def stopped_at_the_last_step(self, images, labels, global_count):
+        if self.position.step == 6 and self.signals.received is None:
+            self.signals.received = signal.SIGTERM
+        return step(self, images, labels, global_count)
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_step", stopped_at_the_last_step)
+        with pytest.raises(trainer_mod.Interrupted):
+            train(tiny_folder, run, "trainer.train_samples=50")
+    with pytest.raises(ConfigError, match=r"ended inside epoch 2, where its budget of 50 samples cut it \(14 of 36\)"):
+        train(tiny_folder, run, "trainer.train_samples=108", "trainer.resume=auto")
 
 
 def test_checkpoint_writes_inside_an_epoch_are_not_training_time(tiny_folder, tmp_path, monkeypatch):

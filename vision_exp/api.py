@@ -83,8 +83,9 @@ def _compose_run(overrides: list):
     cfg = compose_config(overrides, with_hydra=True)
     swept = cfg.hydra.sweeper.get("params")
     if swept:
-        raise ConfigError(f"{cfg.name} is a sweep preset ({', '.join(swept)}): list its runs with vision_exp.sweep"
-                          f"([[...], ...]), or run it on the command line: python -m vision_exp.train -m experiment=...")
+        raise ConfigError(f"{cfg.name} is a sweep preset ({', '.join(swept)}): give vision_exp.sweep its runs' overrides "
+                          f"instead (e.g. [['model=resnet_v1'], ['model=resnet_v2']]), or run the preset on the command "
+                          f"line: python -m vision_exp.train -m experiment={cfg.name}")
     return cfg
 
 

@@ -99,14 +99,22 @@ def recorded_failures(run_dir: Path):
     try:
         yield
     except UserError as exc:
-        record_user_error(run_dir, exc, earlier_attempt)
+        _record(record_user_error, run_dir, exc, earlier_attempt)
         raise
     except Interrupted as exc:
-        record_failure(run_dir, str(exc), status="interrupted")
+        _record(record_failure, run_dir, str(exc), status="interrupted")
         raise
     except Exception as exc:
-        record_failure(run_dir, f"{type(exc).__name__}: {exc}", {"traceback": traceback.format_exc()})
+        _record(record_failure, run_dir, f"{type(exc).__name__}: {exc}", {"traceback": traceback.format_exc()})
         raise
+
+
+def _record(write, *args, **kwargs) -> None:
+    """A record that cannot be written (a full disk, an unwritable folder) must not hide the run's own error."""
+    try:
+        write(*args, **kwargs)
+    except OSError:
+        log.exception("could not record the run's failure in metrics.json")
 
 
 def check_resumable(run_dir: Path, cfg: DictConfig, resume: str) -> None:

@@ -279,12 +279,15 @@ class Trainer:
         if self.position.samples_seen > self.budget.train_samples:
             raise ConfigError(f"{source} has trained on {self.position.samples_seen} samples, more than this run's budget "
                               f"of {self.budget.train_samples}: resume with at least that many (trainer.train_samples)")
+        # Whole batches since the last epoch end give these samples; fewer means the budget cut the last batch
+        # (the checkpoint came at the end of that cut epoch, or from a stop signal at its last step).
         position, per_epoch = self.position, self.budget.samples_per_epoch
-        cut_short = position.batch == 0 and position.samples_seen < position.epoch * per_epoch
-        if cut_short and not self.finished:
+        whole_batches = position.epoch * per_epoch + min(position.batch * self.budget.batch_size, per_epoch)
+        if position.samples_seen < whole_batches and not self.finished:
+            cut_epoch = position.epoch + (1 if position.batch else 0)
             raise ConfigError(
-                f"{source} ended inside epoch {position.epoch}, where its budget of {position.samples_seen} samples cut it "
-                f"({position.samples_seen - (position.epoch - 1) * per_epoch} of {per_epoch}): only a run that ended at the "
+                f"{source} ended inside epoch {cut_epoch}, where its budget of {position.samples_seen} samples cut it "
+                f"({position.samples_seen - (cut_epoch - 1) * per_epoch} of {per_epoch}): only a run that ended at the "
                 f"end of an epoch can be extended exactly. Start a new run with trainer.train_samples="
                 f"{self.budget.train_samples}")
 
