@@ -22,6 +22,23 @@ def train(folder, run_dir, *extra):
     return run_experiment(cfg, run_dir, list(extra))
 
 
+def stopped_by_a_signal(monkeypatch, at_step: int, folder, run_dir, *extra) -> None:
+    """Train until SIGTERM arrives before step `at_step` (counted from 0): the run checkpoints and stops."""
+    import signal
+
+    step = Trainer._step
+
+    def signalled(self, images, labels, global_count):
+        if self.position.step == at_step and self.signals.received is None:
+            self.signals.received = signal.SIGTERM
+        return step(self, images, labels, global_count)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_step", signalled)
+        with pytest.raises(trainer_mod.Interrupted):
+            train(folder, run_dir, *extra)
+
+
 def test_run_writes_every_output(tiny_folder, tmp_path):
     run = tmp_path / "run"
     summary = train(tiny_folder, run, "trainer.epochs=2")
@@ -221,22 +238,10 @@ def hparams_sessions(run) -> tuple:
 def test_a_run_stopped_by_a_signal_and_resumed_is_one_successful_tensorboard_session(tiny_folder, tmp_path, monkeypatch):
     """TensorBoard keeps the first session start and end it reads: an interrupted attempt must write neither a
     second start nor a failure that would outlive the resumed run's success."""
-    import signal
-
     from tensorboard.plugins.hparams import api_pb2
 
-    step = Trainer._step
-
-    def stopped_at_the_third_step(self, images, labels, global_count):
-        if self.position.step == 2 and self.signals.received is None:
-            self.signals.received = signal.SIGTERM
-        return step(self, images, labels, global_count)
-
     run = tmp_path / "run"
-    with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "_step", stopped_at_the_third_step)
-        with pytest.raises(trainer_mod.Interrupted):
-            train(tiny_folder, run, "trainer.epochs=2")
+    stopped_by_a_signal(monkeypatch, 2, tiny_folder, run, "trainer.epochs=2")
     train(tiny_folder, run, "trainer.epochs=2", "trainer.resume=auto")
     assert hparams_sessions(run) == (1, [api_pb2.Status.Value("STATUS_SUCCESS")])
 
@@ -316,20 +321,8 @@ def test_extending_a_run_whose_budget_cut_its_last_epoch_is_refused(tiny_folder,
 
 def test_a_run_stopped_at_the_step_its_budget_cut_is_not_extended_either(tiny_folder, tmp_path, monkeypatch):
     """A stop signal at the last (cut) step checkpoints before the epoch ends: the same refusal applies."""
-    import signal
-
-    step = Trainer._step
-
-    def stopped_at_the_last_step(self, images, labels, global_count):
-        if self.position.step == 6 and self.signals.received is None:
-            self.signals.received = signal.SIGTERM
-        return step(self, images, labels, global_count)
-
     run = tmp_path / "run"
-    with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "_step", stopped_at_the_last_step)
-        with pytest.raises(trainer_mod.Interrupted):
-            train(tiny_folder, run, "trainer.train_samples=50")
+    stopped_by_a_signal(monkeypatch, 6, tiny_folder, run, "trainer.train_samples=50")
     with pytest.raises(ConfigError, match=r"ended inside epoch 2, where its budget of 50 samples cut it \(14 of 36\)"):
         train(tiny_folder, run, "trainer.train_samples=108", "trainer.resume=auto")
 
