@@ -137,8 +137,7 @@ def compare(ours: nn.Module, reference: nn.Module, images, labels, args, rt: Run
 
 
 def models_section(args, rt: Runtime) -> dict:
-    img_size = args.img_size  # 32 with --quick (main)
-    images = torch.randn(args.batch_size, 3, img_size, img_size, device=rt.device)
+    images = torch.randn(args.batch_size, 3, args.img_size, args.img_size, device=rt.device)
     labels = torch.randint(0, 10, (args.batch_size,), device=rt.device)
 
     def build(name: str) -> nn.Module:
@@ -148,9 +147,9 @@ def models_section(args, rt: Runtime) -> dict:
 
             from vision_exp.api import compose_config
 
-            cfg = compose_config([f"experiment={E2_PRESETS[name]}", "data.num_classes=10", f"data.img_size={img_size}"])
+            cfg = compose_config([f"experiment={E2_PRESETS[name]}", "data.num_classes=10", f"data.img_size={args.img_size}"])
             return instantiate(cfg.model)
-        return build_model(name, 10, img_size, QUICK_OVERRIDES[name] if args.quick else ())
+        return build_model(name, 10, args.img_size, QUICK_OVERRIDES[name] if args.quick else ())
 
     cases: list[tuple[str, str, Callable[[nn.Module], nn.Module], torch.memory_format]] = [
         ("vit_v1", "timm VisionTransformer", timm_vit_from, torch.contiguous_format),
@@ -161,7 +160,7 @@ def models_section(args, rt: Runtime) -> dict:
     for config, reference_name, make_reference, memory_format in cases:
         ours = build(config)
         reference = make_reference(ours).to(rt.device, memory_format=memory_format)
-        flops = train_flops(ours, img_size)
+        flops = train_flops(ours, args.img_size)
         ours = ours.to(rt.device, memory_format=memory_format)
         x = images.contiguous(memory_format=memory_format)
         key = config if memory_format == torch.contiguous_format else f"{config}_channels_last"

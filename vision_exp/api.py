@@ -17,7 +17,6 @@ from omegaconf import OmegaConf, open_dict
 from vision_exp.conf_dir import CONF_DIR
 
 
-
 def compose_config(overrides: Iterable[str] = (), with_hydra: bool = False):
     """The config `python -m vision_exp.train <overrides>` would run (with the `hydra` node if asked)."""
     from hydra import compose, initialize_config_dir
@@ -67,11 +66,11 @@ def run(overrides: Iterable[str] = (), run_dir: Optional[str] = None) -> dict:
     outputs/<name>/<date>_<time>), unless `run_dir` is given. A run that fails or is interrupted
     raises, after recording why in its metrics.json as the command line does.
     """
+    from vision_exp.experiment import recorded_failures
+
     overrides = list(overrides)
     cfg = _compose_run(overrides)
     folder = Path(run_dir or cfg.hydra.run.dir)
-    from vision_exp.experiment import recorded_failures
-
     with recorded_failures(folder):
         return _train(cfg, folder, overrides)
 
@@ -126,19 +125,17 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
         raise ConfigError("sweep() needs at least one run: a list of override lists, e.g. [['seed=0'], ['seed=1']]")
     configs = [_compose_run(overrides) for overrides in jobs]
     folder = Path(sweep_dir or configs[0].hydra.sweep.dir)
+    for cfg in configs:  # the runs' configs, as run_experiment takes them
+        with open_dict(cfg):
+            del cfg["hydra"]
     folder.mkdir(parents=True, exist_ok=True)
-    first = configs[0].copy()
-    with open_dict(first):
-        del first["hydra"]
-    write_text_atomic(folder / "multirun.yaml", OmegaConf.to_yaml(first))  # what marks a sweep folder
+    write_text_atomic(folder / "multirun.yaml", OmegaConf.to_yaml(configs[0]))  # what marks a sweep folder
     _show_logs()
     for number, (overrides, cfg) in enumerate(zip(jobs, configs)):
         job_dir = folder / str(number)
         job_dir.mkdir(parents=True, exist_ok=True)
         try:
             with recorded_failures(job_dir):
-                with open_dict(cfg):
-                    del cfg["hydra"]
                 with before_start():
                     finished = prepare_job(cfg, job_dir, overrides)
                 if finished is None:

@@ -1,10 +1,10 @@
 """The one writer of a run's results: metrics.jsonl, metrics.json, curves.png and tb/.
 
 The trainer says what happened (`log_epoch`, `finish`, `close`); this class decides how it is
-stored (a run that does not complete is recorded by `record_failure`). TensorBoard gets one sub-run per metric family (tb/train, tb/train_running, tb/val) with
-the same tags, so train and val overlay in one chart, and the run itself (tb/) carries the
-hyper-parameters for the HParams dashboard. The x-axis is training samples seen, so runs with
-other batch sizes or subsets line up.
+stored (a run that does not complete is recorded by `record_failure`). TensorBoard gets one sub-run
+per metric family (tb/train, tb/train_running, tb/val) with the same tags, so train and val overlay
+in one chart, and the run itself (tb/) carries the hyper-parameters for the HParams dashboard. The
+x-axis is training samples seen, so runs with other batch sizes or subsets line up.
 """
 from __future__ import annotations
 
