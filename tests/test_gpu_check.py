@@ -14,13 +14,14 @@ TINY = ("data.num_classes=3 data.batch_size=8 data.num_workers=0 data.max_val_pe
         "trainer.train_eval_samples=4 model.widths=[8,8,16,16] data.img_size=16 data.cache_size=16")
 
 
-def dry_run(tmp_path, tiny_folder, *runs, budget=300, out="out"):
+def dry_run(tmp_path, tiny_folder, *runs, budget=300, out="out", parallel=1):
     data = tmp_path / "data"
     if not data.exists():
         data.mkdir()
         (data / "imagenette2-64").symlink_to(tiny_folder)
     env = {**os.environ, "OUT": str(tmp_path / out), "WORK": str(tmp_path / "work"), "PYTHON": sys.executable,
-           "VISION_EXP_DATA": str(data), "BUDGET_S": str(budget), "GPU_CHECK_OVERRIDES": TINY}
+           "VISION_EXP_DATA": str(data), "BUDGET_S": str(budget), "GPU_CHECK_OVERRIDES": TINY,
+           "PARALLEL": str(parallel)}
     result = subprocess.run(["bash", "scripts/gpu_check.sh", *runs], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -59,20 +60,36 @@ def test_steps_past_the_budget_are_skipped_not_started(tmp_path, tiny_folder):
     assert "first: skipped (budget spent)" in (out / "log.txt").read_text()
 
 
-def test_every_run_of_the_plan_composes():
-    """A lease is too short to lose a step to a misspelt override: each planned run's config must compose."""
-    import re
+def test_runs_side_by_side_all_report_in_the_order_given(tmp_path, tiny_folder):
+    """PARALLEL runs share the GPU; each still gets its own folder, metrics and one unbroken log entry."""
+    names = ["first", "second", "third"]
+    stdout, results, out = dry_run(tmp_path, tiny_folder, *(f"{name} e2_resnet" for name in names), parallel=2)
+    assert list(results) == names
+    assert all(entry["metrics"]["status"] == "completed" for entry in results.values())
+    log = (out / "log.txt").read_text().splitlines()
+    headers = [i for i, line in enumerate(log) if line.split(":")[0] in names]
+    assert len(headers) == 3 and all(b - a == 5 for a, b in zip(headers, headers[1:])), "a run's 4 tail lines follow it"
+    assert "PARALLEL=2" in (out / "env.txt").read_text()
+
+
+def planned_runs() -> list:
     import shlex
 
+    script = (ROOT / "scripts" / "gpu_check.sh").read_text()
+    block = script[script.index("PLAN=(") + len("PLAN=("):]
+    return [shlex.split(shlex.split(line)[0]) for line in block[:block.index("\n)")].splitlines() if line.strip()]
+
+
+def test_every_run_of_the_plan_composes():
+    """A lease is too short to lose a step to a misspelt override: each planned run's config must compose."""
     from vision_exp.api import compose_config
 
-    script = (ROOT / "scripts" / "gpu_check.sh").read_text().replace("\\\n", " ")
-    planned = [shlex.split(line.split(" train ", 1)[1]) for line in script.splitlines()
-               if re.match(r"\s+LIMIT=\d+ train ", line)]
+    planned = planned_runs()
     assert len(planned) >= 5 and len({name for name, *_ in planned}) == len(planned)
+    assert [name for name, *_ in planned[:3]] == ["e2_vit_enhanced", "e2_resnet", "e2_vit"], "the goal's runs first"
     for name, preset, *overrides in planned:
         cfg = compose_config([f"experiment={preset}", *overrides])
         assert cfg.name == preset, name
-    bs128 = next(spec for spec in planned if spec[0] == "e2_vit_enhanced_bs128_adamw_ls_ema")
+    bs128 = next(spec for spec in planned if spec[0] == "enh_bs128_adamw_ls_ema")
     cfg = compose_config([f"experiment={bs128[1]}", *bs128[2:]])
     assert (cfg.data.batch_size, cfg.optimizer.name, cfg.loss.label_smoothing, cfg.trainer.ema_decay) == (128, "adamw", 0.1, 0.999)
