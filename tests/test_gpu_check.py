@@ -90,6 +90,6 @@ def test_every_run_of_the_plan_composes():
     for name, preset, *overrides in planned:
         cfg = compose_config([f"experiment={preset}", *overrides])
         assert cfg.name == preset, name
-    bs128 = next(spec for spec in planned if spec[0] == "enh_bs128_adamw_ls_ema")
+    bs128 = next(spec for spec in planned if spec[0] == "enh_bs128_adamw_ema")
     cfg = compose_config([f"experiment={bs128[1]}", *bs128[2:]])
     assert (cfg.data.batch_size, cfg.optimizer.name, cfg.loss.label_smoothing, cfg.trainer.ema_decay) == (128, "adamw", 0.1, 0.999)

@@ -284,11 +284,11 @@ def test_all_stacks_every_single_enhancement():
 
 def test_enhancements_stack_from_the_command_line():
     """`'enhancement=[a,b]'` applies both on top of the preset (scripts/gpu_check.sh relies on it)."""
-    stacked = compose(["experiment=e2_vit_enhanced", "enhancement=[mimetic_init,more_heads]"])
+    stacked = compose(["experiment=e2_vit_enhanced", "enhancement=[ema,random_erasing]"])
     preset = compose(["experiment=e2_vit_enhanced"])
-    assert (stacked.model.init, stacked.model.num_heads) == ("mimetic", 16)
-    assert (preset.model.init, preset.model.num_heads) == ("jax", 3)
-    assert stacked.model.patch_size == preset.model.patch_size == 4
+    assert (stacked.trainer.ema_decay, stacked.augmentation.random_erasing) == (0.999, 0.25)
+    assert (preset.trainer.ema_decay, preset.augmentation.random_erasing) == (None, 0.0)
+    assert stacked.model.init == preset.model.init == "mimetic" and stacked.model.patch_size == preset.model.patch_size == 4
 
 
 @pytest.mark.parametrize("base", ["e2_vit", "cpu_vit"])
