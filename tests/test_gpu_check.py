@@ -54,10 +54,10 @@ def test_a_second_call_on_the_same_machine_reports_its_own_runs(tmp_path, tiny_f
     assert second["again"]["process_wall_s"] != first["again"]["process_wall_s"]
 
 
-def test_steps_past_the_budget_are_skipped_not_started(tmp_path, tiny_folder):
-    stdout, results, out = dry_run(tmp_path, tiny_folder, "first e2_resnet", "second e2_resnet", budget=19)
-    assert results == {}
-    assert "first: skipped (budget spent)" in (out / "log.txt").read_text()
+def test_a_training_run_is_not_started_in_its_last_minute(tmp_path, tiny_folder):
+    """With under 60 s left a run would be stopped within an epoch or two: no use to anyone."""
+    _, results, out = dry_run(tmp_path, tiny_folder, "late e2_resnet", budget=59)
+    assert results == {} and "late: skipped (budget spent)" in (out / "log.txt").read_text()
 
 
 def test_runs_side_by_side_all_report_in_the_order_given(tmp_path, tiny_folder):
@@ -93,3 +93,6 @@ def test_every_run_of_the_plan_composes():
     bs128 = next(spec for spec in planned if spec[0] == "enh_bs128_adamw_ema")
     cfg = compose_config([f"experiment={bs128[1]}", *bs128[2:]])
     assert (cfg.data.batch_size, cfg.optimizer.name, cfg.loss.label_smoothing, cfg.trainer.ema_decay) == (128, "adamw", 0.1, 0.999)
+    adamw = next(spec for spec in planned if spec[0] == "enh_adamw_wd005")
+    cfg = compose_config([f"experiment={adamw[1]}", *adamw[2:]])
+    assert (cfg.optimizer.name, cfg.optimizer.weight_decay) == ("adamw", 0.05), "e2_vit's 1e-4 must not stay"
