@@ -93,6 +93,6 @@ def test_every_run_of_the_plan_composes():
     bs128 = next(spec for spec in planned if spec[0] == "enh_bs128_adamw_ema")
     cfg = compose_config([f"experiment={bs128[1]}", *bs128[2:]])
     assert (cfg.data.batch_size, cfg.optimizer.name, cfg.loss.label_smoothing, cfg.trainer.ema_decay) == (128, "adamw", 0.1, 0.999)
-    adamw = next(spec for spec in planned if spec[0] == "enh_adamw_wd005")
+    adamw = next(spec for spec in planned if spec[0] == "enh_adamw")
     cfg = compose_config([f"experiment={adamw[1]}", *adamw[2:]])
-    assert (cfg.optimizer.name, cfg.optimizer.weight_decay) == ("adamw", 0.05), "e2_vit's 1e-4 must not stay"
+    assert (cfg.optimizer.name, cfg.optimizer.weight_decay) == ("adamw", 0.05), "Adam's 1e-4 must not stay"

@@ -291,6 +291,14 @@ def test_enhancements_stack_from_the_command_line():
     assert stacked.model.init == preset.model.init == "mimetic" and stacked.model.patch_size == preset.model.patch_size == 4
 
 
+def test_choosing_an_optimizer_on_the_vit_preset_brings_that_optimizers_values():
+    """e2_vit takes Adam's values from the optimizer group, so `optimizer=adamw` gets AdamW's weight
+    decay instead of silently keeping Adam's 1e-4 (as it did on the first GPU lease)."""
+    adam, adamw = compose(["experiment=e2_vit"]), compose(["experiment=e2_vit", "optimizer=adamw"])
+    assert (adam.optimizer.name, adam.optimizer.lr, adam.optimizer.weight_decay) == ("adam", 1e-3, 1e-4)
+    assert (adamw.optimizer.name, adamw.optimizer.weight_decay) == ("adamw", 0.05)
+
+
 @pytest.mark.parametrize("base", ["e2_vit", "cpu_vit"])
 def test_enhanced_preset_is_its_base_plus_the_listed_enhancements(base):
     """`<base>_enhanced` changes exactly what its listed enhancements change, each to that value."""
