@@ -6,8 +6,8 @@
 # Runs go one after another unless PARALLEL says otherwise: with three side by side on an H200
 # (2026-11-27) each trained 1.6-2.6x slower than alone (e2_vit 6,165 img/s against 9,638,
 # e2_vit_enhanced 2,978 against 7,664): the card was already busy, and sharing it mostly delays the
-# first results and leaves more runs unfinished at the lease's end. Each run is capped by what is left of BUDGET_S
-# (default 480 s) and stopped with SIGTERM (the trainer checkpoints and records the interruption)
+# first results and leaves more runs unfinished at the lease's end. Each run is capped by RUN_LIMIT (default 240 s)
+# and by what is left of BUDGET_S (default 480 s), and stopped with SIGTERM (the trainer checkpoints and records the interruption)
 # when it overruns. Most important first: e2_vit_enhanced, e2_resnet (goal: >= 85% val top-1 in
 # <= 60 s, process start to exit), e2_vit (the recipes issue's goal compares the three), then
 # candidates for e2_vit_enhanced: weight EMA and AdamW led it by 1.9 and 1.5 points when the last
@@ -18,7 +18,7 @@
 # plus its process wall time), benchmark_e2.json, benchmark.json and logs.tar.gz. Every call trains
 # in a folder of its own under $WORK (only the decoded-image cache is shared), so a second call on
 # the same warm machine reports its own runs, not the first call's.
-# Other runs instead: bash scripts/gpu_check.sh "NAME PRESET [override ...]" ... (each capped at RUN_LIMIT s).
+# Other runs instead: bash scripts/gpu_check.sh "NAME PRESET [override ...]" ...
 # A dry run on the CPU: GPU_CHECK_OVERRIDES="trainer.train_samples=64 ..." BENCH_ARGS=--quick PYTHON=.venv/bin/python
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_check}
@@ -98,10 +98,11 @@ PLAN=(
 )
 CORES=$(nproc)
 export OMP_NUM_THREADS=$((CORES / PARALLEL > 0 ? CORES / PARALLEL : 1))  # the runs' CPU threads share the cores
+RUN_LIMIT=${RUN_LIMIT:-240}  # a stuck run must not take the whole lease
 if (($#)); then  # ad-hoc runs instead of the plan
-  pool "${RUN_LIMIT:-150}" "$@"
+  pool "$RUN_LIMIT" "$@"
 else
-  pool "$BUDGET_S" "${PLAN[@]}"
+  pool "$RUN_LIMIT" "${PLAN[@]}"
   step benchmark_e2 80 "$PY" scripts/benchmark.py --sections models --scale e2 --device auto --steps 20 --warmup 10 \
     --repeats 3 --json "$OUT/benchmark_e2.json" "${BENCH[@]}"
   step benchmark 80 "$PY" scripts/benchmark.py --sections models end_to_end --device auto --steps 20 --warmup 10 \

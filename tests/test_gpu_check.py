@@ -14,14 +14,14 @@ TINY = ("data.num_classes=3 data.batch_size=8 data.num_workers=0 data.max_val_pe
         "trainer.train_eval_samples=4 model.widths=[8,8,16,16] data.img_size=16 data.cache_size=16")
 
 
-def dry_run(tmp_path, tiny_folder, *runs, budget=300, out="out", parallel=1):
+def dry_run(tmp_path, tiny_folder, *runs, budget=300, out="out", parallel=1, run_limit=240):
     data = tmp_path / "data"
     if not data.exists():
         data.mkdir()
         (data / "imagenette2-64").symlink_to(tiny_folder)
     env = {**os.environ, "OUT": str(tmp_path / out), "WORK": str(tmp_path / "work"), "PYTHON": sys.executable,
            "VISION_EXP_DATA": str(data), "BUDGET_S": str(budget), "GPU_CHECK_OVERRIDES": TINY,
-           "PARALLEL": str(parallel)}
+           "PARALLEL": str(parallel), "RUN_LIMIT": str(run_limit)}
     result = subprocess.run(["bash", "scripts/gpu_check.sh", *runs], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -52,6 +52,13 @@ def test_a_second_call_on_the_same_machine_reports_its_own_runs(tmp_path, tiny_f
     assert list(second) == ["again", "other"]
     assert all(entry["exit_code"] == 0 and entry["metrics"]["status"] == "completed" for entry in second.values())
     assert second["again"]["process_wall_s"] != first["again"]["process_wall_s"]
+
+
+def test_a_run_past_its_own_limit_is_stopped_and_the_next_still_runs(tmp_path, tiny_folder):
+    """RUN_LIMIT keeps one stuck run from taking the whole lease."""
+    _, results, _ = dry_run(tmp_path, tiny_folder, "slow e2_resnet", "next e2_resnet", run_limit=3)
+    assert [entry["exit_code"] for entry in results.values()] == [124, 124]
+    assert all(entry["process_wall_s"] < 3 + 20 + 5 for entry in results.values()), "SIGTERM, then SIGKILL 20 s later"
 
 
 def test_a_training_run_is_not_started_in_its_last_minute(tmp_path, tiny_folder):
