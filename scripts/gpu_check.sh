@@ -15,9 +15,9 @@
 # here AdamW's own 0.05), then batch 128 with AdamW and EMA (led without RandAugment, not yet run on
 # this preset); then the benchmarks (already measured: the first to fall off the budget).
 # $OUT (default /tmp/gpu_check) receives env.txt, log.txt, results.json (each run's metrics.json
-# plus its process wall time), benchmark_e2.json, benchmark.json and logs.tar.gz. Every call trains
-# in a folder of its own under $WORK (only the decoded-image cache is shared), so a second call on
-# the same warm machine reports its own runs, not the first call's.
+# plus its process wall time), results.md (scripts/gpu_results.py's table), benchmark_e2.json,
+# benchmark.json and logs.tar.gz. Every call trains in a folder of its own under $WORK (only the
+# decoded-image cache is shared), so a second call on the same warm machine reports its own runs.
 # Other runs instead: bash scripts/gpu_check.sh "NAME PRESET [override ...]" ...
 # A dry run on the CPU: GPU_CHECK_OVERRIDES="trainer.train_samples=64 ..." BENCH_ARGS=--quick PYTHON=.venv/bin/python
 set -uo pipefail
@@ -109,33 +109,6 @@ else
     --repeats 3 --data-root "$DATA_ROOT" --json "$OUT/benchmark.json" "${BENCH[@]}"
 fi
 
-"$PY" - "$CALL" "$OUT/results.json" <<'PY'
-import json, sys
-from pathlib import Path
-call, out = Path(sys.argv[1]), Path(sys.argv[2])
-results = {}
-times = call / "times.txt"  # absent when every step was skipped
-lines = [line.split() for line in (times.read_text().splitlines() if times.is_file() else [])]
-for name, rc, t0, t1 in sorted(lines, key=lambda fields: float(fields[2])):  # in the order the runs started
-    run = call / "runs" / name
-    entry = {"exit_code": int(rc), "process_wall_s": float(t1) - float(t0)}
-    if (run / "metrics.json").is_file():
-        entry["metrics"] = json.loads((run / "metrics.json").read_text())
-    if (run / "metrics.jsonl").is_file():
-        entry["epochs"] = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
-    results[name] = entry
-out.write_text(json.dumps(results, indent=2))
-width = max([26] + [len(name) + 2 for name in results])
-print(f"{'step':<{width}}{'exit':>5}{'wall s':>9}{'epochs':>8}{'val top-1':>11}{'best':>8}{'train img/s':>13}")
-for name, entry in results.items():
-    m = entry.get("metrics", {})
-    val, best, speed = m.get("val_acc"), m.get("best_val_acc"), m.get("train_images_per_s")
-    if val is None and entry.get("epochs"):  # stopped early: its last finished epoch
-        last = entry["epochs"][-1]
-        val, best, speed = last.get("val/acc"), last.get("val/acc_best"), last.get("images_per_s")
-    cells = [f"{v:.2f}" if isinstance(v, float) else "-" for v in (val, best)]
-    print(f"{name:<{width}}{entry['exit_code']:>5}{entry['process_wall_s']:>9.1f}{len(entry.get('epochs', [])):>8}"
-          f"{cells[0]:>11}{cells[1]:>8}{(f'{speed:.0f}' if speed else '-'):>13}")
-PY
+"$PY" scripts/gpu_results.py "$CALL" "$OUT"
 tar -czf "$OUT/logs.tar.gz" -C "$CALL" logs $(cd "$CALL" && ls -d runs/*/metrics.jsonl runs/*/train.log runs/*/config.yaml 2>/dev/null)
 echo "total $(($(date +%s) - START)) s"

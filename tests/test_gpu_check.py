@@ -42,6 +42,9 @@ def test_ad_hoc_runs_report_metrics_wall_times_and_logs(tmp_path, tiny_folder):
     assert {"logs/plain.log", "runs/plain/metrics.jsonl", "runs/autotune/train.log"} <= names
     assert config == {"plain": False, "autotune": True}, "the words after the preset reach the run"
     assert "plain" in stdout.splitlines()[-3] and (out / "env.txt").is_file()
+    table = (out / "results.md").read_text().splitlines()
+    assert [row.split(" | ")[0] for row in table[2:]] == ["| plain", "| autotune"]
+    assert f"**{results['plain']['metrics']['val_acc']:.2f}**" in table[2], "the final val top-1, from the run itself"
 
 
 def test_a_second_call_on_the_same_machine_reports_its_own_runs(tmp_path, tiny_folder):
@@ -103,3 +106,24 @@ def test_every_run_of_the_plan_composes():
     adamw = next(spec for spec in planned if spec[0] == "enh_adamw")
     cfg = compose_config([f"experiment={adamw[1]}", *adamw[2:]])
     assert (cfg.optimizer.name, cfg.optimizer.weight_decay) == ("adamw", 0.05), "Adam's 1e-4 must not stay"
+
+
+def test_the_table_of_a_kept_results_json_shows_a_stopped_runs_last_epoch(tmp_path):
+    """`gpu_results.py --json` rebuilds results.md from what a lease sent back; a run stopped by its
+    limit is marked so and shows its last finished epoch, not a blank."""
+    epochs = [{"val/acc": 50.0 + i, "val/acc_best": 50.0 + i, "val/acc5": 90.0, "train/acc": 60.0 + i,
+               "train_running/acc": 55.0, "images_per_s": 1000.0} for i in range(12)]
+    results = {"done": {"exit_code": 0, "process_wall_s": 80.0, "epochs": epochs,
+                        "metrics": {"status": "completed", "train_images_per_s": 900.0}},
+               "cut": {"exit_code": 124, "process_wall_s": 30.0, "epochs": epochs[:3],
+                       "metrics": {"status": "interrupted"}},
+               "benchmark": {"exit_code": 0, "process_wall_s": 5.0}}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    done = subprocess.run([sys.executable, "scripts/gpu_results.py", "--json", str(tmp_path / "results.json")],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = {row.split(" | ")[0][2:]: row.split(" | ") for row in (tmp_path / "results.md").read_text().splitlines()[2:]}
+    assert rows["done"][2:6] == ["12", "59.00 / - / - / - / -", "**61.00**", "61.00"]
+    assert rows["done"][-1] == "900 |", "the whole run's speed, not the last epoch's"
+    assert rows["cut"][2:5] == ["3 (interrupted)", "- / - / - / - / -", "**52.00**"]
+    assert rows["benchmark"][3:5] == ["-", "**-**"]
