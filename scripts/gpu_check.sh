@@ -72,7 +72,7 @@ train() {  # train NAME PRESET [overrides...]
   # The copy is 64 px already: stored as it is and evaluated whole (crop_pct 1), as the recorded runs were.
   # A training run needs a minute to be worth starting (one e2 epoch takes 1-4 s, start-up ~10 s).
   NEED_S=60 step "$name" "$LIMIT" "$PY" -m vision_exp.train "experiment=$preset" "data.root=$DATA_ROOT" data.cache_size=64 \
-    data.crop_pct=1.0 "data.num_workers=$OMP_NUM_THREADS" trainer.progress=log "hydra.run.dir=$CALL/runs/$name" "$@" "${EXTRA[@]}"
+    data.crop_pct=1.0 "data.num_workers=$CORES_PER_RUN" trainer.progress=log "hydra.run.dir=$CALL/runs/$name" "$@" "${EXTRA[@]}"
 }
 
 # pool LIMIT SPEC...: train each "NAME PRESET [override ...]", PARALLEL at a time, in the order given.
@@ -96,8 +96,8 @@ PLAN=(
   "enh_adamw e2_vit_enhanced optimizer=adamw"
   "enh_bs128_adamw_ema e2_vit_enhanced data.batch_size=128 optimizer=adamw enhancement=ema"
 )
-CORES=$(nproc)
-export OMP_NUM_THREADS=$((CORES / PARALLEL > 0 ? CORES / PARALLEL : 1))  # the runs' CPU threads share the cores
+CORES_PER_RUN=$(($(nproc) / PARALLEL > 0 ? $(nproc) / PARALLEL : 1))  # for its threads and loader workers
+export OMP_NUM_THREADS=$CORES_PER_RUN
 RUN_LIMIT=${RUN_LIMIT:-240}  # a stuck run must not take the whole lease
 if (($#)); then  # ad-hoc runs instead of the plan
   pool "$RUN_LIMIT" "$@"

@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from vision_exp.reporting.files import write_json_atomic, write_text_atomic
+
 MILESTONES = (10, 20, 30, 40, 50)
 
 
@@ -88,10 +90,10 @@ def main(argv=None) -> int:
         results, out_dir = json.loads(args.json.read_text()), args.json.parent
     elif args.call_dir is not None and args.out_dir is not None:
         results, out_dir = collect(args.call_dir), args.out_dir
-        (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+        write_json_atomic(out_dir / "results.json", results)
     else:
         parser.error("give CALL_DIR OUT_DIR, or --json results.json")
-    (out_dir / "results.md").write_text(markdown(results))
+    write_text_atomic(out_dir / "results.md", markdown(results))
     print(text_table(results))
     return 0
 

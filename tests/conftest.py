@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +137,23 @@ def mean_loss(model, loader, training=False) -> float:
     model = copy.deepcopy(model).train(training)
     losses = [torch.nn.functional.cross_entropy(model(images), labels, reduction="sum") for images, labels in loader.epoch(0)]
     return float(sum(losses)) / loader.num_samples
+
+
+@contextmanager
+def sigterm_at_step(monkeypatch, at_step: int, only=lambda trainer: True):
+    """Within it, SIGTERM arrives before step `at_step` (counted from 0) of the runs `only` selects:
+    such a run checkpoints at that step and raises Interrupted."""
+    import signal
+
+    from vision_exp.training.trainer import Trainer
+
+    step = Trainer._step
+
+    def signalled(self, images, labels, global_count):
+        if self.position.step == at_step and self.signals.received is None and only(self):
+            self.signals.received = signal.SIGTERM
+        return step(self, images, labels, global_count)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_step", signalled)
+        yield

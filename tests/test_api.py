@@ -2,7 +2,7 @@
 import json
 
 import vision_exp
-from conftest import tiny_overrides
+from conftest import sigterm_at_step, tiny_overrides
 
 
 def test_run_returns_metrics_and_writes_the_run_folder(tiny_folder, tmp_path, monkeypatch):
@@ -96,24 +96,13 @@ def test_a_sweep_preset_is_refused_where_its_swept_values_would_be_ignored(tiny_
 def test_a_sweep_stopped_mid_run_resumes_where_it_stopped_when_called_again(tiny_folder, tmp_path, monkeypatch):
     """A notebook session that timed out: the interrupted run is recorded, and the same call finishes the sweep
     without training the completed run again."""
-    import signal
-
     import pytest
 
-    from vision_exp.training.trainer import Interrupted, Trainer
-
-    step = Trainer._step
-
-    def stopped_in_the_second_run(self, images, labels, global_count):
-        if self.hparams["seed"] == 1 and self.position.step == 3 and self.signals.received is None:
-            self.signals.received = signal.SIGTERM
-        return step(self, images, labels, global_count)
+    from vision_exp.training.trainer import Interrupted
 
     runs, common, sweep_dir = [["seed=0"], ["seed=1"]], tiny_overrides(tiny_folder, "trainer.epochs=2"), tmp_path / "sweep"
-    with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "_step", stopped_in_the_second_run)
-        with pytest.raises(Interrupted):
-            vision_exp.sweep(runs, common=common, sweep_dir=str(sweep_dir))
+    with sigterm_at_step(monkeypatch, 3, only=lambda trainer: trainer.hparams["seed"] == 1), pytest.raises(Interrupted):
+        vision_exp.sweep(runs, common=common, sweep_dir=str(sweep_dir))
     assert json.loads((sweep_dir / "1" / "metrics.json").read_text())["status"] == "interrupted"
     first_run = (sweep_dir / "0" / "metrics.json").stat().st_mtime_ns
     summary = vision_exp.sweep(runs, common=common, sweep_dir=str(sweep_dir))

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from conftest import compose, finished_trainer, mean_loss, tiny_overrides
+from conftest import compose, finished_trainer, mean_loss, sigterm_at_step, tiny_overrides
 from vision_exp.experiment import run_experiment
 from vision_exp.errors import ConfigError
 from vision_exp.training.checkpoint import load_checkpoint
@@ -24,19 +24,8 @@ def train(folder, run_dir, *extra):
 
 def stopped_by_a_signal(monkeypatch, at_step: int, folder, run_dir, *extra) -> None:
     """Train until SIGTERM arrives before step `at_step` (counted from 0): the run checkpoints and stops."""
-    import signal
-
-    step = Trainer._step
-
-    def signalled(self, images, labels, global_count):
-        if self.position.step == at_step and self.signals.received is None:
-            self.signals.received = signal.SIGTERM
-        return step(self, images, labels, global_count)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "_step", signalled)
-        with pytest.raises(trainer_mod.Interrupted):
-            train(folder, run_dir, *extra)
+    with sigterm_at_step(monkeypatch, at_step), pytest.raises(trainer_mod.Interrupted):
+        train(folder, run_dir, *extra)
 
 
 def test_run_writes_every_output(tiny_folder, tmp_path):
