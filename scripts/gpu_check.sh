@@ -8,17 +8,21 @@
 # e2_vit_enhanced 2,978 against 7,664): the card was already busy, and sharing it mostly delays the
 # first results and leaves more runs unfinished at the lease's end. Each run is capped by RUN_LIMIT (default 240 s)
 # and by what is left of BUDGET_S (default 480 s), and stopped with SIGTERM (the trainer checkpoints and records the interruption)
-# when it overruns. Most important first: e2_vit_enhanced, e2_resnet (goal: >= 85% val top-1 in
-# <= 60 s, process start to exit), e2_vit (the recipes issue's goal compares the three), then
-# candidates for e2_vit_enhanced: weight EMA and AdamW led it by 1.9 and 1.5 points when the last
-# call's limit stopped them at epoch 33 of 50 (that AdamW kept the weight decay 1e-4 e2_vit then set;
-# here AdamW's own 0.05), then batch 128 with AdamW and EMA (led without RandAugment, not yet run on
-# this preset); then the benchmarks (already measured: the first to fall off the budget).
+# when it overruns. Most important first: e2_resnet (goal: >= 85% val top-1 in <= 60 s, process
+# start to exit; alone, as it is the teacher of the next runs), e2_vit_distilled (e2_vit_enhanced
+# taught by that e2_resnet, soft targets) and the same with DeiT's hard ones (at CPU scale soft led by
+# 1.1 points, one seed), e2_vit_enhanced and e2_vit (the recipes issue's
+# goal compares them with e2_resnet), then candidates for e2_vit_enhanced: weight EMA and AdamW led it
+# by 1.9 and 1.5 points when the last call's limit stopped them at epoch 33 of 50 (that AdamW kept the
+# weight decay 1e-4 e2_vit then set; here AdamW's own 0.05); then the benchmarks (already measured:
+# the first to fall off the budget).
 # $OUT (default /tmp/gpu_check) receives env.txt, log.txt, results.json (each run's metrics.json
 # plus its process wall time), results.md (scripts/gpu_results.py's table), benchmark_e2.json,
 # benchmark.json and logs.tar.gz. Every call trains in a folder of its own under $WORK (only the
 # decoded-image cache is shared), so a second call on the same warm machine reports its own runs.
-# Other runs instead: bash scripts/gpu_check.sh "NAME PRESET [override ...]" ...
+# Other runs instead: bash scripts/gpu_check.sh "NAME PRESET [override ...]" ...; {runs} in an override
+# names this call's run folders, e.g. a teacher trained earlier in the same call:
+#   bash scripts/gpu_check.sh "t e2_resnet" "s e2_vit_distilled loss.distillation.teacher={runs}/t/checkpoints/best.pt"
 # A dry run on the CPU: GPU_CHECK_OVERRIDES="trainer.train_samples=64 ..." BENCH_ARGS=--quick PYTHON=.venv/bin/python
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_check}
@@ -77,11 +81,11 @@ train() {  # train NAME PRESET [overrides...]
 
 # pool LIMIT SPEC...: train each "NAME PRESET [override ...]", PARALLEL at a time, in the order given.
 pool() {
-  local limit=$1 spec words
+  local limit=$1 spec words runs='{runs}'
   shift
   for spec in "$@"; do
     while (($(jobs -rp | wc -l) >= PARALLEL)); do wait -n; done
-    read -r -a words <<< "$spec"
+    read -r -a words <<< "${spec//"$runs"/$CALL/runs}"
     LIMIT=$limit train "${words[@]}" &
   done
   wait
@@ -89,12 +93,13 @@ pool() {
 
 # The plan's runs, each "NAME PRESET [override ...]", most important first.
 PLAN=(
-  "e2_vit_enhanced e2_vit_enhanced"
   "e2_resnet e2_resnet"
+  "e2_vit_distilled e2_vit_distilled loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"
+  "e2_vit_distilled_hard e2_vit_distilled loss.distillation.kind=hard loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"
+  "e2_vit_enhanced e2_vit_enhanced"
   "e2_vit e2_vit"
   "enh_ema e2_vit_enhanced enhancement=ema"
   "enh_adamw e2_vit_enhanced optimizer=adamw"
-  "enh_bs128_adamw_ema e2_vit_enhanced data.batch_size=128 optimizer=adamw enhancement=ema"
 )
 CORES_PER_RUN=$(($(nproc) / PARALLEL > 0 ? $(nproc) / PARALLEL : 1))  # for its threads and loader workers
 export OMP_NUM_THREADS=$CORES_PER_RUN
@@ -102,7 +107,8 @@ RUN_LIMIT=${RUN_LIMIT:-240}  # a stuck run must not take the whole lease
 if (($#)); then  # ad-hoc runs instead of the plan
   pool "$RUN_LIMIT" "$@"
 else
-  pool "$RUN_LIMIT" "${PLAN[@]}"
+  pool "$RUN_LIMIT" "${PLAN[0]}"  # the teacher, finished before its student starts whatever PARALLEL says
+  pool "$RUN_LIMIT" "${PLAN[@]:1}"
   step benchmark_e2 80 "$PY" scripts/benchmark.py --sections models --scale e2 --device auto --steps 20 --warmup 10 \
     --repeats 3 --json "$OUT/benchmark_e2.json" "${BENCH[@]}"
   step benchmark 80 "$PY" scripts/benchmark.py --sections models end_to_end --device auto --steps 20 --warmup 10 \

@@ -5,6 +5,7 @@ from typing import Optional, Union
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from conftest import CONF_DIR, compose
 
@@ -69,10 +70,12 @@ def checked_sections(cfg) -> None:
     from vision_exp.data.config import DataConfig
     from vision_exp.experiment import plain, typed
     from vision_exp.recipe.augment import AugmentConfig
+    from vision_exp.recipe.distill import DistillConfig
     from vision_exp.training.trainer import TrainerConfig
 
-    for cls, section in ((DataConfig, "data"), (AugmentConfig, "augmentation"), (TrainerConfig, "trainer")):
-        typed(cls, cfg[section], section)
+    for cls, section in ((DataConfig, "data"), (AugmentConfig, "augmentation"), (TrainerConfig, "trainer"),
+                         (DistillConfig, "loss.distillation")):
+        typed(cls, OmegaConf.select(cfg, section), section)
     for section in ("model", "optimizer", "scheduler"):
         values = {k: v for k, v in plain(cfg[section]).items() if not k.startswith("_")}
         check_arguments(get_object(cfg[section]._target_), values, section)

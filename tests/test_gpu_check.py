@@ -94,18 +94,32 @@ def test_every_run_of_the_plan_composes():
     """A lease is too short to lose a step to a misspelt override: each planned run's config must compose."""
     from vision_exp.api import compose_config
 
-    planned = planned_runs()
+    planned = [[word.replace("{runs}", "/call/runs") for word in spec] for spec in planned_runs()]
     assert len(planned) >= 5 and len({name for name, *_ in planned}) == len(planned)
-    assert [name for name, *_ in planned[:3]] == ["e2_vit_enhanced", "e2_resnet", "e2_vit"], "the goal's runs first"
+    assert [name for name, *_ in planned[:5]] == ["e2_resnet", "e2_vit_distilled", "e2_vit_distilled_hard",
+                                                  "e2_vit_enhanced", "e2_vit"], "the teacher, then the goal's runs"
     for name, preset, *overrides in planned:
         cfg = compose_config([f"experiment={preset}", *overrides])
         assert cfg.name == preset, name
-    bs128 = next(spec for spec in planned if spec[0] == "enh_bs128_adamw_ema")
-    cfg = compose_config([f"experiment={bs128[1]}", *bs128[2:]])
-    assert (cfg.data.batch_size, cfg.optimizer.name, cfg.loss.label_smoothing, cfg.trainer.ema_decay) == (128, "adamw", 0.1, 0.999)
+    distilled = compose_config([f"experiment={planned[1][1]}", *planned[1][2:]])
+    assert (distilled.loss.distillation.kind, distilled.loss.distillation.teacher) == (
+        "soft", "/call/runs/e2_resnet/checkpoints/best.pt"), "taught by the plan's first run"
+    hard = compose_config([f"experiment={planned[2][1]}", *planned[2][2:]])
+    assert (hard.loss.distillation.kind, hard.loss.distillation.teacher) == ("hard", distilled.loss.distillation.teacher)
     adamw = next(spec for spec in planned if spec[0] == "enh_adamw")
     cfg = compose_config([f"experiment={adamw[1]}", *adamw[2:]])
     assert (cfg.optimizer.name, cfg.optimizer.weight_decay) == ("adamw", 0.05), "Adam's 1e-4 must not stay"
+
+
+def test_a_run_is_taught_by_a_teacher_trained_earlier_in_the_same_call(tmp_path, tiny_folder):
+    """{runs} names this call's run folders, which only the script knows (a fresh one per call)."""
+    _, results, out = dry_run(tmp_path, tiny_folder, "teacher e2_resnet",
+                              "student e2_resnet loss.distillation.kind=hard "
+                              "loss.distillation.teacher={runs}/teacher/checkpoints/best.pt")
+    assert [entry["metrics"]["status"] for entry in results.values()] == ["completed", "completed"]
+    with tarfile.open(out / "logs.tar.gz") as archive:
+        log = archive.extractfile("runs/student/train.log").read().decode()
+    assert "distilling from " in log and "/runs/teacher/checkpoints/best.pt (ResNet, hard distillation" in log
 
 
 def test_the_table_of_a_kept_results_json_shows_a_stopped_runs_last_epoch(tmp_path):

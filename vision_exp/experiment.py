@@ -22,6 +22,7 @@ from vision_exp.data.config import DataConfig
 from vision_exp.data.loaders import build_loaders, index_dataset
 from vision_exp.errors import CheckpointError, ConfigError, RunFolderBusy, UserError
 from vision_exp.recipe.augment import AugmentConfig, BatchAugment
+from vision_exp.recipe.distill import DistillConfig, Distillation
 from vision_exp.recipe.loss import create_train_loss
 from vision_exp.reporting.files import check_writable, exclusive_lock, write_text_atomic
 from vision_exp.reporting.run import record_failure, record_user_error
@@ -151,12 +152,14 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
 
             batch_augment = BatchAugment.create(aug_cfg, index.num_classes, cfg.loss.label_smoothing, device)
             train_loss = create_train_loss(cfg.loss.label_smoothing, soft_targets=bool(batch_augment and batch_augment.soft_targets))
+            distillation = load_distillation(typed(DistillConfig, cfg.loss.distillation, "loss.distillation"),
+                                             index.classes, data_cfg)
             with distributed.main_first(dist_env):  # rank 0 builds the data cache, the others then read it
                 data = build_loaders(index, data_cfg, aug_cfg, device, cfg.seed, trainer_cfg.train_eval_samples, dist_env.shard)
             config_text = OmegaConf.to_yaml(cfg, resolve=True)
             trainer = Trainer(
                 model, data, optimizer_factory, scheduler_factory, trainer_cfg, run_dir, device, dist_env,
-                train_loss=train_loss, batch_augment=batch_augment, hparams=plain(cfg),
+                train_loss=train_loss, batch_augment=batch_augment, distillation=distillation, hparams=plain(cfg),
                 title=f"{cfg.name}: {type(model).__name__}", config_text=config_text,
             )
             trainer.restore()
@@ -190,6 +193,43 @@ def load_trained_model(checkpoint: Path):
     model = build(run_cfg.model, "model")
     load_model_weights(model, evaluated_weights(state), str(checkpoint))
     return model, run_cfg, state
+
+
+# What the teacher must share with the student: it predicts on the student's inputs, as they are.
+TEACHER_PREPROCESSING = ("img_size", "mean", "std")
+
+
+def comparable(value):
+    """A YAML list and a dataclass's tuple of the same numbers are the same setting."""
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def load_distillation(cfg: DistillConfig, classes: tuple, data: DataConfig):
+    """The teacher of `loss.distillation`, or None; a teacher trained on other classes, or on inputs of
+    another size or normalisation, would teach something else than it measured, so it is refused."""
+    if not cfg.enabled:
+        return None
+    if not cfg.teacher:
+        raise ConfigError(f"loss.distillation.kind={cfg.kind} needs a teacher: loss.distillation.teacher=<a run's "
+                          f"checkpoints/best.pt>, e.g. of a run of experiment=e2_resnet on the same data")
+    try:
+        teacher, run_cfg, state = load_trained_model(Path(cfg.teacher))
+    except CheckpointError as exc:
+        raise CheckpointError(f"loss.distillation.teacher: {exc}") from None
+    teacher_classes = list(state.get("classes", ()))
+    if teacher_classes != list(classes):
+        raise ConfigError(f"the teacher {cfg.teacher} was trained on {len(teacher_classes)} classes "
+                          f"({', '.join(map(str, teacher_classes[:3]))}...), this run has {len(classes)} "
+                          f"({', '.join(map(str, list(classes)[:3]))}...): train the teacher on the same data")
+    teacher_data = plain(run_cfg.data)
+    for key in TEACHER_PREPROCESSING:
+        theirs, ours = comparable(teacher_data.get(key)), comparable(getattr(data, key))
+        if theirs is not None and theirs != ours:
+            raise ConfigError(f"the teacher {cfg.teacher} was trained with data.{key}={theirs}, this run has {ours}: "
+                              f"the teacher must see inputs like those it learnt from")
+    log.info("distilling from %s (%s, %s distillation, weight %g)", cfg.teacher, type(teacher).__name__, cfg.kind,
+             cfg.weight)
+    return Distillation(teacher, cfg.kind, cfg.weight, cfg.temperature)
 
 
 def evaluated_weights(state: dict) -> dict:

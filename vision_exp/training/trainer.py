@@ -1,8 +1,8 @@
 """The generic training loop: plain PyTorch, plain objects in, metrics and checkpoints out.
 
 The trainer never sees a config file: it gets a model, the data loaders, factories for the
-optimizer and the schedule, a loss, and a `TrainerConfig`. It reports three families of
-metrics every epoch:
+optimizer and the schedule, a loss (optionally a teacher to distil from), and a `TrainerConfig`.
+It reports three families of metrics every epoch:
 
 - train_running/*: averaged over the epoch's batches while training (train mode, augmented
   inputs, weights changing along the way): what a naive loop reports;
@@ -25,6 +25,7 @@ import torch
 
 from vision_exp.data.loaders import batch_stream
 from vision_exp.errors import CheckpointError, ConfigError, UserError
+from vision_exp.recipe.distill import Distillation
 from vision_exp.reporting.figures import attention_overlay, classifier_attention, denormalize
 from vision_exp.reporting.run import RunReporter
 from vision_exp.training.budget import Budget, check_every_rank_gets_samples, smallest_batch
@@ -152,6 +153,7 @@ class Trainer:
         dist_env: Optional[DistEnv] = None,
         train_loss: Optional[torch.nn.Module] = None,
         batch_augment: Optional[Callable] = None,
+        distillation: Optional[Distillation] = None,
         hparams: Optional[dict] = None,
         title: str = "",
         config_text: str = "",
@@ -183,6 +185,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
         self.train_loss = train_loss or torch.nn.CrossEntropyLoss()
         self.batch_augment = batch_augment
+        self.distillation = distillation.to(self.device) if distillation is not None else None
         self.ema = None
         if config.ema_decay:
             from timm.utils import ModelEmaV3
@@ -391,7 +394,10 @@ class Trainer:
             self._phase_start += time.perf_counter() - report_start
         with autocast(self.device, self.amp):
             logits = self.forward(images)
+            teacher_logits = self.distillation.teacher_logits(images) if self.distillation is not None else None
         loss = self.train_loss(logits.float(), targets)
+        if teacher_logits is not None:  # the teacher sees the student's inputs, mixed and augmented as they are
+            loss = self.distillation(loss, logits.float(), teacher_logits.float())
         self.optimizer.zero_grad(set_to_none=True)
         # DDP averages the ranks' gradients; weighting each rank's mean loss by its share of the
         # global batch makes that the gradient of the global mean, also for uneven last batches.

@@ -1,0 +1,65 @@
+"""Knowledge distillation from a trained run (DeiT, Touvron et al. 2021, section 5).
+
+The student learns from the labels and from a teacher's predictions on the same augmented images. A
+ConvNet teacher passes on what its convolutions know about images (locality, translation
+equivariance) that a ViT trained on a small dataset cannot learn from the labels alone: DeiT's students
+beat the same ViTs trained without a teacher, and a ConvNet teacher beat a transformer teacher.
+The study's ViT keeps the paper's architecture, so the teacher speaks through the class token's
+logits (DeiT's distillation without its distillation token), not through an added token.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from vision_exp.errors import ConfigError
+
+KINDS = ("none", "hard", "soft")
+
+
+@dataclass
+class DistillConfig:
+    """`loss.distillation`: which teacher, and how its predictions enter the loss."""
+
+    kind: str = "none"  # none | hard (the teacher's top class as a second label: DeiT's) | soft (KL divergence)
+    teacher: Optional[str] = None  # a trained run's checkpoint, e.g. outputs/e2_resnet/<run>/checkpoints/best.pt
+    weight: float = 0.5  # the teacher's share of the loss; the labels keep 1 - weight
+    temperature: float = 1.0  # soft only: softens both distributions (Hinton et al. 2015)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"loss.distillation.kind={self.kind!r} must be one of {', '.join(KINDS)}")
+        if not 0 <= self.weight <= 1:
+            raise ConfigError(f"loss.distillation.weight={self.weight} must lie in [0, 1]")
+        if self.temperature <= 0:
+            raise ConfigError(f"loss.distillation.temperature={self.temperature} must be positive")
+
+    @property
+    def enabled(self) -> bool:
+        return self.kind != "none"
+
+
+class Distillation(torch.nn.Module):
+    """A frozen teacher and the loss that mixes its predictions into the student's."""
+
+    def __init__(self, teacher: torch.nn.Module, kind: str = "hard", weight: float = 0.5, temperature: float = 1.0) -> None:
+        super().__init__()
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.kind, self.weight, self.temperature = kind, weight, temperature
+
+    @torch.no_grad()
+    def teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.teacher(images)
+
+    def forward(self, label_loss: torch.Tensor, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        if self.kind == "hard":
+            teacher_loss = F.cross_entropy(student_logits, teacher_logits.argmax(dim=1))
+        else:
+            tau = self.temperature
+            # tau**2 keeps the gradient's scale independent of the temperature (Hinton et al. 2015)
+            teacher_loss = F.kl_div(F.log_softmax(student_logits / tau, dim=1), F.log_softmax(teacher_logits / tau, dim=1),
+                                    reduction="batchmean", log_target=True) * tau * tau
+        return (1 - self.weight) * label_loss + self.weight * teacher_loss
