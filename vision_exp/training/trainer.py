@@ -395,9 +395,10 @@ class Trainer:
         with autocast(self.device, self.amp):
             logits = self.forward(images)
             teacher_logits = self.distillation.teacher_logits(images) if self.distillation is not None else None
-        loss = self.train_loss(logits.float(), targets)
+        logits = logits.float()  # the losses in full precision
+        loss = self.train_loss(logits, targets)
         if teacher_logits is not None:  # the teacher sees the student's inputs, mixed and augmented as they are
-            loss = self.distillation(loss, logits.float(), teacher_logits.float())
+            loss = self.distillation(loss, logits, teacher_logits.float())
         self.optimizer.zero_grad(set_to_none=True)
         # DDP averages the ranks' gradients; weighting each rank's mean loss by its share of the
         # global batch makes that the gradient of the global mean, also for uneven last batches.
