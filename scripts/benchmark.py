@@ -10,7 +10,10 @@ models      one training step (forward + backward + optimizer step) of our model
 data        training images/s of the data path alone at the same output size and worker count:
             the cached uint8 loader with batched augmentation vs torchvision's ImageFolder +
             DataLoader (RandomResizedCrop, flip, ToTensor, Normalize per image), and our folder
-            loader. Target on a 2-core CPU: cached >= 10x torchvision.
+            loader. Target on a 2-core CPU: cached >= 10x torchvision. Then whole short epochs of
+            the cached loader with per-image RandAugment in workers, the workers kept from one
+            epoch to the next (data.persistent_workers, the default) vs started each epoch.
+            Target: kept >= restarted (the gain is the start-up cost, largest on GPU machines).
 end_to_end  a real training run (trainer, cached loader, augmentation, schedule, metrics) against
             the bare training step of the same model on tensors already on the device.
             Target: end-to-end >= 90% of model-only images/s.
@@ -240,14 +243,40 @@ def data_section(args, rt: Runtime) -> dict:
         "torchvision": lambda: images_per_s(on_device(reference), batches, rt),
         "folder": lambda: images_per_s(ours_folder.train.epoch(next(epochs)), batches, rt),
     }, 1 if args.quick else args.data_repeats)
+    randaugment = AugmentConfig(randaugment="rand-m9-mstd0.5-inc1-mmax9")
+    per_image = {persistent: build_loaders(index_dataset(DataConfig(**settings)),
+                                           DataConfig(persistent_workers=persistent, **settings), randaugment, rt.device, 0)
+                 for persistent in (True, False)}
+    epoch_count = 2 if args.quick else args.data_epochs
+    limit = batches * args.batch_size
+    per_image_medians = alternate({
+        "kept": lambda: whole_epochs_images_per_s(per_image[True].train, epoch_count, limit, rt),
+        "restarted": lambda: whole_epochs_images_per_s(per_image[False].train, epoch_count, limit, rt),
+    }, 1 if args.quick else args.data_repeats)
     return {
         "train_loader": dict(
             reference="torchvision ImageFolder + DataLoader", workers=args.workers, img_size=args.img_size,
             cached_images_per_s=medians["cached"], folder_images_per_s=medians["folder"],
             torchvision_images_per_s=medians["torchvision"],
             speedup_cached_over_torchvision=medians["cached"] / medians["torchvision"],
-        )
+        ),
+        "randaugment_epochs": dict(
+            reference="workers started each epoch", workers=args.workers, img_size=args.img_size,
+            epochs=epoch_count, batches_per_epoch=batches, kept_workers_images_per_s=per_image_medians["kept"],
+            restarted_workers_images_per_s=per_image_medians["restarted"],
+            speedup_kept_over_restarted=per_image_medians["kept"] / per_image_medians["restarted"],
+        ),
     }
+
+
+def whole_epochs_images_per_s(loader, epochs: int, limit: int, rt: Runtime) -> float:
+    """Images/s over `epochs` consecutive epochs of `limit` samples each, their starts included."""
+    start, seen = time.perf_counter(), 0
+    for epoch in range(epochs):
+        for images, _ in loader.epoch(epoch, limit=limit):
+            seen += len(images)
+    rt.sync()
+    return seen / (time.perf_counter() - start)
 
 
 # ------------------------------------------------------------------------------------ end to end
@@ -308,10 +337,14 @@ def fmt(value) -> str:
 
 
 def print_table(section: str, rows: dict) -> None:
+    """One table per section; a new header wherever a row has other columns than the row above."""
     print(f"\n[{section}]")
-    columns = [k for k in next(iter(rows.values())) if k != "reference"]
-    print(f"{'case':<26}{'reference':<38}" + "".join(f"{c:>26}" for c in columns))
+    header = None
     for case, row in rows.items():
+        columns = [k for k in row if k != "reference"]
+        if columns != header:
+            header = columns
+            print(f"{'case':<26}{'reference':<38}" + "".join(f"{c:>26}" for c in columns))
         print(f"{case:<26}{row['reference']:<38}" + "".join(f"{fmt(row[c]):>26}" for c in columns))
 
 
@@ -333,6 +366,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8), help="data loading workers")
     parser.add_argument("--data-batches", type=int, default=30)
     parser.add_argument("--data-repeats", type=int, default=3)
+    parser.add_argument("--data-epochs", type=int, default=4, help="epochs of --data-batches batches per timing (RandAugment)")
     parser.add_argument("--e2e-steps", type=int, default=40)
     parser.add_argument("--e2e-repeats", type=int, default=3)
     args = parser.parse_args(argv)

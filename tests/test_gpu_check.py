@@ -96,7 +96,7 @@ def test_every_run_of_the_plan_composes():
 
     planned = [[word.replace("{runs}", "/call/runs") for word in spec] for spec in planned_runs()]
     assert len(planned) >= 5 and len({name for name, *_ in planned}) == len(planned)
-    assert [name for name, *_ in planned[:5]] == ["e2_resnet", "e2_vit_distilled", "e2_vit_distilled_hard",
+    assert [name for name, *_ in planned[:6]] == ["e2_resnet", "e2_vit_distilled", "distill_w09", "distill_t3",
                                                   "e2_vit_enhanced", "e2_vit"], "the teacher, then the goal's runs"
     for name, preset, *overrides in planned:
         cfg = compose_config([f"experiment={preset}", *overrides])
@@ -104,8 +104,9 @@ def test_every_run_of_the_plan_composes():
     distilled = compose_config([f"experiment={planned[1][1]}", *planned[1][2:]])
     assert (distilled.loss.distillation.kind, distilled.loss.distillation.teacher) == (
         "soft", "/call/runs/e2_resnet/checkpoints/best.pt"), "taught by the plan's first run"
-    hard = compose_config([f"experiment={planned[2][1]}", *planned[2][2:]])
-    assert (hard.loss.distillation.kind, hard.loss.distillation.teacher) == ("hard", distilled.loss.distillation.teacher)
+    for spec, (key, value) in zip(planned[2:4], (("weight", 0.9), ("temperature", 3))):
+        variant = compose_config([f"experiment={spec[1]}", *spec[2:]]).loss.distillation
+        assert (variant.kind, variant[key], variant.teacher) == ("soft", value, distilled.loss.distillation.teacher)
     adamw = next(spec for spec in planned if spec[0] == "enh_adamw")
     cfg = compose_config([f"experiment={adamw[1]}", *adamw[2:]])
     assert (cfg.optimizer.name, cfg.optimizer.weight_decay) == ("adamw", 0.05), "Adam's 1e-4 must not stay"

@@ -110,7 +110,7 @@ def test_randaugment_depends_only_on_the_sample_seed_not_on_numpy_state():
     """timm's RandAugment picks its ops with numpy: workers with other numpy states must draw the same ops."""
     from PIL import Image
 
-    from vision_exp.data.loaders import apply_seeded
+    from vision_exp.data.loaders import global_rngs_kept, seeded
     from vision_exp.recipe.augment import per_image_transform
 
     policy = per_image_transform(AugmentConfig(randaugment="rand-m9-mstd0.5-inc1"), (0.5, 0.5, 0.5))
@@ -118,10 +118,11 @@ def test_randaugment_depends_only_on_the_sample_seed_not_on_numpy_state():
     outputs = []
     for worker_state in (1, 2, 3):
         np.random.seed(worker_state)
-        outputs.append(np.asarray(apply_seeded(policy, image, seed=12345)))
+        with global_rngs_kept():
+            outputs.append(np.asarray(seeded(policy, image, seed=12345)))
         assert np.random.randint(1 << 30) == np.random.RandomState(worker_state).randint(1 << 30), "numpy state restored"
     assert all(np.array_equal(outputs[0], other) for other in outputs[1:])
-    assert not all(np.array_equal(np.asarray(apply_seeded(policy, image, seed=s)), outputs[0]) for s in range(5))
+    assert not all(np.array_equal(np.asarray(seeded(policy, image, seed=s)), outputs[0]) for s in range(5))
 
 
 def test_a_program_that_abandons_an_epoch_of_the_folder_loader_still_exits(tiny_folder, tmp_path):
@@ -146,3 +147,71 @@ print("one batch", flush=True)
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "one batch" in result.stdout, result.stderr
+
+
+def randaugment_train(root, cache_dir, workers, persistent=True, loader="cached"):
+    data = DataConfig(root=str(root), img_size=16, batch_size=8, loader=loader, num_workers=workers,
+                      persistent_workers=persistent, cache_dir=str(cache_dir))
+    return build_loaders(index_image_folder(data), data, AugmentConfig(randaugment="rand-m9-mstd0.5-inc1"), CPU, 0).train
+
+
+@pytest.mark.parametrize("kind", ["cached", "folder"])
+def test_per_image_augmentation_is_the_same_with_batches_split_across_workers(tiny_folder, tmp_path, kind):
+    """With workers each batch is cut into one piece per worker and joined again: same images, same order."""
+    alone = randaugment_train(tiny_folder, tmp_path, 0, loader=kind)
+    for workers, persistent in ((2, True), (2, False)):
+        split = randaugment_train(tiny_folder, tmp_path, workers, persistent, loader=kind)
+        for epoch in (0, 1):
+            batches, expected = collect(split, epoch), collect(alone, epoch)
+            assert [len(y) for _, y in batches] == [8, 8, 8, 8, 4]
+            for (x0, y0), (x1, y1) in zip(expected, batches):
+                assert torch.equal(y0, y1)
+                torch.testing.assert_close(x0, x1)
+
+
+def test_a_batch_is_cut_into_one_even_piece_per_worker_and_never_an_empty_one():
+    from vision_exp.data.loaders import SeededBatchSampler
+
+    sizes = lambda chunks, batch: [p.stop - p.start for p in SeededBatchSampler(0, chunks).pieces(batch)]
+    assert sizes(3, 8) == [3, 2, 3] and sizes(3, 2) == [1, 1] and sizes(1, 8) == [8] and sizes(16, 256) == [16] * 16
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+def test_loader_workers_are_kept_between_epochs_unless_asked_not_to(tiny_folder, tmp_path, persistent):
+    import multiprocessing
+
+    loader = randaugment_train(tiny_folder, tmp_path, 2, persistent)
+    before = {p.pid for p in multiprocessing.active_children()}
+    workers_by_epoch = []
+    for epoch in range(2):
+        collect(loader, epoch)
+        workers_by_epoch.append({p.pid for p in multiprocessing.active_children()} - before)
+    if persistent:
+        assert len(workers_by_epoch[0]) == 2 and workers_by_epoch[0] == workers_by_epoch[1]
+    else:
+        assert not workers_by_epoch[0] & workers_by_epoch[1]
+
+
+def test_an_epoch_abandoned_midway_leaves_the_next_one_whole(tiny_folder, tmp_path):
+    kept = randaugment_train(tiny_folder, tmp_path, 2)
+    abandoned = kept.epoch(0)
+    next(abandoned)
+    abandoned.close()
+    fresh = randaugment_train(tiny_folder, tmp_path, 0)
+    for (x0, y0), (x1, y1) in zip(collect(fresh, 1), collect(kept, 1), strict=True):
+        assert torch.equal(y0, y1)
+        torch.testing.assert_close(x0, x1)
+
+
+@pytest.mark.parametrize("kind", ["cached", "folder"])
+def test_augmenting_in_the_main_process_leaves_its_random_generators_alone(tiny_folder, tmp_path, kind):
+    """Without workers the per-image policy runs in the trainer's process, whose global RNGs also draw mixup and
+    dropout: seeding them per image must not leak out of the loader."""
+    import random
+
+    loader = randaugment_train(tiny_folder, tmp_path, 0, loader=kind)
+    torch.manual_seed(7), random.seed(7), np.random.seed(7)
+    expected = torch.rand(1), random.random(), np.random.rand()
+    torch.manual_seed(7), random.seed(7), np.random.seed(7)
+    collect(loader)
+    assert (torch.rand(1), random.random(), np.random.rand()) == expected

@@ -37,6 +37,7 @@ class DataConfig:
     batch_size: int = 128
     eval_batch_size: Optional[int] = None
     num_workers: int = 2
+    persistent_workers: bool = True
     loader: str = "cached"
     on_device: Union[bool, str] = "auto"
     cache_dir: str = ".cache"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import atexit
 import contextlib
+import itertools
 import multiprocessing
 import random
 import signal
@@ -87,12 +88,14 @@ class CachedLoader:
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, transform, device: torch.device,
                  seed: int = 0, shuffle: bool = False, repeats: int = 1, indices: Optional[np.ndarray] = None,
                  per_image: Optional[Callable] = None, num_workers: int = 0, shard: tuple = (0, 1),
-                 on_device: bool = False, device_images: Optional[torch.Tensor] = None) -> None:
+                 on_device: bool = False, device_images: Optional[torch.Tensor] = None,
+                 persistent_workers: bool = True) -> None:
         self.images, self.labels = images, torch.as_tensor(labels)
         self.indices = np.arange(len(images)) if indices is None else np.asarray(indices)
         self.batch_size, self.transform, self.device = batch_size, transform, device
         self.seed, self.shuffle, self.repeats, self.shard = seed, shuffle, repeats, shard
-        self.per_image, self.num_workers = per_image, num_workers
+        self.per_image, self.num_workers, self.persistent_workers = per_image, num_workers, persistent_workers
+        self.workers: Optional[WorkerPool] = None  # started at the first epoch that needs them
         self.pin = device.type == "cuda"
         self.device_images = None
         if on_device and per_image is None:  # `device_images`: the same array already on the device, shared
@@ -126,11 +129,10 @@ class CachedLoader:
             for batch_index, positions, rows in plan:
                 yield batch_index, positions, self._gather(rows)
             return
-        dataset = ArrayDataset(self.images, self.labels, self.per_image)
-        sampler = SeededBatchSampler(plan, self.seed, epoch)
-        loader = plan_loader(dataset, sampler, self.num_workers)
-        for (batch_index, positions), batch in zip(sampler.positions, loader):
-            yield batch_index, positions, batch
+        if self.workers is None:
+            self.workers = WorkerPool(ArrayDataset(self.images, self.labels, self.per_image), self.seed,
+                                      self.num_workers, self.persistent_workers)
+        yield from self.workers.epoch(plan, epoch)
 
     def epoch(self, epoch: int, start_batch: int = 0, limit: Optional[int] = None) -> Iterator[tuple]:
         """This rank's share of the epoch's batches, from `start_batch`, stopping after `limit` samples."""
@@ -150,23 +152,44 @@ def array_on(device: torch.device, images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).to(device)
 
 
-def apply_seeded(transform: Callable, image, seed: int):
-    """transform(image) with torch's, Python's and numpy's global RNGs seeded by `seed` (and restored
-    after; timm's RandAugment draws its ops from numpy): an image's augmentation depends only on its
-    position in the epoch, not on the worker count."""
+@contextlib.contextmanager
+def global_rngs_kept() -> Iterator[None]:
+    """torch's CPU, Python's and numpy's global RNG states as they were on entry, whatever runs inside
+    (saving and restoring numpy's costs about 0.3 ms: done once per batch piece, not per image)."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
         python_state, numpy_state = random.getstate(), np.random.get_state()
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
         try:
-            return transform(image)
+            yield
         finally:
             random.setstate(python_state)
             np.random.set_state(numpy_state)
 
 
-class FolderDataset(Dataset):
+def seeded(transform: Callable, image, seed: int):
+    """transform(image) with torch's CPU, Python's and numpy's global RNGs seeded by `seed` (timm's
+    RandAugment draws its ops from numpy): an image's augmentation depends only on its position in
+    the epoch, not on the worker count. The CPU generator is seeded directly: torch.manual_seed
+    also records a stack trace per call for devices not yet started, about 0.6 ms, which tripled the
+    cost of a RandAugment image at 64 px."""
+    torch.default_generator.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    return transform(image)
+
+
+class SeededItems:
+    """Dataset items are (index, per-sample seed) pairs; a piece of a batch is fetched in one go
+    (DataLoader calls `__getitems__`), the global RNGs saved and restored once around it."""
+
+    def __getitem__(self, item):
+        return self.__getitems__([item])[0]
+
+    def __getitems__(self, items: list) -> list:
+        with global_rngs_kept():
+            return [self.seeded_item(index, sample_seed) for index, sample_seed in items]
+
+
+class FolderDataset(SeededItems, Dataset):
     """Images decoded from files on every access, with torchvision transforms per image.
 
     The folder path finds unreadable files only when it reaches them: with on_bad_image=skip
@@ -196,13 +219,12 @@ class FolderDataset(Dataset):
                     log.warning("skipping unreadable image %s (%s)", path, exc)
         raise DataError(f"no readable image in {self.split.paths[0]} and the {len(self.split) - 1} others")
 
-    def __getitem__(self, item):
-        index, sample_seed = item
+    def seeded_item(self, index: int, sample_seed: int) -> tuple:
         image, label = self._readable(index)
-        return apply_seeded(self.transform, image, sample_seed), label
+        return seeded(self.transform, image, sample_seed), label
 
 
-class ArrayDataset(Dataset):
+class ArrayDataset(SeededItems, Dataset):
     """Stored uint8 images with a per-image policy, for the cached path's workers."""
 
     def __init__(self, images: np.ndarray, labels: torch.Tensor, per_image: Callable) -> None:
@@ -211,10 +233,8 @@ class ArrayDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, item):
-        index, sample_seed = item
-        pixels = apply_seeded(self.per_image, np.asarray(self.images[index]), sample_seed)
-        return torch.from_numpy(pixels), self.labels[index]
+    def seeded_item(self, index: int, sample_seed: int) -> tuple:
+        return torch.from_numpy(seeded(self.per_image, np.asarray(self.images[index]), sample_seed)), self.labels[index]
 
 
 def leave_stop_signals_to_the_trainer(worker_id: int) -> None:
@@ -239,8 +259,11 @@ def batch_stream(batches: Iterable) -> Iterator[Iterator]:
 @atexit.register
 def stop_leftover_workers() -> None:
     """Workers ignore SIGTERM (above), and multiprocessing's own exit handler (registered earlier, so run after this
-    one) terminates daemonic children with SIGTERM and then joins them: a worker of a loader that was never closed
-    (an epoch abandoned by an exception whose traceback is still held) would make the program wait forever."""
+    one) terminates daemonic children with SIGTERM and then joins them: the workers kept by a `WorkerPool`, or those
+    of an epoch abandoned by an exception whose traceback is still held, would make the program wait forever.
+    PyTorch's SIGCHLD handler is taken down first, else each kill is reported as a crashed worker."""
+    if hasattr(signal, "SIGCHLD"):  # not on Windows
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for child in multiprocessing.active_children():
         if child.daemon:
             child.kill()
@@ -251,30 +274,63 @@ def usable_workers(requested: int) -> int:
     return 0 if multiprocessing.current_process().daemon else requested
 
 
-def plan_loader(dataset: Dataset, sampler: SeededBatchSampler, num_workers: int, pin_memory: bool = False) -> DataLoader:
-    """The one way both loaders start DataLoader workers: the batch plan, usable workers, stop signals left to the trainer."""
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=usable_workers(num_workers), pin_memory=pin_memory,
-                      persistent_workers=False, worker_init_fn=leave_stop_signals_to_the_trainer)
-
-
 class SeededBatchSampler:
     """Turns a batch plan into lists of (row, per-sample seed); the seed depends on the sample's
-    position in the epoch only, so augmentation is the same for any worker count or rank count."""
+    position in the epoch only, so augmentation is the same for any worker count or rank count.
 
-    def __init__(self, plan: Iterator[tuple], seed: int, epoch: int) -> None:
-        self.plan, self.seed, self.epoch = list(plan), seed, epoch
+    Each batch goes out as `chunks` consecutive pieces (one per worker), joined again by
+    `WorkerPool`: the first batch of an epoch then waits for batch / workers images per worker
+    instead of a whole batch from one worker.
+    """
 
-    @property
-    def positions(self) -> list:
-        return [(batch_index, positions) for batch_index, positions, _ in self.plan]
+    def __init__(self, seed: int, chunks: int = 1) -> None:
+        self.seed, self.chunks, self.plan, self.epoch = seed, max(1, chunks), [], 0
+
+    def start(self, plan: Iterable[tuple], epoch: int) -> None:
+        self.plan, self.epoch = list(plan), epoch
+
+    def pieces(self, size: int) -> list:
+        """Where a batch of `size` samples is cut: as even as possible, no empty piece."""
+        bounds = np.linspace(0, size, min(self.chunks, size) + 1).round().astype(int)
+        return [slice(start, stop) for start, stop in itertools.pairwise(bounds)]
 
     def __iter__(self):
         for batch_index, positions, rows in self.plan:
-            yield [(int(row), mix_seed(self.seed, self.epoch, batch_index, int(position), 3))
-                   for position, row in zip(positions, rows)]
+            samples = [(int(row), mix_seed(self.seed, self.epoch, batch_index, int(position), 3))
+                       for position, row in zip(positions, rows)]
+            for piece in self.pieces(len(samples)):
+                yield samples[piece]
 
     def __len__(self) -> int:
-        return len(self.plan)
+        return sum(len(self.pieces(len(positions))) for _, positions, _ in self.plan)
+
+
+class WorkerPool:
+    """DataLoader workers fed one epoch's batch plan at a time, kept from one epoch to the next.
+
+    Starting workers anew each epoch cost about a second per epoch on an H200 machine (16 workers
+    forked from a process that holds a CUDA context, then each filling a whole batch), a quarter of
+    an e2_vit_enhanced epoch (2026-11-27, README "On a GPU"). With `persistent` false they are
+    started each epoch and gone between epochs, which frees their memory.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int, num_workers: int, persistent: bool = True) -> None:
+        workers = usable_workers(num_workers)
+        self.sampler = SeededBatchSampler(seed, chunks=workers)
+        # Its own generator for the workers' base seeds (every sample is seeded anyway), so that starting an
+        # epoch draws nothing from the trainer's global RNG.
+        self.loader = DataLoader(dataset, batch_sampler=self.sampler, num_workers=workers,
+                                 persistent_workers=persistent and workers > 0, generator=torch.Generator(),
+                                 worker_init_fn=leave_stop_signals_to_the_trainer)
+
+    def epoch(self, plan: Iterable[tuple], epoch: int) -> Iterator[tuple]:
+        """(batch index, positions, (pixels, labels)) of each planned batch, its pieces joined again.
+        An epoch abandoned midway is no harm: the next one drops what the workers still deliver."""
+        self.sampler.start(plan, epoch)
+        pieces = iter(self.loader)
+        for batch_index, positions, _ in list(self.sampler.plan):
+            parts = [next(pieces) for _ in self.sampler.pieces(len(positions))]
+            yield batch_index, positions, parts[0] if len(parts) == 1 else tuple(map(torch.cat, zip(*parts)))
 
 
 class FolderLoader:
@@ -282,10 +338,12 @@ class FolderLoader:
 
     def __init__(self, split: Split, transform: Callable, batch_size: int, num_workers: int, device: torch.device,
                  seed: int = 0, shuffle: bool = False, repeats: int = 1, decode_size: Optional[int] = None,
-                 shard: tuple = (0, 1), on_bad_image: str = "skip") -> None:
+                 shard: tuple = (0, 1), on_bad_image: str = "skip", persistent_workers: bool = True) -> None:
         self.dataset = FolderDataset(split, transform, decode_size, on_bad_image)
         self.batch_size, self.num_workers, self.device = batch_size, num_workers, device
         self.seed, self.shuffle, self.repeats, self.shard = seed, shuffle, repeats, shard
+        self.persistent_workers = persistent_workers
+        self.workers: Optional[WorkerPool] = None  # started at the first epoch
 
     @property
     def num_samples(self) -> int:
@@ -296,11 +354,14 @@ class FolderLoader:
 
     def epoch(self, epoch: int, start_batch: int = 0, limit: Optional[int] = None) -> Iterator[tuple]:
         order = epoch_order(self.num_samples, self.seed, epoch, self.shuffle, self.repeats).numpy()
-        sampler = SeededBatchSampler(planned_batches(order, self.batch_size, start_batch, limit, self.shard),
-                                     self.seed, epoch)
-        loader = plan_loader(self.dataset, sampler, self.num_workers, pin_memory=self.device.type == "cuda")
+        if self.workers is None:
+            self.workers = WorkerPool(self.dataset, self.seed, self.num_workers, self.persistent_workers)
+        pin = self.device.type == "cuda"
         try:
-            for images, labels in loader:
+            for _, _, (images, labels) in self.workers.epoch(
+                    planned_batches(order, self.batch_size, start_batch, limit, self.shard), epoch):
+                if pin:
+                    images, labels = images.pin_memory(), labels.pin_memory()
                 yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
         except DataError as exc:  # raised in a worker: keep its message, not the worker's traceback
             raise DataError(str(exc).strip().splitlines()[-1].split("DataError: ", 1)[-1]) from None
@@ -420,7 +481,8 @@ def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, dev
         return DataBundle(
             train=CachedLoader(train_split.images, train_split.labels, data.batch_size, train_tf, seed=seed,
                                shuffle=True, repeats=aug.repeats, per_image=ArrayAugment(per_image) if per_image else None,
-                               num_workers=data.num_workers, device_images=train_on_device, **common),
+                               num_workers=data.num_workers, persistent_workers=data.persistent_workers,
+                               device_images=train_on_device, **common),
             val=CachedLoader(val_split.images, val_split.labels, data.eval_batch, eval_tf, **common),
             train_eval=CachedLoader(train_split.images, train_split.labels, data.eval_batch, eval_tf, indices=subset,
                                     device_images=train_on_device, **common),
@@ -429,7 +491,8 @@ def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, dev
     train_tf, eval_tf = folder_transforms(data, aug, per_image)
     subset = train_eval_indices(len(index.train), train_eval_samples or len(index.val), seed)
     train_eval_split = Split(tuple(index.train.paths[i] for i in subset), tuple(index.train.labels[i] for i in subset))
-    common = dict(num_workers=data.num_workers, device=device, shard=shard, on_bad_image=data.on_bad_image)
+    common = dict(num_workers=data.num_workers, device=device, shard=shard, on_bad_image=data.on_bad_image,
+                  persistent_workers=data.persistent_workers)
     return DataBundle(
         train=FolderLoader(index.train, train_tf, data.batch_size, seed=seed, shuffle=True, repeats=aug.repeats, **common),
         val=FolderLoader(index.val, eval_tf, data.eval_batch, decode_size=data.resize_size, **common),
