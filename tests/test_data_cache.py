@@ -169,6 +169,32 @@ def test_parallel_builders_of_one_entry_keep_the_first(tmp_path):
     assert (entry / "marker").exists()
 
 
+def test_two_builders_replacing_one_stale_entry_both_succeed(tmp_path, monkeypatch):
+    """Two runs started together over a stale entry both rebuild it; one removes the stale entry and the other's
+    build lands before its own rename: it keeps that build instead of failing with "Directory not empty"."""
+    root = write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
+    data = settings(root, tmp_path / "c")
+    build(data)
+    entry = data.cache_entry("train")
+    manifest = json.loads((entry / "manifest.json").read_text())
+    mine, theirs = tmp_path / "c" / "mine", tmp_path / "c" / "theirs"
+    for fresh in (mine, theirs):
+        shutil.copytree(entry, fresh)
+        (fresh / "marker").write_text(fresh.name)
+    (entry / "manifest.json").write_text(json.dumps({**manifest, "mtimes": [0] * len(manifest["files"])}))  # stale
+    real_rmtree = shutil.rmtree
+
+    def rmtree_then_the_other_build_lands(path, *args, **kwargs):
+        real_rmtree(path, *args, **kwargs)
+        if path == entry and theirs.exists():
+            theirs.rename(entry)
+
+    monkeypatch.setattr(cache_mod.shutil, "rmtree", rmtree_then_the_other_build_lands)
+    cache_mod._move_into_place(mine, entry)
+    assert (entry / "marker").read_text() == "theirs" and not mine.exists()
+    assert cache_mod.load_split_cache(entry) is not None
+
+
 def test_hf_cache_entries_depend_on_the_columns(tmp_path):
     base = dict(root=str(tmp_path), cache_dir=str(tmp_path / "c"), format="hf", name="hf")
     assert DataConfig(**base).cache_entry("train") != DataConfig(**base, label_column="fine_label").cache_entry("train")

@@ -147,18 +147,20 @@ def build_split_cache(entry: Path, split: Split, files: list, dataset_info: dict
 def _move_into_place(tmp: Path, entry: Path) -> None:
     """Rename the finished build to `entry`. When parallel jobs build the same entry, the first
     rename wins and a later builder keeps that entry (same files, sizes and times) instead of replacing it
-    under readers' feet; a stale entry (other files) is replaced."""
-    try:
-        os.rename(tmp, entry)  # atomic; fails when entry exists and holds files
-        return
-    except OSError:
-        built, existing = read_manifest(tmp), read_manifest(entry)
-        same = existing is not None and all(existing.get(k) == built.get(k) for k in ("files", "mtimes"))
-        if same and load_split_cache(entry) is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+    under readers' feet; a stale entry (other files) is replaced, and when another job's build takes its
+    place between its removal and this rename, that build is kept."""
+    for _ in range(3):
+        try:
+            os.rename(tmp, entry)  # atomic; fails when entry exists and holds files
             return
-    shutil.rmtree(entry, ignore_errors=True)
-    os.replace(tmp, entry)
+        except OSError:
+            built, existing = read_manifest(tmp), read_manifest(entry)
+            same = existing is not None and all(existing.get(k) == built.get(k) for k in ("files", "mtimes"))
+            if same and load_split_cache(entry) is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
+            shutil.rmtree(entry, ignore_errors=True)
+    os.rename(tmp, entry)  # still in the way after three tries: the error says why
 
 
 def read_manifest(entry: Path) -> Optional[dict]:
