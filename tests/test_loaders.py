@@ -157,7 +157,8 @@ def randaugment_train(root, cache_dir, workers, persistent=True, loader="cached"
 
 @pytest.mark.parametrize("kind", ["cached", "folder"])
 def test_per_image_augmentation_is_the_same_with_batches_split_across_workers(tiny_folder, tmp_path, kind):
-    """With workers each batch is cut into one piece per worker and joined again: same images, same order."""
+    """With workers each batch is cut into one piece per worker and joined again: the same images in the same
+    order as without workers, also when an epoch starts mid-way (a resumed run)."""
     alone = randaugment_train(tiny_folder, tmp_path, 0, loader=kind)
     for workers, persistent in ((2, True), (2, False)):
         split = randaugment_train(tiny_folder, tmp_path, workers, persistent, loader=kind)
@@ -167,6 +168,9 @@ def test_per_image_augmentation_is_the_same_with_batches_split_across_workers(ti
             for (x0, y0), (x1, y1) in zip(expected, batches):
                 assert torch.equal(y0, y1)
                 torch.testing.assert_close(x0, x1)
+        for (x0, y0), (x1, y1) in zip(expected[2:], collect(split, 1, start_batch=2), strict=True):  # a resumed epoch
+            assert torch.equal(y0, y1)
+            torch.testing.assert_close(x0, x1)
 
 
 def test_a_batch_is_cut_into_one_even_piece_per_worker_and_never_an_empty_one():
