@@ -96,7 +96,7 @@ def test_every_run_of_the_plan_composes():
 
     planned = [[word.replace("{runs}", "/call/runs") for word in spec] for spec in planned_runs()]
     assert len(planned) >= 5 and len({name for name, *_ in planned}) == len(planned)
-    assert [name for name, *_ in planned[:6]] == ["e2_resnet", "e2_vit_distilled", "distill_w09", "distill_t3",
+    assert [name for name, *_ in planned[:6]] == ["e2_resnet", "e2_vit_distilled", "distill_t3", "distill_ema",
                                                   "e2_vit_enhanced", "e2_vit"], "the teacher, then the goal's runs"
     for name, preset, *overrides in planned:
         cfg = compose_config([f"experiment={preset}", *overrides])
@@ -104,9 +104,12 @@ def test_every_run_of_the_plan_composes():
     distilled = compose_config([f"experiment={planned[1][1]}", *planned[1][2:]])
     assert (distilled.loss.distillation.kind, distilled.loss.distillation.teacher) == (
         "soft", "/call/runs/e2_resnet/checkpoints/best.pt"), "taught by the plan's first run"
-    for spec, (key, value) in zip(planned[2:4], (("weight", 0.9), ("temperature", 3))):
-        variant = compose_config([f"experiment={spec[1]}", *spec[2:]]).loss.distillation
-        assert (variant.kind, variant[key], variant.teacher) == ("soft", value, distilled.loss.distillation.teacher)
+    warmer, with_ema = (compose_config([f"experiment={spec[1]}", *spec[2:]]) for spec in planned[2:4])
+    for variant in (warmer, with_ema):
+        assert (variant.loss.distillation.kind, variant.loss.distillation.teacher) == (
+            "soft", distilled.loss.distillation.teacher)
+    assert warmer.loss.distillation.temperature == 3 and with_ema.trainer.ema_decay > 0
+    assert with_ema.augmentation == distilled.augmentation and with_ema.model == distilled.model, "EMA on top, nothing less"
     adamw = next(spec for spec in planned if spec[0] == "enh_adamw")
     cfg = compose_config([f"experiment={adamw[1]}", *adamw[2:]])
     assert (cfg.optimizer.name, cfg.optimizer.weight_decay) == ("adamw", 0.05), "Adam's 1e-4 must not stay"
