@@ -14,7 +14,7 @@
 # behind its teacher), then the same with weight EMA on top (in CPU screens it led the distilled run
 # mid-run and tied it at the end; DeiT's temperature 3 tied temperature 1 over two seeds and a weight
 # of 0.9 on the teacher lost 0.8, so neither is planned); then e2_vit_enhanced and e2_vit (the recipes
-# issue's goal compares them with e2_resnet; both measured twice before), then EMA and AdamW on
+# issue's goal compares them with e2_resnet; e2_vit gave 67.77 in two leases), then EMA and AdamW on
 # e2_vit_enhanced (they led it by 1.9 and 1.5 points when a call's limit stopped them at epoch 33
 # of 50); then the benchmarks (already measured: the first to fall off the budget).
 # $OUT (default /tmp/gpu_check) receives env.txt, log.txt, results.json (each run's metrics.json
