@@ -51,7 +51,9 @@ read -r -a BENCH <<< "${BENCH_ARGS:-}"
 cat "$OUT/env.txt"
 
 # step NAME LIMIT_S COMMAND...: run when at least NEED_S (default 20) seconds of the budget are left,
-# capped by what is left.
+# capped by what is left. The results keep the order of SEQ, which the main shell advances before
+# each step: runs started side by side take their own start times in an order of their own.
+SEQ=0
 step() {
   local name=$1 limit=$2 left
   shift 2
@@ -63,7 +65,7 @@ step() {
   timeout --kill-after=20 "$limit" "$@" > "$CALL/logs/$name.log" 2>&1
   rc=$?
   t1=$(date +%s.%N)
-  echo "$name $rc $t0 $t1" >> "$CALL/times.txt"
+  echo "$name $rc $t0 $t1 $SEQ" >> "$CALL/times.txt"
   local summary  # one write, so that runs ending together do not interleave their lines
   summary=$(printf '%s: exit %s in %.1f s (limit %s s)\n' "$name" "$rc" "$(awk "BEGIN{print $t1 - $t0}")" "$limit"
             tail -4 "$CALL/logs/$name.log")
@@ -87,6 +89,7 @@ pool() {
   for spec in "$@"; do
     while (($(jobs -rp | wc -l) >= PARALLEL)); do wait -n; done
     read -r -a words <<< "${spec//"$runs"/$CALL/runs}"
+    ((++SEQ))
     LIMIT=$limit train "${words[@]}" &
   done
   wait
@@ -110,8 +113,10 @@ if (($#)); then  # ad-hoc runs instead of the plan
 else
   pool "$RUN_LIMIT" "${PLAN[0]}"  # the teacher, finished before its student starts whatever PARALLEL says
   pool "$RUN_LIMIT" "${PLAN[@]:1}"
+  ((++SEQ))
   step benchmark_e2 80 "$PY" scripts/benchmark.py --sections models --scale e2 --device auto --steps 20 --warmup 10 \
     --repeats 3 --json "$OUT/benchmark_e2.json" "${BENCH[@]}"
+  ((++SEQ))
   step benchmark 80 "$PY" scripts/benchmark.py --sections models end_to_end --device auto --steps 20 --warmup 10 \
     --repeats 3 --data-root "$DATA_ROOT" --json "$OUT/benchmark.json" "${BENCH[@]}"
 fi

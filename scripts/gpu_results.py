@@ -19,12 +19,12 @@ MILESTONES = (10, 20, 30, 40, 50)
 
 
 def collect(call: Path) -> dict:
-    """Each step of the call, in the order the steps started: exit code, process wall time, and
-    the run's metrics.json and per-epoch metrics where it trained."""
+    """Each step of the call, in the order the script started them: exit code, process wall time,
+    and the run's metrics.json and per-epoch metrics where it trained."""
     times = call / "times.txt"  # absent when every step was skipped
     lines = [line.split() for line in (times.read_text().splitlines() if times.is_file() else [])]
     results = {}
-    for name, rc, t0, t1 in sorted(lines, key=lambda fields: float(fields[2])):
+    for name, rc, t0, t1, _ in sorted(lines, key=lambda fields: int(fields[4])):
         run = call / "runs" / name
         entry = {"exit_code": int(rc), "process_wall_s": float(t1) - float(t0)}
         if (run / "metrics.json").is_file():

@@ -90,6 +90,20 @@ def planned_runs() -> list:
     return [shlex.split(shlex.split(line)[0]) for line in block[:block.index("\n)")].splitlines() if line.strip()]
 
 
+def test_results_keep_the_order_steps_were_dispatched_in_not_their_start_times(tmp_path):
+    """Side by side, the second run's own clock may read earlier than the first's: the order comes
+    from the number the script gave each step as it launched it."""
+    call = tmp_path / "call"
+    call.mkdir()
+    (call / "times.txt").write_text("second 0 100.2 150.0 2\nfirst 0 100.3 140.0 1\nthird 124 151.0 190.0 3\n")
+    done = subprocess.run([sys.executable, "scripts/gpu_results.py", str(call), str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert list(results) == ["first", "second", "third"]
+    assert results["third"] == {"exit_code": 124, "process_wall_s": 39.0}
+
+
 def test_every_run_of_the_plan_composes():
     """A lease is too short to lose a step to a misspelt override: each planned run's config must compose."""
     from vision_exp.api import compose_config
