@@ -110,8 +110,8 @@ def test_every_run_of_the_plan_composes():
 
     planned = [[word.replace("{runs}", "/call/runs") for word in spec] for spec in planned_runs()]
     assert len(planned) >= 5 and len({name for name, *_ in planned}) == len(planned)
-    assert [name for name, *_ in planned[:5]] == ["e2_resnet", "e2_vit_distilled", "distill_ema", "e2_vit_enhanced",
-                                                  "e2_vit"], "the teacher, then the goal's runs"
+    assert [name for name, *_ in planned[:6]] == ["e2_resnet", "e2_vit_distilled", "distill_ema", "distill_ra_n3",
+                                                  "e2_vit_enhanced", "e2_vit"], "the teacher, then the goal's runs"
     for name, preset, *overrides in planned:
         cfg = compose_config([f"experiment={preset}", *overrides])
         assert cfg.name == preset, name
@@ -123,6 +123,10 @@ def test_every_run_of_the_plan_composes():
         "soft", distilled.loss.distillation.teacher)
     assert with_ema.trainer.ema_decay > 0 and not distilled.trainer.ema_decay
     assert with_ema.augmentation == distilled.augmentation and with_ema.model == distilled.model, "EMA on top, nothing less"
+    heavier = compose_config([f"experiment={planned[3][1]}", *planned[3][2:]])
+    assert heavier.augmentation.randaugment == distilled.augmentation.randaugment.replace("m9-", "m9-n3-")
+    heavier.augmentation.randaugment = distilled.augmentation.randaugment
+    assert heavier == distilled, "three RandAugment ops per image instead of two, nothing else"
     adamw = next(spec for spec in planned if spec[0] == "enh_adamw")
     cfg = compose_config([f"experiment={adamw[1]}", *adamw[2:]])
     assert (cfg.optimizer.name, cfg.optimizer.weight_decay) == ("adamw", 0.05), "Adam's 1e-4 must not stay"
