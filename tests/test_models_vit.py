@@ -6,6 +6,7 @@ import pytest
 import timm.models.vision_transformer as timm_vit
 import torch
 import torch.nn.functional as F
+from timm.models.vision_transformer_hybrid import ConvStem
 
 from vision_exp.models import Attention, Block, Blockv2, Blockv3, ViT
 from vision_exp.models.references import timm_vit_from
@@ -52,6 +53,47 @@ def test_vit_equals_timm_vision_transformer(img_size, patch_size, embed_dim, dep
 def test_timm_reference_refuses_reordered_blocks(block):
     with pytest.raises(ValueError, match=block):
         timm_vit_from(ViT(block=block, **TINY))
+
+
+def test_timm_reference_refuses_the_conv_stem():
+    with pytest.raises(ValueError, match="conv stem"):
+        timm_vit_from(ViT(stem="conv", **TINY))
+
+
+@pytest.mark.parametrize("patch_size,widths", [(2, [32]), (4, [16, 32]), (8, [8, 16, 32])])
+def test_conv_stem_equals_timm_conv_stem_then_a_1x1_projection(patch_size, widths):
+    """Xiao et al.'s stem: log2(patch) strided 3x3 conv-BN-ReLU with doubling widths, then patch_embed
+    as their final 1x1 conv; timm's ConvStem with the same layers must compute the same tokens."""
+    torch.manual_seed(0)
+    ours = ViT(**{**TINY, "patch_size": patch_size, "stem": "conv"}).eval()
+    reference = ConvStem(in_chans=3, depth=len(widths) + 1, channels=(*widths, 32), kernel_size=(3,) * len(widths) + (1,),
+                         stride=(2,) * len(widths) + (1,), padding=(1,) * len(widths) + (0,)).eval()
+    for module in ours.conv_stem.modules():  # non-trivial BatchNorm statistics and affine terms
+        if isinstance(module, torch.nn.BatchNorm2d):
+            for tensor in (module.weight, module.bias, module.running_mean):
+                tensor.data.normal_()
+            module.running_var.data.uniform_(0.5, 2.0)
+    ours_state = [*ours.conv_stem.state_dict().values(), ours.patch_embed.weight.view(32, 32, 1, 1), ours.patch_embed.bias]
+    reference_keys = list(reference.state_dict())
+    assert len(reference_keys) == len(ours_state)
+    reference.load_state_dict(dict(zip(reference_keys, ours_state)))
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        expected = reference(x).flatten(2).transpose(1, 2)
+        tokens = ours.patch_embed(ours.conv_stem(x).flatten(2).transpose(1, 2))
+    assert [m.out_channels for m in ours.conv_stem if isinstance(m, torch.nn.Conv2d)] == widths
+    assert tokens.shape == (2, (16 // patch_size) ** 2, 32)
+    torch.testing.assert_close(tokens, expected, rtol=0, atol=1e-5)
+
+
+def test_conv_stem_needs_a_power_of_two_patch():
+    with pytest.raises(ValueError, match="power of 2.*got 6"):
+        ViT(img_size=12, patch_size=6, embed_dim=32, depth=1, num_heads=2, stem="conv")
+
+
+def test_unknown_stem_lists_the_choices():
+    with pytest.raises(ValueError, match="'patch' or 'conv'"):
+        ViT(stem="hybrid", **TINY)
 
 
 @pytest.mark.parametrize("dim,num_heads,mlp_ratio", [(32, 2, 4.0), (48, 3, 2.0)])
@@ -137,11 +179,12 @@ def test_variants_share_the_state_dict_but_not_the_function():
             assert not torch.allclose(outputs[i], outputs[j], atol=1e-3), (VARIANTS[i], VARIANTS[j])
 
 
+@pytest.mark.parametrize("stem", ["patch", "conv"])
 @pytest.mark.parametrize("pool", ["cls", "avg"])
 @pytest.mark.parametrize("block", VARIANTS)
-def test_every_parameter_gets_a_gradient(block, pool):
+def test_every_parameter_gets_a_gradient(block, pool, stem):
     torch.manual_seed(0)
-    model = random_head(ViT(block=block, pool=pool, **TINY)).train()
+    model = random_head(ViT(block=block, pool=pool, stem=stem, **TINY)).train()
     model(torch.randn(2, 3, 16, 16)).logsumexp(dim=1).sum().backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name

@@ -20,6 +20,8 @@ def timm_vit_from(model: ViT) -> timm_vit.VisionTransformer:
     first = model.blocks[0]
     if type(first) is not Block:
         raise ValueError(f"timm has no block equivalent to {type(first).__name__}; only Block (v1)")
+    if model.conv_stem is not None:
+        raise ValueError("timm's VisionTransformer has no conv stem; only stem='patch'")
     dim = model.cls_token.shape[-1]
     p = model.patch_size
     in_chans = model.patch_embed.in_features // p**2

@@ -239,6 +239,27 @@ def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
     return patches.reshape(B, (H // p) * (W // p), C * p * p)
 
 
+def conv_stem(in_chans: int, width: int, patch_size: int) -> nn.Sequential:
+    """Xiao et al. 2021 ("Early Convolutions Help Transformers See Better"): log2(patch_size)
+    3x3 stride-2 convolutions, each with BatchNorm and ReLU, in place of one patch-sized cut.
+
+    Widths double up to `width` (e.g. 96, 192 for patch 4 and width 192). Why: overlapping 3x3
+    windows give the tokens a ConvNet's local prior, which a ViT trained on a small dataset does
+    not learn by itself; the paper's own hybrid (its section 3.1) takes tokens from a ResNet's map.
+    The final 1x1 convolution of Xiao et al. is the ViT's patch_embed Linear on these tokens.
+    """
+    num_convs = patch_size.bit_length() - 1
+    if patch_size < 2 or patch_size != 1 << num_convs:
+        raise ValueError(f"stem='conv' needs a patch_size that is a power of 2 (2, 4, 8, ...), got {patch_size}")
+    widths = [width >> (num_convs - 1 - i) for i in range(num_convs)]
+    layers: list[nn.Module] = []
+    for c_in, c_out in zip([in_chans, *widths], widths):
+        conv = nn.Conv2d(c_in, c_out, kernel_size=3, stride=2, padding=1, bias=False)
+        nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        layers += [conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
 def sincos_pos_embed(dim: int, grid_size: int) -> torch.Tensor:
     """Fixed 2-D sin-cos position embeddings, MAE-style: (1 + grid_size**2, dim).
 
@@ -269,6 +290,8 @@ class ViT(nn.Module):
     state_dict, so keys do not depend on the choice).
     init="jax": the paper's initialisation. "mimetic": attention weights drawn as
     mimetic_init_ describes (every other weight as "jax").
+    stem="patch": the paper's linear projection of non-overlapping patches. "conv": conv_stem's
+    strided 3x3 convolutions first, then patch_embed projects each position of their map.
     """
 
     def __init__(
@@ -285,6 +308,7 @@ class ViT(nn.Module):
         pool: str = "cls",
         pos_embed: str = "learned",
         init: str = "jax",
+        stem: str = "patch",
         dropout: float = 0.0,
         attn_dropout: float = 0.0,
         drop_path: float = 0.0,
@@ -304,14 +328,18 @@ class ViT(nn.Module):
             raise ValueError(f"unknown pos_embed {pos_embed!r}; choose 'learned' or 'sincos'")
         if init not in ("jax", "mimetic"):
             raise ValueError(f"unknown init {init!r}; choose 'jax' or 'mimetic'")
+        if stem not in ("patch", "conv"):
+            raise ValueError(f"unknown stem {stem!r}; choose 'patch' or 'conv'")
         self.img_size = img_size
         self.patch_size = patch_size
         self.pool = pool
         grid_size = img_size // patch_size
 
-        # Linear projection of flattened patches (see patchify); lecun-normal like the
-        # paper's patch-embedding conv.
-        self.patch_embed = nn.Linear(in_chans * patch_size**2, embed_dim)
+        # Linear projection of flattened patches (see patchify), or of the conv stem's channels;
+        # lecun-normal like the paper's patch-embedding conv.
+        self.conv_stem = conv_stem(in_chans, embed_dim, patch_size) if stem == "conv" else None
+        token_features = embed_dim if stem == "conv" else in_chans * patch_size**2
+        self.patch_embed = nn.Linear(token_features, embed_dim)
         lecun_normal_(self.patch_embed.weight)
         nn.init.zeros_(self.patch_embed.bias)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -343,7 +371,10 @@ class ViT(nn.Module):
         """Images (B, C, H, W) -> normalised tokens (B, 1 + num_patches, dim); token 0 is the class token."""
         if images.shape[-2:] != (self.img_size, self.img_size):
             raise ValueError(f"expected {self.img_size}x{self.img_size} images, got {tuple(images.shape[-2:])}")
-        tokens = self.patch_embed(patchify(images, self.patch_size))
+        if self.conv_stem is None:
+            tokens = self.patch_embed(patchify(images, self.patch_size))
+        else:
+            tokens = self.patch_embed(self.conv_stem(images).flatten(2).transpose(1, 2))
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)
         tokens = self.pos_drop(torch.cat([cls, tokens], dim=1) + self.pos_embed)
         return self.norm(self.blocks(tokens))
