@@ -9,20 +9,19 @@
 # first results and leaves more runs unfinished at the lease's end. Each run is capped by RUN_LIMIT (default 240 s)
 # and by what is left of BUDGET_S (default 480 s), and stopped with SIGTERM (the trainer checkpoints and records the interruption)
 # when it overruns. Most important first: e2_resnet (goal: >= 85% val top-1 in <= 60 s, process
-# start to exit; alone, as it is the teacher of the next runs), then the convolutional stem (Xiao et
-# al. 2021; in CPU screens it led at epoch 3 by 2.0 points untaught and 1.4 taught) on e2_vit_distilled
-# (e2_vit_enhanced taught by that e2_resnet, soft targets: 77.91% on 2026-11-27, the best ViT so far,
-# 7.8 points behind its teacher) and on e2_vit_enhanced (75.85%); then e2_vit_distilled with weight
-# EMA (in CPU screens it led the distilled run mid-run and tied it at the end; DeiT's temperature 3
-# tied temperature 1 over two seeds and a weight of 0.9 on the teacher lost 0.8, so neither is
-# planned), then with three RandAugment ops per image instead of two (in CPU screens the teacher cut
-# RandAugment's cost from 5.8 points to 1.6: it labels each distorted image anew, so heavier
-# augmentation may now pay); then e2_vit_distilled, e2_vit_enhanced and e2_vit themselves (the recipes
-# issue's goal compares them with e2_resnet; measured before: 77.91, 75.85, 67.77), then EMA and AdamW on
-# e2_vit_enhanced (they led it by 1.9 and 1.5 points when a call's limit stopped them at epoch 33
-# of 50); then the benchmarks (already measured: the first to fall off the budget).
+# start to exit; alone, as it is the teacher of the next runs), e2_vit_distilled (e2_vit_enhanced
+# taught by that e2_resnet, soft targets: 80.99% on 2026-11-27, the best ViT so far, 4.7 points
+# behind its teacher), then the same with three RandAugment ops per image instead of two (in CPU
+# screens the teacher cut RandAugment's cost from 5.8 points to 1.6: it labels each distorted image
+# anew, so heavier augmentation may now pay); then e2_vit_enhanced and e2_vit (the recipes issue's
+# goal compares them with e2_resnet; measured before: 78.52, 67.77), then EMA and AdamW on
+# e2_vit_enhanced (before it had its conv stem they led it by 1.9 and 1.5 points when a call's limit
+# stopped them at epoch 33 of 50; EMA on e2_vit_distilled tied it, 80.56 against 80.99, so it is not
+# planned). Between the teacher and its student, the loader alone with RandAugment on all cores
+# (benchmark_data.json: those runs' epochs waited on it for 54-57% of their time); at the end the
+# model benchmarks (already measured: the first to fall off the budget).
 # $OUT (default /tmp/gpu_check) receives env.txt, log.txt, results.json (each run's metrics.json
-# plus its process wall time), results.md (scripts/gpu_results.py's table), benchmark_e2.json,
+# plus its process wall time), results.md (scripts/gpu_results.py's table), benchmark_data.json, benchmark_e2.json,
 # benchmark.json and logs.tar.gz. Every call trains in a folder of its own under $WORK (only the
 # decoded-image cache is shared), so a second call on the same warm machine reports its own runs.
 # Other runs instead: bash scripts/gpu_check.sh "NAME PRESET [override ...]" ...; {runs} in an override
@@ -102,11 +101,8 @@ pool() {
 # The plan's runs, each "NAME PRESET [override ...]", most important first.
 PLAN=(
   "e2_resnet e2_resnet"
-  "distill_conv_stem e2_vit_distilled enhancement=conv_stem loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"
-  "enh_conv_stem e2_vit_enhanced enhancement=conv_stem"
-  "distill_ema e2_vit_distilled enhancement=ema loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"
-  "distill_ra_n3 e2_vit_distilled augmentation.randaugment=rand-m9-n3-mstd0.5-inc1-mmax9 loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"
   "e2_vit_distilled e2_vit_distilled loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"
+  "distill_ra_n3 e2_vit_distilled augmentation.randaugment=rand-m9-n3-mstd0.5-inc1-mmax9 loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"
   "e2_vit_enhanced e2_vit_enhanced"
   "e2_vit e2_vit"
   "enh_ema e2_vit_enhanced enhancement=ema"
@@ -119,6 +115,10 @@ if (($#)); then  # ad-hoc runs instead of the plan
   pool "$RUN_LIMIT" "$@"
 else
   pool "$RUN_LIMIT" "${PLAN[0]}"  # the teacher, finished before its student starts whatever PARALLEL says
+  # The RandAugment presets' epochs waited on the loader for 54-57% of their time (2026-11-27): the loader alone.
+  ((++SEQ))
+  step benchmark_data 45 "$PY" scripts/benchmark.py --sections data --device auto --workers "$(nproc)" --data-repeats 1 \
+    --data-epochs 2 --data-root "$DATA_ROOT" --json "$OUT/benchmark_data.json" "${BENCH[@]}"
   pool "$RUN_LIMIT" "${PLAN[@]:1}"
   ((++SEQ))
   step benchmark_e2 80 "$PY" scripts/benchmark.py --sections models --scale e2 --device auto --steps 20 --warmup 10 \

@@ -111,29 +111,20 @@ def test_every_run_of_the_plan_composes():
 
     planned = [[word.replace("{runs}", "/call/runs") for word in spec] for spec in planned_runs()]
     assert len(planned) >= 5 and len({name for name, *_ in planned}) == len(planned)
-    assert [name for name, *_ in planned[:8]] == ["e2_resnet", "distill_conv_stem", "enh_conv_stem", "distill_ema",
-                                                  "distill_ra_n3", "e2_vit_distilled", "e2_vit_enhanced", "e2_vit"], \
-        "the teacher, the candidates, then the goal's runs"
+    assert [name for name, *_ in planned[:5]] == ["e2_resnet", "e2_vit_distilled", "distill_ra_n3", "e2_vit_enhanced",
+                                                  "e2_vit"], "the teacher, its student, a candidate, then the goal's other runs"
     runs = {name: compose_config([f"experiment={preset}", *overrides]) for name, preset, *overrides in planned}
     assert [cfg.name for cfg in runs.values()] == [preset for _, preset, *_ in planned]
     distilled = runs["e2_vit_distilled"]
     assert (distilled.loss.distillation.kind, distilled.loss.distillation.teacher) == (
         "soft", "/call/runs/e2_resnet/checkpoints/best.pt"), "taught by the plan's first run"
 
-    def only_change(name: str, base, group: str, key: str, value) -> None:
-        cfg = copy.deepcopy(runs[name])
-        assert cfg[group][key] == value and base[group][key] != value, name
-        cfg[group][key] = base[group][key]
-        assert cfg == base, f"{name}: {group}.{key} and nothing else"
-
-    only_change("distill_conv_stem", distilled, "model", "stem", "conv")
-    only_change("enh_conv_stem", runs["e2_vit_enhanced"], "model", "stem", "conv")
-    with_ema = runs["distill_ema"]
-    assert with_ema.trainer.ema_decay > 0 and not distilled.trainer.ema_decay
-    assert with_ema.augmentation == distilled.augmentation and with_ema.model == distilled.model, "EMA on top, nothing less"
-    assert with_ema.loss == distilled.loss
-    only_change("distill_ra_n3", distilled, "augmentation", "randaugment",
-                distilled.augmentation.randaugment.replace("m9-", "m9-n3-"))
+    assert runs["e2_vit_enhanced"].model.stem == "conv", "the best recipe found"
+    assert runs["enh_ema"].trainer.ema_decay > 0 and not runs["e2_vit_enhanced"].trainer.ema_decay
+    heavier = copy.deepcopy(runs["distill_ra_n3"])
+    assert heavier.augmentation.randaugment == distilled.augmentation.randaugment.replace("m9-", "m9-n3-")
+    heavier.augmentation.randaugment = distilled.augmentation.randaugment
+    assert heavier == distilled, "three RandAugment ops per image instead of two, nothing else"
     cfg = runs["enh_adamw"]
     assert (cfg.optimizer.name, cfg.optimizer.weight_decay) == ("adamw", 0.05), "Adam's 1e-4 must not stay"
 
