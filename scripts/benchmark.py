@@ -252,6 +252,7 @@ def data_section(args, rt: Runtime) -> dict:
     per_image_medians = alternate({
         "kept": lambda: whole_epochs_images_per_s(per_image[True].train, epoch_count, limit, rt),
         "restarted": lambda: whole_epochs_images_per_s(per_image[False].train, epoch_count, limit, rt),
+        "one_process": lambda: one_process_images_per_s(per_image[True].train, limit),
     }, 1 if args.quick else args.data_repeats)
     return {
         "train_loader": dict(
@@ -265,8 +266,22 @@ def data_section(args, rt: Runtime) -> dict:
             epochs=epoch_count, batches_per_epoch=batches, kept_workers_images_per_s=per_image_medians["kept"],
             restarted_workers_images_per_s=per_image_medians["restarted"],
             speedup_kept_over_restarted=per_image_medians["kept"] / per_image_medians["restarted"],
+            one_process_images_per_s=per_image_medians["one_process"],
+            kept_workers_over_one_process=per_image_medians["kept"] / per_image_medians["one_process"],
         ),
     }
+
+
+def one_process_images_per_s(loader, count: int) -> float:
+    """The per-image policy applied in this process, image after image: what one worker could deliver at
+    most. The workers' rate over this one says how well they scale with the machine's cores."""
+    from vision_exp.data.loaders import ArrayDataset
+
+    dataset = ArrayDataset(loader.images, loader.labels, loader.per_image)
+    count = min(count, len(dataset))
+    start = time.perf_counter()
+    dataset.__getitems__([(row, row) for row in range(count)])
+    return count / (time.perf_counter() - start)
 
 
 def whole_epochs_images_per_s(loader, epochs: int, limit: int, rt: Runtime) -> float:

@@ -18,8 +18,9 @@
 # e2_vit_enhanced (before it had its conv stem they led it by 1.9 and 1.5 points when a call's limit
 # stopped them at epoch 33 of 50; EMA on e2_vit_distilled tied it, 80.56 against 80.99, so it is not
 # planned). Between the teacher and its student, the loader alone with RandAugment on all cores
-# (benchmark_data.json: those runs' epochs waited on it for 54-57% of their time); at the end the
-# model benchmarks (already measured: the first to fall off the budget).
+# (benchmark_data.json, with the rate of one process for comparison: those runs' epochs waited on it
+# for 54-57% of their time); at the end the model benchmarks (already measured: the first to fall off
+# the budget).
 # $OUT (default /tmp/gpu_check) receives env.txt, log.txt, results.json (each run's metrics.json
 # plus its process wall time), results.md (scripts/gpu_results.py's table), benchmark_data.json, benchmark_e2.json,
 # benchmark.json and logs.tar.gz. Every call trains in a folder of its own under $WORK (only the

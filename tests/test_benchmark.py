@@ -11,7 +11,8 @@ MODEL_KEYS = {"reference", "ours_s_per_step", "reference_s_per_step", "ours_imag
 DATA_KEYS = {"reference", "workers", "img_size", "cached_images_per_s", "folder_images_per_s",
              "torchvision_images_per_s", "speedup_cached_over_torchvision"}
 RANDAUGMENT_KEYS = {"reference", "workers", "img_size", "epochs", "batches_per_epoch", "kept_workers_images_per_s",
-                    "restarted_workers_images_per_s", "speedup_kept_over_restarted"}
+                    "restarted_workers_images_per_s", "speedup_kept_over_restarted", "one_process_images_per_s",
+                    "kept_workers_over_one_process"}
 E2E_KEYS = {"reference", "steps", "batch_size", "end_to_end_images_per_s", "model_only_images_per_s",
             "fraction_of_model_only", "mfu"}
 
@@ -30,7 +31,8 @@ def test_every_section_quick(tmp_path):
     assert set(results["data"]["train_loader"]) == DATA_KEYS
     assert results["data"]["train_loader"]["cached_images_per_s"] > 0
     assert set(results["data"]["randaugment_epochs"]) == RANDAUGMENT_KEYS
-    assert results["data"]["randaugment_epochs"]["speedup_kept_over_restarted"] > 0
+    randaugment = results["data"]["randaugment_epochs"]
+    assert randaugment["speedup_kept_over_restarted"] > 0 and randaugment["kept_workers_over_one_process"] > 0
     row = results["end_to_end"]["resnet_v1"]
     assert set(row) == E2E_KEYS and 0 < row["fraction_of_model_only"]
     for section in ("models", "data", "end_to_end"):
