@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
+from .resnet import conv3x3
+
 # Every LayerNorm uses the epsilon of the JAX reference (PyTorch's default is 1e-5).
 LN_EPS = 1e-6
 
@@ -254,7 +256,7 @@ def conv_stem(in_chans: int, width: int, patch_size: int) -> nn.Sequential:
     widths = [width >> (num_convs - 1 - i) for i in range(num_convs)]
     layers: list[nn.Module] = []
     for c_in, c_out in zip([in_chans, *widths], widths):
-        conv = nn.Conv2d(c_in, c_out, kernel_size=3, stride=2, padding=1, bias=False)
+        conv = conv3x3(c_in, c_out, stride=2)
         nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
         layers += [conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
