@@ -14,6 +14,9 @@ data        training images/s of the data path alone at the same output size and
             the cached loader with per-image RandAugment in workers, the workers kept from one
             epoch to the next (data.persistent_workers, the default) vs started each epoch.
             Target: kept >= restarted (the gain is the start-up cost, largest on GPU machines).
+            Last, the workers' transport alone: batches cut into 16 pieces (one per worker on a
+            16-core GPU machine) sent as numpy arrays (ours) vs as tensors in shared memory.
+            Target: arrays >= 2x tensors.
 end_to_end  a real training run (trainer, cached loader, augmentation, schedule, metrics) against
             the bare training step of the same model on tensors already on the device.
             Target: end-to-end >= 90% of model-only images/s.
@@ -38,6 +41,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from model_summary import build_model, flops_per_image
@@ -53,6 +57,8 @@ QUICK_OVERRIDES = {
 }
 # --scale e2: the models of the GPU-sized presets (ResNet-18 layout, ViT-Tiny) instead of conf/model's defaults.
 E2_PRESETS = {"vit_v1": "e2_vit", "resnet_v1": "e2_resnet"}
+# Pieces per batch in the worker transport timing: one per worker on the 16-core GPU machines.
+TRANSPORT_PIECES = 16
 # Dense 16-bit tensor-core peaks (FLOP/s; bf16, fp16 for the pre-Ampere V100, T4 and P100) by a substring
 # of torch.cuda.get_device_name(); the first key found wins, so the PCIe/NVL parts and the L40S come
 # before the names they contain.
@@ -269,7 +275,40 @@ def data_section(args, rt: Runtime) -> dict:
             one_process_images_per_s=per_image_medians["one_process"],
             kept_workers_over_one_process=per_image_medians["kept"] / per_image_medians["one_process"],
         ),
+        "worker_transport": worker_transport(per_image[True].train, args, batches),
     }
+
+
+def worker_transport(loader, args, batches: int) -> dict:
+    """How fast the workers' pieces reach the main process, the policy left out (it returns the image as
+    it is): each batch cut into TRANSPORT_PIECES pieces as on a 16-core machine, the pieces sent as numpy
+    arrays (ours) or as tensors in shared memory (DataLoader's default collation)."""
+    from vision_exp.data.loaders import ArrayDataset, WorkerPool, planned_batches, stack_as_arrays
+
+    def pool(collate_fn):
+        workers = WorkerPool(ArrayDataset(loader.images, loader.labels, lambda pixels: pixels), 0, args.workers,
+                             collate_fn=collate_fn)
+        workers.sampler.chunks = TRANSPORT_PIECES
+        return workers
+
+    pools = {"arrays": pool(stack_as_arrays), "tensors": pool(None)}
+    epochs = iter(range(10**6))
+
+    def images_per_s(workers) -> float:
+        plan = planned_batches(np.arange(len(loader.images)), args.batch_size, limit=batches * args.batch_size)
+        start, seen = time.perf_counter(), 0
+        for _, _, (images, _) in workers.epoch(plan, next(epochs)):
+            seen += len(images)
+        return seen / (time.perf_counter() - start)
+
+    for workers in pools.values():  # start the workers outside the clock
+        images_per_s(workers)
+    medians = alternate({name: (lambda w=workers: images_per_s(w)) for name, workers in pools.items()},
+                        1 if args.quick else args.data_repeats)
+    return dict(reference="tensors in shared memory (DataLoader's default collation)", workers=args.workers,
+                pieces_per_batch=TRANSPORT_PIECES, batch_size=args.batch_size, batches=batches,
+                arrays_images_per_s=medians["arrays"], tensors_images_per_s=medians["tensors"],
+                speedup_arrays_over_tensors=medians["arrays"] / medians["tensors"])
 
 
 def one_process_images_per_s(loader, count: int) -> float:

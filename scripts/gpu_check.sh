@@ -19,7 +19,8 @@
 # stopped them at epoch 33 of 50; EMA on e2_vit_distilled tied it, 80.56 against 80.99, so it is not
 # planned). Between the teacher and its student, the loader alone with RandAugment on all cores
 # (benchmark_data.json, with the rate of one process for comparison: those runs' epochs waited on it
-# for 54-57% of their time); at the end the model benchmarks (already measured: the first to fall off
+# for 54-57% of their time, before the workers' pieces travelled as numpy arrays; its worker_transport
+# row times that change both ways); at the end the model benchmarks (already measured: the first to fall off
 # the budget).
 # $OUT (default /tmp/gpu_check) receives env.txt, log.txt, results.json (each run's metrics.json
 # plus its process wall time), results.md (scripts/gpu_results.py's table), benchmark_data.json, benchmark_e2.json,
@@ -118,7 +119,7 @@ else
   pool "$RUN_LIMIT" "${PLAN[0]}"  # the teacher, finished before its student starts whatever PARALLEL says
   # The RandAugment presets' epochs waited on the loader for 54-57% of their time (2026-11-27): the loader alone.
   ((++SEQ))
-  step benchmark_data 45 "$PY" scripts/benchmark.py --sections data --device auto --workers "$(nproc)" --data-repeats 1 \
+  step benchmark_data 60 "$PY" scripts/benchmark.py --sections data --device auto --workers "$(nproc)" --data-repeats 1 \
     --data-epochs 2 --data-root "$DATA_ROOT" --json "$OUT/benchmark_data.json" "${BENCH[@]}"
   pool "$RUN_LIMIT" "${PLAN[@]:1}"
   ((++SEQ))

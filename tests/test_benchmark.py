@@ -13,6 +13,8 @@ DATA_KEYS = {"reference", "workers", "img_size", "cached_images_per_s", "folder_
 RANDAUGMENT_KEYS = {"reference", "workers", "img_size", "epochs", "batches_per_epoch", "kept_workers_images_per_s",
                     "restarted_workers_images_per_s", "speedup_kept_over_restarted", "one_process_images_per_s",
                     "kept_workers_over_one_process"}
+TRANSPORT_KEYS = {"reference", "workers", "pieces_per_batch", "batch_size", "batches", "arrays_images_per_s",
+                  "tensors_images_per_s", "speedup_arrays_over_tensors"}
 E2E_KEYS = {"reference", "steps", "batch_size", "end_to_end_images_per_s", "model_only_images_per_s",
             "fraction_of_model_only", "mfu"}
 
@@ -33,6 +35,9 @@ def test_every_section_quick(tmp_path):
     assert set(results["data"]["randaugment_epochs"]) == RANDAUGMENT_KEYS
     randaugment = results["data"]["randaugment_epochs"]
     assert randaugment["speedup_kept_over_restarted"] > 0 and randaugment["kept_workers_over_one_process"] > 0
+    transport = results["data"]["worker_transport"]
+    assert set(transport) == TRANSPORT_KEYS and transport["pieces_per_batch"] == 16
+    assert transport["speedup_arrays_over_tensors"] > 0
     row = results["end_to_end"]["resnet_v1"]
     assert set(row) == E2E_KEYS and 0 < row["fraction_of_model_only"]
     for section in ("models", "data", "end_to_end"):

@@ -180,6 +180,22 @@ def test_a_batch_is_cut_into_one_even_piece_per_worker_and_never_an_empty_one():
     assert sizes(3, 8) == [3, 2, 3] and sizes(3, 2) == [1, 1] and sizes(1, 8) == [8] and sizes(16, 256) == [16] * 16
 
 
+def test_cached_pieces_travel_as_numpy_arrays_and_join_into_one_tensor_batch_in_order():
+    """A piece sent as a tensor costs the main process a shared-memory handshake (about 2 ms); with 16
+    workers that capped the loader near 3,000 images/s. The cached path's pieces are numpy arrays."""
+    from vision_exp.data.loaders import ArrayDataset, joined, stack_as_arrays
+
+    images = np.arange(5 * 4 * 4 * 3, dtype=np.uint8).reshape(5, 4, 4, 3)
+    dataset = ArrayDataset(images, torch.arange(5) * 10, lambda pixels: pixels)
+    pieces = [stack_as_arrays(dataset.__getitems__([(row, 0) for row in rows])) for rows in ([3, 1], [4])]
+    assert all(isinstance(array, np.ndarray) for piece in pieces for array in piece)
+    pixels, labels = joined(pieces)
+    assert torch.equal(pixels, torch.from_numpy(images[[3, 1, 4]])) and labels.tolist() == [30, 10, 40]
+    assert pixels.dtype == torch.uint8 and labels.dtype == torch.int64
+    alone = joined(pieces[:1])  # one piece (no workers, or fewer images than workers): no copy
+    assert alone[0].data_ptr() == torch.as_tensor(pieces[0][0]).data_ptr()
+
+
 @pytest.mark.parametrize("persistent", [True, False])
 def test_loader_workers_are_kept_between_epochs_unless_asked_not_to(tiny_folder, tmp_path, persistent):
     import multiprocessing
