@@ -111,8 +111,10 @@ def test_every_run_of_the_plan_composes():
 
     planned = [[word.replace("{runs}", "/call/runs") for word in spec] for spec in planned_runs()]
     assert len(planned) >= 5 and len({name for name, *_ in planned}) == len(planned)
-    assert [name for name, *_ in planned[:5]] == ["e2_resnet", "e2_vit_distilled", "distill_ra_n3", "e2_vit_enhanced",
-                                                  "e2_vit"], "the teacher, its student, a candidate, then the goal's other runs"
+    assert [name for name, *_ in planned[:6]] == ["e2_resnet", "e2_vit_distilled", "distill_ra_n3", "distill_no_ra",
+                                                  "distill_bs128", "e2_vit_enhanced"], \
+        "the teacher, its student, candidates on the student, then the goal's other runs"
+    assert planned[-1][0] == "e2_vit", "measured twice, epoch by epoch the same: last"
     runs = {name: compose_config([f"experiment={preset}", *overrides]) for name, preset, *overrides in planned}
     assert [cfg.name for cfg in runs.values()] == [preset for _, preset, *_ in planned]
     distilled = runs["e2_vit_distilled"]
@@ -125,6 +127,14 @@ def test_every_run_of_the_plan_composes():
     assert heavier.augmentation.randaugment == distilled.augmentation.randaugment.replace("m9-", "m9-n3-")
     heavier.augmentation.randaugment = distilled.augmentation.randaugment
     assert heavier == distilled, "three RandAugment ops per image instead of two, nothing else"
+    without = copy.deepcopy(runs["distill_no_ra"])
+    assert without.augmentation.randaugment is None and distilled.augmentation.randaugment
+    without.augmentation.randaugment = distilled.augmentation.randaugment
+    assert without == distilled, "RandAugment off, nothing else"
+    smaller = copy.deepcopy(runs["distill_bs128"])
+    assert (smaller.data.batch_size, distilled.data.batch_size) == (128, 256)
+    smaller.data.batch_size = distilled.data.batch_size
+    assert smaller == distilled, "batch 128, the same learning rate and samples"
     cfg = runs["enh_adamw"]
     assert (cfg.optimizer.name, cfg.optimizer.weight_decay) == ("adamw", 0.05), "Adam's 1e-4 must not stay"
 
