@@ -64,3 +64,39 @@ def test_eval_transform_is_a_centre_crop():
     out = EvalBatchTransform(16, MEAN, STD, CPU)(x)
     reference = Normalize(MEAN, STD, CPU)(x[:, 2:18, 2:18, :].permute(0, 3, 1, 2))
     torch.testing.assert_close(out, reference)
+
+
+def test_crop_grid_is_affine_grid_of_the_boxes_scale_and_shift():
+    """The sampling grid is built from one row and one column of coordinates, not affine_grid's matrix
+    product (a third of the CPU path's time): the same coordinates, mirrored boxes and a non-square field included."""
+    import torch.nn.functional as F
+
+    from vision_exp.data.batch_augment import crop_grid
+
+    g = torch.Generator().manual_seed(0)
+    height, width, out = 30, 40, 16
+    boxes = sample_crop_boxes(64, height, width, (0.08, 1.0), (3 / 4, 4 / 3), g, CPU)
+    flip = torch.rand(64, generator=g) < 0.5
+    x0, y0, w, h = boxes.unbind(1)
+    theta = torch.zeros(64, 2, 3)
+    theta[:, 0, 0] = torch.where(flip, -w / width, w / width)
+    theta[:, 0, 2] = (2 * x0 + w) / width - 1
+    theta[:, 1, 1] = h / height
+    theta[:, 1, 2] = (2 * y0 + h) / height - 1
+    expected = F.affine_grid(theta, [64, 3, out, out], align_corners=False)
+    torch.testing.assert_close(crop_grid(boxes, flip, width, height, out), expected, atol=1e-6, rtol=0)
+
+
+def test_a_crop_is_the_bilinear_resize_of_its_box():
+    """Sampling then normalising (fewer pixels) gives torch's own bilinear resize of each box, normalised."""
+    import torch.nn.functional as F
+
+    x = batch(8, 24, seed=3)
+    tf = TrainBatchTransform(12, (0.3, 0.6), (3 / 4, 4 / 3), 0.0, True, MEAN, STD, CPU)
+    out = tf(x, torch.Generator().manual_seed(5))
+    boxes = sample_crop_boxes(8, 24, 24, (0.3, 0.6), (3 / 4, 4 / 3), torch.Generator().manual_seed(5), CPU).long()
+    normalized = Normalize(MEAN, STD, CPU)(x.permute(0, 3, 1, 2))
+    for image, (x0, y0, w, h) in zip(range(8), boxes.tolist()):
+        box = normalized[image : image + 1, :, y0 : y0 + h, x0 : x0 + w]
+        resized = F.interpolate(box, size=(12, 12), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(out[image : image + 1], resized, atol=1e-4, rtol=0)

@@ -8,12 +8,14 @@ import logging
 from pathlib import Path
 
 import hydra
+import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from vision_exp.conf_dir import CONF_DIR
 from vision_exp.cli import user_errors
+from vision_exp.data.batch_augment import Normalize
 from vision_exp.data.config import DataConfig
 from vision_exp.data.images import open_rgb
 from vision_exp.data.index import IMAGE_EXTENSIONS
@@ -61,8 +63,9 @@ def predict(checkpoint: Path, target: Path, topk: int = 5, batch_size: int = 64,
     model, run_cfg, state = load_trained_model(checkpoint)
     data = typed(DataConfig, run_cfg.data, "data")
     _, transform = folder_transforms(data, AugmentConfig(), None)
-    names = state.get("class_names") or [str(i) for i in range(run_cfg.data.num_classes)]
     chosen = select_device(device, key="device")
+    normalize = Normalize(data.mean, data.std, chosen)
+    names = state.get("class_names") or [str(i) for i in range(run_cfg.data.num_classes)]
     model.to(chosen).eval()
     files, rows = image_files(target), []
     k = min(topk, len(names))
@@ -70,8 +73,8 @@ def predict(checkpoint: Path, target: Path, topk: int = 5, batch_size: int = 64,
         part, inputs = readable(files[start : start + batch_size], transform, data.resize_size)
         if not part:
             continue
-        batch = torch.stack(inputs).to(chosen)
-        probabilities = model(batch).float().softmax(1)
+        batch = torch.from_numpy(np.stack(inputs)).to(chosen).permute(0, 3, 1, 2)
+        probabilities = model(normalize(batch)).float().softmax(1)
         values, indices = probabilities.topk(k, dim=1)
         for path, vals, idxs in zip(part, values.tolist(), indices.tolist()):
             rows.append((str(path), [(names[i], v) for i, v in zip(idxs, vals)]))

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 
 class Normalize:
-    """uint8 -> float, (x / 255 - mean) / std folded into one multiply-add."""
+    """Pixel values 0-255 (uint8 or float) -> (x / 255 - mean) / std as float, folded into one multiply-add."""
 
     def __init__(self, mean, std, device) -> None:
         std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
@@ -80,7 +80,6 @@ class TrainBatchTransform:
         the same crop and flip whatever the number of ranks."""
         batch, height, width, _ = x.shape
         total = batch_total or batch
-        x = self.normalize(x.permute(0, 3, 1, 2))
         if self.random_resized_crop:
             boxes = sample_crop_boxes(total, height, width, self.scale, self.ratio, generator, x.device)
         else:  # the eval transform's centre crop, in stored pixels (the stored size may differ from eval_resize)
@@ -90,16 +89,26 @@ class TrainBatchTransform:
         flip = torch.rand(total, device=x.device, generator=generator) < self.hflip
         if positions is not None:
             boxes, flip = boxes[positions], flip[positions]
-        x0, y0, w, h = boxes.unbind(1)
-        # affine_grid maps output pixels to input coordinates in [-1, 1] (align_corners=False):
-        # a box of width w at x0 has centre (2 * x0 + w) / W - 1 and half-extent w / W.
-        theta = torch.zeros(batch, 2, 3, device=x.device)
-        theta[:, 0, 0] = torch.where(flip, -w / width, w / width)
-        theta[:, 0, 2] = (2 * x0 + w) / width - 1
-        theta[:, 1, 1] = h / height
-        theta[:, 1, 2] = (2 * y0 + h) / height - 1
-        grid = F.affine_grid(theta, [batch, 3, self.out_size, self.out_size], align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        # Bilinear weights sum to one (border padding), so normalising the sampled batch equals sampling the
+        # normalised one, on fewer pixels.
+        sampled = F.grid_sample(x.permute(0, 3, 1, 2).float(), crop_grid(boxes, flip, width, height, self.out_size),
+                                mode="bilinear", padding_mode="border", align_corners=False)
+        return self.normalize(sampled)
+
+
+def crop_grid(boxes: torch.Tensor, flip: torch.Tensor, width: int, height: int, out_size: int) -> torch.Tensor:
+    """grid_sample's (B, out, out, 2) input coordinates in [-1, 1] (align_corners=False) for axis-aligned
+    boxes (x0, y0, w, h), mirrored where `flip`. A box of width w at x0 has centre (2 * x0 + w) / W - 1 and
+    half-extent w / W. What affine_grid gives for these scale-and-shift matrices, built from one row and
+    one column of coordinates: affine_grid's general matrix product took a third of the CPU path's time."""
+    x0, y0, w, h = boxes.unbind(1)
+    pixel_centres = (torch.arange(out_size, device=boxes.device, dtype=boxes.dtype) * 2 + 1) / out_size - 1
+    scale_x = torch.where(flip, -w / width, w / width)
+    columns = scale_x[:, None] * pixel_centres + ((2 * x0 + w) / width - 1)[:, None]
+    rows = (h / height)[:, None] * pixel_centres + ((2 * y0 + h) / height - 1)[:, None]
+    batch = boxes.shape[0]
+    return torch.stack((columns[:, None, :].expand(batch, out_size, out_size),
+                        rows[:, :, None].expand(batch, out_size, out_size)), dim=-1)
 
 
 class EvalBatchTransform:

@@ -21,9 +21,10 @@ from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from vision_exp.data.batch_augment import EvalBatchTransform, TrainBatchTransform
+from vision_exp.data.batch_augment import EvalBatchTransform, Normalize, TrainBatchTransform
 from vision_exp.data.cache import cached_split, load_split_cache, read_manifest
 from vision_exp.data.config import DataConfig
 from vision_exp.data.download import download_dataset
@@ -354,12 +355,15 @@ class WorkerPool:
 
 
 class FolderLoader:
-    """The plain torchvision path: ImageFolder-style decoding in DataLoader workers."""
+    """The plain torchvision path: ImageFolder-style decoding and augmentation in DataLoader workers, which
+    send uint8 pixels (a quarter of float32's bytes, see `stack_as_arrays`); the device normalises them."""
 
     def __init__(self, split: Split, transform: Callable, batch_size: int, num_workers: int, device: torch.device,
-                 seed: int = 0, shuffle: bool = False, repeats: int = 1, decode_size: Optional[int] = None,
-                 shard: tuple = (0, 1), on_bad_image: str = "skip", persistent_workers: bool = True) -> None:
+                 mean: tuple, std: tuple, seed: int = 0, shuffle: bool = False, repeats: int = 1,
+                 decode_size: Optional[int] = None, shard: tuple = (0, 1), on_bad_image: str = "skip",
+                 persistent_workers: bool = True) -> None:
         self.dataset = FolderDataset(split, transform, decode_size, on_bad_image)
+        self.normalize = Normalize(mean, std, device)
         self.batch_size, self.num_workers, self.device = batch_size, num_workers, device
         self.seed, self.shuffle, self.repeats, self.shard = seed, shuffle, repeats, shard
         self.persistent_workers = persistent_workers
@@ -375,14 +379,16 @@ class FolderLoader:
     def epoch(self, epoch: int, start_batch: int = 0, limit: Optional[int] = None) -> Iterator[tuple]:
         order = epoch_order(self.num_samples, self.seed, epoch, self.shuffle, self.repeats).numpy()
         if self.workers is None:
-            self.workers = WorkerPool(self.dataset, self.seed, self.num_workers, self.persistent_workers)
+            self.workers = WorkerPool(self.dataset, self.seed, self.num_workers, self.persistent_workers,
+                                      collate_fn=stack_as_arrays)
         pin = self.device.type == "cuda"
         try:
-            for _, _, (images, labels) in self.workers.epoch(
+            for _, _, (pixels, labels) in self.workers.epoch(
                     planned_batches(order, self.batch_size, start_batch, limit, self.shard), epoch):
                 if pin:
-                    images, labels = images.pin_memory(), labels.pin_memory()
-                yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+                    pixels, labels = pixels.pin_memory(), labels.pin_memory()
+                pixels = pixels.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+                yield self.normalize(pixels), labels.to(self.device, non_blocking=True)
         except DataError as exc:  # raised in a worker: keep its message, not the worker's traceback
             raise DataError(str(exc).strip().splitlines()[-1].split("DataError: ", 1)[-1]) from None
 
@@ -411,21 +417,26 @@ def train_eval_indices(num_train: int, count: Optional[int], seed: int) -> np.nd
     return np.sort(torch.randperm(num_train, generator=generator)[:count].numpy())
 
 
+def uint8_pixels(image: Image.Image) -> np.ndarray:
+    """A PIL image as (H, W, 3) uint8, the form the folder path's workers send (normalised on the device)."""
+    return np.asarray(image, dtype=np.uint8)
+
+
 def folder_transforms(data: DataConfig, aug: AugmentConfig, per_image: Optional[Callable]):
+    """(train, eval) PIL -> uint8 (H, W, 3) transforms of the folder path; `Normalize` finishes them."""
     from torchvision import transforms as T
 
-    normalize = [T.ToTensor(), T.Normalize(data.mean, data.std)]
     if aug.random_resized_crop:
         crop = [T.RandomResizedCrop(data.img_size, scale=aug.scale, ratio=aug.ratio)]
     else:
         crop = [T.Resize(data.eval_resize), T.CenterCrop(data.img_size)]
     policy = [per_image] if per_image is not None else []
-    train = T.Compose(crop + [T.RandomHorizontalFlip(aug.hflip)] + policy + normalize)
+    train = T.Compose(crop + [T.RandomHorizontalFlip(aug.hflip)] + policy + [uint8_pixels])
     # Resize, square centre crop, (resize to eval_resize,) then centre crop: the steps of the cached path (its
     # stored square, then the crop on the device), so both loaders evaluate on the same pixels.
     size = data.resize_size
     to_eval_size = [T.Resize(data.eval_resize)] if size != data.eval_resize else []
-    evaluate = T.Compose([T.Resize(size), T.CenterCrop(size), *to_eval_size, T.CenterCrop(data.img_size)] + normalize)
+    evaluate = T.Compose([T.Resize(size), T.CenterCrop(size), *to_eval_size, T.CenterCrop(data.img_size), uint8_pixels])
     return train, evaluate
 
 
@@ -511,8 +522,8 @@ def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, dev
     train_tf, eval_tf = folder_transforms(data, aug, per_image)
     subset = train_eval_indices(len(index.train), train_eval_samples or len(index.val), seed)
     train_eval_split = Split(tuple(index.train.paths[i] for i in subset), tuple(index.train.labels[i] for i in subset))
-    common = dict(num_workers=data.num_workers, device=device, shard=shard, on_bad_image=data.on_bad_image,
-                  persistent_workers=data.persistent_workers)
+    common = dict(num_workers=data.num_workers, device=device, mean=data.mean, std=data.std, shard=shard,
+                  on_bad_image=data.on_bad_image, persistent_workers=data.persistent_workers)
     return DataBundle(
         train=FolderLoader(index.train, train_tf, data.batch_size, seed=seed, shuffle=True, repeats=aug.repeats, **common),
         val=FolderLoader(index.val, eval_tf, data.eval_batch, decode_size=data.resize_size, **common),
@@ -532,5 +543,5 @@ def build_val_loader(index: DatasetIndex, data: DataConfig, device: torch.device
         return CachedLoader(split.images, split.labels, data.eval_batch, transform, device=device,
                             on_device=fits_on_device([split.images], device, data.on_device))
     _, eval_tf = folder_transforms(data, AugmentConfig(), None)
-    return FolderLoader(index.val, eval_tf, data.eval_batch, data.num_workers, device, decode_size=data.resize_size,
-                        on_bad_image=data.on_bad_image)
+    return FolderLoader(index.val, eval_tf, data.eval_batch, data.num_workers, device, data.mean, data.std,
+                        decode_size=data.resize_size, on_bad_image=data.on_bad_image)
