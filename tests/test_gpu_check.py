@@ -112,7 +112,7 @@ def test_every_run_of_the_plan_composes():
     planned = [[word.replace("{runs}", "/call/runs") for word in spec] for spec in planned_runs()]
     assert len(planned) >= 5 and len({name for name, *_ in planned}) == len(planned)
     assert [name for name, *_ in planned[:6]] == ["e2_resnet", "e2_vit_distilled", "distill_ra_n3", "distill_no_ra",
-                                                  "distill_bs128", "e2_vit_enhanced"], \
+                                                  "distill_w09", "e2_vit_enhanced"], \
         "the teacher, its student, candidates on the student, then the goal's other runs"
     assert planned[-1][0] == "e2_vit", "measured twice, epoch by epoch the same: last"
     runs = {name: compose_config([f"experiment={preset}", *overrides]) for name, preset, *overrides in planned}
@@ -131,10 +131,10 @@ def test_every_run_of_the_plan_composes():
     assert without.augmentation.randaugment is None and distilled.augmentation.randaugment
     without.augmentation.randaugment = distilled.augmentation.randaugment
     assert without == distilled, "RandAugment off, nothing else"
-    smaller = copy.deepcopy(runs["distill_bs128"])
-    assert (smaller.data.batch_size, distilled.data.batch_size) == (128, 256)
-    smaller.data.batch_size = distilled.data.batch_size
-    assert smaller == distilled, "batch 128, the same learning rate and samples"
+    leaning = copy.deepcopy(runs["distill_w09"])
+    assert (leaning.loss.distillation.weight, distilled.loss.distillation.weight) == (0.9, 0.5)
+    leaning.loss.distillation.weight = distilled.loss.distillation.weight
+    assert leaning == distilled, "weight 0.9 on the teacher, nothing else"
     cfg = runs["enh_adamw"]
     assert (cfg.optimizer.name, cfg.optimizer.weight_decay) == ("adamw", 0.05), "Adam's 1e-4 must not stay"
 
