@@ -249,13 +249,8 @@ def stack_as_arrays(items: list) -> tuple:
 
 
 def joined(parts: list) -> tuple:
-    """One batch as tensors from the pieces the workers sent (numpy arrays or tensors); a single piece is not copied."""
-    def join(column: tuple) -> torch.Tensor:
-        if len(column) == 1:
-            return torch.as_tensor(column[0])
-        return torch.from_numpy(np.concatenate(column)) if isinstance(column[0], np.ndarray) else torch.cat(column)
-
-    return tuple(join(column) for column in zip(*parts))
+    """One batch as tensors from the pieces the workers sent; a single piece is not copied."""
+    return tuple(torch.as_tensor(column[0] if len(column) == 1 else np.concatenate(column)) for column in zip(*parts))
 
 
 def leave_stop_signals_to_the_trainer(worker_id: int) -> None:
