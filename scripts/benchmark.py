@@ -283,6 +283,8 @@ def worker_transport(loader, args, batches: int) -> dict:
     """How fast the workers' pieces reach the main process, the policy left out (it returns the image as
     it is): each batch cut into TRANSPORT_PIECES pieces as on a 16-core machine, the pieces sent as numpy
     arrays (ours) or as tensors in shared memory (DataLoader's default collation)."""
+    from torch.utils.data import default_collate
+
     from vision_exp.data.loaders import ArrayDataset, WorkerPool, planned_batches, stack_as_arrays
 
     def pool(collate_fn):
@@ -291,7 +293,7 @@ def worker_transport(loader, args, batches: int) -> dict:
         workers.sampler.chunks = TRANSPORT_PIECES
         return workers
 
-    pools = {"arrays": pool(stack_as_arrays), "tensors": pool(None)}
+    pools = {"arrays": pool(stack_as_arrays), "tensors": pool(default_collate)}
     epochs = iter(range(10**6))
 
     def images_per_s(workers) -> float:

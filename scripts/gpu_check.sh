@@ -15,15 +15,16 @@
 # screens the teacher cut RandAugment's cost from 5.8 points to 1.6: it labels each distorted image
 # anew, so heavier augmentation may now pay), and without RandAugment, the other side of that question;
 # then with weight 0.9 on the teacher instead of 0.5 (at 10 CPU epochs, where the ViT underfits, it lost
-# 0.8 points; at 50 epochs the labels are what the ViT memorises, 89% on its training images against 81% on
-# val, while the teacher's predictions change with every crop); then e2_vit_enhanced (the recipes issue's goal compares it with e2_resnet; measured
-# before: 78.52), EMA and AdamW on it (before it had its conv stem they led it by 1.9 and 1.5 points when
-# a call's limit stopped them at epoch 33 of 50; EMA on e2_vit_distilled tied it, 80.56 against 80.99, so
-# it is not planned), and last e2_vit (67.77 in two leases, epoch by epoch the same). Between the teacher and its student, the loader alone with RandAugment on all cores
-# (benchmark_data.json, with the rate of one process for comparison: those runs' epochs waited on it
-# for 54-57% of their time, before the workers' pieces travelled as numpy arrays; its worker_transport
-# row times that change both ways); at the end the model benchmarks (already measured: the first to fall off
-# the budget).
+# 0.8 points; at 50 epochs the labels are what the ViT memorises, 89% on its training images against 81%
+# on val, while the teacher's predictions change with every crop); then e2_vit_enhanced (the recipes
+# issue's goal compares it with e2_resnet; measured before: 78.52), EMA and AdamW on it (before it had its
+# conv stem they led it by 1.9 and 1.5 points when a call's limit stopped them at epoch 33 of 50; EMA on
+# e2_vit_distilled tied it, 80.56 against 80.99, so it is not planned), and last e2_vit (67.77 in two
+# leases, epoch by epoch the same). Between the teacher and its student, the loader alone with
+# RandAugment on all cores (benchmark_data.json, with the rate of one process for comparison: those runs'
+# epochs waited on it for 54-57% of their time, before the workers' pieces travelled as numpy arrays; its
+# worker_transport row times that change both ways); at the end the model benchmarks (already measured:
+# the first to fall off the budget).
 # $OUT (default /tmp/gpu_check) receives env.txt, log.txt, results.json (each run's metrics.json
 # plus its process wall time), results.md (scripts/gpu_results.py's table), benchmark_data.json, benchmark_e2.json,
 # benchmark.json and logs.tar.gz. Every call trains in a folder of its own under $WORK (only the

@@ -132,7 +132,7 @@ class CachedLoader:
             return
         if self.workers is None:
             self.workers = WorkerPool(ArrayDataset(self.images, self.labels, self.per_image), self.seed,
-                                      self.num_workers, self.persistent_workers, collate_fn=stack_as_arrays)
+                                      self.num_workers, self.persistent_workers)
         yield from self.workers.epoch(plan, epoch)
 
     def epoch(self, epoch: int, start_batch: int = 0, limit: Optional[int] = None) -> Iterator[tuple]:
@@ -327,11 +327,12 @@ class WorkerPool:
     Starting workers anew each epoch cost about a second per epoch on an H200 machine (16 workers
     forked from a process that holds a CUDA context, then each filling a whole batch), a quarter of
     an e2_vit_enhanced epoch (2026-11-27, README "On a GPU"). With `persistent` false they are
-    started each epoch and gone between epochs, which frees their memory.
+    started each epoch and gone between epochs, which frees their memory. Pieces travel as numpy
+    arrays (`stack_as_arrays`) unless `collate_fn` says otherwise.
     """
 
     def __init__(self, dataset: Dataset, seed: int, num_workers: int, persistent: bool = True,
-                 collate_fn: Optional[Callable] = None) -> None:
+                 collate_fn: Callable = stack_as_arrays) -> None:
         workers = usable_workers(num_workers)
         self.sampler = SeededBatchSampler(seed, chunks=workers)
         # Its own generator for the workers' base seeds (every sample is seeded anyway), so that starting an
@@ -374,8 +375,7 @@ class FolderLoader:
     def epoch(self, epoch: int, start_batch: int = 0, limit: Optional[int] = None) -> Iterator[tuple]:
         order = epoch_order(self.num_samples, self.seed, epoch, self.shuffle, self.repeats).numpy()
         if self.workers is None:
-            self.workers = WorkerPool(self.dataset, self.seed, self.num_workers, self.persistent_workers,
-                                      collate_fn=stack_as_arrays)
+            self.workers = WorkerPool(self.dataset, self.seed, self.num_workers, self.persistent_workers)
         pin = self.device.type == "cuda"
         try:
             for _, _, (pixels, labels) in self.workers.epoch(
