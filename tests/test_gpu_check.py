@@ -111,8 +111,8 @@ def test_every_run_of_the_plan_composes():
 
     planned = [[word.replace("{runs}", "/call/runs") for word in spec] for spec in planned_runs()]
     assert len(planned) >= 5 and len({name for name, *_ in planned}) == len(planned)
-    assert [name for name, *_ in planned[:6]] == ["e2_resnet", "e2_vit_distilled", "distill_ra_n3", "distill_no_ra",
-                                                  "distill_w09", "e2_vit_enhanced"], \
+    assert [name for name, *_ in planned[:6]] == ["e2_resnet", "e2_vit_distilled", "distill_ra_n3", "distill_w09",
+                                                  "distill_no_ra", "e2_vit_enhanced"], \
         "the teacher, its student, candidates on the student, then the goal's other runs"
     assert planned[-1][0] == "e2_vit", "measured twice, epoch by epoch the same: last"
     runs = {name: compose_config([f"experiment={preset}", *overrides]) for name, preset, *overrides in planned}
