@@ -9,24 +9,22 @@
 # first results and leaves more runs unfinished at the lease's end. Each run is capped by RUN_LIMIT (default 240 s)
 # and by what is left of BUDGET_S (default 480 s), and stopped with SIGTERM (the trainer checkpoints and records the interruption)
 # when it overruns. Most important first: e2_resnet (goal: >= 85% val top-1 in <= 60 s, process
-# start to exit; alone, as it is the teacher of the next runs), e2_vit_distilled (e2_vit_enhanced
-# taught by that e2_resnet, soft targets: 80.99% on 2026-11-27, the best ViT so far, 4.7 points
-# behind its teacher), then the same with three RandAugment ops per image instead of two (in CPU
-# screens the teacher cut RandAugment's cost from 5.8 points to 1.6: it labels each distorted image
-# anew, so heavier augmentation may now pay); then with weight 0.9 on the teacher instead of 0.5 (at 10
-# CPU epochs, where the ViT underfits, it lost 0.8 points; at 50 epochs the labels are what the ViT
-# memorises, 89% on its training images against 81% on val, while the teacher's predictions change with
-# every crop); then without RandAugment, the other side of the first question (last of the three: on the
-# CPU at 50 epochs without RandAugment the teacher's lead shrank from 2.9 points at epoch 35 to 1.4 at the
-# end, as the student came to fit 92% of its training images); then e2_vit_enhanced (the recipes
-# issue's goal compares it with e2_resnet; measured before: 78.52), EMA and AdamW on it (before it had its
-# conv stem they led it by 1.9 and 1.5 points when a call's limit stopped them at epoch 33 of 50; EMA on
-# e2_vit_distilled tied it, 80.56 against 80.99, so it is not planned), and last e2_vit (67.77 in two
-# leases, epoch by epoch the same). Between the teacher and its student, the loader alone with
-# RandAugment on all cores (benchmark_data.json, with the rate of one process for comparison: those runs'
-# epochs waited on it for 54-57% of their time, before the workers' pieces travelled as numpy arrays; its
-# worker_transport row times that change both ways); at the end the model benchmarks (already measured:
-# the first to fall off the budget).
+# start to exit; alone, as it is the teacher of the next runs), then candidates on e2_vit_distilled
+# (e2_vit_enhanced taught by that e2_resnet, soft targets: 80.99% and 80.76% in two leases, the best
+# ViT so far, 4.7 points behind its teacher). The fourth lease (2026-11-28) settled how much RandAugment
+# it wants: two ops per image, as it has (three: 79.64; none: 77.94, fitting 96% of its training
+# images); weight 0.9 on the teacher tied weight 0.5 (80.48 against 80.84 at epoch 47). So next:
+# mixup/cutmix under the teacher (Beyer et al. 2022: a patient teacher labelling mixed images is what
+# lets a student match it; untaught, mixup cost 1.9 points with the AdamW bundle on the H200, and 2.9 with the
+# teacher at 10 CPU epochs, where the ViT underfits), then without label smoothing (the teacher's
+# predictions are soft targets already), then weight 0.9 to its end; then e2_vit_distilled as it is,
+# the same-lease reference; then e2_vit_enhanced (the recipes issue's goal compares it with e2_resnet;
+# measured before: 78.52), EMA and AdamW on it (before it had its conv stem they led it by 1.9 and 1.5
+# points when a call's limit stopped them at epoch 33 of 50; EMA on e2_vit_distilled tied it, 80.56
+# against 80.99, so it is not planned), and last e2_vit (67.77 in two leases, epoch by epoch the same).
+# At the end the benchmarks, all measured before: the loader alone with RandAugment on all cores
+# (benchmark_data.json; 10,940 images/s on 16 workers against 5,371 in one process on 2026-11-28), then
+# the models.
 # $OUT (default /tmp/gpu_check) receives env.txt, log.txt, results.json (each run's metrics.json
 # plus its process wall time), results.md (scripts/gpu_results.py's table), benchmark_data.json, benchmark_e2.json,
 # benchmark.json and logs.tar.gz. Every call trains in a folder of its own under $WORK (only the
@@ -108,10 +106,10 @@ pool() {
 # The plan's runs, each "NAME PRESET [override ...]", most important first.
 PLAN=(
   "e2_resnet e2_resnet"
-  "e2_vit_distilled e2_vit_distilled loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"
-  "distill_ra_n3 e2_vit_distilled augmentation.randaugment=rand-m9-n3-mstd0.5-inc1-mmax9 loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"
+  "distill_mixup e2_vit_distilled enhancement=mixup_cutmix loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"
+  "distill_no_ls e2_vit_distilled loss.label_smoothing=0 loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"
   "distill_w09 e2_vit_distilled loss.distillation.weight=0.9 loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"
-  "distill_no_ra e2_vit_distilled augmentation.randaugment=null loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"
+  "e2_vit_distilled e2_vit_distilled loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"
   "e2_vit_enhanced e2_vit_enhanced"
   "enh_ema e2_vit_enhanced enhancement=ema"
   "enh_adamw e2_vit_enhanced optimizer=adamw"
@@ -124,11 +122,10 @@ if (($#)); then  # ad-hoc runs instead of the plan
   pool "$RUN_LIMIT" "$@"
 else
   pool "$RUN_LIMIT" "${PLAN[0]}"  # the teacher, finished before its student starts whatever PARALLEL says
-  # The RandAugment presets' epochs waited on the loader for 54-57% of their time (2026-11-27): the loader alone.
+  pool "$RUN_LIMIT" "${PLAN[@]:1}"
   ((++SEQ))
   step benchmark_data 60 "$PY" scripts/benchmark.py --sections data --device auto --workers "$(nproc)" --data-repeats 1 \
     --data-epochs 2 --data-root "$DATA_ROOT" --json "$OUT/benchmark_data.json" "${BENCH[@]}"
-  pool "$RUN_LIMIT" "${PLAN[@]:1}"
   ((++SEQ))
   step benchmark_e2 80 "$PY" scripts/benchmark.py --sections models --scale e2 --device auto --steps 20 --warmup 10 \
     --repeats 3 --json "$OUT/benchmark_e2.json" "${BENCH[@]}"

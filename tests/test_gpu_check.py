@@ -111,9 +111,9 @@ def test_every_run_of_the_plan_composes():
 
     planned = [[word.replace("{runs}", "/call/runs") for word in spec] for spec in planned_runs()]
     assert len(planned) >= 5 and len({name for name, *_ in planned}) == len(planned)
-    assert [name for name, *_ in planned[:6]] == ["e2_resnet", "e2_vit_distilled", "distill_ra_n3", "distill_w09",
-                                                  "distill_no_ra", "e2_vit_enhanced"], \
-        "the teacher, its student, candidates on the student, then the goal's other runs"
+    assert [name for name, *_ in planned[:6]] == ["e2_resnet", "distill_mixup", "distill_no_ls", "distill_w09",
+                                                  "e2_vit_distilled", "e2_vit_enhanced"], \
+        "the teacher, candidates on its student, the student as it is, then the goal's other runs"
     assert planned[-1][0] == "e2_vit", "measured twice, epoch by epoch the same: last"
     runs = {name: compose_config([f"experiment={preset}", *overrides]) for name, preset, *overrides in planned}
     assert [cfg.name for cfg in runs.values()] == [preset for _, preset, *_ in planned]
@@ -123,14 +123,15 @@ def test_every_run_of_the_plan_composes():
 
     assert runs["e2_vit_enhanced"].model.stem == "conv", "the best recipe found"
     assert runs["enh_ema"].trainer.ema_decay > 0 and not runs["e2_vit_enhanced"].trainer.ema_decay
-    heavier = copy.deepcopy(runs["distill_ra_n3"])
-    assert heavier.augmentation.randaugment == distilled.augmentation.randaugment.replace("m9-", "m9-n3-")
-    heavier.augmentation.randaugment = distilled.augmentation.randaugment
-    assert heavier == distilled, "three RandAugment ops per image instead of two, nothing else"
-    without = copy.deepcopy(runs["distill_no_ra"])
-    assert without.augmentation.randaugment is None and distilled.augmentation.randaugment
-    without.augmentation.randaugment = distilled.augmentation.randaugment
-    assert without == distilled, "RandAugment off, nothing else"
+    mixing = copy.deepcopy(runs["distill_mixup"])
+    assert (mixing.augmentation.mixup_alpha, mixing.augmentation.cutmix_alpha) == (0.8, 1.0)
+    assert (distilled.augmentation.mixup_alpha, distilled.augmentation.cutmix_alpha) == (0.0, 0.0)
+    mixing.augmentation.mixup_alpha = mixing.augmentation.cutmix_alpha = 0.0
+    assert mixing == distilled, "mixup/cutmix on, nothing else"
+    plain_labels = copy.deepcopy(runs["distill_no_ls"])
+    assert (plain_labels.loss.label_smoothing, distilled.loss.label_smoothing) == (0.0, 0.1)
+    plain_labels.loss.label_smoothing = distilled.loss.label_smoothing
+    assert plain_labels == distilled, "label smoothing off, nothing else"
     leaning = copy.deepcopy(runs["distill_w09"])
     assert (leaning.loss.distillation.weight, distilled.loss.distillation.weight) == (0.9, 0.5)
     leaning.loss.distillation.weight = distilled.loss.distillation.weight
