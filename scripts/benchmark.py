@@ -223,7 +223,7 @@ def data_section(args, rt: Runtime) -> dict:
 
     from vision_exp.data.config import DataConfig
     from vision_exp.data.loaders import build_loaders, index_dataset
-    from vision_exp.recipe.augment import AugmentConfig
+    from vision_exp.recipe.config import AugmentConfig
 
     root = imagenette_root(args)
     batches = 2 if args.quick else args.data_batches

@@ -15,10 +15,10 @@ import sys
 from hydra.errors import HydraException
 
 from vision_exp.api import compose_config
+from vision_exp.config_types import typed
 from vision_exp.data.config import DataConfig
 from vision_exp.data.loaders import cached_index_split, index_dataset
 from vision_exp.errors import UserError
-from vision_exp.experiment import typed
 
 
 def main(argv=None) -> int:

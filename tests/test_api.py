@@ -98,7 +98,7 @@ def test_a_sweep_stopped_mid_run_resumes_where_it_stopped_when_called_again(tiny
     without training the completed run again."""
     import pytest
 
-    from vision_exp.training.trainer import Interrupted
+    from vision_exp.errors import Interrupted
 
     runs, common, sweep_dir = [["seed=0"], ["seed=1"]], tiny_overrides(tiny_folder, "trainer.epochs=2"), tmp_path / "sweep"
     with sigterm_at_step(monkeypatch, 3, only=lambda trainer: trainer.hparams["seed"] == 1), pytest.raises(Interrupted):
@@ -118,7 +118,7 @@ def test_a_failure_that_cannot_be_recorded_still_raises_the_runs_own_error(tiny_
     import pytest
 
     import vision_exp.experiment
-    import vision_exp.reporting.run
+    import vision_exp.reporting.records
     from vision_exp.errors import CheckpointError
 
     def disk_full(*args, **kwargs):
@@ -128,6 +128,6 @@ def test_a_failure_that_cannot_be_recorded_still_raises_the_runs_own_error(tiny_
         raise CheckpointError("could not write checkpoint last.pt: the disk is full")
 
     monkeypatch.setattr(vision_exp.experiment, "run_experiment", failing_run)
-    monkeypatch.setattr(vision_exp.reporting.run, "write_json_atomic", disk_full)
+    monkeypatch.setattr(vision_exp.reporting.records, "write_json_atomic", disk_full)
     with pytest.raises(CheckpointError, match="the disk is full"):
         vision_exp.run(tiny_overrides(tiny_folder), run_dir=str(tmp_path / "run"))

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from conftest import TINY_CLASSES, run_cli, tiny_overrides, write_image_folder
+from conftest import REPO, TINY_CLASSES, run_cli, tiny_overrides, write_image_folder
 
 
 def assert_clean_failure(result, *phrases, code=2):
@@ -53,6 +53,48 @@ def test_invalid_values_stop_before_training(tiny_folder, tmp_path, override, ph
     result = run_cli(tiny_overrides(tiny_folder, override, f"hydra.run.dir={tmp_path / 'run'}"))
     assert_clean_failure(result, phrase)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+# `python -m MODULE ARGS` that says at its exit whether torch was imported.
+REPORTING_TORCH = """
+import atexit, os, runpy, sys
+module = sys.argv.pop(1)
+atexit.register(lambda: os.write(2, f"torch imported: {'torch' in sys.modules}\\n".encode()))
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("module, args, phrase, code", [
+    ("train", ["--cfg", "job"], "batch_size:", 0),
+    ("train", ["--help"], "Powered by Hydra", 0),
+    ("train", ["trainer.epochz=3"], "Key 'epochz' is not in struct", 1),
+    ("train", ["model=vit_v9"], "Could not find 'model/vit_v9'", 1),
+    ("train", ["data.batch_size=abc"], "data.batch_size='abc' must be an integer", 2),
+    ("train", ["trainer.epochs=0"], "trainer.epochs=0 must be positive", 2),
+    ("train", ["augmentation.hflip=2"], "augmentation.hflip=2 is a probability in [0, 1]", 2),
+    ("train", ["loss.distillation.kind=soft", "loss.distillation.weight=2"], "loss.distillation.weight=2 must lie in [0, 1]", 2),
+    ("evaluate", ["--help"], "Powered by Hydra", 0),
+    ("evaluate", [], "ckpt must be given", 2),
+    ("evaluate", ["ckpt={tmp}/missing.pt"], "checkpoint not found", 2),
+    ("predict", ["ckpt={tmp}/missing.pt", "images={tmp}"], "checkpoint not found", 2),
+    ("predict", ["ckpt={tmp}/empty.pt", "images={tmp}/nowhere"], "no such file or folder", 2),
+])
+def test_config_mistakes_are_answered_before_torch_is_imported(tmp_path, module, args, phrase, code):
+    """Printing the config, the help, and a mistake Hydra or a torch-free check catches take a second, not
+    the 5-10 s of importing torch, torchvision and timm."""
+    import subprocess
+    import sys
+
+    (tmp_path / "empty.pt").touch()
+    args = [arg.format(tmp=tmp_path) for arg in args]
+    if module == "train":
+        args.append(f"hydra.run.dir={tmp_path / 'run'}")
+    result = subprocess.run([sys.executable, "-c", REPORTING_TORCH, f"vision_exp.{module}", *args],
+                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == code, output
+    assert phrase in output, output
+    assert "torch imported: False" in output, output
 
 
 def test_unknown_option_is_one_clear_message(tiny_folder, tmp_path):

@@ -5,7 +5,6 @@ from typing import Optional, Union
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from conftest import CONF_DIR, compose
 
@@ -66,16 +65,10 @@ def checked_sections(cfg) -> None:
     """What run_experiment checks before it builds anything: every section against its target's annotations."""
     from hydra.utils import get_object
 
-    from vision_exp.config_types import check_arguments
-    from vision_exp.data.config import DataConfig
-    from vision_exp.experiment import plain, typed
-    from vision_exp.recipe.augment import AugmentConfig
-    from vision_exp.recipe.distill import DistillConfig
-    from vision_exp.training.trainer import TrainerConfig
+    from vision_exp.config_types import check_arguments, plain
+    from vision_exp.settings import run_settings
 
-    for cls, section in ((DataConfig, "data"), (AugmentConfig, "augmentation"), (TrainerConfig, "trainer"),
-                         (DistillConfig, "loss.distillation")):
-        typed(cls, OmegaConf.select(cfg, section), section)
+    run_settings(cfg)
     for section in ("model", "optimizer", "scheduler"):
         values = {k: v for k, v in plain(cfg[section]).items() if not k.startswith("_")}
         check_arguments(get_object(cfg[section]._target_), values, section)

@@ -12,7 +12,7 @@ from vision_exp.data.config import DataConfig
 from vision_exp.data.images import open_rgb, resize_center_square
 from vision_exp.data.loaders import build_loaders, cached_index_split, index_dataset
 from vision_exp.errors import DataError
-from vision_exp.recipe.augment import AugmentConfig
+from vision_exp.recipe.config import AugmentConfig
 
 
 def settings(root, cache_dir, size=20, **kw):

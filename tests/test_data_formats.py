@@ -20,7 +20,7 @@ from vision_exp.data.index import read_class_list
 from vision_exp.data.loaders import build_loaders, cached_index_split, index_dataset
 from vision_exp.errors import ConfigError, DataError
 from vision_exp.experiment import run_experiment
-from vision_exp.recipe.augment import AugmentConfig
+from vision_exp.recipe.config import AugmentConfig
 
 TRAIN, VAL = 6, 2  # images per class in every fixture
 NAMES = ("tench", "English springer", "cassette player")

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from conftest import TINY_CLASSES, compose, tiny_overrides, tiny_vit_overrides, write_image_folder
 from vision_exp.errors import CheckpointError, ConfigError
 from vision_exp.experiment import run_experiment
-from vision_exp.recipe.distill import DistillConfig, Distillation
+from vision_exp.recipe.config import DistillConfig
+from vision_exp.recipe.distill import Distillation
 from vision_exp.training.checkpoint import load_checkpoint
 
 
@@ -140,7 +141,7 @@ def test_a_distilled_preset_is_its_enhanced_preset_taught(scale):
     """The comparison with `<scale>_vit_enhanced` measures the teacher and nothing else."""
     from omegaconf import OmegaConf
 
-    from vision_exp.reporting.run import flatten
+    from vision_exp.reporting.records import flatten
 
     enhanced = flatten(OmegaConf.to_container(compose([f"experiment={scale}_vit_enhanced"])))
     distilled = flatten(OmegaConf.to_container(compose([f"experiment={scale}_vit_distilled"])))

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from vision_exp.data.config import DataConfig
-from vision_exp.recipe.augment import AugmentConfig
 from vision_exp.data.index import index_image_folder
 from vision_exp.data.loaders import build_loaders, epoch_order, train_eval_indices
+from vision_exp.recipe.config import AugmentConfig
 
 CPU = torch.device("cpu")
 
@@ -137,7 +137,7 @@ import torch
 from vision_exp.data.config import DataConfig
 from vision_exp.data.index import index_image_folder
 from vision_exp.data.loaders import build_loaders
-from vision_exp.recipe.augment import AugmentConfig
+from vision_exp.recipe.config import AugmentConfig
 data = DataConfig(root={str(tiny_folder)!r}, img_size=16, batch_size=4, loader="folder", num_workers=2,
                   cache_dir={str(tmp_path)!r})
 bundle = build_loaders(index_image_folder(data), data, AugmentConfig(), torch.device("cpu"), 0)

@@ -10,7 +10,8 @@ from conftest import CONF_DIR, compose, finished_trainer, mean_loss, tiny_overri
 from vision_exp.errors import ConfigError
 from vision_exp.experiment import run_experiment
 from vision_exp.models.vit import ViT
-from vision_exp.recipe.augment import AugmentConfig, BatchAugment, per_image_transform
+from vision_exp.recipe.augment import BatchAugment, per_image_transform
+from vision_exp.recipe.config import AugmentConfig
 from vision_exp.recipe.optim import create_optimizer, scaled_lr
 from vision_exp.recipe.schedule import create_scheduler
 from vision_exp.training.checkpoint import load_checkpoint
@@ -254,7 +255,7 @@ def test_every_enhancement_setting_survives_the_preset(preset, option):
     (a preset's own values, e.g. e2_vit's weight decay, must not leak into the change)."""
     from omegaconf import OmegaConf
 
-    from vision_exp.reporting.run import flatten
+    from vision_exp.reporting.records import flatten
 
     body = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "enhancement" / f"{option}.yaml"))
     body.pop("defaults", None)
@@ -304,7 +305,7 @@ def test_enhanced_preset_is_its_base_plus_the_listed_enhancements(base):
     """`<base>_enhanced` changes exactly what its listed enhancements change, each to that value."""
     from omegaconf import OmegaConf
 
-    from vision_exp.reporting.run import flatten
+    from vision_exp.reporting.records import flatten
 
     listed = [entry.split("/")[-1] for entry in OmegaConf.load(CONF_DIR / "experiment" / f"{base}_enhanced.yaml").defaults
               if entry.startswith("/enhancement/")]

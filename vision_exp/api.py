@@ -66,7 +66,7 @@ def run(overrides: Iterable[str] = (), run_dir: Optional[str] = None) -> dict:
     outputs/<name>/<date>_<time>), unless `run_dir` is given. A run that fails or is interrupted
     raises, after recording why in its metrics.json as the command line does.
     """
-    from vision_exp.experiment import recorded_failures
+    from vision_exp.reporting.records import recorded_failures
 
     overrides = list(overrides)
     cfg = _compose_run(overrides)
@@ -111,12 +111,11 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
     sweep. Calling it again with the same runs and folder skips the completed runs and resumes the
     others; a run whose folder holds another configuration is refused (its refused.json), its results kept.
     """
-    from vision_exp.errors import ConfigError, UserError
-    from vision_exp.experiment import before_start, recorded_failures
+    from vision_exp.errors import ConfigError, Interrupted, UserError
     from vision_exp.reporting.files import write_text_atomic
+    from vision_exp.reporting.records import before_start, recorded_failures
     from vision_exp.sweeps import summarize_sweep
     from vision_exp.sweeps.jobs import prepare_job
-    from vision_exp.training.trainer import Interrupted
 
     log = logging.getLogger("vision_exp.api")
 

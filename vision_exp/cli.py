@@ -61,7 +61,7 @@ class RequireCheckpoint(Callback):
     """`ckpt` must name a checkpoint file: a typo is one line, before the output folder named after it is created."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        from vision_exp.training.checkpoint import missing_checkpoint
+        from vision_exp.reporting.files import missing_checkpoint
 
         problem = missing_checkpoint(Path(config.ckpt))
         if problem:

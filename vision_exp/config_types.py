@@ -13,6 +13,8 @@ import types
 import typing
 from typing import Any, Callable, Union
 
+from omegaconf import OmegaConf
+
 from vision_exp.errors import ConfigError
 
 
@@ -79,3 +81,14 @@ def check_arguments(target: Callable, values: dict, section: str) -> None:
         owner = target.__name__ if inspect.isclass(target) and not dataclasses.is_dataclass(target) else ""
         check_known_keys(values, [name for name in parameters if name != "self"], section, owner)
     check_types(values, parameter_types(target), section)
+
+
+def plain(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True)
+
+
+def typed(cls, node, section: str):
+    """A config section as a dataclass; an unknown key or a value of the wrong type is one clear message."""
+    values = plain(node)
+    check_arguments(cls, values, section)
+    return cls(**values)

@@ -1,8 +1,8 @@
 """Errors the entry points turn into one clear message and a non-zero exit.
 
 Anything raised as a `UserError` is the user's to fix (a path, a value, a file); the entry
-points print its message without a traceback. Every other exception is a bug and keeps its
-traceback.
+points print its message without a traceback. `Interrupted` is a stop the user asked for. Every
+other exception is a bug and keeps its traceback.
 """
 
 
@@ -27,3 +27,11 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint that cannot be loaded into this run."""
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGINT arrived: a checkpoint was written and the run stopped; resume continues it."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum

@@ -1,5 +1,8 @@
 """`python -m vision_exp.evaluate ckpt=<path> [data=...]`: top-1/top-5, per-class accuracy and the
-confusion matrix of a checkpoint, written beside it (in <checkpoint>-eval-<data>/)."""
+confusion matrix of a checkpoint, written beside it (in <checkpoint>-eval-<data>/).
+
+torch and the data pipeline are imported once the command's values were checked: `--help` and a missing
+or mistyped checkpoint answer in about a second."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,12 +15,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vision_exp.conf_dir import CONF_DIR
 from vision_exp.cli import user_errors
+from vision_exp.config_types import typed
 from vision_exp.data.config import DataConfig
-from vision_exp.data.loaders import build_val_loader, index_dataset
-from vision_exp.experiment import load_trained_model, typed
-from vision_exp.reporting.evaluation import write_evaluation
-from vision_exp.training.evaluation import evaluate
-from vision_exp.training.runtime import amp_dtype, select_device
 
 log = logging.getLogger("vision_exp.evaluate")
 
@@ -52,6 +51,12 @@ def val_only_folder(data: DataConfig) -> DataConfig:
 
 
 def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
+    from vision_exp.data.loaders import build_val_loader, index_dataset
+    from vision_exp.experiment import load_trained_model
+    from vision_exp.reporting.evaluation import write_evaluation
+    from vision_exp.training.evaluation import evaluate
+    from vision_exp.training.runtime import amp_dtype, select_device
+
     model, run_cfg, state = load_trained_model(Path(cfg.ckpt))
     data = val_only_folder(evaluation_data(run_cfg.data, cfg.get("data"), state))
     device = select_device(cfg.device, key="device")

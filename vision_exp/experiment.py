@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,34 +16,25 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vision_exp.config_types import check_arguments
+from vision_exp.config_types import check_arguments, plain
 from vision_exp.data.config import DataConfig
 from vision_exp.data.loaders import build_loaders, index_dataset
-from vision_exp.errors import CheckpointError, ConfigError, RunFolderBusy, UserError
-from vision_exp.recipe.augment import AugmentConfig, BatchAugment
-from vision_exp.recipe.distill import DistillConfig, Distillation
+from vision_exp.errors import CheckpointError, ConfigError, RunFolderBusy
+from vision_exp.recipe.augment import BatchAugment
+from vision_exp.recipe.config import DistillConfig
+from vision_exp.recipe.distill import Distillation
 from vision_exp.recipe.loss import create_train_loss
 from vision_exp.reporting.files import check_writable, exclusive_lock, write_text_atomic
-from vision_exp.reporting.run import record_failure, record_user_error
-from vision_exp.sweeps.jobs import BUDGET_SETTINGS, check_same_config, completed_record, has_earlier_attempt
+from vision_exp.reporting.records import before_start, has_earlier_attempt
+from vision_exp.settings import run_settings
+from vision_exp.sweeps.jobs import BUDGET_SETTINGS, check_same_config, completed_record
 from vision_exp.training import distributed
 from vision_exp.training.budget import Budget
 from vision_exp.training.checkpoint import load_checkpoint, load_model_weights
 from vision_exp.training.runtime import seed_everything, set_deterministic
-from vision_exp.training.trainer import Interrupted, Trainer, TrainerConfig
+from vision_exp.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
-
-
-def plain(node) -> dict:
-    return OmegaConf.to_container(node, resolve=True)
-
-
-def typed(cls, node, section: str):
-    """A config section as a dataclass; an unknown key or a value of the wrong type is one clear message."""
-    values = plain(node)
-    check_arguments(cls, values, section)
-    return cls(**values)
 
 
 def build(target: DictConfig, section: str):
@@ -82,42 +72,6 @@ def hold_run_dir(run_dir: Path, is_main: bool):
         yield
 
 
-@contextmanager
-def before_start():
-    """UserErrors raised inside stop the run before it wrote anything in its folder."""
-    try:
-        yield
-    except UserError as exc:
-        exc.before_start = True
-        raise
-
-
-@contextmanager
-def recorded_failures(run_dir: Path):
-    """A run that does not complete leaves metrics.json saying why (failed, or interrupted and resumable;
-    a refusal as `record_user_error` rules), then the error goes on to the entry point."""
-    earlier_attempt = has_earlier_attempt(run_dir)
-    try:
-        yield
-    except UserError as exc:
-        _record(record_user_error, run_dir, exc, earlier_attempt)
-        raise
-    except Interrupted as exc:
-        _record(record_failure, run_dir, str(exc), status="interrupted")
-        raise
-    except Exception as exc:
-        _record(record_failure, run_dir, f"{type(exc).__name__}: {exc}", {"traceback": traceback.format_exc()})
-        raise
-
-
-def _record(write, *args, **kwargs) -> None:
-    """A record that cannot be written (a full disk, an unwritable folder) must not hide the run's own error."""
-    try:
-        write(*args, **kwargs)
-    except OSError:
-        log.exception("could not record the run's failure in metrics.json")
-
-
 def check_resumable(run_dir: Path, cfg: DictConfig, resume: str) -> None:
     """Resuming in a folder that holds an earlier attempt: the same experiment, or only another budget."""
     if resume != "never" and has_earlier_attempt(run_dir):
@@ -127,9 +81,8 @@ def check_resumable(run_dir: Path, cfg: DictConfig, resume: str) -> None:
 def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
     """Train the run described by `cfg` into `run_dir`; returns the content of metrics.json."""
     with before_start():
-        data_cfg = typed(DataConfig, cfg.data, "data")
-        aug_cfg = typed(AugmentConfig, cfg.augmentation, "augmentation")
-        trainer_cfg = typed(TrainerConfig, cfg.trainer, "trainer")
+        settings = run_settings(cfg)
+        data_cfg, aug_cfg, trainer_cfg = settings.data, settings.augmentation, settings.trainer
         dist_env, device = distributed.setup(trainer_cfg.device)
     run_dir = Path(distributed.same_on_all_ranks(str(run_dir)))
     if not dist_env.is_main:
@@ -152,8 +105,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
 
             batch_augment = BatchAugment.create(aug_cfg, index.num_classes, cfg.loss.label_smoothing, device)
             train_loss = create_train_loss(cfg.loss.label_smoothing, soft_targets=bool(batch_augment and batch_augment.soft_targets))
-            distillation = load_distillation(typed(DistillConfig, cfg.loss.distillation, "loss.distillation"),
-                                             index.classes, data_cfg)
+            distillation = load_distillation(settings.distillation, index.classes, data_cfg)
             with distributed.main_first(dist_env):  # rank 0 builds the data cache, the others then read it
                 data = build_loaders(index, data_cfg, aug_cfg, device, cfg.seed, trainer_cfg.train_eval_samples, dist_env.shard)
             config_text = OmegaConf.to_yaml(cfg, resolve=True)

@@ -1,5 +1,8 @@
 """`python -m vision_exp.predict ckpt=<path> images=<file or folder> [topk=5]`: the top-k class names
-of every image, printed and written to predictions.csv beside the checkpoint."""
+of every image, printed and written to predictions.csv beside the checkpoint.
+
+torch and the data pipeline are imported once the command's values were checked: `--help` and a missing
+checkpoint or image folder answer in about a second."""
 from __future__ import annotations
 
 import csv
@@ -7,24 +10,20 @@ import io
 import logging
 from pathlib import Path
 
+from typing import Callable
+
 import hydra
-import numpy as np
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from vision_exp.conf_dir import CONF_DIR
 from vision_exp.cli import user_errors
-from vision_exp.data.batch_augment import Normalize
+from vision_exp.config_types import typed
 from vision_exp.data.config import DataConfig
-from vision_exp.data.images import open_rgb
 from vision_exp.data.index import IMAGE_EXTENSIONS
-from vision_exp.data.loaders import folder_transforms
 from vision_exp.errors import ConfigError, DataError
-from vision_exp.experiment import load_trained_model, typed
-from vision_exp.recipe.augment import AugmentConfig
+from vision_exp.recipe.config import AugmentConfig
 from vision_exp.reporting.files import write_text_atomic
-from vision_exp.training.runtime import select_device
 
 log = logging.getLogger("vision_exp.predict")
 
@@ -40,13 +39,13 @@ def image_files(target: Path) -> list:
     raise DataError(f"images={target}: no such file or folder")
 
 
-def readable(paths: list, transform, min_size: int) -> tuple:
-    """(paths, input tensors) of the images that decode; an unreadable one is skipped with a warning, as
+def readable(paths: list, load: Callable) -> tuple:
+    """(paths, inputs) of the images `load` decodes; an unreadable one is skipped with a warning, as
     training skips it (data.on_bad_image=skip), so one bad file in a folder costs only its own row."""
     kept, inputs = [], []
     for path in paths:
         try:
-            inputs.append(transform(open_rgb(str(path), min_size)))
+            inputs.append(load(path))
         except OSError as exc:  # PIL's UnidentifiedImageError and truncated files included
             log.warning("skipped %s: %s", path, exc)
             continue
@@ -54,12 +53,21 @@ def readable(paths: list, transform, min_size: int) -> tuple:
     return kept, inputs
 
 
-@torch.no_grad()
 def predict(checkpoint: Path, target: Path, topk: int = 5, batch_size: int = 64, device: str = "auto") -> list:
     """[(path, [(class name, probability), ...]), ...] with the run's evaluation transform."""
     for key, value in (("topk", topk), ("batch_size", batch_size)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{key}={value!r} must be a positive integer")
+    files = image_files(target)  # a mistyped images= is answered before the slow imports below
+    import numpy as np
+    import torch
+
+    from vision_exp.data.batch_augment import Normalize
+    from vision_exp.data.images import open_rgb
+    from vision_exp.data.loaders import folder_transforms
+    from vision_exp.experiment import load_trained_model
+    from vision_exp.training.runtime import select_device
+
     model, run_cfg, state = load_trained_model(checkpoint)
     data = typed(DataConfig, run_cfg.data, "data")
     _, transform = folder_transforms(data, AugmentConfig(), None)
@@ -67,14 +75,15 @@ def predict(checkpoint: Path, target: Path, topk: int = 5, batch_size: int = 64,
     normalize = Normalize(data.mean, data.std, chosen)
     names = state.get("class_names") or [str(i) for i in range(run_cfg.data.num_classes)]
     model.to(chosen).eval()
-    files, rows = image_files(target), []
-    k = min(topk, len(names))
+    k, rows = min(topk, len(names)), []
     for start in range(0, len(files), batch_size):
-        part, inputs = readable(files[start : start + batch_size], transform, data.resize_size)
+        part, inputs = readable(files[start : start + batch_size],
+                                lambda path: transform(open_rgb(str(path), data.resize_size)))
         if not part:
             continue
         batch = torch.from_numpy(np.stack(inputs)).to(chosen).permute(0, 3, 1, 2)
-        probabilities = model(normalize(batch)).float().softmax(1)
+        with torch.no_grad():
+            probabilities = model(normalize(batch)).float().softmax(1)
         values, indices = probabilities.topk(k, dim=1)
         for path, vals, idxs in zip(part, values.tolist(), indices.tolist()):
             rows.append((str(path), [(names[i], v) for i, v in zip(idxs, vals)]))

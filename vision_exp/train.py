@@ -5,6 +5,11 @@ traceback). In a multirun, a failing job is recorded in its metrics.json and the
 a job whose folder already holds its completed run is skipped, an interrupted one resumes from
 its last checkpoint (see `prepare_sweep_job`), and the sweep summarizes itself at the end
 (vision_exp/sweeps/callback.py), exiting with status 1 if a job did not complete.
+
+torch, timm and the trainer are imported once Hydra has composed the config and the torch-free sections
+were checked (`vision_exp.settings`): `--help`, `--cfg job`, an override Hydra refuses and a bad data,
+augmentation, trainer or distillation value answer in about a second, not after the 5-10 s those
+imports take.
 """
 from __future__ import annotations
 
@@ -15,17 +20,16 @@ from pathlib import Path
 from typing import Optional
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from vision_exp.conf_dir import CONF_DIR
-from vision_exp.errors import ConfigError, UserError
-from vision_exp.experiment import before_start, recorded_failures, run_experiment
+from vision_exp.errors import ConfigError, Interrupted, UserError
+from vision_exp.reporting.records import before_start, recorded_failures
+from vision_exp.settings import run_settings
 from vision_exp.sweeps.jobs import prepare_job
 from vision_exp.sweeps.launch import claimed_gpu, register_resolvers, restore_default_start_method
-from vision_exp.training.trainer import Interrupted
 
 log = logging.getLogger("vision_exp.train")
 register_resolvers()  # conf/hydra/default.yaml names the sweep folder with it
@@ -49,6 +53,8 @@ def parallel_job_device(cfg: DictConfig, run_dir: Path, hydra_cfg):
     if not hydra_cfg.launcher._target_.endswith("JoblibLauncher") or cfg.trainer.device != "auto":
         yield
         return
+    import torch
+
     with claimed_gpu(run_dir.parent, hydra_cfg.job.num, torch.cuda.device_count()) as gpu:
         if gpu is not None:
             with open_dict(cfg):
@@ -68,8 +74,12 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
                     raise ConfigError(f"{cfg.name} is a sweep preset ({', '.join(hydra_cfg.sweeper.params)}): run it "
                                       f"with -m (python -m vision_exp.train -m experiment=...)")
                 finished = prepare_sweep_job(cfg, run_dir, hydra_cfg) if multirun else None
+                if finished is None:
+                    run_settings(cfg)  # the torch-free sections, checked before the slow imports below
             if finished is not None:
                 return finished
+            from vision_exp.experiment import run_experiment
+
             if multirun:
                 job.enter_context(parallel_job_device(cfg, run_dir, hydra_cfg))
             return run_experiment(cfg, run_dir, list(hydra_cfg.overrides.task))

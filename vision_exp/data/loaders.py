@@ -32,7 +32,8 @@ from vision_exp.data.formats import index_by_format
 from vision_exp.data.images import open_rgb
 from vision_exp.data.index import DatasetIndex, Split
 from vision_exp.errors import DataError
-from vision_exp.recipe.augment import ArrayAugment, AugmentConfig, per_image_transform
+from vision_exp.recipe.augment import ArrayAugment, per_image_transform
+from vision_exp.recipe.config import AugmentConfig
 
 log = logging.getLogger(__name__)
 

@@ -8,54 +8,13 @@ Two kinds, by where they can run:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 from PIL import Image
 
-from vision_exp.errors import ConfigError
-
-
-@dataclass
-class AugmentConfig:
-    """Training-time augmentation; evaluation always uses resize + centre crop."""
-
-    name: str = "basic"
-    random_resized_crop: bool = True
-    scale: tuple = (0.08, 1.0)
-    ratio: tuple = (3 / 4, 4 / 3)
-    hflip: float = 0.5
-    randaugment: Optional[str] = None   # timm config string, e.g. "rand-m9-mstd0.5-inc1-mmax9"
-    trivialaugment: bool = False
-    random_erasing: float = 0.0         # probability per image
-    mixup_alpha: float = 0.0
-    cutmix_alpha: float = 0.0
-    mix_prob: float = 1.0
-    mix_switch_prob: float = 0.5
-    mix_mode: str = "batch"
-    repeats: int = 1                    # repeated augmentation: each drawn image this many times per batch
-
-    def __post_init__(self) -> None:
-        self.scale, self.ratio = tuple(self.scale), tuple(self.ratio)
-        if self.randaugment and not str(self.randaugment).startswith("rand"):
-            raise ConfigError(f"augmentation.randaugment={self.randaugment!r} is not a timm RandAugment string (e.g. rand-m9-mstd0.5-inc1-mmax9)")
-        for key in ("random_erasing", "mix_prob", "mix_switch_prob"):
-            if not 0 <= getattr(self, key) <= 1:
-                raise ConfigError(f"augmentation.{key}={getattr(self, key)} is a probability in [0, 1]")
-        if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
-            raise ConfigError("augmentation.mixup_alpha and cutmix_alpha must not be negative")
-        if self.mix_mode not in ("batch", "pair", "elem"):
-            raise ConfigError(f"augmentation.mix_mode={self.mix_mode!r}: choose batch, pair or elem")
-        if self.repeats < 1:
-            raise ConfigError(f"augmentation.repeats={self.repeats} must be at least 1")
-        if not (0 < self.scale[0] <= self.scale[1] <= 1):
-            raise ConfigError(f"augmentation.scale={list(self.scale)} must satisfy 0 < lo <= hi <= 1")
-        if not (0 < self.ratio[0] <= self.ratio[1]):
-            raise ConfigError(f"augmentation.ratio={list(self.ratio)} must satisfy 0 < lo <= hi")
-        if not 0 <= self.hflip <= 1:
-            raise ConfigError(f"augmentation.hflip={self.hflip} is a probability in [0, 1]")
+from vision_exp.recipe.config import AugmentConfig
 
 
 def per_image_transform(aug: AugmentConfig, mean) -> Optional[Callable]:

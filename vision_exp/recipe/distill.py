@@ -5,41 +5,12 @@ ConvNet teacher passes on what its convolutions know about images (locality, tra
 equivariance) that a ViT trained on a small dataset cannot learn from the labels alone: DeiT's students
 beat the same ViTs trained without a teacher, and a ConvNet teacher beat a transformer teacher.
 The study's ViT keeps the paper's architecture, so the teacher speaks through the class token's
-logits (DeiT's distillation without its distillation token), not through an added token.
+logits (DeiT's distillation without its distillation token), not through an added token. Its settings, `loss.distillation`, are `recipe.config.DistillConfig`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
-
-from vision_exp.errors import ConfigError
-
-KINDS = ("none", "hard", "soft")
-
-
-@dataclass
-class DistillConfig:
-    """`loss.distillation`: which teacher, and how its predictions enter the loss."""
-
-    kind: str = "none"  # none | hard (the teacher's top class as a second label: DeiT's) | soft (KL divergence)
-    teacher: Optional[str] = None  # a trained run's checkpoint, e.g. outputs/e2_resnet/<run>/checkpoints/best.pt
-    weight: float = 0.5  # the teacher's share of the loss; the labels keep 1 - weight
-    temperature: float = 1.0  # soft only: softens both distributions (Hinton et al. 2015)
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ConfigError(f"loss.distillation.kind={self.kind!r} must be one of {', '.join(KINDS)}")
-        if not 0 <= self.weight <= 1:
-            raise ConfigError(f"loss.distillation.weight={self.weight} must lie in [0, 1]")
-        if self.temperature <= 0:
-            raise ConfigError(f"loss.distillation.temperature={self.temperature} must be positive")
-
-    @property
-    def enabled(self) -> bool:
-        return self.kind != "none"
 
 
 class Distillation(torch.nn.Module):

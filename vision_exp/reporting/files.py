@@ -1,5 +1,6 @@
-"""Atomic writes, so a reader never sees a half-written results file or figure, and the lock files that
-keep two processes from writing the same thing."""
+"""Atomic writes, so a reader never sees a half-written results file or figure, the lock files that
+keep two processes from writing the same thing, and the check that a path names a checkpoint file
+(torch-free, so the entry points answer a typo in a second)."""
 from __future__ import annotations
 
 import fcntl
@@ -8,7 +9,7 @@ import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from vision_exp.errors import ConfigError
 
@@ -103,3 +104,15 @@ def check_writable(folder: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise ConfigError(f"cannot write to the output folder {folder}: {exc.strerror or exc}") from None
+
+
+def missing_checkpoint(path: Path) -> Optional[str]:
+    """Why `path` names no checkpoint file (a folder, nothing), or None."""
+    path = Path(path)
+    if path.is_dir():
+        inside = next((p for p in (path / "checkpoints" / "best.pt", path / "best.pt") if p.is_file()), None)
+        hint = f": name a file in it, e.g. {inside}" if inside else ": name a .pt file"
+        return f"{path} is a folder, not a checkpoint{hint}"
+    if not path.is_file():
+        return f"checkpoint not found: {path}"
+    return None

@@ -1,7 +1,7 @@
 """The one writer of a run's results: metrics.jsonl, metrics.json, curves.png and tb/.
 
 The trainer says what happened (`log_epoch`, `finish`, `close`); this class decides how it is
-stored (a run that does not complete is recorded by `record_failure`). TensorBoard gets one sub-run
+stored (a run that does not complete is recorded by `records.record_failure`). TensorBoard gets one sub-run
 per metric family (tb/train, tb/train_running, tb/val) with the same tags, so train and val overlay
 in one chart, and the run itself (tb/) carries the hyper-parameters for the HParams dashboard. The
 x-axis is training samples seen, so runs with other batch sizes or subsets line up.
@@ -11,43 +11,19 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
 from pathlib import Path
-from typing import Optional
 
 import torch
 
-from vision_exp.errors import RunFolderBusy, UserError
 from vision_exp.reporting.curves import plot_curves
 from vision_exp.reporting.figures import confusion_figure, image_grid
 from vision_exp.reporting.hparams import session_end, session_start
-from vision_exp.reporting.files import read_json, read_jsonl, write_json_atomic, write_text_atomic
+from vision_exp.reporting.files import read_jsonl, write_json_atomic, write_text_atomic
+from vision_exp.reporting.records import INCIDENTAL_SETTINGS, METRICS_FILE, flatten
 
 log = logging.getLogger(__name__)
 
 FAMILY_RUNS = ("train", "train_running", "val")
-METRICS_FILE = "metrics.json"
-# Settings that say where a run reads and writes, on which device and how it reports, not what it
-# computes: kept out of the HParams table, where a resumed or relocated job would look different.
-INCIDENTAL_SETTINGS = ("paths.", "data.root", "data.cache_dir", "data.num_workers", "data.download",
-                       "trainer.device", "trainer.resume", "trainer.progress", "trainer.log_every_steps",
-                       "trainer.save_interval_s", "trainer.checkpoint_every_steps", "trainer.cudnn_benchmark")
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """{'a': {'b': 1}} -> {'a.b': 1}; lists and None become strings (what HParams can show)."""
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        elif isinstance(value, (bool, int, float, str)):
-            flat[name] = value
-        else:
-            flat[name] = str(value)
-    return flat
-
-
 class RunReporter:
     def __init__(self, run_dir: Path, hparams: dict, completed_epochs: int = 0, resume_samples: int = 0, title: str = "",
                  config_text: str = "") -> None:
@@ -128,22 +104,3 @@ class RunReporter:
                 self.writer.add_scalar(f"final/{key}", summary[key], summary["samples_seen"])
         write_json_atomic(self.run_dir / METRICS_FILE, {"status": "completed", **summary})
         self.close(completed=True)
-
-
-def record_failure(run_dir: Path, error: str, extra: Optional[dict] = None, status: str = "failed") -> None:
-    """metrics.json with status failed (or interrupted), unless the folder already holds a completed
-    run's results."""
-    path = Path(run_dir) / METRICS_FILE
-    if read_json(path, {}).get("status") == "completed":
-        log.error("not overwriting the completed run's %s", path)
-        return
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, {"status": status, "error": error, "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})})
-
-
-def record_user_error(run_dir: Path, error: UserError, earlier_attempt: bool) -> None:
-    """metrics.json says failed, unless the command was refused before it wrote anything in a folder holding an
-    earlier attempt (whose status, interrupted and so resumable, or failed with its own reason, stands) or in a
-    folder another process trains in (its files are that run's)."""
-    if not (isinstance(error, RunFolderBusy) or (earlier_attempt and error.before_start)):
-        record_failure(run_dir, str(error))

@@ -16,9 +16,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vision_exp.errors import ConfigError
 from vision_exp.reporting.files import read_json, write_json_atomic, write_text_atomic
-from vision_exp.reporting.run import INCIDENTAL_SETTINGS, METRICS_FILE, flatten
+from vision_exp.reporting.records import CONFIG_FILE, INCIDENTAL_SETTINGS, METRICS_FILE, flatten, has_earlier_attempt
 
-CONFIG_FILE = "config.yaml"
 REFUSED_FILE = "refused.json"  # why the command that ran a job last refused it: the summary lists it
 
 # What a run resumed by hand may change: a longer budget continues on the longer schedule.
@@ -32,11 +31,6 @@ def completed_record(run_dir: Path) -> Optional[dict]:
     """The folder's metrics.json if it records a completed run."""
     record = read_json(Path(run_dir) / METRICS_FILE, {})
     return record if record.get("status") == "completed" else None
-
-
-def has_earlier_attempt(run_dir: Path) -> bool:
-    """A run wrote its config.yaml in this folder: it trained, or began to."""
-    return (Path(run_dir) / CONFIG_FILE).is_file()
 
 
 def config_differences(saved: dict, current: dict) -> list:

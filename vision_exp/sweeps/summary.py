@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from vision_exp.errors import UserError
 from vision_exp.reporting.files import read_json, write_text_atomic
-from vision_exp.reporting.run import INCIDENTAL_SETTINGS, METRICS_FILE
+from vision_exp.reporting.records import INCIDENTAL_SETTINGS, METRICS_FILE
 from vision_exp.sweeps.jobs import REFUSED_FILE
 from vision_exp.sweeps.statistics import Difference, mean, sample_std, welch_difference
 

@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 
 from vision_exp.errors import CheckpointError
-from vision_exp.reporting.files import write_text_atomic
+from vision_exp.reporting.files import missing_checkpoint, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +96,6 @@ def verify(path: Path) -> Optional[str]:
     recorded = digest_path(path)
     if recorded.is_file() and recorded.read_text().strip() != file_digest(path):
         return "its SHA-256 does not match (truncated or corrupt)"
-    return None
-
-
-def missing_checkpoint(path: Path) -> Optional[str]:
-    """Why `path` names no checkpoint file (a folder, nothing), or None."""
-    path = Path(path)
-    if path.is_dir():
-        inside = next((p for p in (path / "checkpoints" / "best.pt", path / "best.pt") if p.is_file()), None)
-        hint = f": name a file in it, e.g. {inside}" if inside else ": name a .pt file"
-        return f"{path} is a folder, not a checkpoint{hint}"
-    if not path.is_file():
-        return f"checkpoint not found: {path}"
     return None
 
 

@@ -19,16 +19,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
 import torch
 
 from vision_exp.data.loaders import batch_stream
-from vision_exp.errors import CheckpointError, ConfigError, UserError
+from vision_exp.errors import CheckpointError, ConfigError, Interrupted, UserError
 from vision_exp.recipe.distill import Distillation
 from vision_exp.reporting.figures import attention_overlay, classifier_attention, denormalize
 from vision_exp.reporting.run import RunReporter
 from vision_exp.training.budget import Budget, check_every_rank_gets_samples, smallest_batch
+from vision_exp.training.config import TrainerConfig
 from vision_exp.training.checkpoint import load_latest, load_model_weights, previous_path, save_checkpoint
 from vision_exp.training.evaluation import evaluate
 from vision_exp.training.distributed import DistEnv, all_reduce_sum
@@ -36,19 +37,11 @@ from vision_exp.training.runtime import amp_dtype, autocast, rng_state, set_rng_
 
 log = logging.getLogger(__name__)
 
-PROGRESS_MODES = ("auto", "bar", "log", "none")
+
 
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
-
-
-class Interrupted(Exception):
-    """SIGTERM or SIGINT arrived: a checkpoint was written and the run stopped; resume continues it."""
-
-    def __init__(self, message: str, signum: int) -> None:
-        super().__init__(message)
-        self.signum = signum
 
 
 class StopSignals:
@@ -75,48 +68,6 @@ class StopSignals:
     def __exit__(self, *exc) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
-
-
-@dataclass
-class TrainerConfig:
-    epochs: Optional[float] = 10
-    train_samples: Optional[int] = None
-    train_eval_samples: Optional[int] = None
-    device: str = "auto"
-    amp: str = "auto"
-    channels_last: Union[bool, str] = "auto"
-    compile: bool = False
-    grad_clip: Optional[float] = None
-    ema_decay: Optional[float] = None
-    ema_warmup: bool = True
-    sync_bn: bool = False
-    checkpoint_every_steps: Optional[int] = None
-    save_interval_s: float = 60.0
-    resume: str = "never"
-    deterministic: bool = False
-    cudnn_benchmark: bool = True
-    progress: str = "auto"
-    log_every_steps: Optional[int] = None
-
-    def __post_init__(self) -> None:
-        if self.train_samples is not None and self.train_samples <= 0:
-            raise ConfigError(f"trainer.train_samples={self.train_samples} must be positive")
-        if self.train_samples is None and (self.epochs is None or self.epochs <= 0):
-            raise ConfigError(f"trainer.epochs={self.epochs} must be positive (or set trainer.train_samples)")
-        if self.train_eval_samples is not None and self.train_eval_samples < 1:
-            raise ConfigError(f"trainer.train_eval_samples={self.train_eval_samples} must be at least 1")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ConfigError(f"trainer.grad_clip={self.grad_clip} must be positive (or null)")
-        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
-            raise ConfigError(f"trainer.ema_decay={self.ema_decay} must lie in (0, 1) (or null for no EMA)")
-        if self.checkpoint_every_steps is not None and self.checkpoint_every_steps < 1:
-            raise ConfigError(f"trainer.checkpoint_every_steps={self.checkpoint_every_steps} must be at least 1")
-        if self.save_interval_s is None or self.save_interval_s < 0:
-            raise ConfigError(f"trainer.save_interval_s={self.save_interval_s} must be 0 (every epoch) or more seconds")
-        if self.progress not in PROGRESS_MODES:
-            raise ConfigError(f"trainer.progress={self.progress!r}: choose one of {', '.join(PROGRESS_MODES)}")
-        if self.channels_last not in (True, False, "auto"):
-            raise ConfigError(f"trainer.channels_last={self.channels_last!r}: use true, false or auto")
 
 
 @dataclass

@@ -8,7 +8,8 @@ import glob, os, random, statistics, time
 import numpy as np, torch
 from PIL import Image
 from vision_exp.data.loaders import ArrayDataset
-from vision_exp.recipe.augment import AugmentConfig, ArrayAugment, per_image_transform
+from vision_exp.recipe.augment import ArrayAugment, per_image_transform
+from vision_exp.recipe.config import AugmentConfig
 torch.set_num_threads(1)
 files = sorted(glob.glob(os.path.join(os.environ["VISION_EXP_DATA"], "imagenette2-160/train/*/*.JPEG")))[::70][:128]
 images = np.stack([np.array(Image.open(f).convert("RGB").resize((64, 64))) for f in files])

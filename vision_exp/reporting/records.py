@@ -1,0 +1,100 @@
+"""What a run's folder says of it in metrics.json, and which settings describe what it computes.
+
+Kept apart from `run.RunReporter` (torch, TensorBoard, matplotlib) so that the sweep bookkeeping and the
+entry points' error handling load in a blink: a bad override is reported before torch is imported.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+from vision_exp.errors import Interrupted, RunFolderBusy, UserError
+from vision_exp.reporting.files import read_json, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+# Settings that say where a run reads and writes, on which device and how it reports, not what it
+# computes: kept out of the HParams table, where a resumed or relocated job would look different.
+INCIDENTAL_SETTINGS = ("paths.", "data.root", "data.cache_dir", "data.num_workers", "data.download",
+                       "trainer.device", "trainer.resume", "trainer.progress", "trainer.log_every_steps",
+                       "trainer.save_interval_s", "trainer.checkpoint_every_steps", "trainer.cudnn_benchmark")
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists and None become strings (what HParams can show)."""
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def record_failure(run_dir: Path, error: str, extra: Optional[dict] = None, status: str = "failed") -> None:
+    """metrics.json with status failed (or interrupted), unless the folder already holds a completed
+    run's results."""
+    path = Path(run_dir) / METRICS_FILE
+    if read_json(path, {}).get("status") == "completed":
+        log.error("not overwriting the completed run's %s", path)
+        return
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {"status": status, "error": error, "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})})
+
+
+def record_user_error(run_dir: Path, error: UserError, earlier_attempt: bool) -> None:
+    """metrics.json says failed, unless the command was refused before it wrote anything in a folder holding an
+    earlier attempt (whose status, interrupted and so resumable, or failed with its own reason, stands) or in a
+    folder another process trains in (its files are that run's)."""
+    if not (isinstance(error, RunFolderBusy) or (earlier_attempt and error.before_start)):
+        record_failure(run_dir, str(error))
+
+
+def has_earlier_attempt(run_dir: Path) -> bool:
+    """A run wrote its config.yaml in this folder: it trained, or began to."""
+    return (Path(run_dir) / CONFIG_FILE).is_file()
+
+
+@contextmanager
+def before_start():
+    """UserErrors raised inside stop the run before it wrote anything in its folder."""
+    try:
+        yield
+    except UserError as exc:
+        exc.before_start = True
+        raise
+
+
+@contextmanager
+def recorded_failures(run_dir: Path):
+    """A run that does not complete leaves metrics.json saying why (failed, or interrupted and resumable;
+    a refusal as `record_user_error` rules), then the error goes on to the entry point."""
+    earlier_attempt = has_earlier_attempt(run_dir)
+    try:
+        yield
+    except UserError as exc:
+        _record(record_user_error, run_dir, exc, earlier_attempt)
+        raise
+    except Interrupted as exc:
+        _record(record_failure, run_dir, str(exc), status="interrupted")
+        raise
+    except Exception as exc:
+        _record(record_failure, run_dir, f"{type(exc).__name__}: {exc}", {"traceback": traceback.format_exc()})
+        raise
+
+
+def _record(write, *args, **kwargs) -> None:
+    """A record that cannot be written (a full disk, an unwritable folder) must not hide the run's own error."""
+    try:
+        write(*args, **kwargs)
+    except OSError:
+        log.exception("could not record the run's failure in metrics.json")
