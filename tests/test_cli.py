@@ -97,6 +97,38 @@ def test_config_mistakes_are_answered_before_torch_is_imported(tmp_path, module,
     assert "torch imported: False" in output, output
 
 
+@pytest.mark.parametrize("line, group", [("vx-train model=", "model"), ("vx-train experiment=", "experiment")])
+def test_tab_completion_lists_a_groups_options_without_importing_torch(tmp_path, line, group):
+    """Hydra's bash completion (`eval "$(vx-train -sc install=bash)"`) asks the program at every tab: it must answer
+    with the group's options, and fast."""
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", REPORTING_TORCH, "vision_exp.train", "-sc", "query=bash"],
+                            capture_output=True, text=True, cwd=REPO, timeout=300,
+                            env={**os.environ, "COMP_LINE": line, "COMP_POINT": str(len(line))})
+    assert result.returncode == 0, result.stderr
+    expected = {f"{group}={path.stem}" for path in (REPO / "conf" / group).glob("*.yaml")}
+    assert set(result.stdout.split()) == expected
+    assert "torch imported: False" in result.stderr
+
+
+@pytest.mark.parametrize("command, module", [("vx-train", "train"), ("vx-evaluate", "evaluate"), ("vx-predict", "predict")])
+def test_the_entry_points_are_installed_as_commands(command, module):
+    """`vx-train ...` is `python -m vision_exp.train ...` (what tab completion needs: a command, not `python -m`)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    result = subprocess.run([str(Path(sys.executable).parent / command), "--cfg", "job"], capture_output=True, text=True,
+                            cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    reference = subprocess.run([sys.executable, "-m", f"vision_exp.{module}", "--cfg", "job"], capture_output=True,
+                               text=True, cwd=REPO, timeout=300)
+    assert result.stdout == reference.stdout and result.stdout.strip()
+
+
 def test_unknown_option_is_one_clear_message(tiny_folder, tmp_path):
     result = run_cli(tiny_overrides(tiny_folder, "trainer.epochz=3", f"hydra.run.dir={tmp_path / 'run'}"))
     assert_clean_failure(result, "trainer.epochz", code=1)
