@@ -25,7 +25,7 @@ from vision_exp.recipe.config import DistillConfig
 from vision_exp.recipe.distill import Distillation
 from vision_exp.recipe.loss import create_train_loss
 from vision_exp.reporting.files import check_writable, exclusive_lock, write_text_atomic
-from vision_exp.reporting.records import before_start, has_earlier_attempt
+from vision_exp.reporting.records import CONFIG_FILE, before_start, has_earlier_attempt
 from vision_exp.settings import run_settings
 from vision_exp.sweeps.jobs import BUDGET_SETTINGS, check_same_config, completed_record
 from vision_exp.training import distributed
@@ -121,7 +121,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
                      run_dir / "metrics.json")
             return finished
         if dist_env.is_main:
-            write_text_atomic(run_dir / "config.yaml", config_text)
+            write_text_atomic(run_dir / CONFIG_FILE, config_text)
             write_text_atomic(run_dir / "overrides.json", json.dumps(list(overrides)))
         return trainer.fit()
 
@@ -138,7 +138,7 @@ def load_trained_model(checkpoint: Path):
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{checkpoint} is not a checkpoint of a vision-exp run (it holds no 'model' entry): "
                               f"use a run's checkpoints/best.pt or checkpoints/last.pt")
-    config_path = run_dir_of(checkpoint) / "config.yaml"
+    config_path = run_dir_of(checkpoint) / CONFIG_FILE
     if not config_path.is_file():
         raise CheckpointError(f"no config.yaml for {checkpoint}: expected the run folder's {config_path}")
     run_cfg = OmegaConf.load(config_path)

@@ -1,4 +1,6 @@
-"""What a run's folder says of it in metrics.json, and which settings describe what it computes.
+"""What a run's folder says of it: why a run that did not complete stopped (`recorded_failures` writes
+metrics.json), whether a run began there before (`has_earlier_attempt`), and which settings describe what
+a run computes.
 
 Kept apart from `run.RunReporter` (torch, TensorBoard, matplotlib) so that the sweep bookkeeping and the
 entry points' error handling load in a blink: a bad override is reported before torch is imported.

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from vision_exp.errors import UserError
 from vision_exp.reporting.files import read_json, write_text_atomic
-from vision_exp.reporting.records import INCIDENTAL_SETTINGS, METRICS_FILE
+from vision_exp.reporting.records import CONFIG_FILE, INCIDENTAL_SETTINGS, METRICS_FILE
 from vision_exp.sweeps.jobs import REFUSED_FILE
 from vision_exp.sweeps.statistics import Difference, mean, sample_std, welch_difference
 
@@ -78,7 +78,7 @@ class Job:
         values = [value for key, value in map(split_override, self.overrides) if display_key(key) == "seed"]
         if values:
             return values[-1]
-        config = self.run_dir / "config.yaml"
+        config = self.run_dir / CONFIG_FILE
         return str(OmegaConf.load(config).get("seed")) if config.is_file() else None
 
     @property
