@@ -66,14 +66,15 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 @pytest.mark.parametrize("module, args, phrase, code", [
     ("train", ["--cfg", "job"], "batch_size:", 0),
-    ("train", ["--help"], "Powered by Hydra", 0),
+    ("train", ["--help"], "vx-train -m experiment=ablation_vit_blocks", 0),
     ("train", ["trainer.epochz=3"], "Key 'epochz' is not in struct", 1),
     ("train", ["model=vit_v9"], "Could not find 'model/vit_v9'", 1),
     ("train", ["data.batch_size=abc"], "data.batch_size='abc' must be an integer", 2),
     ("train", ["trainer.epochs=0"], "trainer.epochs=0 must be positive", 2),
     ("train", ["augmentation.hflip=2"], "augmentation.hflip=2 is a probability in [0, 1]", 2),
     ("train", ["loss.distillation.kind=soft", "loss.distillation.weight=2"], "loss.distillation.weight=2 must lie in [0, 1]", 2),
-    ("evaluate", ["--help"], "Powered by Hydra", 0),
+    ("evaluate", ["--help"], "vx-evaluate ckpt=", 0),
+    ("predict", ["--help"], "vx-predict ckpt=", 0),
     ("evaluate", [], "ckpt must be given", 2),
     ("evaluate", ["ckpt={tmp}/missing.pt"], "checkpoint not found", 2),
     ("predict", ["ckpt={tmp}/missing.pt", "images={tmp}"], "checkpoint not found", 2),

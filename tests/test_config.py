@@ -148,3 +148,21 @@ def test_a_wheel_carries_every_package_and_the_configs(tmp_path):
     shown = subprocess.run([sys.executable, "-m", "vision_exp.train", "--cfg", "job", "experiment=cpu_vit"], cwd=tmp_path,
                            env=installed, capture_output=True, text=True)
     assert shown.returncode == 0 and "embed_dim: 128" in shown.stdout, shown.stderr
+
+
+def test_the_commands_train_help_shows_compose_and_pass_the_checks():
+    """`vx-train --help` opens with example commands: each must still compose and pass the type checks."""
+    import re
+
+    from omegaconf import OmegaConf
+
+    header = OmegaConf.load(CONF_DIR / "hydra" / "default.yaml").help.header
+    commands = [re.split(r"\s{2,}", line.strip())[0].split() for line in header.splitlines()
+                if line.startswith("  vx-train")]  # the indented example lines
+    assert len(commands) >= 4
+    for words in commands:
+        overrides = [word for word in words[1:] if "=" in word]
+        assert len(overrides) == len([word for word in words[1:] if word not in ("-m", "--cfg", "job")]), words
+        cfg = compose(overrides)
+        cfg.data.num_classes = cfg.data.num_classes or 10
+        checked_sections(cfg)
