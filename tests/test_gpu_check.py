@@ -117,9 +117,11 @@ def test_every_run_of_the_plan_composes():
     assert planned[-1][0] == "e2_vit", "measured twice, epoch by epoch the same: last"
     runs = {name: compose_config([f"experiment={preset}", *overrides]) for name, preset, *overrides in planned}
     assert [cfg.name for cfg in runs.values()] == [preset for _, preset, *_ in planned]
-    distilled = runs["e2_vit_distilled"]
+    distilled = copy.deepcopy(runs["e2_vit_distilled"])
     assert (distilled.loss.distillation.kind, distilled.loss.distillation.teacher) == (
         "soft", "/call/runs/e2_resnet/checkpoints/best.pt"), "taught by the plan's first run"
+    assert distilled.data.num_workers == 15, "one core left to the trainer: a speed question, the same computation"
+    distilled.data.num_workers = runs["distill_no_ls"].data.num_workers
 
     assert runs["e2_vit_enhanced"].model.stem == "conv", "the best recipe found"
     assert runs["enh_ema"].trainer.ema_decay > 0 and not runs["e2_vit_enhanced"].trainer.ema_decay
