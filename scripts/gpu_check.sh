@@ -21,8 +21,9 @@
 # it is, the same-lease reference, with one of the 16 cores left to the trainer (data.num_workers=15: the
 # augmentation is the same for any worker count, so only its speed against distill_no_ls, the same work on 16
 # workers, changes: does a quarter of each epoch wait for data because the workers crowd the trainer?);
-# then e2_vit_enhanced (the recipes issue's goal compares it with e2_resnet; measured before: 78.52), EMA and AdamW on it (before it had its conv stem they led it by 1.9 and 1.5
-# points when a call's limit stopped them at epoch 33 of 50; EMA on e2_vit_distilled tied it, 80.56
+# then e2_vit_enhanced (the recipes issue's goal compares it with e2_resnet; measured before: 78.52), EMA
+# and AdamW on it (before it had its conv stem they led it by 1.9 and 1.5 points when a call's limit stopped
+# them at epoch 33 of 50; EMA on e2_vit_distilled tied it, 80.56
 # against 80.99, so it is not planned), and last e2_vit (67.77 in two leases, epoch by epoch the same).
 # At the end the benchmarks, all measured before: the loader alone with RandAugment on all cores
 # (benchmark_data.json; 10,940 images/s on 16 workers against 5,371 in one process on 2026-11-28), then

@@ -1,7 +1,11 @@
 """`python -m vision_exp.train` as a user runs it: bad input ends in one clear message and a
 non-zero exit before training starts, and an earlier run's folder is left as it was."""
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -83,9 +87,6 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
 def test_config_mistakes_are_answered_before_torch_is_imported(tmp_path, module, args, phrase, code):
     """Printing the config, the help, and a mistake Hydra or a torch-free check catches take a second, not
     the 5-10 s of importing torch, torchvision and timm."""
-    import subprocess
-    import sys
-
     (tmp_path / "empty.pt").touch()
     args = [arg.format(tmp=tmp_path) for arg in args]
     if module == "train":
@@ -102,10 +103,6 @@ def test_config_mistakes_are_answered_before_torch_is_imported(tmp_path, module,
 def test_tab_completion_lists_a_groups_options_without_importing_torch(tmp_path, line, group):
     """Hydra's bash completion (`eval "$(vx-train -sc install=bash)"`) asks the program at every tab: it must answer
     with the group's options, and fast."""
-    import os
-    import subprocess
-    import sys
-
     result = subprocess.run([sys.executable, "-c", REPORTING_TORCH, "vision_exp.train", "-sc", "query=bash"],
                             capture_output=True, text=True, cwd=REPO, timeout=300,
                             env={**os.environ, "COMP_LINE": line, "COMP_POINT": str(len(line))})
@@ -118,10 +115,6 @@ def test_tab_completion_lists_a_groups_options_without_importing_torch(tmp_path,
 @pytest.mark.parametrize("command, module", [("vx-train", "train"), ("vx-evaluate", "evaluate"), ("vx-predict", "predict")])
 def test_the_entry_points_are_installed_as_commands(command, module):
     """`vx-train ...` is `python -m vision_exp.train ...` (what tab completion needs: a command, not `python -m`)."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     result = subprocess.run([str(Path(sys.executable).parent / command), "--cfg", "job"], capture_output=True, text=True,
                             cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -76,9 +76,12 @@ def predict(checkpoint: Path, target: Path, topk: int = 5, batch_size: int = 64,
     names = state.get("class_names") or [str(i) for i in range(run_cfg.data.num_classes)]
     model.to(chosen).eval()
     k, rows = min(topk, len(names)), []
+
+    def load(path: Path):
+        return transform(open_rgb(str(path), data.resize_size))
+
     for start in range(0, len(files), batch_size):
-        part, inputs = readable(files[start : start + batch_size],
-                                lambda path: transform(open_rgb(str(path), data.resize_size)))
+        part, inputs = readable(files[start : start + batch_size], load)
         if not part:
             continue
         batch = torch.from_numpy(np.stack(inputs)).to(chosen).permute(0, 3, 1, 2)
