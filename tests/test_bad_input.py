@@ -104,6 +104,17 @@ def test_nan_loss_stops_at_once_naming_the_step_and_the_last_checkpoint(folder, 
         train(folder, tmp_path / "run", "optimizer.lr=1e30", "trainer.epochs=3")
 
 
+def test_diverged_weights_are_never_saved_as_a_checkpoint(folder, tmp_path, monkeypatch):
+    """On a GPU the loss is checked every few steps only; a checkpoint inside an epoch is checked first, so
+    last.pt never holds NaN weights that the error message would call the last good checkpoint."""
+    from vision_exp.training.trainer import Trainer
+
+    monkeypatch.setattr(Trainer, "_finite_check_interval", lambda self, log_every: 1000)  # as on a GPU, but rarer
+    with pytest.raises(TrainingDiverged, match=r"NaN or infinite at steps 1-4 .*last good checkpoint: none yet"):
+        train(folder, tmp_path / "run", "optimizer.lr=1e30", "data.batch_size=2", "trainer.checkpoint_every_steps=4")
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.pt"))
+
+
 def test_nan_loss_from_the_command_line_is_recorded_as_failed(folder, tmp_path):
     result = run_cli(tiny_overrides(folder, "optimizer.lr=1e30", "trainer.epochs=3", f"hydra.run.dir={tmp_path / 'run'}"))
     assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr

@@ -1,8 +1,10 @@
 """torchrun with two CPU processes (gloo) trains like one process with the same global batch."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,37 @@ def test_a_batch_smaller_than_the_ranks_stops_before_training(tiny_folder, tmp_p
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "the last training batch holds 1 sample(s), fewer than the 2 ranks" in output
     assert not (run / "checkpoints").exists()
+
+
+def rank_pid(run_dir: Path, rank: int):
+    """The pid of the torchrun worker of `rank` training into `run_dir`, or None."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if f"hydra.run.dir={run_dir}".encode() in cmdline and f"RANK={rank}".encode() in environ:
+            return int(proc.name)
+    return None
+
+
+def test_a_signal_to_one_rank_stops_every_rank_and_is_named_right(tiny_folder, tmp_path):
+    """SLURM or a user may signal one worker only: all ranks stop at the same step, rank 0 checkpoints,
+    and the message names the signal received (a sum over ranks once turned SIGTERM into SIGBUS)."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    run, log = tmp_path / "run", tmp_path / "torchrun.log"
+    with log.open("w") as output:
+        job = subprocess.Popen([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "vision_exp.train",
+                                *vit_args(tiny_folder), "trainer.train_samples=36000", f"hydra.run.dir={run}"],
+                               stdout=output, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        deadline = time.monotonic() + 120
+        while "training ViT" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.kill(rank_pid(run, 1), signal.SIGTERM)
+        job.wait(timeout=120)
+    text = log.read_text()
+    assert "stopped by SIGTERM" in text and "SIGBUS" not in text, text
+    assert json.loads((run / "metrics.json").read_text())["status"] == "interrupted"
+    assert (run / "checkpoints" / "last.pt").is_file()

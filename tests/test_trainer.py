@@ -294,6 +294,39 @@ def test_resuming_a_completed_run_changes_nothing_and_a_smaller_budget_is_refuse
         train(tiny_folder, run, "trainer.epochs=1", "trainer.resume=auto")
 
 
+def test_another_folders_checkpoint_resumes_only_on_its_batches_and_with_budget_left(tiny_folder, tmp_path):
+    """A checkpoint's position (epoch, batch, step) counts batches of its training set at its batch size: with
+    others the run would resume elsewhere in the data and end off its budget. A checkpoint that spent the whole
+    budget leaves nothing to train. Each is refused before the new folder gets a file."""
+    from conftest import write_image_folder
+
+    train(tiny_folder, tmp_path / "first", "trainer.epochs=1")
+    last = tmp_path / "first" / "checkpoints" / "last.pt"
+    smaller = write_image_folder(tmp_path / "smaller", per_split={"train": 8, "val": 4})
+    refusals = {
+        "batch": (tiny_folder, ["data.batch_size=4"], r"\(epoch 1, batch 0\): its batches were of other data \(batch size 8 there, 4 here\)"),
+        "images": (smaller, [], r"training images 36 there, 24 here"),
+        "spent": (tiny_folder, ["trainer.epochs=1"], r"has trained on 36 samples, this run's whole budget: nothing is left"),
+    }
+    for name, (folder, extra, message) in refusals.items():
+        with pytest.raises(ConfigError, match=message):
+            train(folder, tmp_path / name, "trainer.epochs=2", *extra, f"trainer.resume={last}")
+        assert not (tmp_path / name).exists() or not any((tmp_path / name).rglob("*.json")), name
+    assert train(tiny_folder, tmp_path / "on", "trainer.epochs=2", f"trainer.resume={last}")["samples_seen"] == 72
+
+
+def test_a_checkpoint_is_restored_from_the_cpu(tiny_folder, tmp_path, monkeypatch):
+    """Resuming loads the checkpoint onto the CPU, whatever the training device: RNG states can only be set from
+    CPU tensors (mapped onto a GPU, every resume there failed); weights and optimizer state follow the model."""
+    mapped = []
+    load_latest = trainer_mod.load_latest
+    monkeypatch.setattr(trainer_mod, "load_latest", lambda path, map_location: mapped.append(map_location)
+                        or load_latest(path, map_location))
+    train(tiny_folder, tmp_path / "run", "trainer.epochs=1")
+    train(tiny_folder, tmp_path / "run", "trainer.epochs=2", "trainer.resume=auto")
+    assert mapped == ["cpu"]
+
+
 def test_extending_a_run_whose_budget_cut_its_last_epoch_is_refused(tiny_folder, tmp_path):
     """50 samples of 36 per epoch end 14 samples into epoch 2: going on from there to 108 could not see
     each image once per epoch nor end on the longer schedule, so the run is refused and left as it was."""

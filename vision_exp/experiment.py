@@ -160,6 +160,9 @@ def load_distillation(cfg: DistillConfig, classes: tuple, data: DataConfig):
     """The teacher of `loss.distillation`, or None; a teacher trained on other classes, or on inputs of
     another size or normalisation, would teach something else than it measured, so it is refused."""
     if not cfg.enabled:
+        if cfg.teacher:  # kept quiet it would look taught; allowed, as sweeps compare kind=none,soft with one teacher
+            log.warning("loss.distillation.teacher is set but loss.distillation.kind=none: this run trains without "
+                        "the teacher (kind=soft or hard uses it)")
         return None
     if not cfg.teacher:
         raise ConfigError(f"loss.distillation.kind={cfg.kind} needs a teacher: loss.distillation.teacher=<a run's "

@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -32,7 +32,7 @@ from vision_exp.training.budget import Budget, check_every_rank_gets_samples, sm
 from vision_exp.training.config import TrainerConfig
 from vision_exp.training.checkpoint import load_latest, load_model_weights, previous_path, save_checkpoint
 from vision_exp.training.evaluation import evaluate
-from vision_exp.training.distributed import DistEnv, all_reduce_sum
+from vision_exp.training.distributed import DistEnv, all_reduce_max, all_reduce_sum
 from vision_exp.training.runtime import amp_dtype, autocast, rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ class Trainer:
             **self.class_info,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "budget": {"train_samples": self.budget.train_samples},
+            "budget": asdict(self.budget),
             "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "position": {k: v for k, v in vars(position).items()},
@@ -180,6 +180,7 @@ class Trainer:
         if lacking:
             raise CheckpointError(f"cannot resume from {source}: it holds no {', '.join(lacking)} state (best.pt keeps "
                                   f"the best weights for evaluation); resume from last.pt, e.g. with trainer.resume=auto")
+        self._check_same_batches(state.get("budget", {}), state["position"], source)
         load_model_weights(self.model, state["model"], source)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
@@ -199,6 +200,17 @@ class Trainer:
             log.warning("%s was trained toward %d samples; this run's budget is %d: from step %d the learning "
                         "rate follows the schedule of %d steps", source, trained_toward, self.budget.train_samples,
                         self.position.step, self.budget.total_steps)
+
+    def _check_same_batches(self, saved_budget: dict, position: dict, source: str) -> None:
+        """A checkpoint's position (epoch, batch, step) counts batches of its training set and batch size;
+        with others it would point elsewhere and the budget would end off its mark."""
+        changed = [f"{label} {saved_budget[key]} there, {getattr(self.budget, key)} here"
+                   for key, label in (("samples_per_epoch", "training images"), ("batch_size", "batch size"))
+                   if key in saved_budget and saved_budget[key] != getattr(self.budget, key)]
+        if changed:
+            raise ConfigError(f"cannot resume from {source} (epoch {position['epoch']}, batch {position['batch']}): "
+                              f"its batches were of other data ({'; '.join(changed)}); resume with the data and "
+                              f"data.batch_size it trained with")
 
     @property
     def class_info(self) -> dict:
@@ -224,7 +236,8 @@ class Trainer:
         checkpoint that cannot be used stops it with the folder as it was."""
         source = self.resume_source()
         if source is not None:
-            state, source = load_latest(source, map_location=self.device)
+            # On the CPU: the RNG states must be CPU tensors; weights and optimizer state move to the model's device.
+            state, source = load_latest(source, map_location="cpu")
             self.load_state_dict(state, str(source))
             log.info("resumed from %s at epoch %d, batch %d (%d samples seen)", source,
                      self.position.epoch, self.position.batch, self.position.samples_seen)
@@ -244,6 +257,10 @@ class Trainer:
                 f"({position.samples_seen - (cut_epoch - 1) * per_epoch} of {per_epoch}): only a run that ended at the "
                 f"end of an epoch can be extended exactly. Start a new run with trainer.train_samples="
                 f"{self.budget.train_samples}")
+        if source is not None and self.finished and source.parent.resolve() != self.checkpoint_dir.resolve():
+            raise ConfigError(f"{source} has trained on {self.position.samples_seen} samples, this run's whole budget: "
+                              f"nothing is left to train in {self.run_dir}. Raise trainer.train_samples to train it "
+                              f"further, or evaluate it: python -m vision_exp.evaluate ckpt={source}")
 
     @property
     def finished(self) -> bool:
@@ -297,7 +314,7 @@ class Trainer:
         correct = torch.zeros((), device=self.device, dtype=torch.float64)
         bar = self._progress_bar(epoch, steps, position.batch)
         log_every = self.cfg.log_every_steps or max(1, steps // 4)
-        check_every = 1 if self.device.type == "cpu" else min(log_every, 25)
+        check_every = self._finite_check_interval(log_every)
         with batch_stream(self.data.train.epoch(epoch, start_batch=position.batch, limit=samples_target)) as batches:
             self._phase_start = time.perf_counter()
             while position.batch < steps:
@@ -325,6 +342,7 @@ class Trainer:
                              loss.item(), self.optimizer.param_groups[0]["lr"])
                 if (self.cfg.checkpoint_every_steps and position.step % self.cfg.checkpoint_every_steps == 0
                         and position.batch < steps):
+                    self._check_finite(loss_sum, position.step, check_every)  # never keep diverged weights as last.pt
                     self._fold_running(loss_sum, correct)
                     self._save_checkpoints()
                     self._phase_start = time.perf_counter()  # the write is not training time
@@ -380,11 +398,11 @@ class Trainer:
 
     def _check_stop(self, loss_sum: torch.Tensor, correct: torch.Tensor, steps: int) -> None:
         """After a stop signal: checkpoint this exact position and end the run (all ranks together)."""
-        received = self.signals.received
-        flag = all_reduce_sum(torch.tensor(float(received or 0), device=self.device)).item() if self.dist.enabled else received
-        if not flag:
+        received = self.signals.received or 0
+        # The largest signal number any rank received (a sum would name another signal when only some ranks got one).
+        signum = int(all_reduce_max(torch.tensor(received, device=self.device)).item()) if self.dist.enabled else received
+        if not signum:
             return
-        signum = received or int(flag / self.dist.world_size)
         self._fold_running(loss_sum, correct)
         self._persist()
         raise Interrupted(
@@ -394,6 +412,11 @@ class Trainer:
             f"hydra.run.dir={self.run_dir} trainer.resume=auto.",
             signum,
         )
+
+    def _finite_check_interval(self, log_every: int) -> int:
+        """Steps between NaN checks: every step on the CPU; on an accelerator a check waits for the device, so at
+        most every 25 steps, and before every checkpoint."""
+        return 1 if self.device.type == "cpu" else min(log_every, 25)
 
     def _check_finite(self, loss_sum: torch.Tensor, step: int, window: int) -> None:
         bad = all_reduce_sum((~torch.isfinite(loss_sum)).double())  # every rank stops together
