@@ -28,6 +28,7 @@
 # At the end the benchmarks, all measured before: the loader alone with RandAugment on all cores
 # (benchmark_data.json; 10,940 images/s on 16 workers against 5,371 in one process on 2026-11-28), then
 # the models.
+# After the teacher, a resume check: its last.pt goes on for one epoch on the GPU (resume_on_gpu).
 # $OUT (default /tmp/gpu_check) receives env.txt, log.txt, results.json (each run's metrics.json
 # plus its process wall time), results.md (scripts/gpu_results.py's table), benchmark_data.json, benchmark_e2.json,
 # benchmark.json and logs.tar.gz. Every call trains in a folder of its own under $WORK (only the
@@ -124,6 +125,9 @@ if (($#)); then  # ad-hoc runs instead of the plan
   pool "$RUN_LIMIT" "$@"
 else
   pool "$RUN_LIMIT" "${PLAN[0]}"  # the teacher, finished before its student starts whatever PARALLEL says
+  # Resuming on a GPU (until 7c89bf8 the checkpoint's RNG states were mapped onto it and could not be restored):
+  # one epoch more of the teacher, from its last.pt into a folder of its own; about 15 s.
+  pool 60 "resume_on_gpu e2_resnet trainer.resume={runs}/e2_resnet/checkpoints/last.pt trainer.train_samples=482919"
   pool "$RUN_LIMIT" "${PLAN[@]:1}"
   ((++SEQ))
   step benchmark_data 60 "$PY" scripts/benchmark.py --sections data --device auto --workers "$(nproc)" --data-repeats 1 \

@@ -138,6 +138,25 @@ def test_every_run_of_the_plan_composes():
     assert (cfg.optimizer.name, cfg.optimizer.weight_decay) == ("adamw", 0.05), "Adam's 1e-4 must not stay"
 
 
+def test_the_resume_check_continues_the_teacher_for_exactly_one_epoch():
+    """After the teacher, its last.pt goes on in a folder of its own: a resume on the GPU, which only an
+    epoch-aligned longer budget allows (a resume that changed the batches or had no budget left is refused)."""
+    import re
+    import shlex
+
+    from vision_exp.api import compose_config
+
+    script = (ROOT / "scripts" / "gpu_check.sh").read_text()
+    name, preset, *overrides = shlex.split(re.search(r'pool 60 "(resume_on_gpu [^"]+)"', script).group(1))
+    resumed = compose_config([f"experiment={preset}", *(word.replace("{runs}", "/call/runs") for word in overrides)])
+    teacher = compose_config([f"experiment={planned_runs()[0][1]}"])
+    assert resumed.trainer.resume == "/call/runs/e2_resnet/checkpoints/last.pt"
+    assert resumed.trainer.train_samples - teacher.trainer.train_samples == 9469, "one more epoch of Imagenette"
+    assert (resumed.data.batch_size, resumed.model) == (teacher.data.batch_size, teacher.model)
+    assert script.index('pool "$RUN_LIMIT" "${PLAN[0]}"') < script.index("pool 60 \"resume_on_gpu") < script.index(
+        'pool "$RUN_LIMIT" "${PLAN[@]:1}"'), "right after the teacher, before the plan can spend the budget"
+
+
 def test_a_run_is_taught_by_a_teacher_trained_earlier_in_the_same_call(tmp_path, tiny_folder):
     """{runs} names this call's run folders, which only the script knows (a fresh one per call)."""
     _, results, out = dry_run(tmp_path, tiny_folder, "teacher e2_resnet",
