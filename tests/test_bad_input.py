@@ -123,11 +123,19 @@ def test_nan_loss_from_the_command_line_is_recorded_as_failed(folder, tmp_path):
 
 
 @pytest.mark.parametrize("override", ["data.batch_size=-2", "optimizer.lr=0", "data.img_size=4",
-                                      "trainer.grad_clip=-1", "trainer.ema_decay=1.5", "augmentation.mix_prob=2"])
+                                      "trainer.grad_clip=-1", "trainer.ema_decay=1.5", "augmentation.mix_prob=2",
+                                      "optimizer.betas=[0.9]", "optimizer.betas=[0.9,1.5]"])
 def test_invalid_values_are_config_errors(folder, tmp_path, override):
     with pytest.raises(ConfigError, match=re.escape(override.split("=")[0])):
         train(folder, tmp_path / "run", override)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_missing_folder_dataset_points_at_data_root_not_the_environment(tmp_path):
+    """data=folder takes its root from the command line only: VISION_EXP_DATA would not help."""
+    with pytest.raises(DataError, match=r"dataset folder not found: .*nowhere\n  fix: data.root=<the folder that holds "
+                                        r"train/ and val/>$"):
+        train(tmp_path / "nowhere", tmp_path / "run")
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -77,6 +77,14 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
     ("train", ["trainer.epochs=0"], "trainer.epochs=0 must be positive", 2),
     ("train", ["augmentation.hflip=2"], "augmentation.hflip=2 is a probability in [0, 1]", 2),
     ("train", ["loss.distillation.kind=soft", "loss.distillation.weight=2"], "loss.distillation.weight=2 must lie in [0, 1]", 2),
+    ("train", ["+modle=vit_v1"], "modle is not a setting (did you mean model?)", 2),  # Hydra's advice after modle=
+    ("train", ["+lr=0.1"], "lr is not a setting (did you mean optimizer.lr?)", 2),
+    ("train", ["+loss.smoothing=0.1"], "loss.smoothing is not a setting (did you mean loss.label_smoothing?)", 2),
+    ("train", ["seed=abc"], "seed='abc' must be a whole number from 0 to", 2),
+    ("train", ["seed=-1"], "seed=-1 must be a whole number from 0 to", 2),
+    ("train", ["trainer.amp=yes"], "trainer.amp='yes': choose one of auto, bf16, fp16, off", 2),
+    ("evaluate", ["ckpt={tmp}/missing.pt", "+devic=cpu"], "devic is not a setting (did you mean device?)", 2),
+    ("predict", ["ckpt={tmp}/missing.pt", "images={tmp}", "+top_k=1"], "top_k is not a setting (did you mean topk?)", 2),
     ("evaluate", ["--help"], "vx-evaluate ckpt=", 0),
     ("predict", ["--help"], "vx-predict ckpt=", 0),
     ("evaluate", [], "ckpt must be given", 2),
@@ -163,15 +171,18 @@ def test_refusing_a_command_keeps_an_interrupted_runs_status(tiny_folder, tmp_pa
 
 def test_a_second_process_in_a_run_folder_stops_without_touching_it(tiny_folder, tmp_path):
     """Two runs started in the same second with the same name share `<name>/<date>_<time>`: the one that
-    comes second stops at once and writes nothing there, not even a failed metrics.json."""
+    comes second stops at once, before importing torch, and writes nothing there, not even a failed metrics.json."""
     import fcntl
 
     run = tmp_path / "run"
     run.mkdir()
     with open(run / ".lock", "a") as held:  # what the first run holds while it trains
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        result = run_cli(tiny_overrides(tiny_folder, f"hydra.run.dir={run}"))
+        result = subprocess.run([sys.executable, "-c", REPORTING_TORCH, "vision_exp.train",
+                                 *tiny_overrides(tiny_folder, f"hydra.run.dir={run}")],
+                                capture_output=True, text=True, cwd=REPO, timeout=300)
     assert_clean_failure(result, "another process is training in", "hydra.run.dir=")
+    assert "torch imported: False" in result.stderr, result.stderr
     assert sorted(p.name for p in run.iterdir() if p.suffix != ".log") == [".lock"]
     ok = run_cli(tiny_overrides(tiny_folder, f"hydra.run.dir={run}"))  # released: the folder is free again
     assert ok.returncode == 0, ok.stdout + ok.stderr
@@ -222,3 +233,26 @@ def test_data_folder_without_a_root_is_refused(tmp_path):
     """data=folder inherits Imagenette's settings; it must not inherit its root and train on Imagenette."""
     result = run_cli(["data=folder", "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}"])
     assert_clean_failure(result, "data.root is not set", "data=folder")
+
+
+@pytest.mark.parametrize("checkpointed", [False, True])
+def test_a_run_stopped_at_once_says_what_is_left_without_a_traceback(tiny_folder, tmp_path, checkpointed):
+    """Ctrl-C before the trainer listens for signals (imports, decoding the cache), or a second signal while it
+    saves, stops at once: one line saying whether a checkpoint resumes it, and exit status 130."""
+    run = tmp_path / "run"
+    if checkpointed:
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints" / "last.pt").touch()
+    interrupted = ("import sys, vision_exp.experiment as experiment\n"
+                   "def interrupted(*args, **kwargs): raise KeyboardInterrupt\n"
+                   "experiment.run_experiment = interrupted\n"
+                   "from vision_exp.train import main\n"
+                   "sys.argv[0] = 'train.py'\n"
+                   "main()\n")
+    result = subprocess.run([sys.executable, "-c", interrupted, *tiny_overrides(tiny_folder, f"hydra.run.dir={run}")],
+                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 130 and "Traceback" not in output, output
+    expected = (f"the last checkpoint in {run / 'checkpoints'} resumes: run the same command with hydra.run.dir={run} "
+                f"trainer.resume=auto") if checkpointed else f"before the run saved a checkpoint: nothing to resume in {run}"
+    assert expected in output, output

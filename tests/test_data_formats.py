@@ -320,7 +320,8 @@ def test_imagenet100_preset_ships_the_cmc_class_list(kaggle_root, tmp_path, monk
     assert len(wnids) == len(set(wnids)) == 100 and wnids[:3] == ["n02869837", "n01749939", "n02488291"]
     info = ImageNetInfo()
     assert all(info.label_name_to_description(wnid) for wnid in wnids)
-    with pytest.raises(DataError, match="data.classes names classes not found"):
+    with pytest.raises(DataError, match=r"100 of the 100 classes wanted are not class folders in .*\(data.classes; when "
+                                        r"evaluating, the classes the checkpoint was trained on\)"):
         index_dataset(data)  # the fixture has 3 of ImageNet's classes, not these 100
     listing = tmp_path / "two.txt"
     listing.write_text("n02979186\nn02102040\n")

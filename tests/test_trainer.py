@@ -284,7 +284,7 @@ def test_a_restart_from_scratch_drops_the_points_of_an_attempt_without_a_checkpo
     assert hparams_sessions(run)[0] == 1
 
 
-def test_resuming_a_completed_run_changes_nothing_and_a_smaller_budget_is_refused(tiny_folder, tmp_path):
+def test_resuming_a_completed_run_changes_nothing_and_a_smaller_budget_is_refused(tiny_folder, tmp_path, caplog):
     run = tmp_path / "run"
     summary = train(tiny_folder, run, "trainer.epochs=2")
     written = {p: p.stat().st_mtime_ns for p in [run / "metrics.json", *(run / "tb").rglob("events.*")]}
@@ -292,6 +292,15 @@ def test_resuming_a_completed_run_changes_nothing_and_a_smaller_budget_is_refuse
     assert {p: p.stat().st_mtime_ns for p in written} == written
     with pytest.raises(ConfigError, match="trained on 72 samples, more than this run's budget of 36"):
         train(tiny_folder, run, "trainer.epochs=1", "trainer.resume=auto")
+    assert "was trained toward" not in caplog.text, "no word on the schedule of a run that is refused"
+
+
+def test_mixed_precision_asked_for_on_the_cpu_is_said_to_be_off(caplog):
+    from vision_exp.training.runtime import amp_dtype
+
+    assert amp_dtype("auto", torch.device("cpu")) is None and not caplog.records
+    assert amp_dtype("bf16", torch.device("cpu")) is None
+    assert "trainer.amp=bf16: mixed precision runs on a GPU only; on cpu the run computes in float32" in caplog.text
 
 
 def test_another_folders_checkpoint_resumes_only_on_its_batches_and_with_budget_left(tiny_folder, tmp_path):

@@ -57,6 +57,20 @@ class RequireValues(Callback):
             sys.exit(2)
 
 
+class KnownSettings(Callback):
+    """A setting the command does not have (`+devic=cpu`, `+top_k=1`) is one line, not silently ignored."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        from vision_exp.config_types import check_known_keys, declared_settings
+
+        try:
+            check_known_keys({key: config[key] for key in config if key != "hydra"},
+                             declared_settings(config.hydra.job.config_name), "")
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+
+
 class RequireCheckpoint(Callback):
     """`ckpt` must name a checkpoint file: a typo is one line, before the output folder named after it is created."""
 

@@ -11,6 +11,7 @@ import difflib
 import inspect
 import types
 import typing
+from collections.abc import Mapping
 from typing import Any, Callable, Union
 
 from omegaconf import OmegaConf
@@ -65,12 +66,32 @@ def check_types(values: dict, annotations: dict, section: str) -> None:
 
 
 def check_known_keys(values: dict, known: typing.Iterable, section: str, owner: str = "") -> None:
+    """`section` "" for the top level of a config."""
     known = list(known)
+    prefix = f"{section}." if section else ""
     for key in values:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean {section}.{close[0]}?)" if close else ""
-            raise ConfigError(f"{section}.{key} is not a setting{f' of {owner}' if owner else ''}{hint}")
+            if not close and not section:  # `+lr=0.1`: a setting of one of the sections
+                close = [f"{name}.{key}" for name in known if isinstance(values.get(name), Mapping) and key in values[name]]
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            raise ConfigError(f"{prefix}{key} is not a setting{f' of {owner}' if owner else ''}{hint}")
+
+
+# Groups whose files are `# @package _global_`: they set other sections' values and add no key of their own.
+GLOBAL_GROUPS = ("hydra", "env", "experiment", "enhancement", "debug")
+
+
+def declared_settings(config_name: str) -> tuple:
+    """The top-level settings `conf/<config_name>.yaml` declares: its own keys and the packages of its groups.
+    Hydra lets `+key=value` add any other (it even suggests it after a misspelt group name, `modle=vit_v1`),
+    which a run would otherwise ignore."""
+    from vision_exp.conf_dir import CONF_DIR
+
+    primary = OmegaConf.load(CONF_DIR / f"{config_name}.yaml")
+    groups = [name for entry in primary.get("defaults", []) if not isinstance(entry, str) for name in entry]
+    own = [key for key in primary if key not in ("defaults", "hydra")]
+    return tuple(own + [group for group in groups if group not in GLOBAL_GROUPS])
 
 
 def check_arguments(target: Callable, values: dict, section: str) -> None:

@@ -19,13 +19,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from vision_exp.config_types import check_arguments, plain
 from vision_exp.data.config import DataConfig
 from vision_exp.data.loaders import build_loaders, index_dataset
-from vision_exp.errors import CheckpointError, ConfigError, RunFolderBusy
+from vision_exp.errors import CheckpointError, ConfigError
 from vision_exp.recipe.augment import BatchAugment
 from vision_exp.recipe.config import DistillConfig
 from vision_exp.recipe.distill import Distillation
 from vision_exp.recipe.loss import create_train_loss
 from vision_exp.reporting.files import check_writable, exclusive_lock, write_text_atomic
-from vision_exp.reporting.records import CONFIG_FILE, before_start, has_earlier_attempt
+from vision_exp.reporting.records import CONFIG_FILE, LOCK_FILE, before_start, folder_busy, has_earlier_attempt
 from vision_exp.settings import run_settings
 from vision_exp.sweeps.jobs import BUDGET_SETTINGS, check_same_config, completed_record
 from vision_exp.training import distributed
@@ -65,10 +65,9 @@ def hold_run_dir(run_dir: Path, is_main: bool):
         yield
         return
     check_writable(run_dir)
-    with exclusive_lock(run_dir / ".lock") as held:
+    with exclusive_lock(run_dir / LOCK_FILE) as held:
         if not held:
-            raise RunFolderBusy(f"another process is training in {run_dir}: give this run its own folder "
-                                f"(hydra.run.dir=... or name=...)")
+            raise folder_busy(run_dir)
         yield
 
 

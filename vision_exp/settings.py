@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
-from vision_exp.config_types import typed
+from vision_exp.config_types import check_known_keys, declared_settings, typed
 from vision_exp.data.config import DataConfig
+from vision_exp.errors import ConfigError
 from vision_exp.recipe.config import AugmentConfig, DistillConfig
 from vision_exp.training.config import TrainerConfig
 
@@ -23,8 +24,17 @@ class RunSettings:
     distillation: DistillConfig
 
 
+LOSS_SETTINGS = ("label_smoothing", "distillation")
+LARGEST_SEED = 2**63 - 1  # torch.manual_seed's limit
+
+
 def run_settings(cfg: DictConfig) -> RunSettings:
     """The sections as dataclasses; an unknown key or a value that cannot work is one ConfigError."""
+    check_known_keys(cfg, declared_settings("train"), "")
+    check_known_keys(cfg.loss, LOSS_SETTINGS, "loss")
+    seed = cfg.seed
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= LARGEST_SEED):
+        raise ConfigError(f"seed={seed!r} must be a whole number from 0 to {LARGEST_SEED}")
     return RunSettings(
         data=typed(DataConfig, cfg.data, "data"),
         augmentation=typed(AugmentConfig, cfg.augmentation, "augmentation"),

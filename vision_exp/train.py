@@ -14,6 +14,7 @@ imports take.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -26,7 +27,7 @@ from omegaconf import DictConfig, open_dict
 
 from vision_exp.conf_dir import CONF_DIR
 from vision_exp.errors import ConfigError, Interrupted, UserError
-from vision_exp.reporting.records import before_start, recorded_failures
+from vision_exp.reporting.records import before_start, check_not_busy, recorded_failures
 from vision_exp.settings import run_settings
 from vision_exp.sweeps.jobs import prepare_job
 from vision_exp.sweeps.launch import claimed_gpu, register_resolvers, restore_default_start_method
@@ -62,6 +63,16 @@ def parallel_job_device(cfg: DictConfig, run_dir: Path, hydra_cfg):
         yield
 
 
+def stopped_at_once(run_dir: Path, sweep_dir: Optional[Path]) -> str:
+    """What a run stopped without its own checkpoint leaves, and how to go on."""
+    again = (f"run the same command with hydra.sweep.dir={sweep_dir}" if sweep_dir is not None else
+             f"run the same command with hydra.run.dir={run_dir} trainer.resume=auto")
+    last = run_dir / "checkpoints" / "last.pt"
+    if last.is_file() or last.with_name("last.prev.pt").is_file():
+        return f"stopped at once; the last checkpoint in {last.parent} resumes: {again}"
+    return f"stopped at once, before the run saved a checkpoint: nothing to resume in {run_dir}; run the command again"
+
+
 def run_task(cfg: DictConfig) -> Optional[dict]:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -76,6 +87,8 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
                 finished = prepare_sweep_job(cfg, run_dir, hydra_cfg) if multirun else None
                 if finished is None:
                     run_settings(cfg)  # the torch-free sections, checked before the slow imports below
+                    if int(os.environ.get("WORLD_SIZE", "1")) == 1:  # under torchrun rank 0 holds the lock for all
+                        check_not_busy(run_dir)
             if finished is not None:
                 return finished
             from vision_exp.experiment import run_experiment
@@ -99,6 +112,9 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
         else:
             log.error("%s", exc)
         raise SystemExit(128 + exc.signum) from None
+    except KeyboardInterrupt:  # Ctrl-C before the trainer listens for signals, or a second signal: stopped at once
+        log.error("%s", stopped_at_once(run_dir, run_dir.parent if multirun else None))
+        raise SystemExit(130) from None
     except Exception:  # a bug, out of memory, ...: recorded, and a sweep goes on
         if not multirun:
             raise

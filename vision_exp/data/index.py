@@ -90,11 +90,9 @@ def require_root(cfg: DataConfig, hint: str = "") -> Path:
     """`data.root` as a Path, or a DataError that names it and says how to point at the data."""
     root = Path(cfg.root)
     if not root.is_dir():
-        raise DataError(
-            f"dataset folder not found: {root}\n"
-            f"  fix: set VISION_EXP_DATA to the folder that holds {root.name}/ (or data.root=<path>)"
-            + (f"\n  or: {hint}" if hint else "")
-        )
+        fix = ("data.root=<the folder that holds train/ and val/>" if cfg.name == "folder" else  # set by the user
+               f"set VISION_EXP_DATA to the folder that holds {root.name}/ (or data.root=<path>)")
+        raise DataError(f"dataset folder not found: {root}\n  fix: {fix}" + (f"\n  or: {hint}" if hint else ""))
     return root
 
 
@@ -123,7 +121,8 @@ def select_classes(available: Sequence[str], cfg: DataConfig) -> list:
     if wanted is not None:
         missing = [c for c in wanted if c not in available]
         if missing:
-            raise DataError(f"data.classes names classes not found in {cfg.root}: {missing[:10]}")
+            raise DataError(f"{len(missing)} of the {len(wanted)} classes wanted are not class folders in {cfg.root}: "
+                            f"{missing[:10]} (data.classes; when evaluating, the classes the checkpoint was trained on)")
         if len(set(wanted)) != len(wanted):
             raise ConfigError("data.classes lists a class twice")
         if cfg.num_classes is not None and cfg.num_classes != len(wanted):

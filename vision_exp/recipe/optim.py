@@ -44,6 +44,8 @@ def create_optimizer(model: torch.nn.Module, name: str = "sgd", lr: float = 0.1,
         opt = "sgd" if nesterov else "momentum"
     extra = {}
     if betas is not None:
+        if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
+            raise ConfigError(f"optimizer.betas={list(betas)} must be two numbers in [0, 1), e.g. [0.9, 0.999]")
         extra["betas"] = tuple(betas)
     if eps is not None:
         extra["eps"] = eps

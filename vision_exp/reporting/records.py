@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from vision_exp.errors import Interrupted, RunFolderBusy, UserError
-from vision_exp.reporting.files import read_json, write_json_atomic
+from vision_exp.reporting.files import exclusive_lock, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,23 @@ def record_user_error(run_dir: Path, error: UserError, earlier_attempt: bool) ->
 def has_earlier_attempt(run_dir: Path) -> bool:
     """A run wrote its config.yaml in this folder: it trained, or began to."""
     return (Path(run_dir) / CONFIG_FILE).is_file()
+
+
+LOCK_FILE = ".lock"
+
+
+def folder_busy(run_dir: Path) -> RunFolderBusy:
+    return RunFolderBusy(f"another process is training in {run_dir}: give this run its own folder "
+                         f"(hydra.run.dir=... or name=...)")
+
+
+def check_not_busy(run_dir: Path) -> None:
+    """A look at the run folder's lock before the slow imports, so that a second process stops at once. The
+    lock that counts is taken by `experiment.hold_run_dir`; this one is released straight away."""
+    if (Path(run_dir) / LOCK_FILE).is_file():
+        with exclusive_lock(Path(run_dir) / LOCK_FILE) as held:
+            if not held:
+                raise folder_busy(run_dir)
 
 
 @contextmanager

@@ -7,6 +7,7 @@ from typing import Optional, Union
 from vision_exp.errors import ConfigError
 
 PROGRESS_MODES = ("auto", "bar", "log", "none")
+AMP_MODES = ("auto", "bf16", "fp16", "off")
 
 
 @dataclass
@@ -45,6 +46,8 @@ class TrainerConfig:
             raise ConfigError(f"trainer.checkpoint_every_steps={self.checkpoint_every_steps} must be at least 1")
         if self.save_interval_s is None or self.save_interval_s < 0:
             raise ConfigError(f"trainer.save_interval_s={self.save_interval_s} must be 0 (every epoch) or more seconds")
+        if self.amp not in AMP_MODES:
+            raise ConfigError(f"trainer.amp={self.amp!r}: choose one of {', '.join(AMP_MODES)}")
         if self.progress not in PROGRESS_MODES:
             raise ConfigError(f"trainer.progress={self.progress!r}: choose one of {', '.join(PROGRESS_MODES)}")
         if self.channels_last not in (True, False, "auto"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 from typing import Optional
@@ -10,8 +11,9 @@ import numpy as np
 import torch
 
 from vision_exp.errors import ConfigError
+from vision_exp.training.config import AMP_MODES
 
-AMP_MODES = ("auto", "bf16", "fp16", "off")
+log = logging.getLogger(__name__)
 
 
 def select_device(name: str = "auto", key: str = "trainer.device") -> torch.device:
@@ -36,6 +38,9 @@ def amp_dtype(mode: str, device: torch.device, key: str = "trainer.amp") -> Opti
     if mode not in AMP_MODES:
         raise ConfigError(f"{key}={mode!r}: choose one of {', '.join(AMP_MODES)}")
     if mode == "off" or device.type not in ("cuda", "mps"):
+        if mode in ("bf16", "fp16"):  # asked for by name: say that it is not used
+            log.warning("%s=%s: mixed precision runs on a GPU only; on %s the run computes in float32", key, mode,
+                        device.type)
         return None
     if mode == "bf16":
         return torch.bfloat16

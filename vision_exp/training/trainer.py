@@ -196,7 +196,8 @@ class Trainer:
         # resumed with a longer budget continues on the longer schedule instead of ending at lr_min.
         self.scheduler.step_update(num_updates=self.position.step)
         trained_toward = state.get("budget", {}).get("train_samples")
-        if trained_toward is not None and trained_toward != self.budget.train_samples:
+        # (a budget below what it trained on is refused by `restore`: no word on a schedule that will not run)
+        if trained_toward not in (None, self.budget.train_samples) and self.position.samples_seen <= self.budget.train_samples:
             log.warning("%s was trained toward %d samples; this run's budget is %d: from step %d the learning "
                         "rate follows the schedule of %d steps", source, trained_toward, self.budget.train_samples,
                         self.position.step, self.budget.total_steps)
@@ -239,8 +240,8 @@ class Trainer:
             # On the CPU: the RNG states must be CPU tensors; weights and optimizer state move to the model's device.
             state, source = load_latest(source, map_location="cpu")
             self.load_state_dict(state, str(source))
-            log.info("resumed from %s at epoch %d, batch %d (%d samples seen)", source,
-                     self.position.epoch, self.position.batch, self.position.samples_seen)
+            log.info("resumed from %s in epoch %d after batch %d (%d samples seen)", source,
+                     self.position.epoch + 1, self.position.batch, self.position.samples_seen)
         elif self.cfg.resume == "auto":
             log.info("no checkpoint in %s: starting from scratch", self.checkpoint_dir)
         if self.position.samples_seen > self.budget.train_samples:
@@ -426,7 +427,7 @@ class Trainer:
             raise TrainingDiverged(
                 f"the training loss became NaN or infinite at {where} (epoch {self.position.epoch + 1}); "
                 f"last good checkpoint: {last if last.is_file() else 'none yet'}. "
-                f"Try a lower optimizer.lr, trainer.grad_clip, or trainer.amp=bf16/off"
+                f"Try a lower optimizer.lr or trainer.grad_clip" + (", or trainer.amp=bf16/off" if self.amp else "")
             )
 
     @property
