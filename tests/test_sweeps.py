@@ -187,6 +187,11 @@ def test_a_folder_of_another_configuration_is_neither_skipped_nor_resumed(tmp_pa
     other = {**same, "model": {"block": "BasicBlockv2", "num_classes": None}}
     with pytest.raises(ConfigError, match=r"another configuration \(model.block: BasicBlock -> BasicBlockv2\)"):
         check_same_config(tmp_path, other)
+    elsewhere = {**same, "data": {"num_classes": None, "root": "/kaggle/input/data"}}
+    check_same_config(tmp_path, elsewhere)  # the same dataset folder, relocated
+    another = {**same, "data": {"num_classes": None, "root": "/a/imagewoof2-320"}}
+    with pytest.raises(ConfigError, match=r"another configuration \(data.root: /a/data -> /a/imagewoof2-320\)"):
+        check_same_config(tmp_path, another)  # another dataset: its results must not pass for this one's
 
 
 def test_under_joblib_a_job_trains_on_a_gpu_of_its_own(tmp_path, monkeypatch):
@@ -528,6 +533,21 @@ def test_a_job_resumed_on_another_device_stays_in_its_configuration(tmp_path):
     assert [(c.label, c.values("val_acc")) for c in summary.configurations] == [
         ("model=resnet_v1", [70.0, 72.0]), ("model=resnet_v2", [75.0, 77.0])]
     assert summary.baseline.label == "model=resnet_v1"
+
+
+def test_jobs_on_other_datasets_are_other_configurations_and_a_relocated_one_is_not(tmp_path):
+    """data.root=A,B compares two ImageFolder datasets: they must not be averaged as if they were seeds. The
+    same folder under another parent (a Kaggle input, a local copy) is the same dataset."""
+    sweep = tmp_path / "multirun"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("{}")
+    write_job(sweep, 0, ["data=folder", "data.root=/d/setA", "seed=0"], 90.0)
+    write_job(sweep, 1, ["data=folder", "data.root=/kaggle/input/setA", "seed=1"], 91.0)
+    write_job(sweep, 2, ["data=folder", "data.root=/d/setB", "seed=0"], 50.0)
+    write_job(sweep, 3, ["data=folder", "data.root=/d/setB", "seed=1"], 51.0)
+    summary = load_sweep(sweep)
+    assert [(c.label, c.values("val_acc")) for c in summary.configurations] == [
+        ("data.root=setA", [90.0, 91.0]), ("data.root=setB", [50.0, 51.0])]
 
 
 def test_n_counts_the_values_behind_the_mean_and_an_empty_baseline_is_named(tmp_path):

@@ -305,14 +305,17 @@ def test_mixed_precision_asked_for_on_the_cpu_is_said_to_be_off(caplog):
 
 def test_another_folders_checkpoint_resumes_only_on_its_batches_and_with_budget_left(tiny_folder, tmp_path):
     """A checkpoint's position (epoch, batch, step) counts batches of its training set at its batch size: with
-    others the run would resume elsewhere in the data and end off its budget. A checkpoint that spent the whole
-    budget leaves nothing to train. Each is refused before the new folder gets a file."""
+    others the run would resume elsewhere in the data and end off its budget; its outputs mean its classes. A
+    checkpoint that spent the whole budget leaves nothing to train. Each is refused before the new folder gets a file."""
     from conftest import write_image_folder
 
     train(tiny_folder, tmp_path / "first", "trainer.epochs=1")
     last = tmp_path / "first" / "checkpoints" / "last.pt"
     smaller = write_image_folder(tmp_path / "smaller", per_split={"train": 8, "val": 4})
+    others = write_image_folder(tmp_path / "others", classes=("n03000134", "n03394916", "n03417042"))
     refusals = {
+        "classes": (others, [], r"it was trained on other classes \(n01440764, n02102040, n02979186\.\.\.; here "
+                                r"n03000134, n03394916, n03417042\.\.\.\)"),
         "batch": (tiny_folder, ["data.batch_size=4"], r"\(epoch 1, batch 0\): its batches were of other data \(batch size 8 there, 4 here\)"),
         "images": (smaller, [], r"training images 36 there, 24 here"),
         "spent": (tiny_folder, ["trainer.epochs=1"], r"has trained on 36 samples, this run's whole budget: nothing is left"),

@@ -35,8 +35,12 @@ def run_settings(cfg: DictConfig) -> RunSettings:
     seed = cfg.seed
     if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= LARGEST_SEED):
         raise ConfigError(f"seed={seed!r} must be a whole number from 0 to {LARGEST_SEED}")
+    data = typed(DataConfig, cfg.data, "data")
+    if data.val_split == data.train_split:  # evaluate.py reads a val-only folder this way, a run never
+        raise ConfigError(f"data.val_split={data.val_split!r} is the training split: validation would measure the "
+                          f"training images; name the held-out split")
     return RunSettings(
-        data=typed(DataConfig, cfg.data, "data"),
+        data=data,
         augmentation=typed(AugmentConfig, cfg.augmentation, "augmentation"),
         trainer=typed(TrainerConfig, cfg.trainer, "trainer"),
         distillation=typed(DistillConfig, cfg.loss.distillation, "loss.distillation"),

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from vision_exp.errors import UserError
 from vision_exp.reporting.files import read_json, write_text_atomic
-from vision_exp.reporting.records import CONFIG_FILE, INCIDENTAL_SETTINGS, METRICS_FILE
+from vision_exp.reporting.records import CONFIG_FILE, INCIDENTAL_SETTINGS, METRICS_FILE, dataset_folder
 from vision_exp.sweeps.jobs import REFUSED_FILE
 from vision_exp.sweeps.statistics import Difference, mean, sample_std, welch_difference
 
@@ -84,9 +84,10 @@ class Job:
     @property
     def config_overrides(self) -> tuple:
         """The overrides that define its configuration: all but the seed and where or how it ran (trainer.device,
-        paths, ...: a resumed job may change those)."""
-        return tuple(o for o in self.overrides if display_key(split_override(o)[0]) != "seed"
-                     and not display_key(split_override(o)[0]).startswith(INCIDENTAL_SETTINGS))
+        paths, ...: a resumed job may change those); data.root by its folder's name, the dataset."""
+        return tuple(f"{key}={dataset_folder(display_key(key), value)}"
+                     for key, value in map(split_override, self.overrides)
+                     if display_key(key) != "seed" and not display_key(key).startswith(INCIDENTAL_SETTINGS))
 
     @property
     def error(self) -> str:

@@ -181,6 +181,9 @@ class Trainer:
             raise CheckpointError(f"cannot resume from {source}: it holds no {', '.join(lacking)} state (best.pt keeps "
                                   f"the best weights for evaluation); resume from last.pt, e.g. with trainer.resume=auto")
         self._check_same_batches(state.get("budget", {}), state["position"], source)
+        if "classes" in state and list(state["classes"]) != list(self.data.classes):  # its outputs would mean others
+            there, here = (", ".join(map(str, list(classes)[:3])) for classes in (state["classes"], self.data.classes))
+            raise ConfigError(f"cannot resume from {source}: it was trained on other classes ({there}...; here {here}...)")
         load_model_weights(self.model, state["model"], source)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
