@@ -474,6 +474,17 @@ def test_slurm_launcher_extends_the_plugin_config(monkeypatch):
     assert launcher.signal_delay_s == 120  # a default of the plugin's own config
 
 
+def test_the_slurm_launcher_off_a_cluster_is_one_line(tmp_path):
+    """Without srun (any machine but a SLURM node) submitit would stop with a 25-line traceback."""
+    env = {**os.environ, "PATH": str(tmp_path)}  # no srun there, wherever the tests run
+    result = subprocess.run([sys.executable, "-m", "vision_exp.train", "-m", "hydra/launcher=slurm", "debug=fast",
+                             "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}"], capture_output=True, text=True,
+                            cwd=REPO, env=env, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in output, output
+    assert "srun is not on this machine's PATH" in output and not (tmp_path / "sweep" / "0").exists()
+
+
 def test_sweep_folder_is_fixed_once_and_unique():
     from omegaconf import OmegaConf
 

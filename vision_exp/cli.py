@@ -83,6 +83,19 @@ class RequireCheckpoint(Callback):
             sys.exit(2)
 
 
+class CheckLauncher(Callback):
+    """`hydra/launcher=slurm` off a SLURM cluster is one line, before submitit's traceback ("Could not detect srun")."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        import shutil
+
+        if config.hydra.launcher._target_.endswith("SlurmLauncher") and shutil.which("srun") is None:
+            print("error: hydra/launcher=slurm submits to a SLURM cluster, and srun is not on this machine's PATH: "
+                  "run the sweep from the cluster's login node, or use hydra/launcher=submitit_local or "
+                  "hydra/launcher=joblib here", file=sys.stderr)
+            sys.exit(2)
+
+
 class CheckOutputFolder(Callback):
     """Refuse an output folder that cannot be written, in one line, before Hydra creates it (Hydra
     itself would stop with a traceback)."""
