@@ -243,8 +243,10 @@ class Trainer:
             # On the CPU: the RNG states must be CPU tensors; weights and optimizer state move to the model's device.
             state, source = load_latest(source, map_location="cpu")
             self.load_state_dict(state, str(source))
-            log.info("resumed from %s in epoch %d after batch %d (%d samples seen)", source,
-                     self.position.epoch + 1, self.position.batch, self.position.samples_seen)
+            epoch, batch = self.position.epoch + 1, self.position.batch
+            log.info("resumed from %s %s (%d samples seen)", source,
+                     f"in epoch {epoch} after batch {batch}" if batch else f"at the start of epoch {epoch}",
+                     self.position.samples_seen)
         elif self.cfg.resume == "auto":
             log.info("no checkpoint in %s: starting from scratch", self.checkpoint_dir)
         if self.position.samples_seen > self.budget.train_samples:
