@@ -84,6 +84,7 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
     ("train", ["seed=-1"], "seed=-1 must be a whole number from 0 to", 2),
     ("train", ["trainer.amp=yes"], "trainer.amp='yes': choose one of auto, bf16, fp16, off", 2),
     ("train", ["data.val_split=train"], "data.val_split='train' is the training split", 2),
+    ("train", ["trainer.resume=true"], "trainer.resume=true: use auto (this folder's last checkpoint), never, or", 2),
     ("evaluate", ["ckpt={tmp}/missing.pt", "+devic=cpu"], "devic is not a setting (did you mean device?)", 2),
     ("predict", ["ckpt={tmp}/missing.pt", "images={tmp}", "+top_k=1"], "top_k is not a setting (did you mean topk?)", 2),
     ("evaluate", ["--help"], "vx-evaluate ckpt=", 0),

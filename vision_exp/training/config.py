@@ -25,7 +25,7 @@ class TrainerConfig:
     sync_bn: bool = False
     checkpoint_every_steps: Optional[int] = None
     save_interval_s: float = 60.0
-    resume: str = "never"
+    resume: Union[str, bool] = "never"  # never | auto | a checkpoint's path (a bool only to refuse `true` clearly)
     deterministic: bool = False
     cudnn_benchmark: bool = True
     progress: str = "auto"
@@ -46,6 +46,9 @@ class TrainerConfig:
             raise ConfigError(f"trainer.checkpoint_every_steps={self.checkpoint_every_steps} must be at least 1")
         if self.save_interval_s is None or self.save_interval_s < 0:
             raise ConfigError(f"trainer.save_interval_s={self.save_interval_s} must be 0 (every epoch) or more seconds")
+        if isinstance(self.resume, bool):
+            raise ConfigError(f"trainer.resume={str(self.resume).lower()}: use auto (this folder's last checkpoint), "
+                              f"never, or the path of a checkpoint")
         if self.amp not in AMP_MODES:
             raise ConfigError(f"trainer.amp={self.amp!r}: choose one of {', '.join(AMP_MODES)}")
         if self.progress not in PROGRESS_MODES:
