@@ -316,7 +316,7 @@ def test_another_folders_checkpoint_resumes_only_on_its_batches_and_with_budget_
     refusals = {
         "classes": (others, [], r"it was trained on other classes \(n01440764, n02102040, n02979186\.\.\.; here "
                                 r"n03000134, n03394916, n03417042\.\.\.\)"),
-        "batch": (tiny_folder, ["data.batch_size=4"], r"\(epoch 1, batch 0\): its batches were of other data \(batch size 8 there, 4 here\)"),
+        "batch": (tiny_folder, ["data.batch_size=4"], r"\(36 samples in\): its batches were of other data \(batch size 8 there, 4 here\)"),
         "images": (smaller, [], r"training images 36 there, 24 here"),
         "spent": (tiny_folder, ["trainer.epochs=1"], r"has trained on 36 samples, this run's whole budget: nothing is left"),
     }

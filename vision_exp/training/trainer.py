@@ -212,9 +212,9 @@ class Trainer:
                    for key, label in (("samples_per_epoch", "training images"), ("batch_size", "batch size"))
                    if key in saved_budget and saved_budget[key] != getattr(self.budget, key)]
         if changed:
-            raise ConfigError(f"cannot resume from {source} (epoch {position['epoch']}, batch {position['batch']}): "
-                              f"its batches were of other data ({'; '.join(changed)}); resume with the data and "
-                              f"data.batch_size it trained with")
+            raise ConfigError(f"cannot resume from {source} ({position['samples_seen']} samples in): its batches were "
+                              f"of other data ({'; '.join(changed)}); resume with the data and data.batch_size it "
+                              f"trained with")
 
     @property
     def class_info(self) -> dict:
