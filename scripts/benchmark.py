@@ -432,7 +432,12 @@ def main(argv: list[str] | None = None) -> dict:
         torch.backends.cudnn.benchmark = True
     results = dict(meta=dict(torch=torch.__version__, machine=platform.processor() or platform.machine(),
                              device=torch.cuda.get_device_name(rt.device) if rt.cuda else "cpu",
-                             threads=args.threads, quick=args.quick, scale=args.scale, img_size=args.img_size, workers=args.workers))
+                             threads=args.threads, quick=args.quick, scale=args.scale, img_size=args.img_size, workers=args.workers,
+                             cores=os.cpu_count(), load_average_at_start=os.getloadavg()[0]))
+    busy_cores = results["meta"]["load_average_at_start"]
+    if busy_cores > max(0.5, 0.1 * (os.cpu_count() or 1)):  # the fast paths (a few ms a batch) feel it first
+        print(f"warning: the load average is {busy_cores:.1f} on {os.cpu_count()} cores: other work is running (or "
+              f"just ended), and the ratios will understate the fast paths (meta.load_average_at_start)", file=sys.stderr)
     for section in args.sections:
         section_args = copy.copy(args)
         if section_args.batch_size is None:
@@ -443,6 +448,7 @@ def main(argv: list[str] | None = None) -> dict:
         results[section] = SECTIONS[section](section_args, rt)
         results["meta"][f"{section}_batch_size"] = section_args.batch_size
         print_table(section, results[section])
+    results["meta"]["load_average_at_end"] = os.getloadavg()[0]
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return results

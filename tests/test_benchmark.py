@@ -27,6 +27,7 @@ def test_every_section_quick(tmp_path):
     results = json.loads(out.read_text())
     assert set(results) == {"meta", "models", "data", "end_to_end"}
     assert results["meta"]["quick"] is True and results["meta"]["device"] == "cpu"
+    assert results["meta"]["cores"] >= 1 and results["meta"]["load_average_at_start"] >= 0  # how busy the machine was
     assert set(results["models"]) == {"vit_v1", "resnet_v1", "resnet_v1_channels_last"}
     for row in results["models"].values():
         assert set(row) == MODEL_KEYS and row["ratio_ours_over_reference"] > 0 and row["mfu"] is None
