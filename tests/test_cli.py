@@ -85,6 +85,7 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
     ("train", ["trainer.amp=yes"], "trainer.amp='yes': choose one of auto, bf16, fp16, off", 2),
     ("train", ["data.val_split=train"], "data.val_split='train' is the training split", 2),
     ("train", ["trainer.resume=true"], "trainer.resume=true: use auto (this folder's last checkpoint), never, or", 2),
+    ("train", ["augmentation=mixup_cutmix", "data.batch_size=1"], "data.batch_size=1 has none to mix", 2),
     ("evaluate", ["ckpt={tmp}/missing.pt", "+devic=cpu"], "devic is not a setting (did you mean device?)", 2),
     ("predict", ["ckpt={tmp}/missing.pt", "images={tmp}", "+top_k=1"], "top_k is not a setting (did you mean topk?)", 2),
     ("evaluate", ["--help"], "vx-evaluate ckpt=", 0),

@@ -39,9 +39,13 @@ def run_settings(cfg: DictConfig) -> RunSettings:
     if data.val_split == data.train_split:  # evaluate.py reads a val-only folder this way, a run never
         raise ConfigError(f"data.val_split={data.val_split!r} is the training split: validation would measure the "
                           f"training images; name the held-out split")
+    augmentation = typed(AugmentConfig, cfg.augmentation, "augmentation")
+    if data.batch_size == 1 and (augmentation.mixup_alpha or augmentation.cutmix_alpha) and augmentation.mix_prob:
+        raise ConfigError("augmentation mixes the images of a batch (mixup_alpha, cutmix_alpha): data.batch_size=1 "
+                          "has none to mix; raise data.batch_size or choose an augmentation without mixup/cutmix")
     return RunSettings(
         data=data,
-        augmentation=typed(AugmentConfig, cfg.augmentation, "augmentation"),
+        augmentation=augmentation,
         trainer=typed(TrainerConfig, cfg.trainer, "trainer"),
         distillation=typed(DistillConfig, cfg.loss.distillation, "loss.distillation"),
     )
