@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -87,8 +88,6 @@ class CheckLauncher(Callback):
     """`hydra/launcher=slurm` off a SLURM cluster is one line, before submitit's traceback ("Could not detect srun")."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        import shutil
-
         if config.hydra.launcher._target_.endswith("SlurmLauncher") and shutil.which("srun") is None:
             print("error: hydra/launcher=slurm submits to a SLURM cluster, and srun is not on this machine's PATH: "
                   "run the sweep from the cluster's login node, or use hydra/launcher=submitit_local or "

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, open_dict
 
 from vision_exp.conf_dir import CONF_DIR
 from vision_exp.errors import ConfigError, Interrupted, UserError
+from vision_exp.reporting.files import last_checkpoint
 from vision_exp.reporting.records import before_start, check_not_busy, recorded_failures
 from vision_exp.settings import run_settings
 from vision_exp.sweeps.jobs import prepare_job
@@ -67,9 +68,9 @@ def stopped_at_once(run_dir: Path, sweep_dir: Optional[Path]) -> str:
     """What a run stopped without its own checkpoint leaves, and how to go on."""
     again = (f"run the same command with hydra.sweep.dir={sweep_dir}" if sweep_dir is not None else
              f"run the same command with hydra.run.dir={run_dir} trainer.resume=auto")
-    last = run_dir / "checkpoints" / "last.pt"
-    if last.is_file() or last.with_name("last.prev.pt").is_file():
-        return f"stopped at once; the last checkpoint in {last.parent} resumes: {again}"
+    checkpoint_dir = run_dir / "checkpoints"
+    if last_checkpoint(checkpoint_dir) is not None:
+        return f"stopped at once; the last checkpoint in {checkpoint_dir} resumes: {again}"
     return f"stopped at once, before the run saved a checkpoint: nothing to resume in {run_dir}; run the command again"
 
 

@@ -95,6 +95,18 @@ def exclusive_lock(path: Path) -> Iterator[bool]:
         yield True
 
 
+def previous_path(path: Path) -> Path:
+    """Where a checkpoint's previous version is kept: `<name>.prev.pt`."""
+    return path.with_name(path.stem + ".prev" + path.suffix)
+
+
+def last_checkpoint(checkpoint_dir: Path) -> Optional[Path]:
+    """A run folder's `last.pt`, if it or its previous version is there (a kill inside a checkpoint write can
+    leave only the previous one; the loader falls back to it), else None."""
+    last = Path(checkpoint_dir) / "last.pt"
+    return last if last.is_file() or previous_path(last).is_file() else None
+
+
 def check_writable(folder: Path) -> None:
     """Create `folder` and prove it takes a file, or one ConfigError naming it."""
     try:

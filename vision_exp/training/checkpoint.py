@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 
 from vision_exp.errors import CheckpointError
-from vision_exp.reporting.files import missing_checkpoint, write_text_atomic
+from vision_exp.reporting.files import missing_checkpoint, previous_path, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,6 @@ class _HashingWriter:
 
 def digest_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
-
-
-def previous_path(path: Path) -> Path:
-    return path.with_name(path.stem + ".prev" + path.suffix)
 
 
 def file_digest(path: Path) -> str:

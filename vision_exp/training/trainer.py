@@ -27,10 +27,11 @@ from vision_exp.data.loaders import batch_stream
 from vision_exp.errors import CheckpointError, ConfigError, Interrupted, UserError
 from vision_exp.recipe.distill import Distillation
 from vision_exp.reporting.figures import attention_overlay, classifier_attention, denormalize
+from vision_exp.reporting.files import last_checkpoint
 from vision_exp.reporting.run import RunReporter
 from vision_exp.training.budget import Budget, check_every_rank_gets_samples, smallest_batch
 from vision_exp.training.config import TrainerConfig
-from vision_exp.training.checkpoint import load_latest, load_model_weights, previous_path, save_checkpoint
+from vision_exp.training.checkpoint import load_latest, load_model_weights, save_checkpoint
 from vision_exp.training.evaluation import evaluate
 from vision_exp.training.distributed import DistEnv, all_reduce_max, all_reduce_sum
 from vision_exp.training.runtime import amp_dtype, autocast, rng_state, set_rng_state
@@ -225,9 +226,8 @@ class Trainer:
         mode = self.cfg.resume
         if mode == "never":
             return None
-        if mode == "auto":  # a kill inside save_checkpoint can leave only last.prev.pt; load_latest falls back to it
-            last = self.checkpoint_dir / "last.pt"
-            return last if last.is_file() or previous_path(last).is_file() else None
+        if mode == "auto":
+            return last_checkpoint(self.checkpoint_dir)
         return Path(mode)
 
     def save(self, name: str) -> None:
