@@ -152,6 +152,13 @@ def test_a_stem_stride_with_the_fixed_imagenet_stem_is_refused():
         ResNet(**{**TINY, "stem": "imagenet"})  # TINY has stem_stride=2
 
 
+@pytest.mark.parametrize("layout,phrase", [(dict(layers=(1, 1, 1)), "4 stages"), (dict(widths=(8, 0, 8, 8)), "at least 1"),
+                                           (dict(layers=(1, 0, 1, 1)), "at least 1"), (dict(stem_stride=0), "at least 1")])
+def test_layouts_that_cannot_work_are_refused_clearly(layout, phrase):
+    with pytest.raises(ValueError, match=phrase):
+        ResNet(**{**TINY, **layout})
+
+
 def test_unknown_stem_raises():
     with pytest.raises(ValueError, match="stem"):
         ResNet(stem="patchify")
@@ -161,6 +168,20 @@ def test_unknown_stem_raises():
 def test_stems_downsample_as_documented(stem, stem_stride, feature_size):
     model = ResNet(stem=stem, stem_stride=stem_stride, layers=(1, 1, 1, 1), widths=(8, 8, 8, 8)).eval()
     assert model.forward_features(torch.randn(1, 3, 32, 32)).shape[-1] == feature_size
+
+
+@pytest.mark.parametrize("stem", ["small", "imagenet"])
+def test_initialisation_follows_torchvision(stem):
+    """He-normal convs (variance 2 / fan_out, fan_out = out_channels x kernel area), BatchNorms the identity map."""
+    torch.manual_seed(0)
+    model = ResNet(stem=stem, stem_stride=1, layers=(2, 1, 1, 1), widths=(32, 64, 64, 128))
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 1 + 2 * 5 + 3  # stem, two per block, three projections
+    for conv in convs:
+        fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        assert conv.weight.var().item() * fan_out / 2 == pytest.approx(1, abs=0.15), conv
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
 
 
 @pytest.mark.parametrize("block", VARIANTS)

@@ -6,11 +6,13 @@ import pytest
 import timm.models.vision_transformer as timm_vit
 import torch
 import torch.nn.functional as F
+from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from timm.models.vision_transformer_hybrid import ConvStem
+from timm.optim import create_optimizer_v2
 
 from vision_exp.models import Attention, Block, Blockv2, Blockv3, ViT
 from vision_exp.models.references import timm_vit_from
-from vision_exp.models.vit import patchify
+from vision_exp.models.vit import patchify, sincos_pos_embed
 
 VARIANTS = [Block, Blockv2, Blockv3]
 TINY = dict(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2, num_classes=5)
@@ -47,6 +49,49 @@ def test_vit_equals_timm_vision_transformer(img_size, patch_size, embed_dim, dep
     x = torch.randn(3, 3, img_size, img_size)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("attn_impl", ["sdpa", "manual"])
+def test_vit_equals_timm_in_training_with_every_dropout_and_drop_path(attn_impl):
+    """Same seed, same random draws in the same order: equal outputs mean each dropout and drop-path sits
+    where timm's does (after the position embedding, on attention probabilities, after proj, fc1 and fc2,
+    on each residual branch) with timm's rates per block."""
+    torch.manual_seed(0)
+    ours = ViT(**{**TINY, "depth": 3}, dropout=0.2, attn_dropout=0.3, drop_path=0.4, attn_impl=attn_impl)
+    reference = timm_vit_from(random_head(ours).train())
+    x = torch.randn(4, 3, 16, 16)
+    torch.manual_seed(1)
+    expected = reference(x)
+    torch.manual_seed(1)
+    got = ours(x)
+    torch.manual_seed(2)
+    assert not torch.allclose(ours(x), got, atol=1e-3)  # the draws do change the output
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("block", VARIANTS)
+def test_drop_path_drops_whole_branches_in_training_only(block):
+    """Rate 1 drops every branch: the block is the identity in training, not in eval. Rate 0.5 decides per
+    sample: in one batch some samples lose both branches (unchanged), others do not."""
+    torch.manual_seed(0)
+    x = torch.randn(32, 5, 16)
+    always = block(16, 2, drop_path=1.0)
+    with torch.no_grad():
+        torch.testing.assert_close(always.train()(x), x, rtol=0, atol=0)
+        assert not torch.allclose(always.eval()(x), x, atol=1e-3)
+        changed = (block(16, 2, drop_path=0.5).train()(x) - x).flatten(1).abs().amax(1) > 0
+    assert 0 < changed.sum() < len(x)
+
+
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_in_chans_sets_the_image_channels(stem):
+    torch.manual_seed(0)
+    model = random_head(ViT(in_chans=1, stem=stem, **TINY)).eval()
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        assert model(x).shape == (2, 5)
+        if stem == "patch":
+            torch.testing.assert_close(model(x), timm_vit_from(model)(x), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("block", ["Blockv2", "Blockv3"])
@@ -89,6 +134,13 @@ def test_conv_stem_equals_timm_conv_stem_then_a_1x1_projection(patch_size, width
 def test_conv_stem_needs_a_power_of_two_patch():
     with pytest.raises(ValueError, match="power of 2.*got 6"):
         ViT(img_size=12, patch_size=6, embed_dim=32, depth=1, num_heads=2, stem="conv")
+
+
+def test_conv_stem_narrower_than_its_convolutions_is_refused_clearly():
+    """Widths halve back from embed_dim: 4 convs (patch 16) from width 4 would start with a 0-channel conv."""
+    with pytest.raises(ValueError, match="embed_dim=4.*at least 8"):
+        ViT(img_size=32, patch_size=16, embed_dim=4, depth=1, num_heads=1, stem="conv")
+    ViT(img_size=32, patch_size=16, embed_dim=8, depth=1, num_heads=1, stem="conv")(torch.randn(1, 3, 32, 32))
 
 
 def test_unknown_stem_lists_the_choices():
@@ -207,8 +259,16 @@ def test_sincos_position_embedding_is_a_fixed_buffer():
     assert not model.pos_embed.requires_grad
     assert model.pos_embed.shape == (1, 17, 32)
     assert torch.all(model.pos_embed[0, 0] == 0)  # class token: no position
-    assert model.pos_embed.abs().max() <= 1
-    assert len(set(map(tuple, model.pos_embed[0, 1:].tolist()))) == 16  # every patch distinct
+
+
+@pytest.mark.parametrize("dim,grid", [(32, 4), (64, 8)])
+def test_sincos_position_embedding_equals_timms_up_to_the_order_of_channels(dim, grid):
+    """timm's table is [sin row, sin col, cos row, cos col], ours [sin row, cos row, sin col, cos col]: the same
+    frequencies and positions, so a wrong frequency, axis or row-major order shows."""
+    q = dim // 4
+    ours = sincos_pos_embed(dim, grid)[1:].view(grid**2, 4, q)
+    timm_table = build_sincos2d_pos_embed((grid, grid), dim=dim).view(grid**2, 4, q)
+    torch.testing.assert_close(ours, timm_table[:, [0, 2, 1, 3]], rtol=0, atol=1e-6)
 
 
 def test_initialisation_follows_the_reference_code():
@@ -223,6 +283,43 @@ def test_initialisation_follows_the_reference_code():
     # stochastic depth grows linearly over depth, from 0
     assert [blk.drop_path.drop_prob for blk in model.blocks] == pytest.approx([0.0, 0.3])
     assert model.no_weight_decay() == {"pos_embed", "cls_token"}
+
+
+def test_linear_layers_and_norms_are_initialised_as_in_vit_jax():
+    """xavier-uniform kernels (variance 2 / (fan_in + fan_out)), q, k and v each as its own (dim, dim) kernel;
+    attention biases 0, MLP biases normal(1e-6); LayerNorm epsilon 1e-6."""
+    torch.manual_seed(0)
+    dim = 64
+    model = ViT(img_size=32, patch_size=4, embed_dim=dim, depth=2, num_heads=2)
+    for blk in model.blocks:
+        kernels = [*blk.attn.qkv.weight.detach().chunk(3), blk.attn.proj.weight, blk.mlp.fc1.weight, blk.mlp.fc2.weight]
+        for w in kernels:
+            fan_out, fan_in = w.shape
+            bound = (6 / (fan_in + fan_out)) ** 0.5
+            assert w.abs().max() <= bound
+            assert w.var().item() * (fan_in + fan_out) / 2 == pytest.approx(1, abs=0.1)
+        assert torch.all(blk.attn.qkv.bias == 0) and torch.all(blk.attn.proj.bias == 0)
+        for bias in (blk.mlp.fc1.bias, blk.mlp.fc2.bias):
+            assert 0 < bias.abs().max() < 1e-5
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert len(norms) == 2 * 2 + 1 and all(m.eps == 1e-6 for m in norms)
+
+
+def test_attention_learns_through_linear_layers_only():
+    attn = Attention(32, 4, attn_dropout=0.1, proj_dropout=0.1)
+    learnable = {type(m) for m in attn.modules() if any(True for _ in m.parameters(recurse=False))}
+    assert learnable == {torch.nn.Linear}
+
+
+@pytest.mark.parametrize("pos_embed", ["learned", "sincos"])
+def test_no_weight_decay_names_reach_timms_optimizer_groups(pos_embed):
+    """The hook's names must be the real parameter names, or timm would silently decay the embeddings."""
+    model = ViT(pos_embed=pos_embed, **TINY)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert model.no_weight_decay() <= set(names.values()) | {n for n, _ in model.named_buffers()}
+    optimizer = create_optimizer_v2(model, opt="adamw", lr=1e-3, weight_decay=0.05)
+    decayed = {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decayed == {n for n, p in model.named_parameters() if p.ndim > 1} - {"pos_embed", "cls_token"}
 
 
 def test_mimetic_init_draws_noisy_identities_for_query_key_and_value_projection():

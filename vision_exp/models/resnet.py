@@ -161,7 +161,7 @@ class ResNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        if zero_init_residual:  # each branch starts at zero: every block starts as the identity
+        if zero_init_residual:  # each branch starts at zero: every block starts as its shortcut
             for m in self.modules():
                 if isinstance(m, BasicBlock):
                     nn.init.zeros_(m.bn2.weight)

@@ -253,6 +253,9 @@ def conv_stem(in_chans: int, width: int, patch_size: int) -> nn.Sequential:
     num_convs = patch_size.bit_length() - 1
     if patch_size < 2 or patch_size != 1 << num_convs:
         raise ValueError(f"stem='conv' needs a patch_size that is a power of 2 (2, 4, 8, ...), got {patch_size}")
+    if width < patch_size // 2:  # the first conv would have width >> (num_convs - 1) = 0 channels
+        raise ValueError(f"stem='conv' with patch_size {patch_size} halves embed_dim={width} {num_convs - 1} times: "
+                         f"it needs embed_dim at least {patch_size // 2}")
     widths = [width >> (num_convs - 1 - i) for i in range(num_convs)]
     layers: list[nn.Module] = []
     for c_in, c_out in zip([in_chans, *widths], widths):
