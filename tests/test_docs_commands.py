@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf
 
 from conftest import CONF_DIR, REPO
-from test_config import checked_sections
+from vision_exp.experiment import check_buildable
+from vision_exp.sweeps.precheck import distinct_configurations, job_overrides
 
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 ENTRY = re.compile(r"(?:python -m vision_exp\.|vx-)(train|evaluate|predict)\b")
@@ -65,16 +64,15 @@ def test_the_documents_hold_the_study_commands():
 
 
 def sweep_jobs(arguments: list[str], multirun: bool) -> list[list[str]]:
-    """The override lists of the jobs Hydra's basic sweeper would launch (one job for a single run)."""
+    """The override lists of the jobs Hydra's basic sweeper would launch (one job for a single run), seeds aside."""
     if not multirun:
         return [arguments]
-    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    loader = GlobalHydra.instance().config_loader()
+    parser = OverridesParser.create(config_loader=loader)
     fixed = [override.input_line for override in parser.parse_overrides(arguments) if not override.is_sweep_override()]
-    sweeper_params = compose("train", fixed, return_hydra_config=True).hydra.sweeper.params or {}
-    parsed = parser.parse_overrides([f"{key}={value}" for key, value in sweeper_params.items()] + arguments)
-    jobs = BasicSweeper.split_arguments(parsed, max_batch_size=None)[0]
-    seedless = {tuple(o for o in job if not o.startswith("seed=")): job for job in jobs}  # seeds compose alike
-    return list(seedless.values())
+    sweeper_params = compose("train", fixed, return_hydra_config=True).hydra.sweeper.params
+    jobs = job_overrides(sweeper_params, arguments, loader)
+    return [jobs[number] for number in distinct_configurations(jobs).values()]
 
 
 @pytest.mark.parametrize("document, entry, written, arguments", COMMANDS,
@@ -92,5 +90,4 @@ def test_a_documented_command_composes_and_passes_the_checks(document, entry, wr
         for job in jobs:
             cfg = compose(entry, job)
             if entry == "train":
-                with_classes = OmegaConf.merge(cfg, {"data": {"num_classes": cfg.data.num_classes or 10}})
-                checked_sections(with_classes)
+                check_buildable(cfg)

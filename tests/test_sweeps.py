@@ -20,7 +20,8 @@ from conftest import REPO, compose, run_cli
 from vision_exp.errors import ConfigError
 from vision_exp.sweeps.jobs import check_same_config
 from vision_exp.sweeps.launch import claimed_gpu, register_resolvers
-from vision_exp.sweeps.statistics import Difference, mean, sample_std, t_cdf, t_quantile, welch_difference
+from vision_exp.sweeps.statistics import (Difference, mean, paired_difference, sample_std, t_cdf, t_quantile,
+                                         welch_difference)
 from vision_exp.sweeps.summary import SweepError, load_sweep, summarize_sweep
 
 # One thread per tiny job: two jobs with two threads each on two cores run ten times slower.
@@ -36,9 +37,11 @@ def tiny_sweep(folder: Path, *extra: str) -> list:
     ]
 
 
-# resnet_v1/v2 x two seeds train; vit_v1 has no `widths`, so its jobs fail inside the task (a bad
-# override for one value of the sweep), which must be recorded while the others complete.
-MODEL_SWEEP = ("model=resnet_v1,resnet_v2,vit_v1", "seed=0,1", "++model.widths=[8,8,16,16]", "++model.stem_stride=1")
+# resnet_v1/v2 x two seeds train; vit_v1 has no `widths`, so its jobs fail, which must be recorded
+# while the others complete. The sweep's check of every job before the first (sweeps/precheck.py)
+# is off here, so that they fail inside the task, as a job that runs out of memory does.
+MODEL_SWEEP = ("model=resnet_v1,resnet_v2,vit_v1", "seed=0,1", "++model.widths=[8,8,16,16]", "++model.stem_stride=1",
+               "~hydra.callbacks.check_sweep_jobs")
 
 
 def sweep_env(root: Path) -> dict:
@@ -96,7 +99,7 @@ def test_results_md_has_mean_std_and_difference_to_the_baseline(finished_sweep):
     acc = {model: [metrics(sweep / str(n))["val_acc"] for n in jobs] for model, jobs in (("v1", (0, 1)), ("v2", (2, 3)))}
     baseline = lines["| **model=resnet_v1** (baseline)"]
     assert f"| 2 | {statistics.mean(acc['v1']):.2f} ± {statistics.stdev(acc['v1']):.2f} | baseline |" in baseline
-    difference = welch_difference(acc["v2"], acc["v1"])
+    difference = paired_difference(acc["v2"], acc["v1"])  # both ran seeds 0 and 1, in that job order
     other = lines["| model=resnet_v2"]
     assert f"| 2 | {statistics.mean(acc['v2']):.2f} ± {statistics.stdev(acc['v2']):.2f} |" in other
     assert f"{difference.estimate:+.2f} [{difference.low:+.2f}, {difference.high:+.2f}]" in other
@@ -304,7 +307,7 @@ def enhancement_sweep(tmp_path):
     sweep.mkdir()
     (sweep / "multirun.yaml").write_text(json.dumps({"name": "cpu_vit", "hydra": {"overrides": {
         "hydra": ["hydra.mode=MULTIRUN"], "task": ["experiment=cpu_vit", "enhancement=glob(*)", "seed=0,1,2"]}}}))
-    accuracy = {"ema": (60.0, 64.0, 62.0), "none": (50.0, 54.0, 52.0), "randaugment": (55.0, None, 57.0)}
+    accuracy = {"ema": (61.0, 63.0, 62.0), "none": (50.0, 54.0, 52.0), "randaugment": (55.0, None, 57.0)}
     num = 0
     for option, values in accuracy.items():
         for seed, value in enumerate(values):
@@ -321,16 +324,19 @@ def test_the_enhancement_study_is_compared_with_its_no_enhancement_run(enhanceme
                                                           "enhancement=smaller_patch"]
     assert summary.baseline.label == "enhancement=none"  # not the first (alphabetical) option
     ema, none, randaugment, unfinished = summary.configurations
-    assert ema.values("val_acc") == [60.0, 64.0, 62.0] and randaugment.values("val_acc") == [55.0, 57.0]
-    difference = summary.difference(ema)  # 62 - 52 = 10; both stds 2; se = sqrt(4/3 + 4/3); df = 4
-    assert difference.estimate == pytest.approx(10.0)
-    assert difference.df == pytest.approx(4.0)
-    half = 2.7764451 * math.sqrt(8 / 3)
+    assert ema.values("val_acc") == [61.0, 63.0, 62.0] and randaugment.values("val_acc") == [55.0, 57.0]
+    difference = summary.difference(ema)  # seeds 0, 1, 2 on both sides: pairs 11, 9, 10; std 1; df = 2
+    assert difference.paired and difference.estimate == pytest.approx(10.0)
+    assert difference.df == pytest.approx(2.0)
+    half = 4.3026527 / math.sqrt(3)  # Welch's, unpaired: 3.19 * sqrt(1/3 + 4/3) = 4.12
     assert (difference.low, difference.high) == (pytest.approx(10 - half, abs=1e-6), pytest.approx(10 + half, abs=1e-6))
+    unpaired = summary.difference(randaugment)  # seed 1 failed: seeds 0, 2 against 0, 1, 2
+    assert not unpaired.paired and unpaired == welch_difference([55.0, 57.0], [50.0, 54.0, 52.0])
     text = (enhancement_sweep / "results.md").read_text()
     assert "| **enhancement=none** (baseline) | 3 | 52.00 ± 2.00 | baseline |" in text
-    assert f"| enhancement=ema | 3 | 62.00 ± 2.00 | +10.00 [{10 - half:+.2f}, {10 + half:+.2f}] |" in text
-    assert "| enhancement=randaugment | 2 (+1 not completed) | 56.00 ± 1.41 |" in text
+    assert f"| enhancement=ema | 3 | 62.00 ± 1.00 | +10.00 [{10 - half:+.2f}, {10 + half:+.2f}] |" in text
+    assert (f"| enhancement=randaugment | 2 (+1 not completed) | 56.00 ± 1.41 | +4.00 [{unpaired.low:+.2f}, "
+            f"{unpaired.high:+.2f}] (Welch: other seeds) |") in text
     assert "| enhancement=smaller_patch | 0 (+1 not completed) | — | — |" in text
     assert "| 7 | enhancement=randaugment | 1 | failed | Training diverged |" in text
     assert "| 9 | enhancement=smaller_patch | 0 | unfinished | no metrics.json" in text
@@ -429,6 +435,49 @@ def test_mean_std_and_welch_interval_by_hand():
     assert difference.high - difference.estimate == pytest.approx(t_quantile(0.975, difference.df) * math.sqrt(2))
     assert not welch_difference([1.0], [1.0, 2.0]).has_interval
     assert welch_difference([3.0, 3.0], [1.0, 1.0]) == Difference(2.0, 2.0, 2.0)  # no spread: a point
+
+
+def test_paired_interval_by_hand():
+    # pairs 11, 9, 10: mean 10, std 1, se 1/sqrt(3), df 2, t 4.3027; Welch on the same values: [5.88, 14.12]
+    difference = paired_difference([61.0, 63.0, 62.0], [50.0, 54.0, 52.0])
+    assert (difference.estimate, difference.df, difference.paired) == (pytest.approx(10.0), 2, True)
+    assert (difference.low, difference.high) == (pytest.approx(10 - 4.3026527 / math.sqrt(3)),
+                                                 pytest.approx(10 + 4.3026527 / math.sqrt(3)))
+    assert difference.high - difference.low < 0.7 * (lambda w: w.high - w.low)(welch_difference([61.0, 63.0, 62.0],
+                                                                                              [50.0, 54.0, 52.0]))
+    assert not paired_difference([2.0], [1.0]).has_interval
+    assert paired_difference([3.0, 5.0], [1.0, 3.0]) == Difference(2.0, 2.0, 2.0, paired=True)  # the same gain: a point
+    with pytest.raises(ValueError, match="pairs"):
+        paired_difference([1.0, 2.0], [1.0])
+
+
+def test_configurations_run_with_the_same_seeds_are_paired_by_seed_not_by_job_order(tmp_path):
+    """A resumed or reordered sweep can list seeds in another order; a seed run twice, or one without a known
+    seed, makes no pairs: those fall back to Welch's interval."""
+    sweep = tmp_path / "multirun"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("{}")
+    for num, (model, seed, acc) in enumerate([("resnet_v1", 0, 70.0), ("resnet_v1", 1, 74.0), ("resnet_v1", 2, 72.0),
+                                              ("resnet_v2", 2, 73.5), ("resnet_v2", 0, 71.0), ("resnet_v2", 1, 75.5),
+                                              ("resnet_v3", 0, 71.0), ("resnet_v3", 0, 75.0), ("resnet_v3", 1, 73.0)]):
+        write_job(sweep, num, [f"model={model}", f"seed={seed}"], acc)
+    summary = load_sweep(sweep)
+    v1, v2, v3 = summary.configurations
+    paired = summary.difference(v2)  # pairs by seed: 1.0, 1.5, 1.5
+    assert paired == paired_difference([71.0, 75.5, 73.5], [70.0, 74.0, 72.0])
+    assert paired.paired and paired.high - paired.low == pytest.approx(2 * 4.3026527 * sample_std([1.0, 1.5, 1.5]) / math.sqrt(3))
+    assert summary.difference(v3) == welch_difference([71.0, 75.0, 73.0], [70.0, 74.0, 72.0])  # seed 0 twice
+
+
+def test_the_curves_average_seeds_epoch_by_epoch_up_to_the_shortest():
+    from vision_exp.sweeps.plots import mean_curve
+
+    longer = [{"samples_seen": 100 * e, "val/acc": 10.0 * e} for e in (1, 2, 3)]
+    shorter = [{"samples_seen": 100 * e, "val/acc": 20.0 * e} for e in (1, 2)]  # a job extended by a resume is longer
+    x, center, spread = mean_curve([longer, shorter])
+    assert x == [100, 200] and center == [15.0, 30.0]
+    assert spread == [pytest.approx(math.sqrt(50)), pytest.approx(math.sqrt(200))]
+    assert mean_curve([longer])[2] == [0.0, 0.0, 0.0]  # one seed: no band
 
 
 # --------------------------------------------------------------------------- presets, launchers

@@ -7,6 +7,7 @@ import logging
 import shutil
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
@@ -84,15 +85,24 @@ class RequireCheckpoint(Callback):
             sys.exit(2)
 
 
+def refuse_sweep(config: DictConfig, *lines: str) -> NoReturn:
+    """Stop a sweep before its first job: the lines on stderr, status 2, and the sweep folder that
+    CheckOutputFolder created a moment before removed if it is still empty (one with results stays)."""
+    for line in lines:
+        print(line, file=sys.stderr)
+    with contextlib.suppress(OSError):
+        Path(config.hydra.sweep.dir).rmdir()
+    sys.exit(2)
+
+
 class CheckLauncher(Callback):
     """`hydra/launcher=slurm` off a SLURM cluster is one line, before submitit's traceback ("Could not detect srun")."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         if config.hydra.launcher._target_.endswith("SlurmLauncher") and shutil.which("srun") is None:
-            print("error: hydra/launcher=slurm submits to a SLURM cluster, and srun is not on this machine's PATH: "
-                  "run the sweep from the cluster's login node, or use hydra/launcher=submitit_local or "
-                  "hydra/launcher=joblib here", file=sys.stderr)
-            sys.exit(2)
+            refuse_sweep(config, "error: hydra/launcher=slurm submits to a SLURM cluster, and srun is not on this "
+                         "machine's PATH: run the sweep from the cluster's login node, or use "
+                         "hydra/launcher=submitit_local or hydra/launcher=joblib here")
 
 
 class CheckOutputFolder(Callback):

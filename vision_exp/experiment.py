@@ -49,6 +49,16 @@ def build(target: DictConfig, section: str):
         raise ConfigError(f"{section}: {cause}") from None
 
 
+def check_buildable(cfg: DictConfig) -> None:
+    """What a run checks before it reads any data: the torch-free sections, then that the model, the
+    optimizer and the scheduler build from their settings (e.g. a ViT's patch size divides its image).
+    A sweep checks every job with it before the first one trains (vision_exp/sweeps/precheck.py)."""
+    run_settings(cfg)
+    sized = OmegaConf.merge(cfg, {"data": {"num_classes": cfg.data.num_classes or 2}})  # known once data is read
+    optimizer = build(cfg.optimizer, "optimizer")(build(sized.model, "model"))
+    build(cfg.scheduler, "scheduler")(optimizer, total_steps=100, steps_per_epoch=10)  # the real ones need the data
+
+
 def check_run_dir(run_dir: Path, resume: str) -> None:
     """Never train over an earlier run's results unless asked to resume it."""
     if resume == "never" and any((run_dir / name).exists() for name in ("metrics.jsonl", "checkpoints")):

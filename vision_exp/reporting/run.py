@@ -9,7 +9,6 @@ x-axis is training samples seen, so runs with other batch sizes or subsets line 
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from pathlib import Path
 
@@ -21,9 +20,9 @@ from vision_exp.reporting.hparams import session_end, session_start
 from vision_exp.reporting.files import read_jsonl, write_json_atomic, write_text_atomic
 from vision_exp.reporting.records import INCIDENTAL_SETTINGS, METRICS_FILE, flatten
 
-log = logging.getLogger(__name__)
-
 FAMILY_RUNS = ("train", "train_running", "val")
+
+
 class RunReporter:
     def __init__(self, run_dir: Path, hparams: dict, completed_epochs: int = 0, resume_samples: int = 0, title: str = "",
                  config_text: str = "") -> None:

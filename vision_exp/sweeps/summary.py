@@ -20,7 +20,7 @@ from vision_exp.errors import UserError
 from vision_exp.reporting.files import read_json, write_text_atomic
 from vision_exp.reporting.records import CONFIG_FILE, INCIDENTAL_SETTINGS, METRICS_FILE, dataset_folder
 from vision_exp.sweeps.jobs import REFUSED_FILE
-from vision_exp.sweeps.statistics import Difference, mean, sample_std, welch_difference
+from vision_exp.sweeps.statistics import Difference, mean, paired_difference, sample_std, welch_difference
 
 OVERRIDES_FILE = "overrides.json"
 SWEEP_FILE = "multirun.yaml"
@@ -115,6 +115,12 @@ class Configuration:
     def values(self, metric: str) -> list:
         return [v for v in (job.value(metric) for job in self.jobs) if v is not None]
 
+    def by_seed(self, metric: str) -> Optional[dict]:
+        """{seed: value} of the jobs with the metric; None when a seed is unknown or repeats (no pairs to form)."""
+        pairs = [(job.seed, value) for job, value in ((job, job.value(metric)) for job in self.jobs) if value is not None]
+        seeds = [seed for seed, _ in pairs]
+        return dict(pairs) if None not in seeds and len(set(seeds)) == len(seeds) else None
+
     def mean(self, metric: str) -> Optional[float]:
         values = self.values(metric)
         return mean(values) if values else None
@@ -147,9 +153,14 @@ class SweepSummary:
         return len(self.jobs) - len(self.unsuccessful)
 
     def difference(self, configuration: Configuration) -> Optional[Difference]:
-        """Configuration minus baseline on the metric, with a 95% Welch interval."""
+        """Configuration minus baseline on the metric, with a 95% interval: paired seed by seed when both have
+        the metric for the same seeds (the design of a sweep over seed=...), else Welch's."""
         if configuration is self.baseline:
             return None
+        pairs, reference_pairs = configuration.by_seed(self.metric), self.baseline.by_seed(self.metric)
+        if pairs and reference_pairs and pairs.keys() == reference_pairs.keys():
+            seeds = sorted(pairs)
+            return paired_difference([pairs[s] for s in seeds], [reference_pairs[s] for s in seeds])
         values, reference = configuration.values(self.metric), self.baseline.values(self.metric)
         return welch_difference(values, reference) if values and reference else None
 
@@ -279,7 +290,8 @@ def difference_text(summary: SweepSummary, configuration: Configuration) -> str:
         return "—"
     if not difference.has_interval:
         return f"{fmt(difference.estimate, signed=True)} (no interval: n < 2)"
-    return f"{fmt(difference.estimate, signed=True)} [{fmt(difference.low, signed=True)}, {fmt(difference.high, signed=True)}]"
+    interval = f"{fmt(difference.estimate, signed=True)} [{fmt(difference.low, signed=True)}, {fmt(difference.high, signed=True)}]"
+    return interval if difference.paired else f"{interval} (Welch: other seeds)"
 
 
 def cell(text: str) -> str:
@@ -343,8 +355,9 @@ def results_markdown(summary: SweepSummary) -> str:
         f"How to read it: `val_acc` is the top-1 accuracy (%) on the validation set after the last epoch "
         f"(`best_val_acc`, the best epoch's, is picked on the validation set itself and so is optimistic). "
         f"mean ± std are over the completed seeds (n; sample std with n − 1). Δ is the configuration's mean "
-        f"`{summary.metric}` minus the baseline's, with a 95% Welch t confidence interval (no equal-variance assumption; none below two "
-        f"seeds on either side). An interval that excludes 0 is a difference these seeds resolve; one that "
+        f"`{summary.metric}` minus the baseline's, with a 95% t confidence interval of the per-seed differences when both "
+        f"completed the same seeds (paired: n − 1 degrees of freedom), else Welch's, marked (none below two seeds on "
+        f"either side). An interval that excludes 0 is a difference these seeds resolve; one that "
         f"includes 0 is not resolved at this number of seeds, which is not evidence that there is no difference. "
         f"Overlapping mean ± std ranges say little either way: read the interval of the difference.",
         "",

@@ -1,0 +1,72 @@
+"""A sweep checks every job's values before the first job trains (vision_exp/sweeps/precheck.py)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from conftest import CONF_DIR, compose, run_cli, tiny_vit_overrides
+from vision_exp.errors import ConfigError
+from vision_exp.experiment import check_buildable
+from vision_exp.sweeps.precheck import distinct_configurations, job_overrides
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model=vit_v1", "model.patch_size=7"], "img_size 64 is not divisible by patch_size 7"),
+    (["data.batch_size=0"], "data.batch_size=0 must be positive"),
+    (["optimizer.lr=-1"], "optimizer.lr=-1 must be positive"),
+    (["scheduler.warmup_epochs=-1"], "scheduler.warmup_epochs=-1 must not be negative"),
+])
+def test_what_each_job_is_checked_for_covers_the_model_optimizer_and_scheduler(overrides, message):
+    check_buildable(compose(overrides[:-1]))  # the same without the bad value builds
+    with pytest.raises(ConfigError, match=message):
+        check_buildable(compose(overrides))
+
+
+def test_the_jobs_are_those_of_hydras_basic_sweeper_in_its_order():
+    """The preset's sweeper params and the command line's sweeps, expanded; `glob(*)` lists a group's options."""
+    jobs = job_overrides({"model": "resnet_v1,vit_v1"}, ["seed=0,1", "trainer.epochs=2"])
+    assert jobs == [["model=resnet_v1", "seed=0", "trainer.epochs=2"], ["model=resnet_v1", "seed=1", "trainer.epochs=2"],
+                    ["model=vit_v1", "seed=0", "trainer.epochs=2"], ["model=vit_v1", "seed=1", "trainer.epochs=2"]]
+    assert distinct_configurations(jobs) == {("model=resnet_v1", "trainer.epochs=2"): 0,
+                                             ("model=vit_v1", "trainer.epochs=2"): 2}
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        globbed = job_overrides(None, ["model=glob(vit_*)"], GlobalHydra.instance().config_loader())
+    assert globbed == [["model=vit_v1"], ["model=vit_v2"], ["model=vit_v3"]]
+
+
+def test_a_bad_value_in_one_job_stops_the_sweep_before_any_job_trains(tiny_folder, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(["-m", "model=vit_v1", *tiny_vit_overrides(tiny_folder), "model.patch_size=8,3,5", "seed=0,1",
+                      f"hydra.sweep.dir={sweep}"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in output, output
+    assert "error: job 2 (" in output and "model.patch_size=3 seed=0" in output  # numbered as Hydra numbers them
+    assert "img_size 16 is not divisible by patch_size 3" in output
+    assert "img_size 16 is not divisible by patch_size 5" in output and "patch_size 8" not in output
+    assert "none of the sweep's 6 jobs was started" in output
+    assert not sweep.exists()  # not even the empty folder
+
+
+def test_one_mistake_shared_by_many_jobs_is_one_line(tiny_folder, tmp_path):
+    result = run_cli(["-m", "model=vit_v1", *tiny_vit_overrides(tiny_folder), "model.mlp_ratio=1,2,4", "seed=0,1",
+                      "data.batch_size=0", f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert output.count("data.batch_size=0 must be positive") == 1, output
+    assert "(jobs 0, 2, 4: 3 configurations)" in output
+
+
+def test_a_refused_rerun_keeps_what_the_sweep_folder_holds(tiny_folder, tmp_path):
+    sweep = tmp_path / "sweep"
+    first = run_cli(["-m", "model=vit_v1", *tiny_vit_overrides(tiny_folder), "seed=0", f"hydra.sweep.dir={sweep}"])
+    assert first.returncode == 0, first.stdout + first.stderr
+    held = sorted(path.relative_to(sweep) for path in sweep.rglob("*"))
+    metrics = (sweep / "0" / "metrics.json").read_text()
+    again = run_cli(["-m", "model=vit_v1", *tiny_vit_overrides(tiny_folder), "seed=0,1", "model.depth=0",
+                     f"hydra.sweep.dir={sweep}"])
+    assert again.returncode == 2 and "model: depth=0 must be a whole number, at least 1" in again.stderr, again.stderr
+    assert sorted(path.relative_to(sweep) for path in sweep.rglob("*")) == held
+    assert json.loads((sweep / "0" / "metrics.json").read_text()) == json.loads(metrics)

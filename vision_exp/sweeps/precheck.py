@@ -1,0 +1,77 @@
+"""Every job of a sweep checked before the first one trains (conf/hydra/default.yaml `callbacks:`).
+
+A job's values are checked when that job starts, so a sweep whose last job had `model.patch_size=7`
+on 64-px images trained every job before it, for hours, then failed there. Hydra's basic sweeper
+composes each job's config before launching (an unknown key fails at once) but checks no value.
+This callback expands the sweep as the basic sweeper will, composes each distinct job (seeds
+aside: they compose alike) and runs the checks a run makes before it reads any data; one bad job
+stops the sweep with one message per bad job, before the sweep folder is created.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from vision_exp.cli import refuse_sweep
+from vision_exp.errors import UserError
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def job_overrides(sweeper_params, arguments: list, config_loader=None) -> list[list[str]]:
+    """The override lists of the jobs Hydra's basic sweeper launches for these command-line
+    `arguments` and the preset's `hydra.sweeper.params`, in its order."""
+    parser = OverridesParser.create(config_loader=config_loader)
+    params = [f"{key}={value}" for key, value in (sweeper_params or {}).items()]
+    return BasicSweeper.split_arguments(parser.parse_overrides(params + list(arguments)), max_batch_size=None)[0]
+
+
+def distinct_configurations(jobs: list[list[str]]) -> dict[tuple, int]:
+    """One job number per configuration: jobs that differ only by their seed compose alike."""
+    first: dict[tuple, int] = {}
+    for number, job in enumerate(jobs):
+        first.setdefault(tuple(o for o in job if not o.startswith("seed=")), number)
+    return first
+
+
+def job_problem(config: DictConfig, overrides: list[str], config_loader) -> Optional[str]:
+    """Why the job with these overrides would stop before training, or None."""
+    from vision_exp.experiment import check_buildable
+
+    job_config = config_loader.load_sweep_config(config, list(overrides))
+    with open_dict(job_config):
+        del job_config["hydra"]
+    try:
+        check_buildable(job_config)
+    except UserError as exc:
+        return str(exc)
+    return None
+
+
+class CheckSweepJobs(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        if config.hydra.sweeper._target_ != BASIC_SWEEPER or config.hydra.job.config_name != "train":
+            return  # another sweeper chooses its jobs as it goes
+        loader = GlobalHydra.instance().config_loader()
+        arguments = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+        jobs = job_overrides(config.hydra.sweeper.get("params"), arguments, loader)
+        failing: dict[str, list[int]] = {}  # the same mistake in many jobs is one line
+        for number in distinct_configurations(jobs).values():
+            problem = job_problem(config, jobs[number], loader)
+            if problem:
+                failing.setdefault(problem, []).append(number)
+        if failing:
+            refuse_sweep(config, *refusals(jobs, failing))
+
+
+def refusals(jobs: list[list[str]], failing: dict[str, list[int]]) -> list[str]:
+    """One line per mistake, naming the job and its overrides, or the jobs that share it."""
+    lines = [f"error: job {numbers[0]} ({' '.join(jobs[numbers[0]])}): {problem}" if len(numbers) == 1 else
+             f"error: {problem} (jobs {', '.join(map(str, numbers))}: {len(numbers)} configurations)"
+             for problem, numbers in failing.items()]
+    return lines + [f"none of the sweep's {len(jobs)} jobs was started: fix the values above and run it again"]
