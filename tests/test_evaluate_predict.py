@@ -32,7 +32,13 @@ def test_evaluate_writes_metrics_per_class_and_confusion_beside_the_checkpoint(t
     assert set(metrics["per_class"]) == {"tench", "English springer", "cassette player"}
     rows = list(csv.reader((out / "confusion.csv").open()))
     assert len(rows) == 4 and sum(int(v) for row in rows[1:] for v in row[1:]) == 12
-    assert (out / "confusion.png").stat().st_size > 1000 and list((out / "tb").glob("events.*"))
+    assert (out / "confusion.png").stat().st_size > 1000 and not list(out.glob(".*"))  # no temporary file left
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tb"))
+    events.Reload()
+    assert events.Tags()["images"] == ["eval/confusion"]
+    assert events.Scalars("eval/top1")[0].value == pytest.approx(metrics["top1"], abs=1e-4)
     assert "top-1" in result.stdout + result.stderr
 
 

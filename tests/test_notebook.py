@@ -29,4 +29,5 @@ def test_notebook_code_cells_run(tiny_folder, tmp_path, monkeypatch):
     summary = namespace["summary"]
     assert len(summary.jobs) == 6 and all(job.status == "completed" for job in summary.jobs)
     assert len(summary.configurations) == 3 and (summary.sweep_dir / "results.md").is_file()
+    assert namespace["png"].name == "val_acc_curves.png"  # the figures cell showed the sweep's plots
     assert str(summary.sweep_dir).startswith(os.path.join(str(tmp_path), "outputs", "notebook_blocks"))

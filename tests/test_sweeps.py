@@ -22,7 +22,7 @@ from vision_exp.sweeps.jobs import check_same_config
 from vision_exp.sweeps.launch import claimed_gpu, register_resolvers
 from vision_exp.sweeps.statistics import (Difference, mean, paired_difference, sample_std, t_cdf, t_quantile,
                                          welch_difference)
-from vision_exp.sweeps.summary import SweepError, load_sweep, summarize_sweep
+from vision_exp.sweeps.summary import SweepError, load_sweep, results_markdown, summarize_sweep
 
 # One thread per tiny job: two jobs with two threads each on two cores run ten times slower.
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
@@ -352,6 +352,8 @@ def test_baseline_and_metric_can_be_chosen(enhancement_sweep):
     summary = load_sweep(enhancement_sweep, baseline="enhancement=ema", metric="best_val_acc")
     assert summary.baseline.label == "enhancement=ema" and summary.metric == "best_val_acc"
     assert summary.difference(summary.configurations[1]).estimate == pytest.approx(-10.0)
+    explained = results_markdown(summary).split("How to read it: ")[1].split(". ")[0]
+    assert explained.startswith("`best_val_acc` is the best epoch's validation top-1") and "optimistic" in explained
     with pytest.raises(SweepError, match="matches no configuration.*enhancement=none"):
         load_sweep(enhancement_sweep, baseline="enhancement=mixup_cutmix")
     with pytest.raises(SweepError, match="matches 4 configurations"):

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from vision_exp.reporting.figures import confusion_figure
-from vision_exp.reporting.files import write_json_atomic, write_text_atomic
+from vision_exp.reporting.files import save_figure_atomic, write_json_atomic, write_text_atomic
 
 
 def per_class_accuracy(confusion: torch.Tensor) -> list:
@@ -41,7 +41,7 @@ def write_evaluation(out_dir: Path, result: dict, class_names, meta: dict) -> di
     write_text_atomic(out_dir / "confusion.csv", matrix.getvalue())
 
     figure = confusion_figure(confusion, class_names, f"{meta.get('checkpoint', '')}: top-1 {result['acc']:.2f}%")
-    figure.savefig(out_dir / "confusion.png", dpi=110)
+    save_figure_atomic(figure, out_dir / "confusion.png")  # closed by pyplot, still drawable for TensorBoard
     from torch.utils.tensorboard import SummaryWriter
 
     with SummaryWriter(str(out_dir / "tb")) as tb:

@@ -29,6 +29,20 @@ RESULTS_MD = "results.md"
 CURVES_PNG = "val_acc_curves.png"
 # The option that means "no change" in a group (enhancement=none): the natural baseline of its axis.
 NO_CHANGE = "none"
+# What the metrics a sweep is usually compared on mean, for results.md's "How to read it".
+METRIC_MEANINGS = {
+    "val_acc": "the top-1 accuracy (%) on the validation set after the last epoch",
+    "best_val_acc": "the best epoch's validation top-1 accuracy (%), picked on the validation set itself and so "
+                    "optimistic",
+    "val_acc5": "the top-5 accuracy (%) on the validation set after the last epoch",
+    "train_acc": "the top-1 accuracy (%) of an eval-mode pass over a fixed subset of training images after the last "
+                 "epoch, the number to set against val_acc",
+    "train_running_acc": "the accuracy (%) averaged over the last epoch's steps, in train mode on augmented (and mixed) "
+                         "inputs while the weights changed: not comparable with val_acc",
+    "val_loss": "the cross-entropy on the validation set after the last epoch",
+    "train_loss": "the cross-entropy of the eval-mode pass over training images after the last epoch",
+}
+
 # metrics.json keys in the order a reader looks for them; any others follow alphabetically.
 METRIC_ORDER = ("val_acc", "best_val_acc", "train_acc", "train_running_acc", "val_acc5", "val_loss", "train_loss",
                 "train_running_loss", "samples_seen", "epochs", "steps", "best_epoch", "wall_time_s",
@@ -352,8 +366,7 @@ def results_markdown(summary: SweepSummary) -> str:
         "",
         results_table(summary),
         "",
-        f"How to read it: `val_acc` is the top-1 accuracy (%) on the validation set after the last epoch "
-        f"(`best_val_acc`, the best epoch's, is picked on the validation set itself and so is optimistic). "
+        f"How to read it: `{summary.metric}` is {METRIC_MEANINGS.get(summary.metric, 'the metrics.json value')}. "
         f"mean ± std are over the completed seeds (n; sample std with n − 1). Δ is the configuration's mean "
         f"`{summary.metric}` minus the baseline's, with a 95% t confidence interval of the per-seed differences when both "
         f"completed the same seeds (paired: n − 1 degrees of freedom), else Welch's, marked (none below two seeds on "
