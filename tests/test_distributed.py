@@ -85,3 +85,33 @@ def test_a_signal_to_one_rank_stops_every_rank_and_is_named_right(tiny_folder, t
     assert "stopped by SIGTERM" in text and "SIGBUS" not in text, text
     assert json.loads((run / "metrics.json").read_text())["status"] == "interrupted"
     assert (run / "checkpoints" / "last.pt").is_file()
+
+
+def test_ranks_after_the_first_draw_their_masks_from_streams_of_their_own():
+    """Dropout, drop-path and random erasing use the global RNGs: with one seed on every rank, sample i of
+    each rank's shard would get the same masks. Rank 0 keeps a single process's stream; a resumed rank
+    (another step) gets a fresh one, the same every time."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from vision_exp.experiment import seed_rank
+
+    def draws(rank: int, step: int = 0) -> tuple:
+        torch.manual_seed(7)
+        random.seed(7)
+        np.random.seed(7)
+        seed_rank(7, rank, step)
+        return tuple(torch.rand(3).tolist()), np.random.rand(), random.random()
+
+    torch.manual_seed(7)
+    random.seed(7)
+    np.random.seed(7)
+    single_process = (tuple(torch.rand(3).tolist()), np.random.rand(), random.random())
+    assert draws(0) == single_process
+    streams = [draws(0), draws(1), draws(2), draws(1, step=40)]
+    assert len({stream[0] for stream in streams}) == len({stream[1] for stream in streams}) == 4
+    assert len({stream[2] for stream in streams}) == 4
+    assert draws(1, step=40) == streams[3]
+

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vision_exp.config_types import check_arguments, plain
 from vision_exp.data.config import DataConfig
-from vision_exp.data.loaders import build_loaders, index_dataset
+from vision_exp.data.loaders import build_loaders, index_dataset, mix_seed
 from vision_exp.errors import CheckpointError, ConfigError
 from vision_exp.recipe.augment import BatchAugment
 from vision_exp.recipe.config import DistillConfig
@@ -124,6 +124,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
                 title=f"{cfg.name}: {type(model).__name__}", config_text=config_text,
             )
             trainer.restore()
+            seed_rank(cfg.seed, dist_env.rank, trainer.position.step)
         finished = completed_record(run_dir) if trainer.finished else None
         if finished is not None:  # resumed with the budget it completed: nothing to train, nothing to rewrite
             log.info("%s already completed its budget of %d samples (%s)", run_dir, trainer.budget.train_samples,
@@ -133,6 +134,16 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
             write_text_atomic(run_dir / CONFIG_FILE, config_text)
             write_text_atomic(run_dir / "overrides.json", json.dumps(list(overrides)))
         return trainer.fit()
+
+
+def seed_rank(seed: int, rank: int, step: int) -> None:
+    """Under torchrun, rank r > 0 draws its dropout, drop-path and random-erasing masks from a stream of its
+    own (timm seeds seed + rank likewise): on rank 0's stream, sample i of every rank's shard would get the
+    same masks. Called once the weights are built alike on every rank and a checkpoint (which holds rank 0's
+    state) is restored; `step` gives a resumed rank a stream it has not used. Rank 0 keeps a single process's
+    stream; the data order and crops are drawn per global batch (data/loaders.py), the same for any ranks."""
+    if rank > 0:
+        seed_everything(mix_seed(seed, rank, step))
 
 
 def run_dir_of(checkpoint: Path) -> Path:
