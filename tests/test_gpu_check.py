@@ -1,11 +1,15 @@
 """scripts/gpu_check.sh, the one call a lent GPU gets: its plan runs, each step within the time
 budget, and its results come back as JSON. Dry-run on the CPU with tiny runs."""
+import contextlib
 import copy
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import yaml
@@ -15,14 +19,18 @@ TINY = ("data.num_classes=3 data.batch_size=8 data.num_workers=0 data.max_val_pe
         "trainer.train_eval_samples=4 model.widths=[8,8,16,16] data.img_size=16 data.cache_size=16")
 
 
-def dry_run(tmp_path, tiny_folder, *runs, budget=300, out="out", parallel=1, run_limit=240):
+def call_env(tmp_path, tiny_folder, budget=300, out="out", parallel=1, run_limit=240, overrides=TINY) -> dict:
     data = tmp_path / "data"
     if not data.exists():
         data.mkdir()
         (data / "imagenette2-64").symlink_to(tiny_folder)
-    env = {**os.environ, "OUT": str(tmp_path / out), "WORK": str(tmp_path / "work"), "PYTHON": sys.executable,
-           "VISION_EXP_DATA": str(data), "BUDGET_S": str(budget), "GPU_CHECK_OVERRIDES": TINY,
-           "PARALLEL": str(parallel), "RUN_LIMIT": str(run_limit)}
+    return {**os.environ, "OUT": str(tmp_path / out), "WORK": str(tmp_path / "work"), "PYTHON": sys.executable,
+            "VISION_EXP_DATA": str(data), "BUDGET_S": str(budget), "GPU_CHECK_OVERRIDES": overrides,
+            "PARALLEL": str(parallel), "RUN_LIMIT": str(run_limit)}
+
+
+def dry_run(tmp_path, tiny_folder, *runs, budget=300, out="out", parallel=1, run_limit=240, **env):
+    env = {**call_env(tmp_path, tiny_folder, budget, out, parallel, run_limit), **env}
     result = subprocess.run(["bash", "scripts/gpu_check.sh", *runs], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -69,6 +77,51 @@ def test_a_training_run_is_not_started_in_its_last_minute(tmp_path, tiny_folder)
     """With under 60 s left a run would be stopped within an epoch or two: no use to anyone."""
     _, results, out = dry_run(tmp_path, tiny_folder, "late e2_resnet", budget=59)
     assert results == {} and "late: skipped (budget spent)" in (out / "log.txt").read_text()
+
+
+def test_a_run_is_capped_by_what_is_left_of_the_budget(tmp_path, tiny_folder):
+    """RUN_LIMIT is the most a run gets: with less of BUDGET_S left, it is stopped when the budget ends."""
+    _, results, out = dry_run(tmp_path, tiny_folder, "capped e2_resnet", budget=75)
+    limit = int(re.search(r"^capped: exit 0 in [0-9.]+ s \(limit (\d+) s\)$", (out / "log.txt").read_text(), re.M)[1])
+    assert 60 <= limit <= 75 and results["capped"]["exit_code"] == 0
+
+
+def test_a_call_cut_short_still_sends_back_the_steps_it_finished(tmp_path, tiny_folder):
+    """A lease can end mid-call (a command's limit shorter than BUDGET_S, a hung step): each finished step's
+    results and logs are in $OUT as soon as it ends, not only when the whole call does."""
+    env = call_env(tmp_path, tiny_folder, overrides=TINY.replace("trainer.train_samples=16 ", ""))
+    call = subprocess.Popen(["bash", "scripts/gpu_check.sh", "done e2_resnet trainer.train_samples=16",
+                             "long e2_resnet trainer.train_samples=10000000"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:  # the second step has started (so the first has ended): cut the call as a lease's end does
+        deadline = time.monotonic() + 300
+        while not list((tmp_path / "work").glob("call-*/logs/long.log")) and call.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert call.poll() is None, "the long step was meant to be running"
+    finally:  # timeout puts each step in a process group of its own, in the call's session
+        session = subprocess.run(["ps", "-o", "pid=", "-s", str(call.pid)], capture_output=True, text=True).stdout
+        for pid in map(int, session.split()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        call.wait()
+    out = tmp_path / "out"
+    results = json.loads((out / "results.json").read_text())
+    assert list(results) == ["done"] and results["done"]["metrics"]["status"] == "completed"
+    assert "| done |" in (out / "results.md").read_text()
+    with tarfile.open(out / "logs.tar.gz") as archive:
+        assert {"logs/done.log", "runs/done/metrics.jsonl"} <= set(archive.getnames())
+
+
+def test_the_cores_are_counted_whatever_omp_num_threads_says(tmp_path, tiny_folder):
+    """nproc answers OMP_NUM_THREADS when it is set (and the script sets it for the runs): the loader benchmark,
+    meant for all cores, got the runs' share of them."""
+    cores = len(os.sched_getaffinity(0))
+    # Too little budget for any training run (60 s): the plan goes straight to its benchmarks.
+    _, results, out = dry_run(tmp_path, tiny_folder, budget=30, parallel=2, OMP_NUM_THREADS="1", BENCH_ARGS="--quick")
+    assert "benchmark_data" in results and results["benchmark_data"]["exit_code"] == 0, (out / "log.txt").read_text()
+    assert json.loads((out / "benchmark_data.json").read_text())["meta"]["workers"] == cores
+    assert f"cores {cores}," in (out / "env.txt").read_text()
 
 
 def test_runs_side_by_side_all_report_in_the_order_given(tmp_path, tiny_folder):
@@ -141,7 +194,6 @@ def test_every_run_of_the_plan_composes():
 def test_the_resume_check_continues_the_teacher_for_exactly_one_epoch():
     """After the teacher, its last.pt goes on in a folder of its own: a resume on the GPU, which only an
     epoch-aligned longer budget allows (a resume that changed the batches or had no budget left is refused)."""
-    import re
     import shlex
 
     from vision_exp.api import compose_config

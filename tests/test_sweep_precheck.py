@@ -40,9 +40,10 @@ def test_the_jobs_are_those_of_hydras_basic_sweeper_in_its_order():
 def test_a_bad_value_in_one_job_stops_the_sweep_before_any_job_trains(tiny_folder, tmp_path):
     sweep = tmp_path / "sweep"
     result = run_cli(["-m", "model=vit_v1", *tiny_vit_overrides(tiny_folder), "model.patch_size=8,3,5", "seed=0,1",
-                      f"hydra.sweep.dir={sweep}"])
+                      f"hydra.sweep.dir={sweep}", f"hydra.run.dir={tmp_path / 'run'}"])
     output = result.stdout + result.stderr
     assert result.returncode == 2 and "Traceback" not in output, output
+    assert f"a sweep ignores it: its jobs go into hydra.sweep.dir={sweep}" in output  # not where the user expects
     assert "error: job 2 (" in output and "model.patch_size=3 seed=0" in output  # numbered as Hydra numbers them
     assert "img_size 16 is not divisible by patch_size 3" in output
     assert "img_size 16 is not divisible by patch_size 5" in output and "patch_size 8" not in output

@@ -113,6 +113,9 @@ class CheckOutputFolder(Callback):
         self._check(Path(config.hydra.run.dir))
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        if any(override.startswith("hydra.run.dir=") for override in config.hydra.overrides.hydra):
+            print(f"warning: hydra.run.dir names a single run's folder and a sweep ignores it: its jobs go into "
+                  f"hydra.sweep.dir={config.hydra.sweep.dir} (set that one to choose it)", file=sys.stderr)
         self._check(Path(config.hydra.sweep.dir))
 
     @staticmethod
