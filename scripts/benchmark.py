@@ -10,9 +10,11 @@ models      one training step (forward + backward + optimizer step) of our model
 data        training images/s of the data path alone at the same output size and worker count:
             the cached uint8 loader with batched augmentation vs torchvision's ImageFolder +
             DataLoader (RandomResizedCrop, flip, ToTensor, Normalize per image), and our folder
-            loader. Target on a 2-core CPU: cached >= 10x torchvision. Then whole short epochs of
-            the cached loader with per-image RandAugment in workers, the workers kept from one
-            epoch to the next (data.persistent_workers, the default) vs started each epoch.
+            loader, each timing a whole epoch of --data-batches batches, the workers of both
+            folder loaders kept from one timing to the next. Target on a 2-core CPU: cached >= 10x
+            torchvision. Then whole short epochs of the cached loader with per-image RandAugment
+            in workers, the workers kept from one epoch to the next (data.persistent_workers, the
+            default) vs started each epoch.
             Target: kept >= restarted (the gain is the start-up cost, largest on GPU machines).
             Last, the workers' transport alone: batches cut into 16 pieces (one per worker on a
             16-core GPU machine) sent as numpy arrays (ours) vs as tensors in shared memory.
@@ -216,11 +218,23 @@ def images_per_s(batches, count: int, rt: Runtime) -> float:
     return seen / (time.perf_counter() - start)
 
 
-def data_section(args, rt: Runtime) -> dict:
-    from torch.utils.data import DataLoader
+def torchvision_loader(root: Path, args, augment, pin: bool, batches: int):
+    """torchvision's ImageFolder + DataLoader doing the same per-image work. Its workers are kept from one
+    timing to the next, as ours are (started each time, they cost it their start-up in every timing and ours
+    in the first only), and each timing is a whole epoch of `batches` batches: a loader left midway starts
+    its next epoch by draining what its workers had prefetched."""
+    from torch.utils.data import DataLoader, RandomSampler
     from torchvision import datasets
     from torchvision import transforms as T
 
+    transform = T.Compose([T.RandomResizedCrop(args.img_size, scale=augment.scale), T.RandomHorizontalFlip(),
+                           T.ToTensor(), T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    dataset = datasets.ImageFolder(str(root / "train"), transform)
+    return DataLoader(dataset, batch_size=args.batch_size, sampler=RandomSampler(dataset, num_samples=batches * args.batch_size),
+                      num_workers=args.workers, pin_memory=pin, persistent_workers=args.workers > 0)
+
+
+def data_section(args, rt: Runtime) -> dict:
     from vision_exp.data.config import DataConfig
     from vision_exp.data.loaders import build_loaders, index_dataset
     from vision_exp.recipe.config import AugmentConfig
@@ -234,10 +248,8 @@ def data_section(args, rt: Runtime) -> dict:
     cached = build_loaders(index_dataset(DataConfig(**settings)), DataConfig(**settings), augment, rt.device, 0)
     ours_folder = build_loaders(index_dataset(DataConfig(loader="folder", **settings)),
                                 DataConfig(loader="folder", **settings), augment, rt.device, 0)
-    torchvision_tf = T.Compose([T.RandomResizedCrop(args.img_size, scale=augment.scale), T.RandomHorizontalFlip(),
-                                T.ToTensor(), T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
-    reference = DataLoader(datasets.ImageFolder(str(root / "train"), torchvision_tf), batch_size=args.batch_size,
-                           shuffle=True, num_workers=args.workers, pin_memory=rt.cuda, drop_last=False)
+    reference = torchvision_loader(root, args, augment, rt.cuda, batches)
+    limit = batches * args.batch_size
 
     def on_device(loader):
         for images, labels in loader:
@@ -245,16 +257,15 @@ def data_section(args, rt: Runtime) -> dict:
 
     epochs = iter(range(10**6))
     medians = alternate({
-        "cached": lambda: images_per_s(cached.train.epoch(next(epochs)), batches, rt),
+        "cached": lambda: images_per_s(cached.train.epoch(next(epochs), limit=limit), batches, rt),
         "torchvision": lambda: images_per_s(on_device(reference), batches, rt),
-        "folder": lambda: images_per_s(ours_folder.train.epoch(next(epochs)), batches, rt),
+        "folder": lambda: images_per_s(ours_folder.train.epoch(next(epochs), limit=limit), batches, rt),
     }, 1 if args.quick else args.data_repeats)
     randaugment = AugmentConfig(randaugment="rand-m9-mstd0.5-inc1-mmax9")
     per_image = {persistent: build_loaders(index_dataset(DataConfig(**settings)),
                                            DataConfig(persistent_workers=persistent, **settings), randaugment, rt.device, 0)
                  for persistent in (True, False)}
     epoch_count = 2 if args.quick else args.data_epochs
-    limit = batches * args.batch_size
     per_image_medians = alternate({
         "kept": lambda: whole_epochs_images_per_s(per_image[True].train, epoch_count, limit, rt),
         "restarted": lambda: whole_epochs_images_per_s(per_image[False].train, epoch_count, limit, rt),

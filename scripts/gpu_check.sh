@@ -31,7 +31,8 @@
 # After the teacher, a resume check: its last.pt goes on for one epoch on the GPU (resume_on_gpu).
 # $OUT (default /tmp/gpu_check) receives env.txt, log.txt, results.json (each run's metrics.json
 # plus its process wall time), results.md (scripts/gpu_results.py's table), benchmark_data.json, benchmark_e2.json,
-# benchmark.json and logs.tar.gz. Every call trains in a folder of its own under $WORK (only the
+# benchmark.json and logs.tar.gz; the results and the logs after every step, so that a call cut short still has
+# those of the steps it finished. Every call trains in a folder of its own under $WORK (only the
 # decoded-image cache is shared), so a second call on the same warm machine reports its own runs.
 # Other runs instead: bash scripts/gpu_check.sh "NAME PRESET [override ...]" ...; {runs} in an override
 # names this call's run folders, e.g. a teacher trained earlier in the same call:
@@ -56,10 +57,12 @@ export PYTHONPATH=${PYTHONPATH:-$PWD} VISION_EXP_DATA=${VISION_EXP_DATA:-$PWD/.d
 DATA_ROOT=$VISION_EXP_DATA/imagenette2-64
 read -r -a EXTRA <<< "${GPU_CHECK_OVERRIDES:-}"
 read -r -a BENCH <<< "${BENCH_ARGS:-}"
+# nproc answers OMP_NUM_THREADS when it is set, as it is below for the runs: count the cores once, without it.
+CORES=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1
   "$PY" -c "import sys, torch, torchvision, timm, hydra; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda, 'torchvision', torchvision.__version__, 'timm', timm.__version__, 'hydra', hydra.__version__)"
-  echo "cores $(nproc), PARALLEL=$PARALLEL, BUDGET_S=$BUDGET_S"; } > "$OUT/env.txt" 2>&1
+  echo "cores $CORES, PARALLEL=$PARALLEL, BUDGET_S=$BUDGET_S"; } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
 # step NAME LIMIT_S COMMAND...: run when at least NEED_S (default 20) seconds of the budget are left,
@@ -83,6 +86,14 @@ step() {
             tail -4 "$CALL/logs/$name.log")
   echo "${summary%%$'\n'*}"
   echo "$summary" >> "$OUT/log.txt"
+  collect > /dev/null  # after every step: a call cut short (its lease spent) still sends back what finished
+}
+
+collect() {  # results.json, results.md and logs.tar.gz of the steps finished so far
+  "$PY" scripts/gpu_results.py "$CALL" "$OUT"
+  local archive="$OUT/.logs.tar.gz.tmp-$BASHPID"  # then renamed: runs side by side collect too
+  tar -czf "$archive" -C "$CALL" logs $(cd "$CALL" && ls -d runs/*/metrics.jsonl runs/*/train.log runs/*/config.yaml 2>/dev/null) \
+    && mv "$archive" "$OUT/logs.tar.gz"
 }
 
 train() {  # train NAME PRESET [overrides...]
@@ -118,7 +129,7 @@ PLAN=(
   "enh_adamw e2_vit_enhanced optimizer=adamw"
   "e2_vit e2_vit"
 )
-CORES_PER_RUN=$(($(nproc) / PARALLEL > 0 ? $(nproc) / PARALLEL : 1))  # for its threads and loader workers
+CORES_PER_RUN=$((CORES / PARALLEL > 0 ? CORES / PARALLEL : 1))  # for its threads and loader workers
 export OMP_NUM_THREADS=$CORES_PER_RUN
 RUN_LIMIT=${RUN_LIMIT:-240}  # a stuck run must not take the whole lease
 if (($#)); then  # ad-hoc runs instead of the plan
@@ -130,7 +141,7 @@ else
   pool 60 "resume_on_gpu e2_resnet trainer.resume={runs}/e2_resnet/checkpoints/last.pt trainer.train_samples=482919"
   pool "$RUN_LIMIT" "${PLAN[@]:1}"
   ((++SEQ))
-  step benchmark_data 60 "$PY" scripts/benchmark.py --sections data --device auto --workers "$(nproc)" --data-repeats 1 \
+  step benchmark_data 60 "$PY" scripts/benchmark.py --sections data --device auto --workers "$CORES" --data-repeats 1 \
     --data-epochs 2 --data-root "$DATA_ROOT" --json "$OUT/benchmark_data.json" "${BENCH[@]}"
   ((++SEQ))
   step benchmark_e2 80 "$PY" scripts/benchmark.py --sections models --scale e2 --device auto --steps 20 --warmup 10 \
@@ -140,6 +151,5 @@ else
     --repeats 3 --data-root "$DATA_ROOT" --json "$OUT/benchmark.json" "${BENCH[@]}"
 fi
 
-"$PY" scripts/gpu_results.py "$CALL" "$OUT"
-tar -czf "$OUT/logs.tar.gz" -C "$CALL" logs $(cd "$CALL" && ls -d runs/*/metrics.jsonl runs/*/train.log runs/*/config.yaml 2>/dev/null)
+collect
 echo "total $(($(date +%s) - START)) s"

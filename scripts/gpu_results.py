@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from vision_exp.reporting.files import write_json_atomic, write_text_atomic
+from vision_exp.reporting.files import read_json, read_jsonl, write_json_atomic, write_text_atomic
 
 MILESTONES = (10, 20, 30, 40, 50)
 
@@ -28,9 +28,9 @@ def collect(call: Path) -> dict:
         run = call / "runs" / name
         entry = {"exit_code": int(rc), "process_wall_s": float(t1) - float(t0)}
         if (run / "metrics.json").is_file():
-            entry["metrics"] = json.loads((run / "metrics.json").read_text())
-        if (run / "metrics.jsonl").is_file():
-            entry["epochs"] = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+            entry["metrics"] = read_json(run / "metrics.json", {})
+        if (run / "metrics.jsonl").is_file():  # a run killed mid-write leaves its last line cut short
+            entry["epochs"] = read_jsonl(run / "metrics.jsonl")
         results[name] = entry
     return results
 

@@ -77,3 +77,45 @@ def test_mfu_peaks_tell_the_h100_parts_and_the_l40s_apart(monkeypatch):
     assert peak_16bit("NVIDIA H100 NVL") == 835e12 and peak_16bit("NVIDIA H200") == 989e12
     assert peak_16bit("NVIDIA L40S") == 362e12 and peak_16bit("NVIDIA L40") == 181e12
     assert peak_16bit("Tesla T4") == 65e12 and peak_16bit("NVIDIA A100-SXM4-80GB") == 312e12 and peak_16bit("CPU") is None
+
+
+def test_the_torchvision_loader_keeps_its_workers_and_ends_each_timing_whole(monkeypatch, tiny_folder):
+    """Ours keeps its workers between timings: a reference that started its own each time paid their start-up
+    in every timing, which the folder-vs-torchvision ratio then counted as our gain."""
+    import argparse
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from benchmark import torchvision_loader
+
+    from vision_exp.recipe.config import AugmentConfig
+
+    args = argparse.Namespace(img_size=16, batch_size=4, workers=1)
+    loader = torchvision_loader(tiny_folder, args, AugmentConfig(), pin=False, batches=3)
+    assert loader.persistent_workers and len(loader) == 3
+    assert torchvision_loader(tiny_folder, argparse.Namespace(img_size=16, batch_size=4, workers=0), AugmentConfig(),
+                              pin=False, batches=3).persistent_workers is False, "no workers to keep"
+
+
+def test_models_are_timed_alternately_after_their_warm_up_and_the_ratio_is_ours_over_the_reference(monkeypatch):
+    import argparse
+
+    import torch
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import benchmark
+
+    ours, reference, calls = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), []
+
+    def fake_steps(model, optimizer, images, labels, steps, rt):
+        calls.append(("ours" if model is ours else "reference", steps))
+        return 0.2 if model is ours else 0.1  # seconds per step: ours twice as slow
+
+    monkeypatch.setattr(benchmark, "time_training_steps", fake_steps)
+    args = argparse.Namespace(warmup=5, steps=3, repeats=3)
+    row = benchmark.compare(ours, reference, torch.zeros(8, 2), torch.zeros(8, dtype=torch.long), args, None)
+    assert calls == [("ours", 5), ("reference", 5), ("ours", 3), ("reference", 3), ("reference", 3), ("ours", 3),
+                     ("ours", 3), ("reference", 3)], "warm-up first, then who goes first swaps each repeat"
+    assert row["ratio_ours_over_reference"] == 2.0 and (row["ours_images_per_s"], row["reference_images_per_s"]) == (40, 80)
+    times = iter([5.0, 1.0, 1.0, 9.0, 2.0, 1.0])  # a, b; b, a; a, b
+    assert benchmark.alternate({"a": lambda: next(times), "b": lambda: next(times)}, 3) == {"a": 5.0, "b": 1.0}, \
+        "the median of each timer, not the mean (a = 5, 9, 2)"

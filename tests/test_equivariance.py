@@ -84,3 +84,25 @@ def test_vit_without_position_embeddings_is_invariant_to_patch_aligned_shifts():
 def test_shift_must_be_a_multiple_of_the_stride(images):
     with pytest.raises(ValueError, match="multiple of the stride 4"):
         shift_equivariance_error(lambda x: x, images, [(2, 0)], stride=4)
+
+
+def test_the_script_measures_the_symmetries_docs_equivariance_md_states():
+    """scripts/equivariance.py itself (only its probes are tested above): exact where theory says so, broken
+    where the docs say position embeddings, zero padding or unaligned shifts break it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "scripts/equivariance.py", "--img-size", "32"], cwd=root,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = {cells[0]: [float(c) for c in cells[1:]] for cells in
+            ([c.strip() for c in line.strip("|").split("|")] for line in done.stdout.splitlines()[2:])}
+    exact, broken = 1e-5, 1e-3
+    assert max(rows["Conv2d 3x3, circular padding"][1:]) < exact
+    assert max(rows["ViT Block, pixel tokens"][1:]) < exact and rows["+ sincos position embeddings"][1] > broken
+    assert rows["resnet_v1, zero padding"][0] == 16 and rows["resnet_v1, zero padding"][1] > broken
+    assert rows["resnet_v1, circular padding"][1] < exact and rows["resnet_v1, circular padding"][3] > broken
+    assert rows["vit_v1, no positions"][:3] == [8, pytest.approx(0, abs=exact), pytest.approx(0, abs=exact)]
+    assert rows["vit_v1, no positions"][3] > broken and rows["vit_v1, sincos positions"][1] > broken

@@ -51,6 +51,8 @@ def test_ad_hoc_runs_report_metrics_wall_times_and_logs(tmp_path, tiny_folder):
     assert {"logs/plain.log", "runs/plain/metrics.jsonl", "runs/autotune/train.log"} <= names
     assert config == {"plain": False, "autotune": True}, "the words after the preset reach the run"
     assert "plain" in stdout.splitlines()[-3] and (out / "env.txt").is_file()
+    assert sorted(path.name for path in out.iterdir()) == ["env.txt", "log.txt", "logs.tar.gz", "results.json",
+                                                           "results.md"], "nothing left over: a lease sends back 8 files"
     table = (out / "results.md").read_text().splitlines()
     assert [row.split(" | ")[0] for row in table[2:]] == ["| plain", "| autotune"]
     assert f"**{results['plain']['metrics']['val_acc']:.2f}**" in table[2], "the final val top-1, from the run itself"
@@ -122,6 +124,7 @@ def test_the_cores_are_counted_whatever_omp_num_threads_says(tmp_path, tiny_fold
     assert "benchmark_data" in results and results["benchmark_data"]["exit_code"] == 0, (out / "log.txt").read_text()
     assert json.loads((out / "benchmark_data.json").read_text())["meta"]["workers"] == cores
     assert f"cores {cores}," in (out / "env.txt").read_text()
+    assert len(list(out.iterdir())) <= 8, "a lease sends back 8 files at most"
 
 
 def test_runs_side_by_side_all_report_in_the_order_given(tmp_path, tiny_folder):
@@ -156,6 +159,21 @@ def test_results_keep_the_order_steps_were_dispatched_in_not_their_start_times(t
     results = json.loads((tmp_path / "results.json").read_text())
     assert list(results) == ["first", "second", "third"]
     assert results["third"] == {"exit_code": 124, "process_wall_s": 39.0}
+
+
+def test_a_run_killed_mid_write_still_reports_its_finished_epochs(tmp_path):
+    """SIGKILL, 20 s after a SIGTERM the run did not answer, can cut metrics.jsonl's last line short: the
+    table must still be written, from the epochs that were whole."""
+    call, run = tmp_path / "call", tmp_path / "call" / "runs" / "killed"
+    run.mkdir(parents=True)
+    (call / "times.txt").write_text("killed 137 100.0 360.0 1\n")
+    (run / "metrics.jsonl").write_text('{"epoch": 1, "val/acc": 40.0}\n{"epoch": 2, "val/acc": 45.0}\n{"epoch": 3, "val/a')
+    done = subprocess.run([sys.executable, "scripts/gpu_results.py", str(call), str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    entry = json.loads((tmp_path / "results.json").read_text())["killed"]
+    assert [epoch["epoch"] for epoch in entry["epochs"]] == [1, 2] and "metrics" not in entry
+    assert "| killed | 137 | 2 (stopped) |" in (tmp_path / "results.md").read_text()
 
 
 def test_every_run_of_the_plan_composes():
