@@ -134,6 +134,14 @@ def test_the_entry_points_are_installed_as_commands(command, module):
     assert result.stdout == reference.stdout and result.stdout.strip()
 
 
+@pytest.mark.parametrize("command", ["vx-summarize", "vx-report"])
+def test_the_sweep_tools_are_installed_commands_that_work_from_any_folder(command, tmp_path):
+    """No checkout needed (a `pip install` user has no scripts/ folder), and bad input is one line, status 2."""
+    result = subprocess.run([str(Path(sys.executable).parent / command), str(tmp_path / "nowhere")],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
 def test_unknown_option_is_one_clear_message(tiny_folder, tmp_path):
     result = run_cli(tiny_overrides(tiny_folder, "trainer.epochz=3", f"hydra.run.dir={tmp_path / 'run'}"))
     assert_clean_failure(result, "trainer.epochz", code=1)
@@ -148,6 +156,10 @@ def test_bad_input_leaves_an_earlier_run_untouched(tiny_folder, tmp_path):
     run = tmp_path / "run"
     ok = run_cli(tiny_overrides(tiny_folder, f"hydra.run.dir={run}"))
     assert ok.returncode == 0, ok.stdout + ok.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    last_line = (ok.stdout + ok.stderr).strip().splitlines()[-1]  # the epoch lines name no folder: this one does
+    assert last_line.endswith(f"done: val top-1 {metrics['val_acc']:.2f}% (best {metrics['best_val_acc']:.2f}% at epoch "
+                              f"{metrics['best_epoch']}), train top-1 in eval mode {metrics['train_acc']:.2f}%; results in {run}")
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.suffix != ".log"}
     again = run_cli(tiny_overrides(tiny_folder, "data.batch_size=-1", f"hydra.run.dir={run}"))
     assert_clean_failure(again, "data.batch_size=-1")

@@ -13,7 +13,7 @@ from vision_exp.models.vit import ViT
 from vision_exp.recipe.augment import BatchAugment, per_image_transform
 from vision_exp.recipe.config import AugmentConfig
 from vision_exp.recipe.optim import create_optimizer, scaled_lr
-from vision_exp.recipe.schedule import create_scheduler
+from vision_exp.recipe.schedule import create_scheduler, warmup_steps
 from vision_exp.training.checkpoint import load_checkpoint
 
 
@@ -81,6 +81,14 @@ def test_linear_step_and_constant_schedules():
             lrs(name, lr_min=0.1)
     with pytest.raises(ConfigError):
         lrs("cosine", warmup_fraction=0.1, warmup_epochs=1)
+
+
+def test_a_run_shorter_than_two_warmups_warms_up_for_its_first_half_then_decays():
+    """warmup_epochs=1 on a one-epoch run (a quick look) would end at the peak learning rate."""
+    assert warmup_steps(16, 16, None, 1) == 8 and warmup_steps(15, 15, None, 1) == 7
+    assert warmup_steps(160, 16, None, 1) == 16  # a run of ten epochs keeps its epoch of warm-up
+    values = lrs("cosine", total=16, per_epoch=16, warmup_epochs=1)
+    assert values[8] == pytest.approx(1.0) and values[16] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_mixup_targets_are_soft_distributions_even_for_odd_batches():

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import REPO, compose, run_cli
+from vision_exp import report, summarize
 from vision_exp.errors import ConfigError
 from vision_exp.sweeps.jobs import check_same_config
 from vision_exp.sweeps.launch import claimed_gpu, register_resolvers
@@ -362,8 +363,7 @@ def test_baseline_and_metric_can_be_chosen(enhancement_sweep):
         load_sweep(enhancement_sweep, metric="val_acc9")
 
 
-def test_scripts_end_bad_input_in_one_message(tmp_path, capsys):
-    summarize, report = (load_script(name) for name in ("summarize", "report"))
+def test_vx_summarize_and_vx_report_end_bad_input_in_one_message(tmp_path, capsys):
     assert summarize.main([str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nowhere'} is not a sweep folder: it does not exist"
     assert report.main([str(tmp_path)]) == 2
@@ -371,8 +371,7 @@ def test_scripts_end_bad_input_in_one_message(tmp_path, capsys):
     assert not (tmp_path / "results.md").exists()
 
 
-def test_summarize_and_report_scripts(enhancement_sweep, tmp_path, capsys):
-    summarize, report = (load_script(name) for name in ("summarize", "report"))
+def test_vx_summarize_and_vx_report(enhancement_sweep, tmp_path, capsys):
     assert summarize.main([str(enhancement_sweep), "--baseline", "enhancement=ema"]) == 0
     assert "Baseline: **enhancement=ema** (chosen with --baseline)" in (enhancement_sweep / "results.md").read_text()
     chosen_baseline_plot = (enhancement_sweep / "val_acc_bars.png").stat().st_mtime_ns
@@ -388,7 +387,6 @@ def test_summarize_and_report_scripts(enhancement_sweep, tmp_path, capsys):
 
 
 def test_a_report_notes_a_sweep_folder_without_jobs_and_reports_the_others(enhancement_sweep, tmp_path):
-    report = load_script("report")
     stopped = tmp_path / "stopped_sweep"
     stopped.mkdir()
     (stopped / "multirun.yaml").write_text("hydra: {}\n")  # Hydra writes it before composing the jobs
@@ -397,14 +395,6 @@ def test_a_report_notes_a_sweep_folder_without_jobs_and_reports_the_others(enhan
     text = output.read_text()
     assert f"## stopped_sweep\n\nSkipped: {stopped} holds no job yet" in text and "**enhancement=none**" in text
 
-
-def load_script(name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ------------------------------------------------------------------------------- statistics

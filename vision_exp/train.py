@@ -74,6 +74,15 @@ def stopped_at_once(run_dir: Path, sweep_dir: Optional[Path]) -> str:
     return f"stopped at once, before the run saved a checkpoint: nothing to resume in {run_dir}; run the command again"
 
 
+def where_it_ended(result: dict, run_dir: Path) -> str:
+    """The run's last line: its numbers and the folder that holds them (the epoch lines name neither)."""
+    def percent(key: str) -> str:
+        return "n/a" if result.get(key) is None else f"{result[key]:.2f}%"
+
+    return (f"done: val top-1 {percent('val_acc')} (best {percent('best_val_acc')} at epoch {result.get('best_epoch')}), "
+            f"train top-1 in eval mode {percent('train_acc')}; results in {run_dir}")
+
+
 def run_task(cfg: DictConfig) -> Optional[dict]:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -96,7 +105,9 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
 
             if multirun:
                 job.enter_context(parallel_job_device(cfg, run_dir, hydra_cfg))
-            return run_experiment(cfg, run_dir, list(hydra_cfg.overrides.task))
+            result = run_experiment(cfg, run_dir, list(hydra_cfg.overrides.task))
+            log.info("%s", where_it_ended(result, run_dir))
+            return result
     except UserError as exc:
         log.error("%s", exc)
         if verbose:

@@ -25,7 +25,9 @@ def warmup_steps(total_steps: int, steps_per_epoch: int, warmup_fraction: Option
     if warmup_epochs is not None:
         if warmup_epochs < 0:
             raise ConfigError(f"scheduler.warmup_epochs={warmup_epochs} must not be negative")
-        return min(int(round(warmup_epochs * steps_per_epoch)), total_steps - 1)
+        # A run shorter than two warm-ups (a quick look of one epoch) would end still warming up, at the peak
+        # learning rate: it warms up for its first half instead.
+        return min(int(round(warmup_epochs * steps_per_epoch)), total_steps // 2)
     return 0
 
 

@@ -58,7 +58,7 @@ def record_failure(run_dir: Path, error: str, extra: Optional[dict] = None, stat
         log.error("not overwriting the completed run's %s", path)
         return
     Path(run_dir).mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, {"status": status, "error": error, "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})})
+    write_json_atomic(path, {"status": status, "error": error, "stopped_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})})
 
 
 def record_user_error(run_dir: Path, error: UserError, earlier_attempt: bool) -> None:

@@ -26,7 +26,7 @@ class SummarizeSweep(Callback):
             return
         sweep_dir = Path(config.hydra.sweep.dir)
         summary = summarize_sweep(sweep_dir)
-        log.info("sweep summary: %s (rebuild it with: python scripts/summarize.py %s)", sweep_dir / RESULTS_MD, sweep_dir)
+        log.info("sweep summary: %s (rebuild it with: vx-summarize %s)", sweep_dir / RESULTS_MD, sweep_dir)
         if summary.unsuccessful:
             listed = ", ".join(f"job {job.name} ({job.status})" for job in summary.unsuccessful[:5])
             more = f" and {len(summary.unsuccessful) - 5} more" if len(summary.unsuccessful) > 5 else ""

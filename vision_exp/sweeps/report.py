@@ -4,7 +4,7 @@ Each sweep gets its section: the command that produced it (from its multirun.yam
 results table, its jobs that did not complete, and its two plots, linked relative to the
 report's own folder. The tables are computed from the job folders, like results.md, with each
 sweep's default baseline; the plots are redrawn to match, as report_*.png beside results.md's own
-(which may mark another baseline, chosen with summarize.py --baseline). A sweep folder without
+(which may mark another baseline, chosen with vx-summarize --baseline). A sweep folder without
 jobs yet (a sweep that stopped before its first job) gets a line saying so.
 """
 from __future__ import annotations

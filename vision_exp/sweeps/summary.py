@@ -47,7 +47,7 @@ METRIC_MEANINGS = {
 METRIC_ORDER = ("val_acc", "best_val_acc", "train_acc", "train_running_acc", "val_acc5", "val_loss", "train_loss",
                 "train_running_loss", "samples_seen", "epochs", "steps", "best_epoch", "wall_time_s",
                 "train_images_per_s", "params", "device")
-NOT_METRICS = ("status", "error", "traceback", "failed_at")
+NOT_METRICS = ("status", "error", "traceback", "stopped_at", "failed_at")  # failed_at: its name until 2026-12-05
 
 
 class SweepError(UserError):
@@ -313,7 +313,7 @@ def cell(text: str) -> str:
 
 
 def results_table(summary: SweepSummary) -> str:
-    """The per-configuration Markdown table of results.md (and of scripts/report.py)."""
+    """The per-configuration Markdown table of results.md (and of vx-report)."""
     metric = summary.metric
     lines = [
         f"| configuration | n | {metric} mean ± std | Δ {metric} vs baseline [95% CI] | best_val_acc | train_acc | samples seen | wall time (s) |",

@@ -1,6 +1,6 @@
 """Assemble one Markdown report of a study from its sweep folders, ready to paste into a write-up.
 
-    python scripts/report.py <sweep dir> [<sweep dir> ...] [--output report.md]
+    vx-report <sweep dir> [<sweep dir> ...] [--output report.md]   (or python -m vision_exp.report)
 
 Each sweep's section holds the command that produced it, its results table and its plots
 (image links relative to the report). Without --output the report goes to stdout, with links
@@ -34,5 +34,9 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def console() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    console()

@@ -1,6 +1,6 @@
 """Rebuild a sweep's results.csv, results.md and plots from its folder, as the end of a multirun does.
 
-    python scripts/summarize.py <sweep dir> [--baseline 'model=resnet_v1'] [--metric val_acc]
+    vx-summarize <sweep dir> [--baseline 'model=resnet_v1'] [--metric val_acc]   (or python -m vision_exp.summarize)
 
 Useful for a sweep that was interrupted or is still running, with another baseline or metric,
 or after jobs were added to the folder by a resumed sweep.
@@ -30,5 +30,9 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def console() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    console()
