@@ -10,7 +10,7 @@ from hydra.core.global_hydra import GlobalHydra
 from conftest import CONF_DIR, compose, run_cli, tiny_vit_overrides
 from vision_exp.errors import ConfigError
 from vision_exp.experiment import check_buildable
-from vision_exp.sweeps.precheck import distinct_configurations, job_overrides
+from vision_exp.sweeps.precheck import distinct_configurations, job_overrides, refusals, spans
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -44,9 +44,9 @@ def test_a_bad_value_in_one_job_stops_the_sweep_before_any_job_trains(tiny_folde
     output = result.stdout + result.stderr
     assert result.returncode == 2 and "Traceback" not in output, output
     assert f"a sweep ignores it: its jobs go into hydra.sweep.dir={sweep}" in output  # not where the user expects
-    assert "error: job 2 (" in output and "model.patch_size=3 seed=0" in output  # numbered as Hydra numbers them
-    assert "img_size 16 is not divisible by patch_size 3" in output
-    assert "img_size 16 is not divisible by patch_size 5" in output and "patch_size 8" not in output
+    # numbered as Hydra numbers them, every seed of a configuration named
+    assert "error: model: img_size 16 is not divisible by patch_size 3 (jobs 2-3)" in output
+    assert "error: model: img_size 16 is not divisible by patch_size 5 (jobs 4-5)" in output and "patch_size 8" not in output
     assert "none of the sweep's 6 jobs was started" in output
     assert not sweep.exists()  # not even the empty folder
 
@@ -57,7 +57,7 @@ def test_one_mistake_shared_by_many_jobs_is_one_line(tiny_folder, tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 2, output
     assert output.count("data.batch_size=0 must be positive") == 1, output
-    assert "(jobs 0, 2, 4: 3 configurations)" in output
+    assert "data.batch_size=0 must be positive (every job)" in output
 
 
 def test_a_refused_rerun_keeps_what_the_sweep_folder_holds(tiny_folder, tmp_path):
@@ -71,3 +71,15 @@ def test_a_refused_rerun_keeps_what_the_sweep_folder_holds(tiny_folder, tmp_path
     assert again.returncode == 2 and "model: depth=0 must be a whole number, at least 1" in again.stderr, again.stderr
     assert sorted(path.relative_to(sweep) for path in sweep.rglob("*")) == held
     assert json.loads((sweep / "0" / "metrics.json").read_text()) == json.loads(metrics)
+
+
+def test_a_mistake_names_every_job_it_is_in_and_a_single_job_with_its_overrides():
+    assert spans([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8" and spans([4]) == "4"
+    jobs = [["model.patch_size=8", "seed=0"], ["model.patch_size=8", "seed=1"], ["model.patch_size=3", "seed=0"],
+            ["model.patch_size=3", "seed=1"], ["model.patch_size=5"]]
+    lines = refusals(jobs, {"patch 3 does not divide": [2], "patch 5 does not divide": [4]})
+    assert lines == ["error: patch 3 does not divide (jobs 2-3)",
+                     "error: job 4 (model.patch_size=5): patch 5 does not divide",
+                     "none of the sweep's 5 jobs was started: fix the values above and run it again"]
+    assert refusals(jobs, {"lr must be positive": [0, 2, 4]})[0] == "error: lr must be positive (every job)"
+

@@ -87,11 +87,14 @@ class RequireCheckpoint(Callback):
 
 def refuse_sweep(config: DictConfig, *lines: str) -> NoReturn:
     """Stop a sweep before its first job: the lines on stderr, status 2, and the sweep folder that
-    CheckOutputFolder created a moment before removed if it is still empty (one with results stays)."""
+    CheckOutputFolder created a moment before, and its `outputs/<name>` parent, removed if still empty
+    (a folder with anything in it stays)."""
     for line in lines:
         print(line, file=sys.stderr)
+    sweep_dir = Path(config.hydra.sweep.dir)
     with contextlib.suppress(OSError):
-        Path(config.hydra.sweep.dir).rmdir()
+        sweep_dir.rmdir()
+        sweep_dir.parent.rmdir()
     sys.exit(2)
 
 

@@ -31,11 +31,15 @@ def job_overrides(sweeper_params, arguments: list, config_loader=None) -> list[l
     return BasicSweeper.split_arguments(parser.parse_overrides(params + list(arguments)), max_batch_size=None)[0]
 
 
+def seedless(job: list[str]) -> tuple:
+    return tuple(o for o in job if not o.startswith("seed="))
+
+
 def distinct_configurations(jobs: list[list[str]]) -> dict[tuple, int]:
     """One job number per configuration: jobs that differ only by their seed compose alike."""
     first: dict[tuple, int] = {}
     for number, job in enumerate(jobs):
-        first.setdefault(tuple(o for o in job if not o.startswith("seed=")), number)
+        first.setdefault(seedless(job), number)
     return first
 
 
@@ -69,9 +73,26 @@ class CheckSweepJobs(Callback):
             refuse_sweep(config, *refusals(jobs, failing))
 
 
+def spans(numbers: list[int]) -> str:
+    """Sorted job numbers as runs: [0, 1, 2, 5, 7, 8] -> "0-2, 5, 7-8"."""
+    runs: list[list[int]] = []
+    for number in numbers:
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
 def refusals(jobs: list[list[str]], failing: dict[str, list[int]]) -> list[str]:
-    """One line per mistake, naming the job and its overrides, or the jobs that share it."""
-    lines = [f"error: job {numbers[0]} ({' '.join(jobs[numbers[0]])}): {problem}" if len(numbers) == 1 else
-             f"error: {problem} (jobs {', '.join(map(str, numbers))}: {len(numbers)} configurations)"
-             for problem, numbers in failing.items()]
+    """One line per mistake, naming the job and its overrides, or every job it is in (each seed of a
+    configuration checked once)."""
+    lines = []
+    for problem, numbers in failing.items():
+        configurations = {seedless(jobs[number]) for number in numbers}
+        affected = [number for number, job in enumerate(jobs) if seedless(job) in configurations]
+        if len(affected) == 1:
+            lines.append(f"error: job {affected[0]} ({' '.join(jobs[affected[0]])}): {problem}")
+        else:
+            lines.append(f"error: {problem} ({'every job' if len(affected) == len(jobs) else 'jobs ' + spans(affected)})")
     return lines + [f"none of the sweep's {len(jobs)} jobs was started: fix the values above and run it again"]
