@@ -9,7 +9,6 @@ import csv
 import io
 import logging
 from pathlib import Path
-
 from typing import Callable
 
 import hydra

@@ -16,10 +16,11 @@ def denormalize(images: torch.Tensor, mean, std) -> torch.Tensor:
     return (images.float() * std_t + mean_t).clamp(0, 1)
 
 
-def image_grid(images: torch.Tensor, columns: int = 8) -> torch.Tensor:
+def image_grid(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) images in [0, 1] as one picture for TensorBoard, eight to a row."""
     from torchvision.utils import make_grid
 
-    return make_grid(images.detach().cpu(), nrow=columns, padding=2)
+    return make_grid(images.detach().cpu(), nrow=8, padding=2)
 
 
 def confusion_figure(confusion: torch.Tensor, class_names: Sequence[str], title: str = ""):

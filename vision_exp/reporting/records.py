@@ -31,7 +31,7 @@ INCIDENTAL_SETTINGS = ("paths.", "data.cache_dir", "data.num_workers", "data.dow
 DATASET_FOLDER = "data.root"
 
 
-def dataset_folder(key: str, value):
+def identity_value(key: str, value):
     """A setting's value as a run's identity sees it: data.root by its folder's name, the others as they are."""
     return Path(str(value)).name if key == DATASET_FOLDER and value not in (None, "None") else value
 

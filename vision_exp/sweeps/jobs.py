@@ -16,8 +16,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vision_exp.errors import ConfigError
 from vision_exp.reporting.files import read_json, write_json_atomic, write_text_atomic
-from vision_exp.reporting.records import (CONFIG_FILE, INCIDENTAL_SETTINGS, METRICS_FILE, dataset_folder, flatten,
-                                         has_earlier_attempt)
+from vision_exp.reporting.records import (CONFIG_FILE, INCIDENTAL_SETTINGS, METRICS_FILE, flatten, has_earlier_attempt,
+                                         identity_value)
 
 REFUSED_FILE = "refused.json"  # why the command that ran a job last refused it: the summary lists it
 
@@ -44,8 +44,8 @@ def config_differences(saved: dict, current: dict) -> list:
     for key in sorted(set(old) | set(new)):
         if key.startswith(INCIDENTAL_SETTINGS) or (key in FILLED_AT_START and new.get(key) == "None") or key not in old:
             continue
-        if dataset_folder(key, old.get(key, "<unset>")) != dataset_folder(key, new.get(key, "<unset>")):
-            differences.append(f"{key}: {old.get(key, '<unset>')} -> {new.get(key, '<unset>')}")
+        if identity_value(key, old[key]) != identity_value(key, new.get(key, "<unset>")):
+            differences.append(f"{key}: {old[key]} -> {new.get(key, '<unset>')}")
     return differences
 
 

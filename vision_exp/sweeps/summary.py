@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from vision_exp.errors import UserError
 from vision_exp.reporting.files import read_json, write_text_atomic
-from vision_exp.reporting.records import CONFIG_FILE, INCIDENTAL_SETTINGS, METRICS_FILE, dataset_folder
+from vision_exp.reporting.records import CONFIG_FILE, INCIDENTAL_SETTINGS, METRICS_FILE, identity_value
 from vision_exp.sweeps.jobs import REFUSED_FILE
 from vision_exp.sweeps.statistics import Difference, mean, paired_difference, sample_std, welch_difference
 
@@ -47,7 +47,7 @@ METRIC_MEANINGS = {
 METRIC_ORDER = ("val_acc", "best_val_acc", "train_acc", "train_running_acc", "val_acc5", "val_loss", "train_loss",
                 "train_running_loss", "samples_seen", "epochs", "steps", "best_epoch", "wall_time_s",
                 "train_images_per_s", "params", "device")
-NOT_METRICS = ("status", "error", "traceback", "stopped_at", "failed_at")  # failed_at: its name until 2026-12-05
+NOT_METRICS = ("status", "error", "traceback", "stopped_at", "failed_at")  # failed_at: stopped_at in older run folders
 
 
 class SweepError(UserError):
@@ -99,7 +99,7 @@ class Job:
     def config_overrides(self) -> tuple:
         """The overrides that define its configuration: all but the seed and where or how it ran (trainer.device,
         paths, ...: a resumed job may change those); data.root by its folder's name, the dataset."""
-        return tuple(f"{key}={dataset_folder(display_key(key), value)}"
+        return tuple(f"{key}={identity_value(display_key(key), value)}"
                      for key, value in map(split_override, self.overrides)
                      if display_key(key) != "seed" and not display_key(key).startswith(INCIDENTAL_SETTINGS))
 
@@ -262,7 +262,8 @@ def requested_or_default_baseline(configurations: list, axes: dict, requested: O
 
 
 def load_sweep(sweep_dir, baseline: Optional[str] = None, metric: str = "val_acc") -> SweepSummary:
-    """Read a sweep folder; `baseline` is e.g. 'model=resnet_v1' (default: the first job's value of each axis)."""
+    """Read a sweep folder; `baseline` is e.g. 'model=resnet_v1' (default: each swept axis at its `none`, else at
+    the first job's value; see `requested_or_default_baseline`)."""
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / SWEEP_FILE).is_file():
         what = "it does not exist" if not sweep_dir.exists() else f"it has no {SWEEP_FILE}, which Hydra writes when a multirun starts"
@@ -289,11 +290,11 @@ def fmt(value: Optional[float], digits: int = 2, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def mean_std(configuration: Configuration, metric: str, digits: int = 2) -> str:
+def mean_std(configuration: Configuration, metric: str) -> str:
     average, spread = configuration.mean(metric), configuration.std(metric)
     if average is None:
         return "—"
-    return f"{average:.{digits}f} ± {spread:.{digits}f}" if spread is not None else f"{average:.{digits}f}"
+    return f"{average:.2f} ± {spread:.2f}" if spread is not None else f"{average:.2f}"
 
 
 def difference_text(summary: SweepSummary, configuration: Configuration) -> str:

@@ -53,10 +53,10 @@ class Budget:
     @property
     def smallest_batch(self) -> int:
         """The fewest samples any training step takes: an epoch's last partial batch, or the one cut at the budget."""
-        return min(smallest_batch(self.samples_in_epoch(epoch), self.batch_size) for epoch in range(self.num_epochs))
+        return min(last_batch_size(self.samples_in_epoch(epoch), self.batch_size) for epoch in range(self.num_epochs))
 
 
-def smallest_batch(num_samples: int, batch_size: int) -> int:
+def last_batch_size(num_samples: int, batch_size: int) -> int:
     """The size of the last batch of `num_samples` taken `batch_size` at a time (the smallest one)."""
     return num_samples - (-(-num_samples // batch_size) - 1) * batch_size
 

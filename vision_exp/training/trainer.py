@@ -29,7 +29,7 @@ from vision_exp.recipe.distill import Distillation
 from vision_exp.reporting.figures import attention_overlay, classifier_attention, denormalize
 from vision_exp.reporting.files import last_checkpoint
 from vision_exp.reporting.run import RunReporter
-from vision_exp.training.budget import Budget, check_every_rank_gets_samples, smallest_batch
+from vision_exp.training.budget import Budget, check_every_rank_gets_samples, last_batch_size
 from vision_exp.training.config import TrainerConfig
 from vision_exp.training.checkpoint import load_latest, load_model_weights, save_checkpoint
 from vision_exp.training.evaluation import evaluate
@@ -37,8 +37,6 @@ from vision_exp.training.distributed import DistEnv, all_reduce_max, all_reduce_
 from vision_exp.training.runtime import amp_dtype, autocast, rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
-
-
 
 
 class TrainingDiverged(UserError):
@@ -120,7 +118,7 @@ class Trainer:
         if self.dist.enabled:  # before any rank meets an empty shard
             check_every_rank_gets_samples(self.dist.world_size, {
                 "training": self.budget.smallest_batch,
-                **{name: smallest_batch(loader.num_samples, loader.batch_size)
+                **{name: last_batch_size(loader.num_samples, loader.batch_size)
                    for name, loader in (("validation", data.val), ("train-eval", data.train_eval))}})
         self.model = model.to(self.device)
         channels_last = config.channels_last if config.channels_last != "auto" else (self.device.type == "cuda" and uses_convolutions(model))
