@@ -8,7 +8,7 @@ import torch
 
 from conftest import write_image_folder
 from vision_exp.data import cache as cache_mod
-from vision_exp.data.config import DataConfig
+from vision_exp.data.config import DataConfig, read_class_list
 from vision_exp.data.images import open_rgb, resize_center_square
 from vision_exp.data.loaders import build_loaders, cached_index_split, index_dataset
 from vision_exp.errors import DataError
@@ -77,6 +77,16 @@ def test_train_and_train_eval_share_one_device_copy_of_the_training_images(tiny_
     bundle = build_loaders(index_dataset(data), data, AugmentConfig(), torch.device("cpu"), seed=0)
     assert bundle.train.device_images is bundle.train_eval.device_images is not None
     assert bundle.val.device_images is not None and len(bundle.val.device_images) == len(bundle.val.images)
+
+
+def test_a_class_list_file_names_the_cache_by_its_wnids_as_the_index_reads_them(tmp_path):
+    """A file may name each class after its WNID: the index reads the WNIDs, and so must the cache's name."""
+    listed = tmp_path / "classes.txt"
+    listed.write_text("n01440764 tench\nn02102040 English springer\n")
+    from_file = settings(tmp_path, tmp_path / "c", classes=str(listed))
+    assert read_class_list(from_file.classes) == ["n01440764", "n02102040"]
+    listed_inline = settings(tmp_path, tmp_path / "c", classes=["n01440764", "n02102040"])
+    assert from_file.cache_entry("train") == listed_inline.cache_entry("train")
 
 
 def test_changed_settings_use_another_entry_and_changed_files_rebuild(tmp_path):

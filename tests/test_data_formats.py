@@ -16,7 +16,7 @@ from PIL import Image
 from conftest import TINY_CLASSES, class_image, compose
 from vision_exp.data.config import FORMATS, DataConfig
 from vision_exp.data.formats import INDEXERS
-from vision_exp.data.index import read_class_list
+from vision_exp.data.config import read_class_list
 from vision_exp.data.loaders import build_loaders, cached_index_split, index_dataset
 from vision_exp.errors import ConfigError, DataError
 from vision_exp.experiment import run_experiment

@@ -105,9 +105,7 @@ class DataConfig:
     def cache_entry(self, split: str) -> Path:
         """The cache folder of a split ("train" or "val"): named after the settings that select its
         pixels, not after where they lie, so a cache copied to another machine is found there."""
-        classes = self.classes
-        if isinstance(classes, str) and Path(classes).is_file():
-            classes = Path(classes).read_text().split()
+        classes = read_class_list(self.classes)  # a class-list file by its WNIDs, as the index reads it
         selection = {
             "name": self.name, "format": self.format, "split": getattr(self, f"{split}_split"), "classes": classes,
             "num_classes": self.num_classes,
@@ -131,3 +129,13 @@ def find_class_list(path: str) -> Path:
         return given
     shipped = CONF_DIR.joinpath(*given.parts[1:]) if given.parts[:1] == ("conf",) else given
     return shipped if shipped.is_file() else given
+
+
+def read_class_list(classes) -> Optional[list]:
+    """data.classes as a list of WNIDs, or a text file with one WNID per line (a name may follow it)."""
+    if classes is None or isinstance(classes, list):
+        return classes
+    path = Path(classes)
+    if not path.is_file():
+        raise ConfigError(f"data.classes={classes!r} is neither a list nor a readable class-list file")
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from vision_exp.data.config import DataConfig
+from vision_exp.data.config import DataConfig, read_class_list
 from vision_exp.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -103,16 +103,6 @@ def report_ignored(ignored: list, on_bad_image: str) -> tuple:
     if ignored:
         log.warning("ignored %d non-image files, e.g. %s", len(ignored), ignored[0])
     return tuple(ignored)
-
-
-def read_class_list(classes) -> Optional[list]:
-    """data.classes as a list of WNIDs, or a text file with one WNID per line."""
-    if classes is None or isinstance(classes, list):
-        return classes
-    path = Path(classes)
-    if not path.is_file():
-        raise ConfigError(f"data.classes={classes!r} is neither a list nor a readable class-list file")
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
 
 
 def select_classes(available: Sequence[str], cfg: DataConfig) -> list:
