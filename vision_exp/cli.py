@@ -4,10 +4,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import shutil
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
@@ -83,29 +81,6 @@ class RequireCheckpoint(Callback):
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             sys.exit(2)
-
-
-def refuse_sweep(config: DictConfig, *lines: str) -> NoReturn:
-    """Stop a sweep before its first job: the lines on stderr, status 2, and the sweep folder that
-    CheckOutputFolder created a moment before, and its `outputs/<name>` parent, removed if still empty
-    (a folder with anything in it stays)."""
-    for line in lines:
-        print(line, file=sys.stderr)
-    sweep_dir = Path(config.hydra.sweep.dir)
-    with contextlib.suppress(OSError):
-        sweep_dir.rmdir()
-        sweep_dir.parent.rmdir()
-    sys.exit(2)
-
-
-class CheckLauncher(Callback):
-    """`hydra/launcher=slurm` off a SLURM cluster is one line, before submitit's traceback ("Could not detect srun")."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        if config.hydra.launcher._target_.endswith("SlurmLauncher") and shutil.which("srun") is None:
-            refuse_sweep(config, "error: hydra/launcher=slurm submits to a SLURM cluster, and srun is not on this "
-                         "machine's PATH: run the sweep from the cluster's login node, or use "
-                         "hydra/launcher=submitit_local or hydra/launcher=joblib here")
 
 
 class CheckOutputFolder(Callback):

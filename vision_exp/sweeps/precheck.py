@@ -1,15 +1,20 @@
-"""Every job of a sweep checked before the first one trains (conf/hydra/default.yaml `callbacks:`).
+"""What a sweep checks before its first job (conf/hydra/default.yaml `callbacks:`): the launcher can run
+here, and every job's values can work.
 
 A job's values are checked when that job starts, so a sweep whose last job had `model.patch_size=7`
-on 64-px images trained every job before it, for hours, then failed there. Hydra's basic sweeper
+on 64-px images would train every job before it, for hours, then fail there. Hydra's basic sweeper
 composes each job's config before launching (an unknown key fails at once) but checks no value.
-This callback expands the sweep as the basic sweeper will, composes each distinct job (seeds
-aside: they compose alike) and runs the checks a run makes before it reads any data; one bad job
-stops the sweep with one message per bad job, before the sweep folder is created.
+CheckSweepJobs expands the sweep as the basic sweeper will, composes each distinct job (seeds
+aside: they compose alike) and runs the checks a run makes before it reads any data; a bad value
+stops the sweep with one line per mistake, before any job starts.
 """
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+import shutil
+import sys
+from pathlib import Path
+from typing import NoReturn, Optional
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
@@ -17,7 +22,6 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vision_exp.cli import refuse_sweep
 from vision_exp.errors import UserError
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -55,6 +59,29 @@ def job_problem(config: DictConfig, overrides: list[str], config_loader) -> Opti
     except UserError as exc:
         return str(exc)
     return None
+
+
+def refuse_sweep(config: DictConfig, *lines: str) -> NoReturn:
+    """Stop a sweep before its first job: the lines on stderr, status 2, and the sweep folder that
+    CheckOutputFolder (vision_exp/cli.py) created a moment before, and its `outputs/<name>` parent,
+    removed if still empty (a folder with anything in it stays)."""
+    for line in lines:
+        print(line, file=sys.stderr)
+    sweep_dir = Path(config.hydra.sweep.dir)
+    with contextlib.suppress(OSError):
+        sweep_dir.rmdir()
+        sweep_dir.parent.rmdir()
+    sys.exit(2)
+
+
+class CheckLauncher(Callback):
+    """`hydra/launcher=slurm` off a SLURM cluster is one line, before submitit's traceback ("Could not detect srun")."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        if config.hydra.launcher._target_.endswith("SlurmLauncher") and shutil.which("srun") is None:
+            refuse_sweep(config, "error: hydra/launcher=slurm submits to a SLURM cluster, and srun is not on this "
+                         "machine's PATH: run the sweep from the cluster's login node, or use "
+                         "hydra/launcher=submitit_local or hydra/launcher=joblib here")
 
 
 class CheckSweepJobs(Callback):
