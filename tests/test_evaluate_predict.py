@@ -196,3 +196,12 @@ def test_checkpoints_evaluate_cannot_use_are_one_message(trained_run, tmp_path):
     wrong_amp = cli("vision_exp.evaluate", f"ckpt={trained_run / 'checkpoints' / 'best.pt'}", "amp=fp32")
     assert wrong_amp.returncode == 2 and "amp='fp32'" in wrong_amp.stdout + wrong_amp.stderr
     assert "trainer.amp" not in wrong_amp.stdout + wrong_amp.stderr
+
+
+def test_loading_a_trained_model_imports_nothing_of_training():
+    """evaluate and predict need a model: not the trainer, the loaders, TensorBoard or the sweeps."""
+    probe = ("import sys; from vision_exp.builder import load_trained_model; "
+             "print(sorted(m for m in sys.modules if m.startswith(('vision_exp.training.trainer', 'vision_exp.data.loaders', "
+             "'vision_exp.sweeps', 'vision_exp.reporting.run', 'torch.utils.tensorboard'))))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr

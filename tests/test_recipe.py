@@ -217,7 +217,7 @@ def test_ema_weights_differ_and_are_the_ones_evaluated(tiny_folder, tmp_path, mo
     assert best["epoch"] == 1  # one epoch: best.pt and last.pt hold the same step
     for key, value in best["model"].items():
         assert torch.equal(value, ema[key]), key
-    from vision_exp.experiment import load_trained_model
+    from vision_exp.builder import load_trained_model
 
     for checkpoint in ("last.pt", "best.pt"):  # evaluate and predict load the weights the run evaluated
         model, _, _ = load_trained_model(run / "checkpoints" / checkpoint)

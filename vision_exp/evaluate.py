@@ -52,7 +52,7 @@ def val_only_folder(data: DataConfig) -> DataConfig:
 
 def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
     from vision_exp.data.loaders import build_val_loader, index_dataset
-    from vision_exp.experiment import load_trained_model
+    from vision_exp.builder import load_trained_model
     from vision_exp.reporting.evaluation import write_evaluation
     from vision_exp.training.evaluation import evaluate
     from vision_exp.training.runtime import amp_dtype, select_device

@@ -1,4 +1,4 @@
-"""From a composed config to a finished run: the only place that turns DictConfigs into objects.
+"""From a composed config to a finished run: the only place a training run's config becomes objects.
 
 Entry points (`vision_exp.train`, the notebook API) call `run_experiment`; everything it hands
 on — model, loaders, optimizer and schedule factories, `TrainerConfig` — is a plain object.
@@ -12,11 +12,10 @@ import logging
 from contextlib import contextmanager
 from pathlib import Path
 
-from hydra.errors import InstantiationException
-from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vision_exp.config_types import check_arguments, plain
+from vision_exp.builder import build, load_trained_model
+from vision_exp.config_types import plain
 from vision_exp.data.config import DataConfig
 from vision_exp.data.loaders import build_loaders, index_dataset, mix_seed
 from vision_exp.errors import CheckpointError, ConfigError
@@ -30,23 +29,10 @@ from vision_exp.settings import run_settings
 from vision_exp.sweeps.jobs import BUDGET_SETTINGS, check_same_config, completed_record
 from vision_exp.training import distributed
 from vision_exp.training.budget import Budget
-from vision_exp.training.checkpoint import load_checkpoint, load_model_weights
 from vision_exp.training.runtime import seed_everything, set_deterministic
 from vision_exp.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
-
-
-def build(target: DictConfig, section: str):
-    """hydra.utils.instantiate with the user's mistake (an unknown key, a string for a number, a bad model
-    size) as one message."""
-    check_arguments(get_object(target._target_), {k: v for k, v in plain(target).items() if not k.startswith("_")},
-                    section)
-    try:
-        return instantiate(target)
-    except InstantiationException as exc:
-        cause = exc.__cause__ or exc
-        raise ConfigError(f"{section}: {cause}") from None
 
 
 def check_buildable(cfg: DictConfig) -> None:
@@ -146,27 +132,6 @@ def seed_rank(seed: int, rank: int, step: int) -> None:
         seed_everything(mix_seed(seed, rank, step))
 
 
-def run_dir_of(checkpoint: Path) -> Path:
-    """A run folder holds config.yaml and checkpoints/<name>.pt."""
-    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-
-
-def load_trained_model(checkpoint: Path):
-    """(model with the checkpoint's weights, the run's config, the checkpoint's contents)."""
-    checkpoint = Path(checkpoint)
-    state = load_checkpoint(checkpoint)
-    if not isinstance(state, dict) or "model" not in state:
-        raise CheckpointError(f"{checkpoint} is not a checkpoint of a vision-exp run (it holds no 'model' entry): "
-                              f"use a run's checkpoints/best.pt or checkpoints/last.pt")
-    config_path = run_dir_of(checkpoint) / CONFIG_FILE
-    if not config_path.is_file():
-        raise CheckpointError(f"no config.yaml for {checkpoint}: expected the run folder's {config_path}")
-    run_cfg = OmegaConf.load(config_path)
-    model = build(run_cfg.model, "model")
-    load_model_weights(model, evaluated_weights(state), str(checkpoint))
-    return model, run_cfg, state
-
-
 # What the teacher must share with the student: it predicts on the student's inputs, as they are.
 TEACHER_PREPROCESSING = ("img_size", "mean", "std")
 
@@ -205,10 +170,3 @@ def load_distillation(cfg: DistillConfig, classes: tuple, data: DataConfig):
     log.info("distilling from %s (%s, %s distillation, weight %g)", cfg.teacher, type(teacher).__name__, cfg.kind,
              cfg.weight)
     return Distillation(teacher, cfg.kind, cfg.weight, cfg.temperature)
-
-
-def evaluated_weights(state: dict) -> dict:
-    """The weights the run evaluated: with EMA on, last.pt's averaged copy (best.pt holds only those already)."""
-    if state.get("ema"):
-        return {key.removeprefix("module."): value for key, value in state["ema"].items()}
-    return state["model"]

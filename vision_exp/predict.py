@@ -64,7 +64,7 @@ def predict(checkpoint: Path, target: Path, topk: int = 5, batch_size: int = 64,
     from vision_exp.data.batch_augment import Normalize
     from vision_exp.data.images import open_rgb
     from vision_exp.data.loaders import folder_transforms
-    from vision_exp.experiment import load_trained_model
+    from vision_exp.builder import load_trained_model
     from vision_exp.training.runtime import select_device
 
     model, run_cfg, state = load_trained_model(checkpoint)
