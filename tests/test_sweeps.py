@@ -19,7 +19,7 @@ import pytest
 from conftest import REPO, compose, run_cli
 from vision_exp import report, summarize
 from vision_exp.errors import ConfigError
-from vision_exp.sweeps.jobs import check_same_config
+from vision_exp.reporting.records import check_same_config
 from vision_exp.sweeps.launch import claimed_gpu, register_resolvers
 from vision_exp.sweeps.statistics import (Difference, mean, paired_difference, sample_std, t_cdf, t_quantile,
                                          welch_difference)

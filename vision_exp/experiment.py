@@ -7,7 +7,6 @@ slow data cache), and nothing but its lock file is written into the run folder b
 """
 from __future__ import annotations
 
-import json
 import logging
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,9 +23,9 @@ from vision_exp.recipe.config import DistillConfig
 from vision_exp.recipe.distill import Distillation
 from vision_exp.recipe.loss import create_train_loss
 from vision_exp.reporting.files import check_writable, exclusive_lock, write_text_atomic
-from vision_exp.reporting.records import CONFIG_FILE, LOCK_FILE, before_start, folder_busy, has_earlier_attempt
+from vision_exp.reporting.records import (BUDGET_SETTINGS, CONFIG_FILE, LOCK_FILE, before_start, check_same_config,
+                                         completed_record, folder_busy, has_earlier_attempt, write_overrides)
 from vision_exp.settings import run_settings
-from vision_exp.sweeps.jobs import BUDGET_SETTINGS, check_same_config, completed_record
 from vision_exp.training import distributed
 from vision_exp.training.budget import Budget
 from vision_exp.training.runtime import seed_everything, set_deterministic
@@ -118,7 +117,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
             return finished
         if dist_env.is_main:
             write_text_atomic(run_dir / CONFIG_FILE, config_text)
-            write_text_atomic(run_dir / "overrides.json", json.dumps(list(overrides)))
+            write_overrides(run_dir, overrides)
         return trainer.fit()
 
 

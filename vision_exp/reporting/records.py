@@ -1,12 +1,14 @@
 """What a run's folder says of it: why a run that did not complete stopped (`recorded_failures` writes
-metrics.json), whether a run began there before (`has_earlier_attempt`), and which settings describe what
-a run computes.
+metrics.json), whether a run began there before (`has_earlier_attempt`) or completed (`completed_record`),
+which settings describe what a run computes, and whether its config.yaml describes the same experiment
+as a command that would resume it (`check_same_config`, for a run resumed by hand and a sweep job alike).
 
 Kept apart from `run.RunReporter` (torch, TensorBoard, matplotlib) so that the sweep bookkeeping and the
 entry points' error handling load in a blink: a bad override is reported before torch is imported.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 import traceback
@@ -14,13 +16,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
-from vision_exp.errors import Interrupted, RunFolderBusy, UserError
-from vision_exp.reporting.files import exclusive_lock, read_json, write_json_atomic
+from omegaconf import OmegaConf
+
+from vision_exp.errors import ConfigError, Interrupted, RunFolderBusy, UserError
+from vision_exp.reporting.files import exclusive_lock, read_json, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
+OVERRIDES_FILE = "overrides.json"
 # Settings that say where a run reads and writes, on which device and how it reports, not what it
 # computes: kept out of the HParams table, where a resumed or relocated job would look different.
 INCIDENTAL_SETTINGS = ("paths.", "data.cache_dir", "data.num_workers", "data.download",
@@ -125,3 +130,52 @@ def _record(write, *args, **kwargs) -> None:
         write(*args, **kwargs)
     except OSError:
         log.exception("could not record the run's failure in metrics.json")
+
+
+# What a run resumed by hand may change: a longer budget continues on the longer schedule.
+BUDGET_SETTINGS = ("trainer.train_samples", "trainer.epochs")
+
+# Null in the composed config and filled in from the dataset when the run starts.
+FILLED_AT_START = ("data.num_classes", "model.num_classes")
+
+
+def completed_record(run_dir: Path) -> Optional[dict]:
+    """The folder's metrics.json if it records a completed run."""
+    record = read_json(Path(run_dir) / METRICS_FILE, {})
+    return record if record.get("status") == "completed" else None
+
+
+def config_differences(saved: dict, current: dict) -> list:
+    """'key: saved -> now' for every setting that changes the experiment (not INCIDENTAL_SETTINGS).
+
+    A setting the saved config lacks was added to the project after the run started: the run
+    cannot have chosen it, so an upgrade in the middle of a sweep does not strand the sweep."""
+    old, new = flatten(saved), flatten(current)
+    differences = []
+    for key in sorted(set(old) | set(new)):
+        if key.startswith(INCIDENTAL_SETTINGS) or (key in FILLED_AT_START and new.get(key) == "None") or key not in old:
+            continue
+        if identity_value(key, old[key]) != identity_value(key, new.get(key, "<unset>")):
+            differences.append(f"{key}: {old[key]} -> {new.get(key, '<unset>')}")
+    return differences
+
+
+def check_same_config(run_dir: Path, current: dict, may_change: tuple = ()) -> None:
+    """Refuse to skip or resume a folder whose config.yaml describes another experiment.
+
+    A sweep job must match exactly (its folder was chosen by its position in the sweep); a single run
+    resumed by hand may change the settings `may_change` names (its budget)."""
+    saved = OmegaConf.to_container(OmegaConf.load(Path(run_dir) / CONFIG_FILE))
+    differences = [d for d in config_differences(saved, current) if d.split(":")[0] not in may_change]
+    if differences:
+        shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
+        advice = ("resume it with its own settings (only trainer.train_samples or trainer.epochs may change), "
+                  "or choose another hydra.run.dir") if may_change else (
+                  "resume a sweep with the command that started it, or choose a new hydra.sweep.dir "
+                  "(sweep_dir= in vision_exp.sweep)")
+        raise ConfigError(f"{run_dir} holds a run of another configuration ({shown}): {advice}")
+
+
+def write_overrides(run_dir: Path, overrides: list) -> None:
+    """The command-line overrides of a run or sweep job: a sweep's summary reads its jobs' configurations from them."""
+    write_text_atomic(Path(run_dir) / OVERRIDES_FILE, json.dumps(list(overrides)))

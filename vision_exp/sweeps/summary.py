@@ -18,11 +18,10 @@ from omegaconf import OmegaConf
 
 from vision_exp.errors import UserError
 from vision_exp.reporting.files import read_json, write_text_atomic
-from vision_exp.reporting.records import CONFIG_FILE, INCIDENTAL_SETTINGS, METRICS_FILE, identity_value
+from vision_exp.reporting.records import CONFIG_FILE, INCIDENTAL_SETTINGS, METRICS_FILE, OVERRIDES_FILE, identity_value
 from vision_exp.sweeps.jobs import REFUSED_FILE
 from vision_exp.sweeps.statistics import Difference, mean, paired_difference, sample_std, welch_difference
 
-OVERRIDES_FILE = "overrides.json"
 SWEEP_FILE = "multirun.yaml"
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
