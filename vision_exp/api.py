@@ -105,8 +105,9 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
     summarize it; returns the SweepSummary (`.configurations`, `.baseline`, `.sweep_dir`), whose
     results.md / results.csv / plots are in the folder.
 
-    Every list is composed first, so an override Hydra cannot compose stops the sweep before any run,
-    as on the command line. A run that fails (bad input, a bug, out of memory) is recorded in its
+    Every list is composed and checked first, so an override Hydra cannot compose, or a value that cannot
+    work in some run, stops the sweep before any run, as on the command line (one ConfigError naming the
+    runs). A run that fails (bad input, a bug, out of memory) is recorded in its
     metrics.json and the others go on; an interrupted run (Ctrl-C, SIGTERM) is recorded and stops the
     sweep. Calling it again with the same runs and folder skips the completed runs and resumes the
     others; a run whose folder holds another configuration is refused (its refused.json), its results kept.
@@ -116,6 +117,7 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
     from vision_exp.reporting.records import before_start, recorded_failures
     from vision_exp.sweeps import summarize_sweep
     from vision_exp.sweeps.jobs import prepare_job
+    from vision_exp.sweeps.precheck import failing_jobs, refusals
 
     log = logging.getLogger("vision_exp.api")
 
@@ -127,6 +129,9 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
     for cfg in configs:  # the runs' configs, as run_experiment takes them
         with open_dict(cfg):
             del cfg["hydra"]
+    failing = failing_jobs(jobs, configs.__getitem__)
+    if failing:
+        raise ConfigError("\n".join(refusals(jobs, failing)).removeprefix("error: "))
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / "multirun.yaml", OmegaConf.to_yaml(configs[0]))  # what marks a sweep folder
     _show_logs()

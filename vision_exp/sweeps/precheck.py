@@ -14,7 +14,7 @@ import contextlib
 import shutil
 import sys
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import Callable, NoReturn
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
@@ -47,18 +47,26 @@ def distinct_configurations(jobs: list[list[str]]) -> dict[tuple, int]:
     return first
 
 
-def job_problem(config: DictConfig, overrides: list[str], config_loader) -> Optional[str]:
-    """Why the job with these overrides would stop before training, or None."""
+def failing_jobs(jobs: list[list[str]], job_config: Callable[[int], DictConfig]) -> dict[str, list[int]]:
+    """{why a job would stop before training: the first job of each configuration that would}, from each
+    distinct configuration's config (`job_config(number)`, without its hydra section)."""
     from vision_exp.experiment import check_buildable
 
+    failing: dict[str, list[int]] = {}  # the same mistake in many jobs is one line
+    for number in distinct_configurations(jobs).values():
+        try:
+            check_buildable(job_config(number))
+        except UserError as exc:
+            failing.setdefault(str(exc), []).append(number)
+    return failing
+
+
+def sweep_job_config(config: DictConfig, overrides: list[str], config_loader) -> DictConfig:
+    """A job's config as the basic sweeper's launcher composes it, without its hydra section."""
     job_config = config_loader.load_sweep_config(config, list(overrides))
     with open_dict(job_config):
         del job_config["hydra"]
-    try:
-        check_buildable(job_config)
-    except UserError as exc:
-        return str(exc)
-    return None
+    return job_config
 
 
 def refuse_sweep(config: DictConfig, *lines: str) -> NoReturn:
@@ -91,11 +99,7 @@ class CheckSweepJobs(Callback):
         loader = GlobalHydra.instance().config_loader()
         arguments = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
         jobs = job_overrides(config.hydra.sweeper.get("params"), arguments, loader)
-        failing: dict[str, list[int]] = {}  # the same mistake in many jobs is one line
-        for number in distinct_configurations(jobs).values():
-            problem = job_problem(config, jobs[number], loader)
-            if problem:
-                failing.setdefault(problem, []).append(number)
+        failing = failing_jobs(jobs, lambda number: sweep_job_config(config, jobs[number], loader))
         if failing:
             refuse_sweep(config, *refusals(jobs, failing))
 
