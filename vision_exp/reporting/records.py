@@ -169,7 +169,7 @@ def check_same_config(run_dir: Path, current: dict, may_change: tuple = ()) -> N
     differences = [d for d in config_differences(saved, current) if d.split(":")[0] not in may_change]
     if differences:
         shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
-        advice = ("resume it with its own settings (only trainer.train_samples or trainer.epochs may change), "
+        advice = (f"resume it with its own settings (only {' or '.join(may_change)} may change), "
                   "or choose another hydra.run.dir") if may_change else (
                   "resume a sweep with the command that started it, or choose a new hydra.sweep.dir "
                   "(sweep_dir= in vision_exp.sweep)")

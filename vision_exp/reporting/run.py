@@ -14,13 +14,12 @@ from pathlib import Path
 
 import torch
 
-from vision_exp.reporting.curves import plot_curves
+from vision_exp.reporting.curves import FAMILIES, plot_curves
 from vision_exp.reporting.figures import confusion_figure, image_grid
 from vision_exp.reporting.hparams import session_end, session_start
 from vision_exp.reporting.files import read_jsonl, write_json_atomic, write_text_atomic
 from vision_exp.reporting.records import INCIDENTAL_SETTINGS, METRICS_FILE, flatten
 
-FAMILY_RUNS = ("train", "train_running", "val")
 
 
 class RunReporter:
@@ -43,7 +42,7 @@ class RunReporter:
         # another run's checkpoint starts its own log.
         new_log = not any(tb.rglob("events.out.tfevents.*"))
         self.writer = SummaryWriter(str(tb), purge_step=purge)
-        self.family_writers = {f: SummaryWriter(str(tb / f), purge_step=purge) for f in FAMILY_RUNS}
+        self.family_writers = {f: SummaryWriter(str(tb / f), purge_step=purge) for f, _, _ in FAMILIES}
         if new_log:
             self._write_session_start()
             if config_text:
