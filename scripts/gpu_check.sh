@@ -14,7 +14,10 @@
 # ViT so far, 4.7 points behind its teacher). The fifth lease (2026-11-28) settled how much RandAugment
 # it wants: two ops per image, as it has (three: 79.64; none: 77.94, fitting 96% of its training
 # images); weight 0.9 on the teacher tied weight 0.5 (80.48 against 80.84 at epoch 47, where the budget
-# stopped it: not planned again). So next: mixup/cutmix under the teacher (Beyer et al. 2022: a patient
+# stopped it: not planned again). So next: a wider ViT on coarser tokens (width 384, ViT-S's, at 8x8
+# patches: 64 tokens instead of 256, the same multiply-adds in its linear layers and a quarter of them in
+# attention; on the CPU, twice the width at 8x8 led the stem's width-128 run by 1.8 points at 10 epochs,
+# 74.57 against 72.74, one seed, 2026-12-05), then mixup/cutmix under the teacher (Beyer et al. 2022: a patient
 # teacher labelling mixed images is what lets a student match it; untaught, mixup cost 1.9 points with
 # the AdamW bundle on the H200, and 2.9 with the teacher at 10 CPU epochs, where the ViT underfits), then
 # without label smoothing (the teacher's predictions are soft targets already); then e2_vit_distilled as
@@ -121,6 +124,7 @@ pool() {
 # The plan's runs, each "NAME PRESET [override ...]", most important first.
 PLAN=(
   "e2_resnet e2_resnet"
+  "distill_wide8 e2_vit_distilled model.patch_size=8 model.embed_dim=384 loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"
   "distill_mixup e2_vit_distilled enhancement=mixup_cutmix loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"
   "distill_no_ls e2_vit_distilled loss.label_smoothing=0 loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"
   "e2_vit_distilled e2_vit_distilled data.num_workers=15 loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"

@@ -182,8 +182,8 @@ def test_every_run_of_the_plan_composes():
 
     planned = [[word.replace("{runs}", "/call/runs") for word in spec] for spec in planned_runs()]
     assert len(planned) >= 5 and len({name for name, *_ in planned}) == len(planned)
-    assert [name for name, *_ in planned[:5]] == ["e2_resnet", "distill_mixup", "distill_no_ls", "e2_vit_distilled",
-                                                  "e2_vit_enhanced"], \
+    assert [name for name, *_ in planned[:6]] == ["e2_resnet", "distill_wide8", "distill_mixup", "distill_no_ls",
+                                                  "e2_vit_distilled", "e2_vit_enhanced"], \
         "the teacher, candidates on its student, the student as it is, then the goal's other runs"
     assert planned[-1][0] == "e2_vit", "measured twice, epoch by epoch the same: last"
     runs = {name: compose_config([f"experiment={preset}", *overrides]) for name, preset, *overrides in planned}
@@ -205,6 +205,11 @@ def test_every_run_of_the_plan_composes():
     assert (plain_labels.loss.label_smoothing, distilled.loss.label_smoothing) == (0.0, 0.1)
     plain_labels.loss.label_smoothing = distilled.loss.label_smoothing
     assert plain_labels == distilled, "label smoothing off, nothing else"
+    wide = copy.deepcopy(runs["distill_wide8"])
+    assert (wide.model.patch_size, wide.model.embed_dim, wide.model.num_heads) == (8, 384, 16)
+    assert (distilled.model.patch_size, distilled.model.embed_dim) == (4, 192)
+    wide.model.patch_size, wide.model.embed_dim = distilled.model.patch_size, distilled.model.embed_dim
+    assert wide == distilled, "coarser tokens and twice the width, nothing else"
     cfg = runs["enh_adamw"]
     assert (cfg.optimizer.name, cfg.optimizer.weight_decay) == ("adamw", 0.05), "Adam's 1e-4 must not stay"
 
