@@ -36,6 +36,7 @@ def job_overrides(sweeper_params, arguments: list, config_loader=None) -> list[l
 
 
 def seedless(job: list[str]) -> tuple:
+    """A job's configuration: its overrides but the seed."""
     return tuple(o for o in job if not o.startswith("seed="))
 
 
@@ -48,8 +49,8 @@ def distinct_configurations(jobs: list[list[str]]) -> dict[tuple, int]:
 
 
 def failing_jobs(jobs: list[list[str]], job_config: Callable[[int], DictConfig]) -> dict[str, list[int]]:
-    """{why a job would stop before training: the first job of each configuration that would}, from each
-    distinct configuration's config (`job_config(number)`, without its hydra section)."""
+    """{why a run would stop before training: the first job of each configuration it stops}, checking one
+    job per configuration (`job_config(number)`: its config without the hydra section)."""
     from vision_exp.experiment import check_buildable
 
     failing: dict[str, list[int]] = {}  # the same mistake in many jobs is one line
