@@ -16,8 +16,8 @@
 # images); weight 0.9 on the teacher tied weight 0.5 (80.48 against 80.84 at epoch 47, where the budget
 # stopped it: not planned again). So next: a wider ViT on coarser tokens (width 384, ViT-S's, at 8x8
 # patches: 64 tokens instead of 256, the same multiply-adds in its linear layers and a quarter of them in
-# attention; on the CPU, twice the width at 8x8 led the stem's width-128 run by 1.8 points at 10 epochs,
-# 74.57 against 72.74, one seed, 2026-12-05), then mixup/cutmix under the teacher (Beyer et al. 2022: a patient
+# attention; on the CPU, twice the width at 8x8 led the stem's width-128 runs by 1.1 points at 10 epochs
+# on the mean of two seeds, 74.36 against 73.25, 2026-12-05), then mixup/cutmix under the teacher (Beyer et al. 2022: a patient
 # teacher labelling mixed images is what lets a student match it; untaught, mixup cost 1.9 points with
 # the AdamW bundle on the H200, and 2.9 with the teacher at 10 CPU epochs, where the ViT underfits), then
 # without label smoothing (the teacher's predictions are soft targets already); then e2_vit_distilled as
