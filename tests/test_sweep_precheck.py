@@ -77,9 +77,9 @@ def test_a_mistake_names_every_job_it_is_in_and_a_single_job_with_its_overrides(
     assert spans([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8" and spans([4]) == "4"
     jobs = [["model.patch_size=8", "seed=0"], ["model.patch_size=8", "seed=1"], ["model.patch_size=3", "seed=0"],
             ["model.patch_size=3", "seed=1"], ["model.patch_size=5"]]
-    lines = refusals(jobs, {"patch 3 does not divide": [2], "patch 5 does not divide": [4]})
+    lines = refusals(jobs, {"patch 3 does not divide": [2, 3], "patch 5 does not divide": [4]})
     assert lines == ["error: patch 3 does not divide (jobs 2-3)",
                      "error: job 4 (model.patch_size=5): patch 5 does not divide",
                      "none of the sweep's 5 jobs was started: fix the values above and run it again"]
-    assert refusals(jobs, {"lr must be positive": [0, 2, 4]})[0] == "error: lr must be positive (every job)"
+    assert refusals(jobs, {"lr must be positive": [0, 1, 2, 3, 4]})[0] == "error: lr must be positive (every job)"
 

@@ -131,7 +131,7 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
             del cfg["hydra"]
     failing = failing_jobs(jobs, configs.__getitem__)
     if failing:
-        raise ConfigError("\n".join(refusals(jobs, failing)).removeprefix("error: "))
+        raise ConfigError("\n".join(line.removeprefix("error: ") for line in refusals(jobs, failing)))
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / "multirun.yaml", OmegaConf.to_yaml(configs[0]))  # what marks a sweep folder
     _show_logs()

@@ -40,25 +40,30 @@ def seedless(job: list[str]) -> tuple:
     return tuple(o for o in job if not o.startswith("seed="))
 
 
-def distinct_configurations(jobs: list[list[str]]) -> dict[tuple, int]:
-    """One job number per configuration: jobs that differ only by their seed compose alike."""
-    first: dict[tuple, int] = {}
+def jobs_by_configuration(jobs: list[list[str]]) -> dict[tuple, list[int]]:
+    """The job numbers of each configuration: jobs that differ only by their seed compose alike."""
+    numbers: dict[tuple, list[int]] = {}
     for number, job in enumerate(jobs):
-        first.setdefault(seedless(job), number)
-    return first
+        numbers.setdefault(seedless(job), []).append(number)
+    return numbers
+
+
+def distinct_configurations(jobs: list[list[str]]) -> dict[tuple, int]:
+    """One job number per configuration, its first."""
+    return {configuration: numbers[0] for configuration, numbers in jobs_by_configuration(jobs).items()}
 
 
 def failing_jobs(jobs: list[list[str]], job_config: Callable[[int], DictConfig]) -> dict[str, list[int]]:
-    """{why a run would stop before training: the first job of each configuration it stops}, checking one
-    job per configuration (`job_config(number)`: its config without the hydra section)."""
+    """{why a run would stop before training: every job it stops}, checking the first job of each
+    configuration (`job_config(number)`: its config without the hydra section)."""
     from vision_exp.experiment import check_buildable
 
     failing: dict[str, list[int]] = {}  # the same mistake in many jobs is one line
-    for number in distinct_configurations(jobs).values():
+    for numbers in jobs_by_configuration(jobs).values():
         try:
-            check_buildable(job_config(number))
+            check_buildable(job_config(numbers[0]))
         except UserError as exc:
-            failing.setdefault(str(exc), []).append(number)
+            failing.setdefault(str(exc), []).extend(numbers)
     return failing
 
 
@@ -117,12 +122,10 @@ def spans(numbers: list[int]) -> str:
 
 
 def refusals(jobs: list[list[str]], failing: dict[str, list[int]]) -> list[str]:
-    """One line per mistake, naming the job and its overrides, or every job it is in (each seed of a
-    configuration checked once)."""
+    """One line per mistake, naming the job and its overrides, or every job it is in."""
     lines = []
     for problem, numbers in failing.items():
-        configurations = {seedless(jobs[number]) for number in numbers}
-        affected = [number for number, job in enumerate(jobs) if seedless(job) in configurations]
+        affected = sorted(numbers)
         if len(affected) == 1:
             lines.append(f"error: job {affected[0]} ({' '.join(jobs[affected[0]])}): {problem}")
         else:
