@@ -14,7 +14,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from conftest import CONF_DIR, REPO
 from vision_exp.experiment import check_buildable
-from vision_exp.sweeps.precheck import distinct_configurations, job_overrides
+from vision_exp.sweeps.precheck import job_overrides, jobs_by_configuration
 
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 ENTRY = re.compile(r"(?:python -m vision_exp\.|vx-)(train|evaluate|predict)\b")
@@ -72,7 +72,7 @@ def sweep_jobs(arguments: list[str], multirun: bool) -> list[list[str]]:
     fixed = [override.input_line for override in parser.parse_overrides(arguments) if not override.is_sweep_override()]
     sweeper_params = compose("train", fixed, return_hydra_config=True).hydra.sweeper.params
     jobs = job_overrides(sweeper_params, arguments, loader)
-    return [jobs[number] for number in distinct_configurations(jobs).values()]
+    return [jobs[numbers[0]] for numbers in jobs_by_configuration(jobs).values()]
 
 
 @pytest.mark.parametrize("document, entry, written, arguments", COMMANDS,

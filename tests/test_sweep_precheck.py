@@ -10,7 +10,7 @@ from hydra.core.global_hydra import GlobalHydra
 from conftest import CONF_DIR, compose, run_cli, tiny_vit_overrides
 from vision_exp.errors import ConfigError
 from vision_exp.experiment import check_buildable
-from vision_exp.sweeps.precheck import distinct_configurations, job_overrides, refusals, spans
+from vision_exp.sweeps.precheck import job_overrides, jobs_by_configuration, refusals, spans
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -30,8 +30,8 @@ def test_the_jobs_are_those_of_hydras_basic_sweeper_in_its_order():
     jobs = job_overrides({"model": "resnet_v1,vit_v1"}, ["seed=0,1", "trainer.epochs=2"])
     assert jobs == [["model=resnet_v1", "seed=0", "trainer.epochs=2"], ["model=resnet_v1", "seed=1", "trainer.epochs=2"],
                     ["model=vit_v1", "seed=0", "trainer.epochs=2"], ["model=vit_v1", "seed=1", "trainer.epochs=2"]]
-    assert distinct_configurations(jobs) == {("model=resnet_v1", "trainer.epochs=2"): 0,
-                                             ("model=vit_v1", "trainer.epochs=2"): 2}
+    assert jobs_by_configuration(jobs) == {("model=resnet_v1", "trainer.epochs=2"): [0, 1],
+                                           ("model=vit_v1", "trainer.epochs=2"): [2, 3]}
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         globbed = job_overrides(None, ["model=glob(vit_*)"], GlobalHydra.instance().config_loader())
     assert globbed == [["model=vit_v1"], ["model=vit_v2"], ["model=vit_v3"]]

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks import resolve_block
+
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
     # No bias: every conv is followed by a BatchNorm, whose shift makes a bias redundant.
@@ -87,16 +89,7 @@ class BasicBlockv3(BasicBlock):
         return out + self.shortcut(x)  # not in place: autograd keeps the ReLU output
 
 
-BLOCKS = {cls.__name__: cls for cls in (BasicBlock, BasicBlockv2, BasicBlockv3)}
-
-
-def resolve_block(block: str | type[BasicBlock]) -> type[BasicBlock]:
-    """Accept a block class or its name (as written in a Hydra config)."""
-    if isinstance(block, str):
-        if block not in BLOCKS:
-            raise ValueError(f"unknown block {block!r}; choose one of {sorted(BLOCKS)}")
-        return BLOCKS[block]
-    return block
+BLOCKS = (BasicBlock, BasicBlockv2, BasicBlockv3)
 
 
 class ResNet(nn.Module):
@@ -126,7 +119,7 @@ class ResNet(nn.Module):
         zero_init_residual: bool = False,
     ):
         super().__init__()
-        block = resolve_block(block)
+        block = resolve_block(block, BLOCKS)
         if len(layers) != 4 or len(widths) != 4:
             raise ValueError(f"layers and widths need 4 stages, got {list(layers)} and {list(widths)}")
         if min(*layers, *widths, stem_stride) < 1:

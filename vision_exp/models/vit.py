@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
+from .blocks import resolve_block
 from .resnet import conv3x3
 
 # Every LayerNorm uses the epsilon of the JAX reference (PyTorch's default is 1e-5).
@@ -216,16 +217,7 @@ class Blockv3(Block):
         return x
 
 
-BLOCKS = {cls.__name__: cls for cls in (Block, Blockv2, Blockv3)}
-
-
-def resolve_block(block: str | type[Block]) -> type[Block]:
-    """Accept a block class or its name (as written in a Hydra config)."""
-    if isinstance(block, str):
-        if block not in BLOCKS:
-            raise ValueError(f"unknown block {block!r}; choose one of {sorted(BLOCKS)}")
-        return BLOCKS[block]
-    return block
+BLOCKS = (Block, Blockv2, Blockv3)
 
 
 def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -320,7 +312,7 @@ class ViT(nn.Module):
         in_chans: int = 3,
     ):
         super().__init__()
-        block = resolve_block(block)
+        block = resolve_block(block, BLOCKS)
         sizes = dict(img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads)
         for name, value in sizes.items():
             if not isinstance(value, int) or value < 1:  # img_size: square images only, one side

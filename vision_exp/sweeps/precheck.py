@@ -48,11 +48,6 @@ def jobs_by_configuration(jobs: list[list[str]]) -> dict[tuple, list[int]]:
     return numbers
 
 
-def distinct_configurations(jobs: list[list[str]]) -> dict[tuple, int]:
-    """One job number per configuration, its first."""
-    return {configuration: numbers[0] for configuration, numbers in jobs_by_configuration(jobs).items()}
-
-
 def failing_jobs(jobs: list[list[str]], job_config: Callable[[int], DictConfig]) -> dict[str, list[int]]:
     """{why a run would stop before training: every job it stops}, checking the first job of each
     configuration (`job_config(number)`: its config without the hydra section)."""
