@@ -77,8 +77,12 @@ def test_a_failed_run_raises_after_recording_why_like_the_command_line(tiny_fold
     from vision_exp.errors import ConfigError
 
     with pytest.raises(ConfigError, match="data.batch_size=0 must be positive"):
-        vision_exp.run(tiny_overrides(tiny_folder, "data.batch_size=0"), run_dir=str(tmp_path / "bad"))
-    assert json.loads((tmp_path / "bad" / "metrics.json").read_text())["status"] == "failed"
+        vision_exp.run(tiny_overrides(tiny_folder, "data.batch_size=0"), run_dir=str(tmp_path / "bad" / "run"))
+    assert not (tmp_path / "bad").exists()  # refused before it started: no folder made for it is left
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(ConfigError, match="data.batch_size=0 must be positive"):
+        vision_exp.run(tiny_overrides(tiny_folder, "data.batch_size=0"), run_dir=str(tmp_path / "kept"))
+    assert json.loads((tmp_path / "kept" / "metrics.json").read_text())["status"] == "failed"
 
     def out_of_memory(cfg, run_dir, overrides):
         raise RuntimeError("CUDA out of memory (simulated)")

@@ -23,8 +23,26 @@ def assert_clean_failure(result, *phrases, code=2):
 def test_missing_dataset_names_the_path_and_both_fixes(tmp_path):
     result = run_cli([f"hydra.run.dir={tmp_path / 'run'}"], env_extra={"VISION_EXP_DATA": str(tmp_path / "nowhere")})
     assert_clean_failure(result, f"{tmp_path / 'nowhere'}/imagenette2-160", "VISION_EXP_DATA", "data.download=true")
-    assert not (tmp_path / "run" / "checkpoints").exists()
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
+    assert not (tmp_path / "run").exists()  # a refused command is not a run: the folder made for it is gone
+
+
+def test_a_refused_command_removes_the_folders_made_for_it_and_keeps_those_that_were_there(tiny_folder, tmp_path):
+    """The default run folder is outputs/<name>/<date>_<time>: a mistyped value must not leave one behind, nor
+    its new parents; a folder the user made (or pointed hydra.run.dir at) stays, its refusal recorded."""
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "notes.txt").write_text("mine")
+    refused = run_cli(tiny_overrides(tiny_folder, "data.batch_size=0", "name=typo"),
+                      env_extra={"VISION_EXP_OUTPUT": str(tmp_path / "outputs")})
+    assert_clean_failure(refused, "data.batch_size=0 must be positive")
+    assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == ["notes.txt"]
+    no_data = run_cli(tiny_overrides(tmp_path / "nowhere", f"hydra.run.dir={tmp_path / 'new' / 'deep'}"))
+    assert_clean_failure(no_data, "dataset folder not found")
+    assert not (tmp_path / "new").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    again = run_cli(tiny_overrides(tiny_folder, "data.batch_size=0", f"hydra.run.dir={mine}"))
+    assert_clean_failure(again, "data.batch_size=0 must be positive")
+    assert json.loads((mine / "metrics.json").read_text())["status"] == "failed"
 
 
 def test_empty_dataset_folder(tmp_path):
@@ -201,6 +219,28 @@ def test_a_second_process_in_a_run_folder_stops_without_touching_it(tiny_folder,
     assert sorted(p.name for p in run.iterdir() if p.suffix != ".log") == [".lock"]
     ok = run_cli(tiny_overrides(tiny_folder, f"hydra.run.dir={run}"))  # released: the folder is free again
     assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_removing_a_refused_runs_folders_spares_a_held_folder_and_any_other_file(tmp_path):
+    """Two runs started in the same second under one name share a folder: the refused one must not pull
+    the log and lock from under the one that trains; nor remove anything it did not write."""
+    import fcntl
+
+    from vision_exp.reporting.records import remove_unused_folders
+
+    run = tmp_path / "new" / "run"
+    run.mkdir(parents=True)
+    (run / "train.log").write_text("the other run's log")
+    with open(run / ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        remove_unused_folders([run, run.parent])
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "train.log"]
+    (run / "checkpoints").mkdir()
+    remove_unused_folders([run, run.parent])
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints"]
+    (run / "checkpoints").rmdir()
+    remove_unused_folders([run, run.parent])
+    assert not (tmp_path / "new").exists()
 
 
 def test_verbose_shows_the_traceback(tiny_folder, tmp_path):

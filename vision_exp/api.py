@@ -64,14 +64,16 @@ def run(overrides: Iterable[str] = (), run_dir: Optional[str] = None) -> dict:
 
     The run folder is the one the command line would use (hydra.run.dir, by default
     outputs/<name>/<date>_<time>), unless `run_dir` is given. A run that fails or is interrupted
-    raises, after recording why in its metrics.json as the command line does.
+    raises, after recording why in its metrics.json as the command line does; one refused before it
+    started (a bad value, no dataset) leaves no folder that it created.
     """
+    from vision_exp.reporting.files import missing_folders
     from vision_exp.reporting.records import recorded_failures
 
     overrides = list(overrides)
     cfg = _compose_run(overrides)
     folder = Path(run_dir or cfg.hydra.run.dir)
-    with recorded_failures(folder):
+    with recorded_failures(folder, missing_folders(folder.absolute())):
         return _train(cfg, folder, overrides)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -85,16 +86,28 @@ class RequireCheckpoint(Callback):
 
 class CheckOutputFolder(Callback):
     """Refuse an output folder that cannot be written, in one line, before Hydra creates it (Hydra
-    itself would stop with a traceback)."""
+    itself would stop with a traceback), and note which folders Hydra is about to create for a single
+    run (`folders_made_for`): a run refused before it starts removes them again."""
+
+    made: dict[str, list[Path]] = {}  # the run folder (absolute) -> it and its missing parents, deepest first
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        self._check(Path(config.hydra.run.dir))
+        from vision_exp.reporting.files import missing_folders
+
+        folder = Path(config.hydra.run.dir)
+        CheckOutputFolder.made[os.path.abspath(folder)] = missing_folders(folder.absolute())  # before _check makes it
+        self._check(folder)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         if any(override.startswith("hydra.run.dir=") for override in config.hydra.overrides.hydra):
             print(f"warning: hydra.run.dir names a single run's folder and a sweep ignores it: its jobs go into "
                   f"hydra.sweep.dir={config.hydra.sweep.dir} (set that one to choose it)", file=sys.stderr)
         self._check(Path(config.hydra.sweep.dir))
+
+    @staticmethod
+    def folders_made_for(run_dir: Path) -> list[Path]:
+        """The folders this process's Hydra launch created for `run_dir` (none if it was there before)."""
+        return CheckOutputFolder.made.pop(os.path.abspath(run_dir), [])
 
     @staticmethod
     def _check(folder: Path) -> None:

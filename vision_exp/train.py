@@ -1,7 +1,8 @@
 """`python -m vision_exp.train [hydra overrides]`: compose conf/train.yaml and train one run.
 
 A bad input ends with one clear message and exit status 2 (add hydra.verbose=true for the
-traceback). In a multirun, a failing job is recorded in its metrics.json and the sweep goes on;
+traceback), and the run folder made for the command is removed again (one that was there before
+stays, its files untouched). In a multirun, a failing job is recorded in its metrics.json and the sweep goes on;
 a job whose folder already holds its completed run is skipped, an interrupted one resumes from
 its last checkpoint (see `prepare_sweep_job`), and the sweep summarizes itself at the end
 (vision_exp/sweeps/callback.py), exiting with status 1 if a job did not complete.
@@ -25,6 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
+from vision_exp.cli import CheckOutputFolder
 from vision_exp.conf_dir import CONF_DIR
 from vision_exp.errors import ConfigError, Interrupted, UserError
 from vision_exp.reporting.files import last_checkpoint
@@ -88,8 +90,10 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     verbose = bool(hydra_cfg.verbose)
+    single_process = int(os.environ.get("WORLD_SIZE", "1")) == 1  # under torchrun rank 0 holds the folder for all
+    made = CheckOutputFolder.folders_made_for(run_dir) if single_process and not multirun else []
     try:
-        with recorded_failures(run_dir), ExitStack() as job:
+        with recorded_failures(run_dir, made), ExitStack() as job:
             with before_start():
                 if not multirun and hydra_cfg.sweeper.get("params"):
                     raise ConfigError(f"{cfg.name} is a sweep preset ({', '.join(hydra_cfg.sweeper.params)}): run it "
@@ -97,7 +101,7 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
                 finished = prepare_sweep_job(cfg, run_dir, hydra_cfg) if multirun else None
                 if finished is None:
                     run_settings(cfg)  # the torch-free sections, checked before the slow imports below
-                    if int(os.environ.get("WORLD_SIZE", "1")) == 1:  # under torchrun rank 0 holds the lock for all
+                    if single_process:
                         check_not_busy(run_dir)
             if finished is not None:
                 return finished

@@ -107,6 +107,16 @@ def last_checkpoint(checkpoint_dir: Path) -> Optional[Path]:
     return last if last.is_file() or previous_path(last).is_file() else None
 
 
+def missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, deepest first: what creating it makes."""
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    return missing
+
+
 def check_writable(folder: Path) -> None:
     """Create `folder` and prove it takes a file, or one ConfigError naming it."""
     try:

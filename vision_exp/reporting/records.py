@@ -14,7 +14,7 @@ import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from omegaconf import OmegaConf
 
@@ -107,14 +107,19 @@ def before_start():
 
 
 @contextmanager
-def recorded_failures(run_dir: Path):
+def recorded_failures(run_dir: Path, made_for_it: Sequence[Path] = ()):
     """A run that does not complete leaves metrics.json saying why (failed, or interrupted and resumable;
-    a refusal as `record_user_error` rules), then the error goes on to the entry point."""
+    a refusal as `record_user_error` rules), then the error goes on to the entry point. A run refused
+    before it started in a folder made for it (`made_for_it`: the run folder and the parents created with
+    it, deepest first) leaves no folder instead: a mistyped command is not a run."""
     earlier_attempt = has_earlier_attempt(run_dir)
     try:
         yield
     except UserError as exc:
-        _record(record_user_error, run_dir, exc, earlier_attempt)
+        if made_for_it and exc.before_start:
+            remove_unused_folders(made_for_it)
+        else:
+            _record(record_user_error, run_dir, exc, earlier_attempt)
         raise
     except Interrupted as exc:
         _record(record_failure, run_dir, str(exc), status="interrupted")
@@ -122,6 +127,25 @@ def recorded_failures(run_dir: Path):
     except Exception as exc:
         _record(record_failure, run_dir, f"{type(exc).__name__}: {exc}", {"traceback": traceback.format_exc()})
         raise
+
+
+def remove_unused_folders(folders: Sequence[Path]) -> None:
+    """The log and lock files of the run folder `folders[0]`, then every folder of `folders` left empty,
+    deepest first. Nothing is removed while another process holds the folder's lock (a run started in the
+    same second under the same name shares it), and a folder holding anything else stays."""
+    run_dir = Path(folders[0])
+    if run_dir.is_dir():
+        with exclusive_lock(run_dir / LOCK_FILE) as held:
+            if not held:
+                return
+            for entry in run_dir.iterdir():
+                if entry.suffix == ".log" or entry.name == LOCK_FILE:
+                    entry.unlink(missing_ok=True)
+    for folder in folders:
+        try:
+            Path(folder).rmdir()
+        except OSError:
+            return
 
 
 def _record(write, *args, **kwargs) -> None:
