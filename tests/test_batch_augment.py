@@ -88,15 +88,61 @@ def test_crop_grid_is_affine_grid_of_the_boxes_scale_and_shift():
 
 
 def test_a_crop_is_the_bilinear_resize_of_its_box():
-    """Sampling then normalising (fewer pixels) gives torch's own bilinear resize of each box, normalised."""
+    """Sampling then normalising (fewer pixels) gives torch's own bilinear resize of each box, normalised
+    (stored squares under 1.41x the output, as the default cache's 73 px for 64; boxes no smaller than the output,
+    whose upsampling would blend in the pixels beside the box)."""
     import torch.nn.functional as F
 
-    x = batch(8, 24, seed=3)
-    tf = TrainBatchTransform(12, (0.3, 0.6), (3 / 4, 4 / 3), 0.0, True, MEAN, STD, CPU)
+    x = batch(8, 16, seed=3)
+    tf = TrainBatchTransform(12, (0.75, 1.0), (0.9, 1.1), 0.0, True, MEAN, STD, CPU)
     out = tf(x, torch.Generator().manual_seed(5))
-    boxes = sample_crop_boxes(8, 24, 24, (0.3, 0.6), (3 / 4, 4 / 3), torch.Generator().manual_seed(5), CPU).long()
+    boxes = sample_crop_boxes(8, 16, 16, (0.75, 1.0), (0.9, 1.1), torch.Generator().manual_seed(5), CPU).long()
     normalized = Normalize(MEAN, STD, CPU)(x.permute(0, 3, 1, 2))
     for image, (x0, y0, w, h) in zip(range(8), boxes.tolist()):
         box = normalized[image : image + 1, :, y0 : y0 + h, x0 : x0 + w]
         resized = F.interpolate(box, size=(12, 12), mode="bilinear", align_corners=False)
         torch.testing.assert_close(out[image : image + 1], resized, atol=1e-4, rtol=0)
+
+
+def stripes(n: int, size: int) -> torch.Tensor:
+    """(n, size, size, 3) uint8 one-pixel black and white columns: the pattern a skipping resize turns into moire."""
+    columns = (torch.arange(size) % 2 * 255).to(torch.uint8)
+    return columns.view(1, 1, size, 1).expand(n, size, size, 3).contiguous()
+
+
+def test_a_large_stored_image_is_cropped_without_aliasing_like_torchvisions_antialiased_resize():
+    """data.cache_size=120 for 16 px crops: a box of the whole image is 7.5x the output. Its columns average to
+    mid-grey under an antialiased resize (torchvision's RandomResizedCrop); bilinear sampling alone reads two
+    columns of every 7.5 and keeps stripes."""
+    import torch.nn.functional as F
+    from torchvision.transforms.v2 import functional as TF
+
+    x = stripes(4, 120)
+    whole = dict(out_size=16, scale=(1.0, 1.0), ratio=(1.0, 1.0), random_resized_crop=True, mean=(0.5,) * 3,
+                 std=(0.5,) * 3, device=CPU)
+    ours = TrainBatchTransform(hflip=0.5, **whole)(x, torch.Generator().manual_seed(0))
+    torchvision = TF.resize(x.permute(0, 3, 1, 2).float(), [16, 16], antialias=True) / 127.5 - 1
+    torch.testing.assert_close(ours, torchvision, atol=0.07, rtol=0)  # the halvings differ at the edges only
+    skipping = F.interpolate(x.permute(0, 3, 1, 2).float(), size=(16, 16), mode="bilinear", align_corners=False)
+    assert skipping.std() > 50 and ours.std() < 0.02
+
+
+def test_crops_of_a_large_stored_image_keep_their_box_at_every_level():
+    """Halved copies cover the same extent: the crops of a smooth image (where aliasing cannot show) are
+    the box's bilinear resize whatever level samples them, mirrored ones too."""
+    import torch.nn.functional as F
+
+    ramp = torch.linspace(0, 255, 96)
+    smooth = (ramp.view(1, 96, 1) * 0.6 + ramp.view(1, 1, 96) * 0.4).to(torch.uint8)
+    x = smooth.view(1, 96, 96, 1).expand(16, 96, 96, 3).contiguous()
+    tf = TrainBatchTransform(12, (0.08, 1.0), (3 / 4, 4 / 3), 0.5, True, (0.0,) * 3, (1.0,) * 3, CPU)
+    out = tf(x, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    boxes = sample_crop_boxes(16, 96, 96, (0.08, 1.0), (3 / 4, 4 / 3), g, CPU).long()
+    flip = torch.rand(16, generator=g) < 0.5
+    assert (boxes[:, 2:].amax(1) > 12 * 2 ** 1.5).any()  # some boxes are sampled two or three halvings down
+    for image, (x0, y0, w, h) in enumerate(boxes.tolist()):
+        box = x[image : image + 1, y0 : y0 + h, x0 : x0 + w].permute(0, 3, 1, 2).float() / 255
+        expected = F.interpolate(box, size=(12, 12), mode="bilinear", align_corners=False, antialias=True)
+        expected = expected.flip(-1) if flip[image] else expected
+        torch.testing.assert_close(out[image : image + 1], expected, atol=0.02, rtol=0)

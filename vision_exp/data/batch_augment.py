@@ -91,9 +91,35 @@ class TrainBatchTransform:
             boxes, flip = boxes[positions], flip[positions]
         # Bilinear weights sum to one (border padding), so normalising the sampled batch equals sampling the
         # normalised one, on fewer pixels.
-        sampled = F.grid_sample(x.permute(0, 3, 1, 2).float(), crop_grid(boxes, flip, width, height, self.out_size),
-                                mode="bilinear", padding_mode="border", align_corners=False)
-        return self.normalize(sampled)
+        return self.normalize(resized_boxes(x.permute(0, 3, 1, 2).float(), boxes, flip, self.out_size))
+
+
+def resized_boxes(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor, out_size: int) -> torch.Tensor:
+    """Each image's box (x0, y0, w, h) of `images` (B, C, H, W), resized to out_size and mirrored where `flip`.
+
+    Bilinear sampling of a box much larger than the output skips pixels (aliasing: stripes become moire),
+    which torchvision's antialiased resize does not. A box more than 1.41x the output per side is sampled
+    from the batch halved (antialiased) as often as brings it within 0.71-1.41x: mip-mapping, one halving
+    per level. The stored squares of the default cache (img_size / crop_pct, 73 px for 64) never need it:
+    one grid_sample as before, and no extra work for whichever size, decided from the shapes alone (no sync).
+    """
+    _, _, height, width = images.shape
+    grid = crop_grid(boxes, flip, width, height, out_size)
+    levels = round(math.log2(max(height, width) / out_size))  # of the largest possible box, the whole image
+
+    def sample(source: torch.Tensor) -> torch.Tensor:
+        return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    resized = sample(images)
+    if levels <= 0:
+        return resized
+    level = torch.log2(boxes[:, 2:].amax(1) / out_size).round().clamp(0, levels)
+    source = images
+    for k in range(1, levels + 1):
+        size = (max(1, round(source.shape[2] / 2)), max(1, round(source.shape[3] / 2)))  # whole extent: grid unchanged
+        source = F.interpolate(source, size=size, mode="bilinear", antialias=True, align_corners=False)
+        resized = torch.where((level == k)[:, None, None, None], sample(source), resized)
+    return resized
 
 
 def crop_grid(boxes: torch.Tensor, flip: torch.Tensor, width: int, height: int, out_size: int) -> torch.Tensor:
