@@ -70,6 +70,8 @@ def test_class_folder_without_images(tmp_path):
     ("scheduler.warmup_fraction=abc", "scheduler.warmup_fraction='abc' must be a number or null"),
     ("+trainer.epoch=3", "trainer.epoch is not a setting (did you mean trainer.epochs?)"),
     ("model.layers=[1,0,1,1]", "must be at least 1"),
+    ("trainer.grad_accum_steps=0", "trainer.grad_accum_steps=0 must be a whole number, at least 1"),
+    ("trainer.grad_accum_steps=9", "into that many parts: at most 8"),
 ])
 def test_invalid_values_stop_before_training(tiny_folder, tmp_path, override, phrase):
     result = run_cli(tiny_overrides(tiny_folder, override, f"hydra.run.dir={tmp_path / 'run'}"))

@@ -21,13 +21,16 @@ def vit_args(folder):
             "trainer.deterministic=true", "trainer.progress=none", "trainer.train_samples=60"]
 
 
-def test_two_process_run_matches_one_process_run(tiny_folder, tmp_path):
+@pytest.mark.parametrize("parts", [(), ("trainer.grad_accum_steps=3",)])
+def test_two_process_run_matches_one_process_run(tiny_folder, tmp_path, parts):
+    """Also with each rank's share of the batch (4 samples, 2 in the last batch) in parts, whose gradients
+    the ranks average once per step."""
     single = run_cli(vit_args(tiny_folder) + [f"hydra.run.dir={tmp_path / 'one'}"])
     assert single.returncode == 0, single.stdout + single.stderr
     torchrun = Path(sys.executable).with_name("torchrun")
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     multi = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "vision_exp.train",
-                            *vit_args(tiny_folder), f"hydra.run.dir={tmp_path / 'two'}"],
+                            *vit_args(tiny_folder), *parts, f"hydra.run.dir={tmp_path / 'two'}"],
                            capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert multi.returncode == 0, multi.stdout + multi.stderr
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from conftest import compose, finished_trainer, mean_loss, sigterm_at_step, tiny_overrides
+from conftest import compose, finished_trainer, mean_loss, sigterm_at_step, tiny_overrides, tiny_vit_overrides
 from vision_exp.experiment import run_experiment
 from vision_exp.errors import ConfigError
 from vision_exp.training.checkpoint import load_checkpoint
@@ -168,6 +168,57 @@ def test_train_samples_budget_stops_exactly(tiny_folder, tmp_path, monkeypatch):
     summary = train(tiny_folder, tmp_path / "run", "trainer.train_samples=50")
     assert batch_sizes == [8, 8, 8, 8, 4, 8, 6]
     assert summary["samples_seen"] == 50 and summary["epochs"] == 2 and summary["steps"] == 5 + 2
+
+
+@pytest.mark.parametrize("augmentation", ["basic", "mixup_cutmix"])
+def test_gradient_accumulation_takes_the_same_steps_to_the_same_weights(tiny_folder, tmp_path, monkeypatch, augmentation):
+    """A ViT (LayerNorm: no batch statistics) on 44 samples in batches of 8, each in 3 parts (3, 3, 2; the
+    epoch's last batch of 4 in 2, 1, 1): the same steps and samples, and up to float sums the same weights and
+    running metrics as whole batches. Mixup mixes the whole batch before it is split, as without parts."""
+    overrides = tiny_vit_overrides(tiny_folder, "model=vit_v1", f"augmentation={augmentation}", "trainer.train_samples=44",
+                                   "trainer.deterministic=true")
+    parts_seen = []
+    forward_backward = Trainer._forward_backward
+
+    def recording(self, images, targets, share):
+        parts_seen.append(len(images))
+        return forward_backward(self, images, targets, share)
+
+    monkeypatch.setattr(Trainer, "_forward_backward", recording)
+    whole_summary, whole = finished_trainer(monkeypatch, overrides, tmp_path / "whole")
+    assert parts_seen == [8, 8, 8, 8, 4, 8]
+    parts_seen.clear()
+    parts_summary, parts = finished_trainer(monkeypatch, overrides + ["trainer.grad_accum_steps=3"], tmp_path / "parts")
+    assert parts_seen == [3, 3, 2] * 4 + [2, 1, 1] + [3, 3, 2]
+    for key in ("steps", "samples_seen", "train_running_acc"):
+        assert parts_summary[key] == whole_summary[key], key
+    assert parts_summary["train_running_loss"] == pytest.approx(whole_summary["train_running_loss"], rel=1e-5)
+    for name, weight in whole.model.state_dict().items():
+        torch.testing.assert_close(parts.model.state_dict()[name], weight, rtol=1e-4, atol=1e-5, msg=name)
+    assert any(not torch.equal(parts.model.state_dict()[name], weight) for name, weight in whole.model.state_dict().items())
+
+
+def test_running_out_of_device_memory_is_one_line_naming_the_settings_that_fix_it(tiny_folder, tmp_path, monkeypatch):
+    """An out-of-memory error is no bug in the code: the run stops as on bad input (a line, status 2 on the
+    command line, failed in metrics.json) and says which setting trains the same batches in less memory."""
+    import vision_exp
+
+    forward_backward = Trainer._forward_backward
+
+    def out_of_memory_at_step_2(self, images, targets, share):
+        if self.position.step == 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return forward_backward(self, images, targets, share)
+
+    monkeypatch.setattr(Trainer, "_forward_backward", out_of_memory_at_step_2)
+    advice = (r"cpu ran out of memory at step 2 \(epoch 1\) with data.batch_size=8 and trainer.grad_accum_steps=1: "
+              r"run again with trainer.grad_accum_steps=2 \(each batch in parts")
+    with pytest.raises(trainer_mod.OutOfMemory, match=advice):
+        vision_exp.run(tiny_overrides(tiny_folder), run_dir=str(tmp_path / "run"))
+    recorded = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert recorded["status"] == "failed" and "trainer.grad_accum_steps=2" in recorded["error"]
+    with pytest.raises(trainer_mod.OutOfMemory, match="grad_accum_steps=8: run again with trainer.amp"):
+        vision_exp.run(tiny_overrides(tiny_folder, "trainer.grad_accum_steps=8"), run_dir=str(tmp_path / "parts"))
 
 
 def test_train_and_val_metrics_are_eval_mode_passes_of_the_final_weights(tiny_folder, tmp_path, monkeypatch):

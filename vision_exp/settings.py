@@ -43,9 +43,13 @@ def run_settings(cfg: DictConfig) -> RunSettings:
     if data.batch_size == 1 and (augmentation.mixup_alpha or augmentation.cutmix_alpha) and augmentation.mix_prob:
         raise ConfigError("augmentation mixes the images of a batch (mixup_alpha, cutmix_alpha): data.batch_size=1 "
                           "has none to mix; raise data.batch_size or choose an augmentation without mixup/cutmix")
+    trainer = typed(TrainerConfig, cfg.trainer, "trainer")
+    if trainer.grad_accum_steps > data.batch_size:
+        raise ConfigError(f"trainer.grad_accum_steps={trainer.grad_accum_steps} splits each batch of "
+                          f"data.batch_size={data.batch_size} into that many parts: at most {data.batch_size}")
     return RunSettings(
         data=data,
         augmentation=augmentation,
-        trainer=typed(TrainerConfig, cfg.trainer, "trainer"),
+        trainer=trainer,
         distillation=typed(DistillConfig, cfg.loss.distillation, "loss.distillation"),
     )

@@ -20,6 +20,7 @@ class TrainerConfig:
     channels_last: Union[bool, str] = "auto"
     compile: bool = False
     grad_clip: Optional[float] = None
+    grad_accum_steps: int = 1
     ema_decay: Optional[float] = None
     ema_warmup: bool = True
     sync_bn: bool = False
@@ -40,6 +41,8 @@ class TrainerConfig:
             raise ConfigError(f"trainer.train_eval_samples={self.train_eval_samples} must be at least 1")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"trainer.grad_clip={self.grad_clip} must be positive (or null)")
+        if not isinstance(self.grad_accum_steps, int) or self.grad_accum_steps < 1:
+            raise ConfigError(f"trainer.grad_accum_steps={self.grad_accum_steps} must be a whole number, at least 1")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ConfigError(f"trainer.ema_decay={self.ema_decay} must lie in (0, 1) (or null for no EMA)")
         if self.checkpoint_every_steps is not None and self.checkpoint_every_steps < 1:

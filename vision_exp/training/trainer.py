@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
+
+
+class OutOfMemory(UserError):
+    """The device ran out of memory: a setting fixes it (batches in parts), so one line says which."""
 
 
 class StopSignals:
@@ -147,6 +152,7 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             replica = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self._replica = replica
         self.forward = torch.compile(replica) if config.compile else replica
         self.hparams = hparams or {}
         self.title, self.config_text = title, config_text
@@ -298,8 +304,11 @@ class Trainer:
         last = {}
         self._last_persist = time.perf_counter()
         while self.position.epoch < budget.num_epochs:
-            self._train_epoch()
-            last = self._end_epoch()
+            try:
+                self._train_epoch()
+                last = self._end_epoch()
+            except torch.cuda.OutOfMemoryError as exc:
+                raise self._out_of_memory() from exc
             if reporter is not None:
                 reporter.log_epoch(last)
             finished = self.position.epoch >= budget.num_epochs
@@ -308,6 +317,15 @@ class Trainer:
         if reporter is not None and reporter.records:
             last = reporter.records[-1]
         return self._summary(last)
+
+    def _out_of_memory(self) -> OutOfMemory:
+        parts = self.cfg.grad_accum_steps
+        more_parts = (f"trainer.grad_accum_steps={min(2 * parts, self.batch_size)} (each batch in parts: the same "
+                      f"steps and samples with a fraction of the activation memory), " if parts < self.batch_size else "")
+        return OutOfMemory(
+            f"{self.device} ran out of memory at step {self.position.step} (epoch {self.position.epoch + 1}) with "
+            f"data.batch_size={self.batch_size} and trainer.grad_accum_steps={parts}: run again with {more_parts}"
+            f"trainer.amp=bf16 or fp16 if it is off, or a smaller model or data.img_size")
 
     def _train_epoch(self) -> None:
         position, budget, running = self.position, self.budget, self.position.running
@@ -356,27 +374,27 @@ class Trainer:
         self._fold_running(loss_sum, correct)
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor, global_count: int):
+        """One optimizer step on a batch: its mean loss (detached) and its number of correct predictions."""
         images = images.contiguous(memory_format=self.memory_format)
         targets = labels
-        if self.batch_augment is not None:
+        if self.batch_augment is not None:  # on the whole batch: mixup pairs and draws as without accumulation
             images, targets = self.batch_augment(images, labels)
         if self.position.step == 0 and self.reporter is not None:
             # A one-off report (the first PNG encode takes ~1 s): off the training clock, like evaluation.
             report_start = time.perf_counter()
             self.reporter.log_inputs(denormalize(images[:32], self.data.mean, self.data.std))
             self._phase_start += time.perf_counter() - report_start
-        with autocast(self.device, self.amp):
-            logits = self.forward(images)
-            teacher_logits = self.distillation.teacher_logits(images) if self.distillation is not None else None
-        logits = logits.float()  # the losses in full precision
-        loss = self.train_loss(logits, targets)
-        if teacher_logits is not None:  # the teacher sees the student's inputs, mixed and augmented as they are
-            loss = self.distillation(loss, logits, teacher_logits.float())
         self.optimizer.zero_grad(set_to_none=True)
-        # DDP averages the ranks' gradients; weighting each rank's mean loss by its share of the
-        # global batch makes that the gradient of the global mean, also for uneven last batches.
-        weight = len(labels) * self.dist.world_size / global_count
-        self.scaler.scale(loss * weight if weight != 1 else loss).backward()
+        parts = [part for part in zip(*(x.tensor_split(self.cfg.grad_accum_steps) for x in (images, targets, labels)))
+                 if len(part[2])]
+        loss_sum, correct = None, None
+        for index, (part_images, part_targets, part_labels) in enumerate(parts):
+            # Under DDP the gradients are averaged over the ranks once, after the batch's last part.
+            with self._replica.no_sync() if self.dist.enabled and index < len(parts) - 1 else nullcontext():
+                loss, logits = self._forward_backward(part_images, part_targets, len(part_labels) / global_count)
+            part_correct = (logits.argmax(1) == part_labels).sum()
+            loss_sum = loss * len(part_labels) if loss_sum is None else loss_sum + loss * len(part_labels)
+            correct = part_correct if correct is None else correct + part_correct
         if self.cfg.grad_clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -384,7 +402,22 @@ class Trainer:
         self.scaler.update()
         if self.ema is not None:  # timm's warmup counts the updates done, this one included
             self.ema.update(self.model, step=self.position.step + 1)
-        return loss, (logits.detach().argmax(1) == labels).sum()
+        return (loss if len(parts) == 1 else loss_sum / len(labels)), correct
+
+    def _forward_backward(self, images: torch.Tensor, targets: torch.Tensor, share: float):
+        """Forward and backward of (a part of) a batch holding `share` of the global batch's samples: the
+        part's mean loss weighted by its share, and DDP's average over the ranks, make the accumulated
+        gradient that of the global batch's mean loss, for uneven parts and last batches too."""
+        with autocast(self.device, self.amp):
+            logits = self.forward(images)
+            teacher_logits = self.distillation.teacher_logits(images) if self.distillation is not None else None
+        logits = logits.float()  # the losses in full precision
+        loss = self.train_loss(logits, targets)
+        if teacher_logits is not None:  # the teacher sees the student's inputs, mixed and augmented as they are
+            loss = self.distillation(loss, logits, teacher_logits.float())
+        weight = share * self.dist.world_size
+        self.scaler.scale(loss * weight if weight != 1 else loss).backward()
+        return loss.detach(), logits.detach()
 
     def _fold_running(self, loss_sum: torch.Tensor, correct: torch.Tensor) -> None:
         """Move the device-side running sums into the position (one sync), e.g. before a checkpoint."""
