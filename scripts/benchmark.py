@@ -1,6 +1,6 @@
 """Speed benchmarks, measured in one process and one run so that ratios hold on a noisy machine.
 
-    python scripts/benchmark.py [--sections models data end_to_end] [--device auto] [--scale cpu|e2] [--quick] [--json PATH]
+    python scripts/benchmark.py [--sections models data end_to_end memory] [--device auto] [--scale cpu|e2] [--quick] [--json PATH]
 
 models      one training step (forward + backward + optimizer step) of our models against
             equivalent references holding the same weights, on the same inputs: vit_v1 vs timm's
@@ -22,6 +22,8 @@ data        training images/s of the data path alone at the same output size and
 end_to_end  a real training run (trainer, cached loader, augmentation, schedule, metrics) against
             the bare training step of the same model on tensors already on the device.
             Target: end-to-end >= 90% of model-only images/s.
+memory      the peak memory of a short e2_vit_enhanced run with each batch whole and in 2 and 4 parts
+            (trainer.grad_accum_steps): what accumulation saves for a card too small for a preset.
 
 On CUDA every section runs with the trainer's autocast (bf16; fp16 on cards older than Ampere) and
 reports model FLOPs utilisation (MFU) against the card's dense 16-bit tensor-core peak. Ours and the reference alternate within each repeat (and swap who goes
@@ -37,6 +39,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -394,7 +397,63 @@ def end_to_end_section(args, rt: Runtime) -> dict:
     }
 
 
-SECTIONS: dict[str, Callable] = {"models": models_section, "data": data_section, "end_to_end": end_to_end_section}
+# A run in a fresh process that prints its peak resident memory: on the CPU the one peak that counts what
+# torch allocates, each setting measured from the same start.
+PEAK_RSS_RUN = """
+import json, resource, sys
+from vision_exp.api import compose_config
+from vision_exp.experiment import run_experiment
+overrides = json.loads(sys.argv[1])
+result = run_experiment(compose_config(overrides), sys.argv[2], overrides)
+print(json.dumps(dict(peak_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                      images_per_s=result["train_images_per_s"])))
+"""
+GRAD_ACCUM_PARTS = (1, 2, 4)
+
+
+def memory_section(args, rt: Runtime) -> dict:
+    """Peak memory of a short run of e2_vit_enhanced (conf/model's vit_v1 at --quick) with each batch whole and
+    in 2 and 4 parts (trainer.grad_accum_steps): on CUDA the allocator's peak, on the CPU the peak resident
+    memory of a fresh process per setting (torch, the model and the data cache count alike in all three)."""
+    from vision_exp.api import compose_config
+    from vision_exp.experiment import run_experiment
+
+    root = imagenette_root(args)
+    batch = args.batch_size
+    steps = 1 if args.quick else 2
+    base = [
+        "model=vit_v1" if args.quick else "experiment=e2_vit_enhanced", "data=folder", f"data.root={root}",
+        "data.name=bench", f"data.img_size={args.img_size}", f"data.batch_size={batch}", f"data.num_workers={args.workers}",
+        "data.max_train_per_class=4" if args.quick else f"data.max_train_per_class={batch}", "data.max_val_per_class=4",
+        f"data.cache_dir={tempfile.mkdtemp(prefix='bench-cache-')}", f"trainer.train_samples={steps * batch}",
+        "trainer.train_eval_samples=8", "trainer.progress=none", f"trainer.device={rt.device.type}",
+        *(QUICK_OVERRIDES["vit_v1"] if args.quick else ()),
+    ]
+    peaks, speeds = {}, {}
+    for parts in GRAD_ACCUM_PARTS:
+        overrides = [*base, f"trainer.grad_accum_steps={parts}"]
+        folder = tempfile.mkdtemp(prefix="bench-run-")
+        if rt.cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(rt.device)
+            speeds[parts] = run_experiment(compose_config(overrides), Path(folder), overrides)["train_images_per_s"]
+            peaks[parts] = torch.cuda.max_memory_allocated(rt.device)
+        else:
+            run = subprocess.run([sys.executable, "-c", PEAK_RSS_RUN, json.dumps(overrides), folder],
+                                 capture_output=True, text=True, check=True, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
+            measured = json.loads(run.stdout.strip().splitlines()[-1])
+            peaks[parts], speeds[parts] = measured["peak_bytes"], measured["images_per_s"]
+    return {
+        f"grad_accum_steps={parts}": dict(
+            reference="each batch whole" if parts == 1 else f"each batch of {batch} in {parts} parts", steps=steps,
+            batch_size=batch, peak_mib=peaks[parts] / 2**20, fraction_of_whole=peaks[parts] / peaks[1],
+            images_per_s=speeds[parts])
+        for parts in GRAD_ACCUM_PARTS
+    }
+
+
+SECTIONS: dict[str, Callable] = {"models": models_section, "data": data_section, "end_to_end": end_to_end_section,
+                                 "memory": memory_section}
 
 
 def fmt(value) -> str:

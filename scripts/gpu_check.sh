@@ -151,7 +151,7 @@ else
   step benchmark_e2 80 "$PY" scripts/benchmark.py --sections models --scale e2 --device auto --steps 20 --warmup 10 \
     --repeats 3 --json "$OUT/benchmark_e2.json" "${BENCH[@]}"
   ((++SEQ))
-  step benchmark 80 "$PY" scripts/benchmark.py --sections models end_to_end --device auto --steps 20 --warmup 10 \
+  step benchmark 120 "$PY" scripts/benchmark.py --sections models end_to_end memory --device auto --steps 20 --warmup 10 \
     --repeats 3 --data-root "$DATA_ROOT" --json "$OUT/benchmark.json" "${BENCH[@]}"
 fi
 

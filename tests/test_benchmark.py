@@ -17,6 +17,7 @@ TRANSPORT_KEYS = {"reference", "workers", "pieces_per_batch", "batch_size", "bat
                   "tensors_images_per_s", "speedup_arrays_over_tensors"}
 E2E_KEYS = {"reference", "steps", "batch_size", "end_to_end_images_per_s", "model_only_images_per_s",
             "fraction_of_model_only", "mfu"}
+MEMORY_KEYS = {"reference", "steps", "batch_size", "peak_mib", "fraction_of_whole", "images_per_s"}
 
 
 def test_every_section_quick(tmp_path):
@@ -25,7 +26,7 @@ def test_every_section_quick(tmp_path):
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     results = json.loads(out.read_text())
-    assert set(results) == {"meta", "models", "data", "end_to_end"}
+    assert set(results) == {"meta", "models", "data", "end_to_end", "memory"}
     assert results["meta"]["quick"] is True and results["meta"]["device"] == "cpu"
     assert results["meta"]["cores"] >= 1 and results["meta"]["load_average_at_start"] >= 0  # how busy the machine was
     assert set(results["models"]) == {"vit_v1", "resnet_v1", "resnet_v1_channels_last"}
@@ -41,7 +42,11 @@ def test_every_section_quick(tmp_path):
     assert transport["speedup_arrays_over_tensors"] > 0
     row = results["end_to_end"]["resnet_v1"]
     assert set(row) == E2E_KEYS and 0 < row["fraction_of_model_only"]
-    for section in ("models", "data", "end_to_end"):
+    assert list(results["memory"]) == ["grad_accum_steps=1", "grad_accum_steps=2", "grad_accum_steps=4"]
+    for row in results["memory"].values():  # each setting a run of its own, in a process of its own on the CPU
+        assert set(row) == MEMORY_KEYS and row["peak_mib"] > 0 and row["images_per_s"] > 0
+    assert results["memory"]["grad_accum_steps=1"]["fraction_of_whole"] == 1.0
+    for section in ("models", "data", "end_to_end", "memory"):
         assert f"[{section}]" in result.stdout
 
 
