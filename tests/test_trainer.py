@@ -221,6 +221,34 @@ def test_running_out_of_device_memory_is_one_line_naming_the_settings_that_fix_i
         vision_exp.run(tiny_overrides(tiny_folder, "trainer.grad_accum_steps=8"), run_dir=str(tmp_path / "parts"))
 
 
+def test_a_run_out_of_memory_resumes_with_its_batches_in_parts_and_ends_as_it_would_have(tiny_folder, tmp_path,
+                                                                                          monkeypatch):
+    """The advice works: the stopped ViT run goes on from its last checkpoint in parts (the one setting besides
+    the budget a resume may change) and ends with the metrics of the run that never stopped, up to float sums."""
+    import vision_exp
+
+    overrides = tiny_vit_overrides(tiny_folder, "model=vit_v1", "trainer.train_samples=72", "trainer.save_interval_s=0",
+                                   "trainer.deterministic=true")
+    uninterrupted = vision_exp.run(overrides, run_dir=str(tmp_path / "whole"))
+    forward_backward = Trainer._forward_backward
+
+    def out_of_memory_in_epoch_2(self, images, targets, share):
+        if self.cfg.grad_accum_steps == 1 and self.position.step == 7:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward_backward(self, images, targets, share)
+
+    monkeypatch.setattr(Trainer, "_forward_backward", out_of_memory_in_epoch_2)
+    run = tmp_path / "run"
+    with pytest.raises(trainer_mod.OutOfMemory, match=f"trainer.resume=auto hydra.run.dir={run} trainer.grad_accum_steps"):
+        vision_exp.run(overrides, run_dir=str(run))
+    resumed = vision_exp.run([*overrides, "trainer.resume=auto", "trainer.grad_accum_steps=2"], run_dir=str(run))
+    assert resumed["status"] == "completed" and resumed["samples_seen"] == uninterrupted["samples_seen"] == 72
+    for key in ("train_running_loss", "train_loss", "val_loss"):
+        assert resumed[key] == pytest.approx(uninterrupted[key], rel=1e-4), key
+    with pytest.raises(ConfigError, match=r"only trainer.train_samples or trainer.epochs or trainer.grad_accum_steps"):
+        vision_exp.run([*overrides, "trainer.resume=auto", "trainer.train_samples=80", "optimizer.lr=0.1"], run_dir=str(run))
+
+
 def test_train_and_val_metrics_are_eval_mode_passes_of_the_final_weights(tiny_folder, tmp_path, monkeypatch):
     """The honest training metric: BatchNorm on its running statistics over un-augmented training images, not
     the batch statistics of training mode (which would give other numbers, checked here too)."""

@@ -23,7 +23,7 @@ from vision_exp.recipe.config import DistillConfig
 from vision_exp.recipe.distill import Distillation
 from vision_exp.recipe.loss import create_train_loss
 from vision_exp.reporting.files import check_writable, exclusive_lock, write_text_atomic
-from vision_exp.reporting.records import (BUDGET_SETTINGS, CONFIG_FILE, LOCK_FILE, before_start, check_same_config,
+from vision_exp.reporting.records import (CONFIG_FILE, LOCK_FILE, RESUMABLE_CHANGES, before_start, check_same_config,
                                          completed_record, folder_busy, has_earlier_attempt, write_overrides)
 from vision_exp.settings import run_settings
 from vision_exp.training import distributed
@@ -67,9 +67,9 @@ def hold_run_dir(run_dir: Path, is_main: bool):
 
 
 def check_resumable(run_dir: Path, cfg: DictConfig, resume: str) -> None:
-    """Resuming in a folder that holds an earlier attempt: the same experiment, or only another budget."""
+    """Resuming in a folder that holds an earlier attempt: the same experiment, but for its budget and parts."""
     if resume != "never" and has_earlier_attempt(run_dir):
-        check_same_config(run_dir, plain(cfg), may_change=BUDGET_SETTINGS)
+        check_same_config(run_dir, plain(cfg), may_change=RESUMABLE_CHANGES)
 
 
 def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:

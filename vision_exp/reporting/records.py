@@ -156,8 +156,9 @@ def _record(write, *args, **kwargs) -> None:
         log.exception("could not record the run's failure in metrics.json")
 
 
-# What a run resumed by hand may change: a longer budget continues on the longer schedule.
-BUDGET_SETTINGS = ("trainer.train_samples", "trainer.epochs")
+# What a run resumed by hand may change: a longer budget continues on the longer schedule, and each batch may be
+# computed in more or fewer parts (the same steps and samples: a run that ran out of memory goes on in parts).
+RESUMABLE_CHANGES = ("trainer.train_samples", "trainer.epochs", "trainer.grad_accum_steps")
 
 # Null in the composed config and filled in from the dataset when the run starts.
 FILLED_AT_START = ("data.num_classes", "model.num_classes")

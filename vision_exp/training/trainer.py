@@ -322,10 +322,13 @@ class Trainer:
         parts = self.cfg.grad_accum_steps
         more_parts = (f"trainer.grad_accum_steps={min(2 * parts, self.batch_size)} (each batch in parts: the same "
                       f"steps and samples with a fraction of the activation memory), " if parts < self.batch_size else "")
+        checkpoint = last_checkpoint(self.checkpoint_dir)
+        resume = (f" (its last checkpoint goes on in parts: the same command with trainer.resume=auto "
+                  f"hydra.run.dir={self.run_dir} trainer.grad_accum_steps=...)" if checkpoint and more_parts else "")
         return OutOfMemory(
             f"{self.device} ran out of memory at step {self.position.step} (epoch {self.position.epoch + 1}) with "
             f"data.batch_size={self.batch_size} and trainer.grad_accum_steps={parts}: run again with {more_parts}"
-            f"trainer.amp=bf16 or fp16 if it is off, or a smaller model or data.img_size")
+            f"trainer.amp=bf16 or fp16 if it is off, or a smaller model or data.img_size{resume}")
 
     def _train_epoch(self) -> None:
         position, budget, running = self.position, self.budget, self.position.running
