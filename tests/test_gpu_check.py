@@ -83,9 +83,10 @@ def test_a_training_run_is_not_started_in_its_last_minute(tmp_path, tiny_folder)
 
 def test_a_run_is_capped_by_what_is_left_of_the_budget(tmp_path, tiny_folder):
     """RUN_LIMIT is the most a run gets: with less of BUDGET_S left, it is stopped when the budget ends."""
-    _, results, out = dry_run(tmp_path, tiny_folder, "capped e2_resnet", budget=75)
+    # 100 s: a run starts while 60 are left, after a set-up that takes 10-30 s on a busy 2-core machine
+    _, results, out = dry_run(tmp_path, tiny_folder, "capped e2_resnet", budget=100)
     limit = int(re.search(r"^capped: exit 0 in [0-9.]+ s \(limit (\d+) s\)$", (out / "log.txt").read_text(), re.M)[1])
-    assert 60 <= limit <= 75 and results["capped"]["exit_code"] == 0
+    assert 60 <= limit <= 100 and results["capped"]["exit_code"] == 0
 
 
 def test_a_call_cut_short_still_sends_back_the_steps_it_finished(tmp_path, tiny_folder):
