@@ -155,16 +155,21 @@ def test_existing_run_dir_is_not_trained_over(tiny_folder, tmp_path):
     assert (run / "metrics.json").read_text() == before
 
 
+def recorded_sizes(monkeypatch, method: str) -> list:
+    """The sizes of the batches (or parts) Trainer.<method> is given from now on; it runs as before."""
+    sizes, original = [], getattr(Trainer, method)
+
+    def recording(self, images, *args):
+        sizes.append(len(images))
+        return original(self, images, *args)
+
+    monkeypatch.setattr(Trainer, method, recording)
+    return sizes
+
+
 def test_train_samples_budget_stops_exactly(tiny_folder, tmp_path, monkeypatch):
     """36 training images in batches of 8: a full epoch of 8,8,8,8,4, then 14 more samples, 8 and 6."""
-    batch_sizes = []
-    step = Trainer._step
-
-    def recording_step(self, images, labels, global_count):
-        batch_sizes.append(len(labels))
-        return step(self, images, labels, global_count)
-
-    monkeypatch.setattr(Trainer, "_step", recording_step)
+    batch_sizes = recorded_sizes(monkeypatch, "_step")
     summary = train(tiny_folder, tmp_path / "run", "trainer.train_samples=50")
     assert batch_sizes == [8, 8, 8, 8, 4, 8, 6]
     assert summary["samples_seen"] == 50 and summary["epochs"] == 2 and summary["steps"] == 5 + 2
@@ -177,14 +182,7 @@ def test_gradient_accumulation_takes_the_same_steps_to_the_same_weights(tiny_fol
     running metrics as whole batches. Mixup mixes the whole batch before it is split, as without parts."""
     overrides = tiny_vit_overrides(tiny_folder, "model=vit_v1", f"augmentation={augmentation}", "trainer.train_samples=44",
                                    "trainer.deterministic=true")
-    parts_seen = []
-    forward_backward = Trainer._forward_backward
-
-    def recording(self, images, targets, share):
-        parts_seen.append(len(images))
-        return forward_backward(self, images, targets, share)
-
-    monkeypatch.setattr(Trainer, "_forward_backward", recording)
+    parts_seen = recorded_sizes(monkeypatch, "_forward_backward")
     whole_summary, whole = finished_trainer(monkeypatch, overrides, tmp_path / "whole")
     assert parts_seen == [8, 8, 8, 8, 4, 8]
     parts_seen.clear()

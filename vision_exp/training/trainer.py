@@ -390,14 +390,13 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         parts = [part for part in zip(*(x.tensor_split(self.cfg.grad_accum_steps) for x in (images, targets, labels)))
                  if len(part[2])]
-        loss_sum, correct = None, None
+        loss_sums, correct = [], 0
         for index, (part_images, part_targets, part_labels) in enumerate(parts):
             # Under DDP the gradients are averaged over the ranks once, after the batch's last part.
             with self._replica.no_sync() if self.dist.enabled and index < len(parts) - 1 else nullcontext():
                 loss, logits = self._forward_backward(part_images, part_targets, len(part_labels) / global_count)
-            part_correct = (logits.argmax(1) == part_labels).sum()
-            loss_sum = loss * len(part_labels) if loss_sum is None else loss_sum + loss * len(part_labels)
-            correct = part_correct if correct is None else correct + part_correct
+            loss_sums.append(loss * len(part_labels))
+            correct = correct + (logits.argmax(1) == part_labels).sum()
         if self.cfg.grad_clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -405,7 +404,7 @@ class Trainer:
         self.scaler.update()
         if self.ema is not None:  # timm's warmup counts the updates done, this one included
             self.ema.update(self.model, step=self.position.step + 1)
-        return (loss if len(parts) == 1 else loss_sum / len(labels)), correct
+        return (loss if len(parts) == 1 else torch.stack(loss_sums).sum() / len(labels)), correct
 
     def _forward_backward(self, images: torch.Tensor, targets: torch.Tensor, share: float):
         """Forward and backward of (a part of) a batch holding `share` of the global batch's samples: the
