@@ -184,17 +184,6 @@ def test_pickled_code_is_refused(tmp_path):
         load_checkpoint(path)
 
 
-def step_of_a_live_run(last) -> int:
-    """The step of the checkpoint a run rewrites every step (`last`); a read that meets a rename half done
-    (last.pt moved to last.prev.pt, or the new digest beside the old file) falls back or tries again."""
-    for _ in range(200):
-        try:
-            return load_latest(last)[0]["position"]["step"]
-        except CheckpointError:
-            time.sleep(0.005)
-    raise AssertionError(f"{last} never loaded")
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_stop_signal_checkpoints_exits_quickly_and_resumes_exactly(tiny_folder, tmp_path, reference, signum):
     run = tmp_path / "run"
@@ -204,12 +193,9 @@ def test_stop_signal_checkpoints_exits_quickly_and_resumes_exactly(tiny_folder, 
     deadline = time.time() + 120
     while not last.exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.005)
-    step_before = step_of_a_live_run(last)
     process.send_signal(signum)
     output, _ = process.communicate(timeout=60)
-    assert process.returncode == 128 + signum, output
-    # It stops after the step it is in (a step or two later on a busy machine), not at the epoch's end (9 steps).
-    assert load_checkpoint(last)["position"]["step"] <= step_before + 3
+    assert process.returncode == 128 + signum, output  # where it stops: tests/test_trainer.py, stopped_by_a_signal
     assert f"stopped by {signal.Signals(signum).name}" in output and "trainer.resume=auto" in output
     assert "Traceback" not in output
     assert json.loads((run / "metrics.json").read_text())["status"] == "interrupted"

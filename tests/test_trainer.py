@@ -23,9 +23,11 @@ def train(folder, run_dir, *extra):
 
 
 def stopped_by_a_signal(monkeypatch, at_step: int, folder, run_dir, *extra) -> None:
-    """Train until SIGTERM arrives before step `at_step` (counted from 0): the run checkpoints and stops."""
+    """Train until SIGTERM arrives before step `at_step` (counted from 0): the run checkpoints and stops
+    after that step, not at the epoch's end."""
     with sigterm_at_step(monkeypatch, at_step), pytest.raises(trainer_mod.Interrupted):
         train(folder, run_dir, *extra)
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["position"]["step"] == at_step + 1
 
 
 def test_run_writes_every_output(tiny_folder, tmp_path):

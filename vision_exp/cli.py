@@ -86,17 +86,13 @@ class RequireCheckpoint(Callback):
 
 class CheckOutputFolder(Callback):
     """Refuse an output folder that cannot be written, in one line, before Hydra creates it (Hydra
-    itself would stop with a traceback), and note which folders Hydra is about to create for a single
-    run (`folders_made_for`): a run refused before it starts removes them again."""
+    itself would stop with a traceback), and note which folders this launch creates for the run or the
+    sweep (`folders_made_for`): a run or sweep refused before it starts removes them again."""
 
-    made: dict[str, list[Path]] = {}  # the run folder (absolute) -> it and its missing parents, deepest first
+    made: dict[str, list[Path]] = {}  # the output folder (absolute) -> it and its missing parents, deepest first
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        from vision_exp.reporting.files import missing_folders
-
-        folder = Path(config.hydra.run.dir)
-        CheckOutputFolder.made[os.path.abspath(folder)] = missing_folders(folder.absolute())  # before _check makes it
-        self._check(folder)
+        self._check(Path(config.hydra.run.dir))
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         if any(override.startswith("hydra.run.dir=") for override in config.hydra.overrides.hydra):
@@ -105,14 +101,15 @@ class CheckOutputFolder(Callback):
         self._check(Path(config.hydra.sweep.dir))
 
     @staticmethod
-    def folders_made_for(run_dir: Path) -> list[Path]:
-        """The folders this process's Hydra launch created for `run_dir` (none if it was there before)."""
-        return CheckOutputFolder.made.pop(os.path.abspath(run_dir), [])
+    def folders_made_for(output_dir: Path) -> list[Path]:
+        """The folders this process's Hydra launch created for `output_dir` (none if it was there before)."""
+        return CheckOutputFolder.made.pop(os.path.abspath(output_dir), [])
 
     @staticmethod
     def _check(folder: Path) -> None:
-        from vision_exp.reporting.files import check_writable
+        from vision_exp.reporting.files import check_writable, missing_folders
 
+        CheckOutputFolder.made[os.path.abspath(folder)] = missing_folders(folder.absolute())  # before it is made
         try:
             check_writable(folder)
         except ConfigError as exc:

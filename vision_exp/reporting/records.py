@@ -130,9 +130,11 @@ def recorded_failures(run_dir: Path, made_for_it: Sequence[Path] = ()):
 
 
 def remove_unused_folders(folders: Sequence[Path]) -> None:
-    """The log and lock files of the run folder `folders[0]`, then every folder of `folders` left empty,
-    deepest first. Nothing is removed while another process holds the folder's lock (a run started in the
-    same second under the same name shares it), and a folder holding anything else stays."""
+    """The log and lock files of the run or sweep folder `folders[0]`, then every folder of `folders` left
+    empty, deepest first. Nothing is removed while another process holds the folder's lock (a run started in
+    the same second under the same name shares it), and a folder holding anything else stays."""
+    if not folders:
+        return
     run_dir = Path(folders[0])
     if run_dir.is_dir():
         with exclusive_lock(run_dir / LOCK_FILE) as held:

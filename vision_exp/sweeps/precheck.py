@@ -10,7 +10,6 @@ stops the sweep with one line per mistake, before any job starts.
 """
 from __future__ import annotations
 
-import contextlib
 import shutil
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vision_exp.errors import UserError
+from vision_exp.reporting.records import remove_unused_folders
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
@@ -71,15 +71,13 @@ def sweep_job_config(config: DictConfig, overrides: list[str], config_loader) ->
 
 
 def refuse_sweep(config: DictConfig, *lines: str) -> NoReturn:
-    """Stop a sweep before its first job: the lines on stderr, status 2, and the sweep folder that
-    CheckOutputFolder (vision_exp/cli.py) created a moment before, and its `outputs/<name>` parent,
-    removed if still empty (a folder with anything in it stays)."""
+    """Stop a sweep before its first job: the lines on stderr, status 2, and the folders this launch made
+    for the sweep (CheckOutputFolder, vision_exp/cli.py, notes them) removed if still empty."""
+    from vision_exp.cli import CheckOutputFolder
+
     for line in lines:
         print(line, file=sys.stderr)
-    sweep_dir = Path(config.hydra.sweep.dir)
-    with contextlib.suppress(OSError):
-        sweep_dir.rmdir()
-        sweep_dir.parent.rmdir()
+    remove_unused_folders(CheckOutputFolder.folders_made_for(Path(config.hydra.sweep.dir)))
     sys.exit(2)
 
 
