@@ -85,11 +85,12 @@ step() {
   rc=$?
   t1=$(date +%s.%N)
   echo "$name $rc $t0 $t1 $SEQ" >> "$CALL/times.txt"
-  local summary  # one write, so that runs ending together do not interleave their lines
+  local summary
   summary=$(printf '%s: exit %s in %.1f s (limit %s s)\n' "$name" "$rc" "$(awk "BEGIN{print $t1 - $t0}")" "$limit"
             tail -4 "$CALL/logs/$name.log")
   echo "${summary%%$'\n'*}"
-  echo "$summary" >> "$OUT/log.txt"
+  # Under a lock: bash writes line by line, so runs ending together would interleave their lines.
+  { flock 9; echo "$summary" >> "$OUT/log.txt"; } 9>> "$CALL/log.lock"
   collect > /dev/null  # after every step: a call cut short (its lease spent) still sends back what finished
 }
 
