@@ -38,9 +38,10 @@ def test_two_process_run_matches_one_process_run(tiny_folder, tmp_path, parts):
     assert two["samples_seen"] == one["samples_seen"] == 60 and two["steps"] == one["steps"]
     for key in ("val_loss", "train_loss", "train_running_loss", "val_acc", "train_acc", "train_running_acc"):
         assert two[key] == pytest.approx(one[key], abs=TOLERANCE), key
-    # rank 0 alone wrote: one record per epoch, one set of TensorBoard event files
+    # rank 0 alone wrote: one record per epoch, one TensorBoard events file and one of its session
     assert len((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) == 2
-    assert len(list((tmp_path / "two" / "tb").glob("events.out.tfevents.*"))) == 1
+    events = (tmp_path / "two" / "tb").glob("events.out.tfevents.*")
+    assert sorted(path.name.endswith(".session") for path in events) == [False, True]
 
 
 def test_a_batch_smaller_than_the_ranks_stops_before_training(tiny_folder, tmp_path):

@@ -288,19 +288,19 @@ def tensorboard_events(folder) -> list:
     return events
 
 
-def hparams_sessions(run) -> tuple:
-    """(session starts, session end statuses) in the run's TensorBoard log."""
+def hparams_sessions(run, values: bool = False) -> tuple:
+    """(session starts, session end statuses) in the run's TensorBoard log; with values, the starts' hparams."""
     from tensorboard.plugins.hparams import metadata, plugin_data_pb2
 
-    starts, ends = 0, []
+    starts, ends = [], []
     for event in tensorboard_events(run / "tb"):
         for value in event.summary.value:
+            data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
             if value.tag == metadata.SESSION_START_INFO_TAG:
-                starts += 1
+                starts.append(data.session_start_info.hparams)
             elif value.tag == metadata.SESSION_END_INFO_TAG:
-                data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
                 ends.append(data.session_end_info.status)
-    return starts, ends
+    return (starts if values else len(starts)), ends
 
 
 def test_a_run_stopped_by_a_signal_and_resumed_is_one_successful_tensorboard_session(tiny_folder, tmp_path, monkeypatch):
@@ -333,6 +333,22 @@ def test_a_run_that_failed_and_resumed_to_completion_is_one_successful_tensorboa
     assert hparams_sessions(run) == (1, [])
     train(tiny_folder, run, "trainer.epochs=2", "trainer.save_interval_s=0", "trainer.resume=auto")
     assert hparams_sessions(run) == (1, [api_pb2.Status.Value("STATUS_SUCCESS")])
+
+
+def test_a_run_resumed_with_a_longer_budget_shows_it_in_the_hparams_dashboard(tiny_folder, tmp_path):
+    """TensorBoard keeps the first session start it reads: the resumed run's must replace the first attempt's,
+    or the dashboard would show the budget the run no longer has."""
+    run = tmp_path / "run"
+    train(tiny_folder, run, "trainer.epochs=1")
+    train(tiny_folder, run, "trainer.epochs=2", "trainer.grad_accum_steps=2", "trainer.resume=auto")
+    (start,), _ = hparams_sessions(run, values=True)
+    assert start["trainer.epochs"].number_value == 2 and start["trainer.grad_accum_steps"].number_value == 2
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(run / "tb"), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    config = accumulator.Tensors("config/text_summary")
+    assert len(config) == 1 and b"epochs: 2" in config[0].tensor_proto.string_val[0]
 
 
 def test_a_run_resumed_from_another_folders_checkpoint_starts_its_own_tensorboard_session(tiny_folder, tmp_path):

@@ -20,6 +20,7 @@ from vision_exp.reporting.hparams import session_end, session_start
 from vision_exp.reporting.files import read_jsonl, write_json_atomic, write_text_atomic
 from vision_exp.reporting.records import INCIDENTAL_SETTINGS, METRICS_FILE, flatten
 
+SESSION_SUFFIX = ".session"
 
 
 class RunReporter:
@@ -38,18 +39,22 @@ class RunReporter:
         tb = self.run_dir / "tb"
         if not resume_samples and tb.exists():  # an attempt killed before its first checkpoint: its points would mix in
             shutil.rmtree(tb)
-        # Once per log: TensorBoard keeps the first session it reads. A run resumed in a new folder from
-        # another run's checkpoint starts its own log.
-        new_log = not any(tb.rglob("events.out.tfevents.*"))
         self.writer = SummaryWriter(str(tb), purge_step=purge)
         self.family_writers = {f: SummaryWriter(str(tb / f), purge_step=purge) for f, _, _ in FAMILIES}
-        if new_log:
-            self._write_session_start()
-            if config_text:
-                self.writer.add_text("config", "    " + config_text.replace("\n", "\n    "), 0)
+        self._replace_session(tb, config_text)
 
-    def _write_session_start(self) -> None:
-        self.writer.file_writer.add_summary(session_start(self.hparams, trial_id=str(self.run_dir)))
+    def _replace_session(self, tb: Path, config_text: str) -> None:
+        """The HParams session start and the config, in an events file of their own that each attempt replaces:
+        TensorBoard keeps the first session start it reads, and a resumed run may have changed its budget."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        earlier = list(tb.glob(f"events.out.tfevents.*{SESSION_SUFFIX}"))
+        with SummaryWriter(str(tb), filename_suffix=SESSION_SUFFIX) as writer:
+            writer.file_writer.add_summary(session_start(self.hparams, trial_id=str(self.run_dir)))
+            if config_text:
+                writer.add_text("config", "    " + config_text.replace("\n", "\n    "), 0)
+        for path in earlier:  # after the new one is written: a run killed in between still has a session
+            path.unlink()
 
     def log_epoch(self, record: dict) -> None:
         """One epoch's metrics: keys like 'val/acc', 'train_running/loss', 'lr', 'samples_seen'."""
