@@ -80,9 +80,11 @@ def test_a_failed_run_raises_after_recording_why_like_the_command_line(tiny_fold
         vision_exp.run(tiny_overrides(tiny_folder, "data.batch_size=0"), run_dir=str(tmp_path / "bad" / "run"))
     assert not (tmp_path / "bad").exists()  # refused before it started: no folder made for it is left
     (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "train.log").write_text("an earlier run's log\n")
     with pytest.raises(ConfigError, match="data.batch_size=0 must be positive"):
-        vision_exp.run(tiny_overrides(tiny_folder, "data.batch_size=0"), run_dir=str(tmp_path / "kept"))
+        vision_exp.run(tiny_overrides(tiny_folder, "data.batch_size=0"), run_dir=str(tmp_path / "new" / ".." / "kept"))
     assert json.loads((tmp_path / "kept" / "metrics.json").read_text())["status"] == "failed"
+    assert (tmp_path / "kept" / "train.log").read_text().startswith("an earlier run's log")
 
     def out_of_memory(cfg, run_dir, overrides):
         raise RuntimeError("CUDA out of memory (simulated)")

@@ -40,9 +40,11 @@ def test_a_refused_command_removes_the_folders_made_for_it_and_keeps_those_that_
     assert not (tmp_path / "new").exists()
     mine = tmp_path / "mine"
     mine.mkdir()
-    again = run_cli(tiny_overrides(tiny_folder, "data.batch_size=0", f"hydra.run.dir={mine}"))
+    (mine / "train.log").write_text("an earlier run's log\n")
+    again = run_cli(tiny_overrides(tiny_folder, "data.batch_size=0", f"hydra.run.dir={tmp_path / 'new' / '..' / 'mine'}"))
     assert_clean_failure(again, "data.batch_size=0 must be positive")
     assert json.loads((mine / "metrics.json").read_text())["status"] == "failed"
+    assert "an earlier run's log" in (mine / "train.log").read_text(), "new/../mine is mine, there before"
 
 
 def test_empty_dataset_folder(tmp_path):
@@ -238,10 +240,10 @@ def test_removing_a_refused_runs_folders_spares_a_held_folder_and_any_other_file
         remove_unused_folders([run, run.parent])
     assert sorted(p.name for p in run.iterdir()) == [".lock", "train.log"]
     (run / "checkpoints").mkdir()
-    remove_unused_folders([run, run.parent])
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints"]
+    assert not remove_unused_folders([run, run.parent])
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "checkpoints", "train.log"], "the log says why"
     (run / "checkpoints").rmdir()
-    remove_unused_folders([run, run.parent])
+    assert remove_unused_folders([run, run.parent])
     assert not (tmp_path / "new").exists()
 
 

@@ -73,7 +73,7 @@ def run(overrides: Iterable[str] = (), run_dir: Optional[str] = None) -> dict:
     overrides = list(overrides)
     cfg = _compose_run(overrides)
     folder = Path(run_dir or cfg.hydra.run.dir)
-    with recorded_failures(folder, missing_folders(folder.absolute())):
+    with recorded_failures(folder, missing_folders(folder)):
         return _train(cfg, folder, overrides)
 
 

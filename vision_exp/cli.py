@@ -109,7 +109,7 @@ class CheckOutputFolder(Callback):
     def _check(folder: Path) -> None:
         from vision_exp.reporting.files import check_writable, missing_folders
 
-        CheckOutputFolder.made[os.path.abspath(folder)] = missing_folders(folder.absolute())  # before it is made
+        CheckOutputFolder.made[os.path.abspath(folder)] = missing_folders(folder)  # before it is made
         try:
             check_writable(folder)
         except ConfigError as exc:

@@ -108,8 +108,10 @@ def last_checkpoint(checkpoint_dir: Path) -> Optional[Path]:
 
 
 def missing_folders(folder: Path) -> list[Path]:
-    """`folder` and those of its parents that do not exist yet, deepest first: what creating it makes."""
+    """`folder` and those of its parents that do not exist yet, deepest first: what creating it makes. Resolved
+    first: in `new/../mine`, the folder is `mine`, which may be there already."""
     missing = []
+    folder = Path(os.path.realpath(folder))
     for candidate in (folder, *folder.parents):
         if candidate.exists():
             break

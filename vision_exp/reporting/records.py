@@ -116,9 +116,7 @@ def recorded_failures(run_dir: Path, made_for_it: Sequence[Path] = ()):
     try:
         yield
     except UserError as exc:
-        if made_for_it and exc.before_start:
-            remove_unused_folders(made_for_it)
-        else:
+        if not (made_for_it and exc.before_start and remove_unused_folders(made_for_it)):
             _record(record_user_error, run_dir, exc, earlier_attempt)
         raise
     except Interrupted as exc:
@@ -129,25 +127,27 @@ def recorded_failures(run_dir: Path, made_for_it: Sequence[Path] = ()):
         raise
 
 
-def remove_unused_folders(folders: Sequence[Path]) -> None:
-    """The log and lock files of the run or sweep folder `folders[0]`, then every folder of `folders` left
-    empty, deepest first. Nothing is removed while another process holds the folder's lock (a run started in
-    the same second under the same name shares it), and a folder holding anything else stays."""
+def remove_unused_folders(folders: Sequence[Path]) -> bool:
+    """The run or sweep folder `folders[0]` if it holds nothing but log and lock files, then every folder of
+    `folders` left empty, deepest first; whether the first is gone. Nothing is removed while another process
+    holds the folder's lock (a run started in the same second under the same name shares it), and a folder
+    holding anything else stays whole, with the log that says why the command was refused."""
     if not folders:
-        return
+        return False
     run_dir = Path(folders[0])
     if run_dir.is_dir():
         with exclusive_lock(run_dir / LOCK_FILE) as held:
-            if not held:
-                return
-            for entry in run_dir.iterdir():
-                if entry.suffix == ".log" or entry.name == LOCK_FILE:
-                    entry.unlink(missing_ok=True)
+            entries = list(run_dir.iterdir())
+            if not held or any(entry.suffix != ".log" and entry.name != LOCK_FILE for entry in entries):
+                return False
+            for entry in entries:
+                entry.unlink(missing_ok=True)
     for folder in folders:
         try:
             Path(folder).rmdir()
         except OSError:
-            return
+            break
+    return not run_dir.exists()
 
 
 def _record(write, *args, **kwargs) -> None:
