@@ -96,6 +96,35 @@ def test_a_failed_run_raises_after_recording_why_like_the_command_line(tiny_fold
     assert recorded["status"] == "failed" and "out_of_memory" in recorded["traceback"]
 
 
+def test_a_sweep_job_out_of_memory_goes_on_in_parts_within_its_sweep(tiny_folder, tmp_path, monkeypatch):
+    """Memory settings are no part of a job's configuration: the sweep's command again with more parts resumes the
+    job that ran out of memory and keeps the others, and the summary still counts all seeds as one configuration."""
+    import torch
+
+    from vision_exp.training.trainer import Trainer
+
+    forward_backward = Trainer._forward_backward
+
+    def out_of_memory_in_whole_batches_of_seed_1(self, images, targets, share):
+        if self.cfg.grad_accum_steps == 1 and self.hparams["seed"] == 1 and self.position.step == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward_backward(self, images, targets, share)
+
+    monkeypatch.setattr(Trainer, "_forward_backward", out_of_memory_in_whole_batches_of_seed_1)
+    sweep_dir = tmp_path / "sweep"
+    common = tiny_overrides(tiny_folder, "trainer.checkpoint_every_steps=1")
+    first = vision_exp.sweep([["seed=0"], ["seed=1"]], common=common, sweep_dir=str(sweep_dir))
+    assert [job.status for job in first.jobs] == ["completed", "failed"]
+    assert "trainer.grad_accum_steps=2" in first.jobs[1].error
+    kept = (sweep_dir / "0" / "metrics.json").stat().st_mtime_ns
+    again = vision_exp.sweep([["seed=0"], ["seed=1"]], common=[*common, "trainer.grad_accum_steps=2"],
+                             sweep_dir=str(sweep_dir))
+    assert [job.status for job in again.jobs] == ["completed", "completed"]
+    assert (sweep_dir / "0" / "metrics.json").stat().st_mtime_ns == kept, "the finished job is skipped"
+    assert [len(c.jobs) for c in again.configurations] == [2]
+    assert vision_exp.sweep([["seed=0"], ["seed=1"]], common=common, sweep_dir=str(sweep_dir)).jobs[1].status == "completed"
+
+
 def test_a_sweep_preset_is_refused_where_its_swept_values_would_be_ignored(tiny_folder, tmp_path):
     import pytest
 

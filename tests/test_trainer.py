@@ -221,6 +221,37 @@ def test_running_out_of_device_memory_is_one_line_naming_the_settings_that_fix_i
         vision_exp.run(tiny_overrides(tiny_folder, "trainer.grad_accum_steps=8"), run_dir=str(tmp_path / "parts"))
 
 
+def test_running_out_of_memory_evaluating_names_the_evaluation_batch_size(tiny_folder, tmp_path, monkeypatch):
+    """The validation and train-eval passes take data.eval_batch_size and no parts: more parts would run out of
+    memory again in the same pass."""
+    import vision_exp
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(trainer_mod, "evaluate", out_of_memory)
+    advice = (r"cpu ran out of memory evaluating at step \d+ \(epoch 1\) with data.eval_batch_size=6: run again with "
+              r"data.eval_batch_size=3 \(the same metrics from smaller batches\), trainer.amp")
+    with pytest.raises(trainer_mod.OutOfMemory, match=advice):
+        vision_exp.run(tiny_overrides(tiny_folder, "data.eval_batch_size=6"), run_dir=str(tmp_path / "run"))
+
+
+def test_the_advice_on_parts_counts_each_ranks_share_of_the_batch(tiny_folder, tmp_path, monkeypatch):
+    """Under torchrun each rank splits its own share: with 8 samples on 2 ranks, 4 parts are already one sample
+    each, and 8 would save nothing; evaluation batches must still give every rank one sample."""
+    import dataclasses
+
+    _, trainer = finished_trainer(monkeypatch, tiny_overrides(tiny_folder, "trainer.grad_accum_steps=2",
+                                                              "data.eval_batch_size=3"), tmp_path / "run")
+    assert "run again with trainer.grad_accum_steps=4 (" in str(trainer._out_of_memory(evaluating=False))
+    assert "run again with data.eval_batch_size=1 (" in str(trainer._out_of_memory(evaluating=True))
+    trainer.dist = dataclasses.replace(trainer.dist, world_size=2)
+    assert "run again with trainer.grad_accum_steps=4 (" in str(trainer._out_of_memory(evaluating=False))
+    assert "data.eval_batch_size=1" not in str(trainer._out_of_memory(evaluating=True))
+    trainer.cfg = dataclasses.replace(trainer.cfg, grad_accum_steps=4)
+    assert "run again with trainer.amp" in str(trainer._out_of_memory(evaluating=False))
+
+
 def test_a_run_out_of_memory_resumes_with_its_batches_in_parts_and_ends_as_it_would_have(tiny_folder, tmp_path,
                                                                                           monkeypatch):
     """The advice works: the stopped ViT run goes on from its last checkpoint in parts (the one setting besides

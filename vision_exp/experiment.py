@@ -69,7 +69,7 @@ def hold_run_dir(run_dir: Path, is_main: bool):
 def check_resumable(run_dir: Path, cfg: DictConfig, resume: str) -> None:
     """Resuming in a folder that holds an earlier attempt: the same experiment, but for its budget and parts."""
     if resume != "never" and has_earlier_attempt(run_dir):
-        check_same_config(run_dir, plain(cfg), may_change=RESUMABLE_CHANGES)
+        check_same_config(run_dir, plain(cfg), RESUMABLE_CHANGES)
 
 
 def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:

@@ -158,9 +158,11 @@ def _record(write, *args, **kwargs) -> None:
         log.exception("could not record the run's failure in metrics.json")
 
 
-# What a run resumed by hand may change: a longer budget continues on the longer schedule, and each batch may be
-# computed in more or fewer parts (the same steps and samples: a run that ran out of memory goes on in parts).
-RESUMABLE_CHANGES = ("trainer.train_samples", "trainer.epochs", "trainer.grad_accum_steps")
+# How much memory a training step or an evaluation takes, not what it computes (the same steps, samples and
+# metrics): a run or sweep job that ran out of memory goes on with other values.
+MEMORY_SETTINGS = ("trainer.grad_accum_steps", "data.eval_batch_size")
+# What a run resumed by hand may change: besides those, a longer budget, which continues on the longer schedule.
+RESUMABLE_CHANGES = ("trainer.train_samples", "trainer.epochs", *MEMORY_SETTINGS)
 
 # Null in the composed config and filled in from the dataset when the run starts.
 FILLED_AT_START = ("data.num_classes", "model.num_classes")
@@ -187,19 +189,18 @@ def config_differences(saved: dict, current: dict) -> list:
     return differences
 
 
-def check_same_config(run_dir: Path, current: dict, may_change: tuple = ()) -> None:
-    """Refuse to skip or resume a folder whose config.yaml describes another experiment.
-
-    A sweep job must match exactly (its folder was chosen by its position in the sweep); a single run
-    resumed by hand may change the settings `may_change` names (its budget)."""
+def check_same_config(run_dir: Path, current: dict, may_change: tuple = (), sweep_job: bool = False) -> None:
+    """Refuse to skip or resume a folder whose config.yaml describes another experiment, but for the settings
+    `may_change` names: a single run resumed by hand its budget and memory settings, a sweep job (its folder
+    chosen by its position in the sweep) its memory settings only."""
     saved = OmegaConf.to_container(OmegaConf.load(Path(run_dir) / CONFIG_FILE))
     differences = [d for d in config_differences(saved, current) if d.split(":")[0] not in may_change]
     if differences:
         shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
-        advice = (f"resume it with its own settings (only {' or '.join(may_change)} may change), "
-                  "or choose another hydra.run.dir") if may_change else (
-                  "resume a sweep with the command that started it, or choose a new hydra.sweep.dir "
-                  "(sweep_dir= in vision_exp.sweep)")
+        changeable = f" (only {' or '.join(may_change)} may change)" if may_change else ""
+        advice = (f"resume a sweep with the command that started it{changeable}, or choose a new hydra.sweep.dir "
+                  f"(sweep_dir= in vision_exp.sweep)" if sweep_job else
+                  f"resume it with its own settings{changeable}, or choose another hydra.run.dir")
         raise ConfigError(f"{run_dir} holds a run of another configuration ({shown}): {advice}")
 
 

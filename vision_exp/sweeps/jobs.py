@@ -15,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vision_exp.errors import ConfigError
 from vision_exp.reporting.files import write_json_atomic
-from vision_exp.reporting.records import check_same_config, completed_record, has_earlier_attempt, write_overrides
+from vision_exp.reporting.records import (MEMORY_SETTINGS, check_same_config, completed_record, has_earlier_attempt,
+                                         write_overrides)
 
 REFUSED_FILE = "refused.json"  # why the command that ran a job last refused it: the summary lists it
 
@@ -25,7 +26,7 @@ def check_sweep_job(run_dir: Path, current: dict, overrides: list) -> None:
     results stay as they were) and cleared once a command of its own configuration runs it."""
     refusal = Path(run_dir) / REFUSED_FILE
     try:
-        check_same_config(run_dir, current)
+        check_same_config(run_dir, current, MEMORY_SETTINGS, sweep_job=True)
     except ConfigError as exc:
         write_json_atomic(refusal, {"error": str(exc), "overrides": list(overrides)})
         raise

@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 
 from vision_exp.errors import UserError
 from vision_exp.reporting.files import read_json, write_text_atomic
-from vision_exp.reporting.records import CONFIG_FILE, INCIDENTAL_SETTINGS, METRICS_FILE, OVERRIDES_FILE, identity_value
+from vision_exp.reporting.records import (CONFIG_FILE, INCIDENTAL_SETTINGS, MEMORY_SETTINGS, METRICS_FILE, OVERRIDES_FILE,
+                                         identity_value)
 from vision_exp.sweeps.jobs import REFUSED_FILE
 from vision_exp.sweeps.statistics import Difference, mean, paired_difference, sample_std, welch_difference
 
@@ -97,10 +98,10 @@ class Job:
     @property
     def config_overrides(self) -> tuple:
         """The overrides that define its configuration: all but the seed and where or how it ran (trainer.device,
-        paths, ...: a resumed job may change those); data.root by its folder's name, the dataset."""
+        paths, memory settings, ...: a resumed job may change those); data.root by its folder's name, the dataset."""
         return tuple(f"{key}={identity_value(display_key(key), value)}"
                      for key, value in map(split_override, self.overrides)
-                     if display_key(key) != "seed" and not display_key(key).startswith(INCIDENTAL_SETTINGS))
+                     if display_key(key) != "seed" and not display_key(key).startswith(INCIDENTAL_SETTINGS + MEMORY_SETTINGS))
 
     @property
     def error(self) -> str:

@@ -306,9 +306,12 @@ class Trainer:
         while self.position.epoch < budget.num_epochs:
             try:
                 self._train_epoch()
+            except torch.cuda.OutOfMemoryError as exc:
+                raise self._out_of_memory(evaluating=False) from exc
+            try:
                 last = self._end_epoch()
             except torch.cuda.OutOfMemoryError as exc:
-                raise self._out_of_memory() from exc
+                raise self._out_of_memory(evaluating=True) from exc
             if reporter is not None:
                 reporter.log_epoch(last)
             finished = self.position.epoch >= budget.num_epochs
@@ -318,17 +321,25 @@ class Trainer:
             last = reporter.records[-1]
         return self._summary(last)
 
-    def _out_of_memory(self) -> OutOfMemory:
-        parts = self.cfg.grad_accum_steps
-        more_parts = (f"trainer.grad_accum_steps={min(2 * parts, self.batch_size)} (each batch in parts: the same "
-                      f"steps and samples with a fraction of the activation memory), " if parts < self.batch_size else "")
-        checkpoint = last_checkpoint(self.checkpoint_dir)
-        resume = (f" (its last checkpoint goes on in parts: the same command with trainer.resume=auto "
-                  f"hydra.run.dir={self.run_dir} trainer.grad_accum_steps=...)" if checkpoint and more_parts else "")
-        return OutOfMemory(
-            f"{self.device} ran out of memory at step {self.position.step} (epoch {self.position.epoch + 1}) with "
-            f"data.batch_size={self.batch_size} and trainer.grad_accum_steps={parts}: run again with {more_parts}"
-            f"trainer.amp=bf16 or fp16 if it is off, or a smaller model or data.img_size{resume}")
+    def _out_of_memory(self, evaluating: bool) -> OutOfMemory:
+        """One line naming the setting that fixes it: training, more parts per batch (each rank's share of the
+        batch bounds them); evaluating, smaller batches (every rank still needs one)."""
+        where = f"step {self.position.step} (epoch {self.position.epoch + 1})"
+        world = self.dist.world_size
+        if evaluating:
+            size = self.data.val.batch_size
+            what = f"evaluating at {where} with data.eval_batch_size={size}"
+            fix = f"data.eval_batch_size={size // 2}" if size // 2 >= world else ""
+            why = "the same metrics from smaller batches"
+        else:
+            parts, per_rank = self.cfg.grad_accum_steps, -(-self.batch_size // world)
+            what = f"at {where} with data.batch_size={self.batch_size} and trainer.grad_accum_steps={parts}"
+            fix = f"trainer.grad_accum_steps={min(2 * parts, per_rank)}" if parts < per_rank else ""
+            why = "each batch in parts: the same steps and samples with a fraction of the activation memory"
+        resume = (f" (its last checkpoint goes on with it: the same command with trainer.resume=auto "
+                  f"hydra.run.dir={self.run_dir} {fix})" if fix and last_checkpoint(self.checkpoint_dir) else "")
+        return OutOfMemory(f"{self.device} ran out of memory {what}: run again with {f'{fix} ({why}), ' if fix else ''}"
+                           f"trainer.amp=bf16 or fp16 if it is off, or a smaller model or data.img_size{resume}")
 
     def _train_epoch(self) -> None:
         position, budget, running = self.position, self.budget, self.position.running
