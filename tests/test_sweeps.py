@@ -133,22 +133,28 @@ def test_rerun_skips_completed_jobs_and_resumes_an_interrupted_one(finished_swee
     assert [r["status"] for r in rows] == ["completed"] * 4 + ["failed"] * 2
 
 
-def test_a_changed_command_over_a_finished_sweep_refuses_its_jobs_and_keeps_their_results(finished_sweep, tmp_path):
+def test_a_changed_command_over_a_finished_sweep_is_refused_before_any_job_and_the_folder_kept(finished_sweep, tmp_path):
+    """Job numbers follow the swept values: a rerun with other or reordered values would point jobs at other
+    configurations' folders. Refused as a whole before any job starts: results, summary and multirun.yaml stay."""
     original, args, _ = finished_sweep
     sweep = tmp_path / "sweep"
     shutil.copytree(original, sweep)
-    before = {n: (sweep / n / "metrics.json").read_bytes() for n in ("0", "1")}
-    changed = [("model=resnet_v1" if a.startswith("model=") else a) for a in args] + ["data.batch_size=4"]
+    before = {path: path.read_bytes() for path in sweep.rglob("*") if path.is_file()}
+    checked = [a for a in args if a != "~hydra.callbacks.check_sweep_jobs"]  # the sweep's own jobs 4-5 fail it too
+    changed = [("model=resnet_v1" if a.startswith("model=") else a) for a in checked] + ["data.batch_size=4"]
     result = run_cli([*changed, f"hydra.sweep.dir={sweep}"], env_extra=sweep_env(original.parent))
-    assert result.returncode == 1, output(result)
-    assert {n: (sweep / n / "metrics.json").read_bytes() for n in ("0", "1")} == before
-    rows = list(csv.DictReader((sweep / "results.csv").open()))
-    assert [r["status"] for r in rows[:2]] == ["refused", "refused"]
-    assert all("data.batch_size: 8 -> 4" in r["error"] for r in rows[:2])
-    assert "| 0 | model=resnet_v1 | 0 | refused |" in (sweep / "results.md").read_text()
+    assert result.returncode == 2 and "Traceback" not in output(result), output(result)
+    (line,) = [line for line in output(result).splitlines() if line.startswith("error: job 0 (")]
+    assert "model=resnet_v1 seed=0 " in line and f"{sweep}/0 holds a run of another configuration (data.batch_size: 8 -> 4" in line
+    assert "resume a sweep with the command that started it" in output(result)
+    assert {path: path.read_bytes() for path in sweep.rglob("*") if path.is_file()} == before
+    reordered = ["model=vit_v1,resnet_v2,resnet_v1" if a.startswith("model=") else a for a in checked]
+    result = run_cli([*reordered, f"hydra.sweep.dir={sweep}"], env_extra=sweep_env(original.parent))
+    assert result.returncode == 2, output(result)
+    assert f"{sweep}/0 holds a run of another configuration (model." in output(result)
+    assert {path: path.read_bytes() for path in sweep.rglob("*") if path.is_file()} == before
     again = run_cli([*args, f"hydra.sweep.dir={sweep}"], env_extra=sweep_env(original.parent))  # the sweep's own command
     assert output(again).count("skipped: already completed") == 4
-    assert not list(sweep.glob("*/refused.json"))
     assert [r["status"] for r in csv.DictReader((sweep / "results.csv").open())][:4] == ["completed"] * 4
 
 

@@ -22,7 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vision_exp.errors import UserError
-from vision_exp.reporting.records import remove_unused_folders
+from vision_exp.reporting.records import MEMORY_SETTINGS, check_same_config, has_earlier_attempt, remove_unused_folders
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
@@ -62,6 +62,23 @@ def failing_jobs(jobs: list[list[str]], job_config: Callable[[int], DictConfig])
     return failing
 
 
+def folder_conflicts(jobs: list[list[str]], job_config: Callable[[int], DictConfig], sweep_dir: Path) -> dict[str, list[int]]:
+    """{why: [job]} for each job whose folder (`sweep_dir/<job number>`) holds a run of another configuration: a
+    rerun whose swept values were changed or reordered. Refused before any job starts, so the folder's results
+    and its multirun.yaml stay as they were, rather than each such job being refused when its turn comes."""
+    conflicts: dict[str, list[int]] = {}
+    for number in range(len(jobs)):
+        folder = sweep_dir / str(number)
+        if not has_earlier_attempt(folder):
+            continue
+        try:
+            check_same_config(folder, OmegaConf.to_container(job_config(number), resolve=True), MEMORY_SETTINGS,
+                              sweep_job=True)
+        except UserError as exc:
+            conflicts[str(exc)] = [number]
+    return conflicts
+
+
 def sweep_job_config(config: DictConfig, overrides: list[str], config_loader) -> DictConfig:
     """A job's config as the basic sweeper's launcher composes it, without its hydra section."""
     job_config = config_loader.load_sweep_config(config, list(overrides))
@@ -98,7 +115,12 @@ class CheckSweepJobs(Callback):
         loader = GlobalHydra.instance().config_loader()
         arguments = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
         jobs = job_overrides(config.hydra.sweeper.get("params"), arguments, loader)
-        failing = failing_jobs(jobs, lambda number: sweep_job_config(config, jobs[number], loader))
+        def job_config(number: int) -> DictConfig:
+            return sweep_job_config(config, jobs[number], loader)
+
+        failing = failing_jobs(jobs, job_config)
+        if OmegaConf.to_container(config.hydra.sweep, resolve=False)["subdir"] == "${hydra.job.num}":
+            failing.update(folder_conflicts(jobs, job_config, Path(config.hydra.sweep.dir)))
         if failing:
             refuse_sweep(config, *refusals(jobs, failing))
 
