@@ -1,5 +1,6 @@
 """The uint8 cache: built once, reused, rebuilt when the config or the files change, portable."""
 import json
+import os
 import shutil
 
 import numpy as np
@@ -118,6 +119,15 @@ def test_manifest_mismatch_is_rebuilt(tmp_path):
     assert json.loads(manifest_path.read_text())["count"] == len(first.images)
 
 
+def test_the_readable_rows_are_copied_in_chunks_in_order(tmp_path):
+    """Dropping unreadable images copies the others a chunk at a time (never the whole split in memory)."""
+    images = np.random.default_rng(0).integers(0, 256, size=(3 * cache_mod.CHUNK + 5, 2, 2, 3), dtype=np.uint8)
+    np.save(tmp_path / "all.npy", images)
+    rows = np.setdiff1d(np.arange(len(images)), [0, cache_mod.CHUNK, len(images) - 1])
+    cache_mod.copy_rows(tmp_path / "all.npy", rows, tmp_path / "kept.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "kept.npy"), images[rows])
+
+
 def test_unreadable_image_is_skipped_or_refused(tmp_path):
     root = write_image_folder(tmp_path / "d", per_split={"train": 3, "val": 1})
     victim = sorted((root / "train").rglob("*.JPEG"))[0]
@@ -229,12 +239,35 @@ def test_an_image_rewritten_with_the_same_size_rebuilds_the_cache_but_a_copied_c
     Image.new("RGB", (24, 24), (250, 250, 250)).save(victim)
     assert victim.stat().st_size == size
     assert np.asarray(build(data)[1].images).mean() > dark + 20
-    shutil.copytree(root, tmp_path / "elsewhere" / "d")  # new modification times, same names and sizes
+    shutil.copytree(root, tmp_path / "elsewhere" / "d")  # a copy keeping the modification times
     moved = settings(tmp_path / "elsewhere" / "d", tmp_path / "c")
     entry = moved.cache_entry("train")
     built_at = (entry / "images.npy").stat().st_mtime_ns
     build(moved)
     assert (entry / "images.npy").stat().st_mtime_ns == built_at
+    shutil.rmtree(root)  # the folder it was built from gone: new times (a copy without them) do not matter
+    for image in (tmp_path / "elsewhere" / "d").rglob("*.bmp"):
+        os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+    build(moved)
+    assert (entry / "images.npy").stat().st_mtime_ns == built_at
+
+
+def test_another_dataset_of_the_same_names_and_sizes_is_not_given_the_cached_pixels(tmp_path):
+    """Every `data=folder` dataset is named `folder`, and uncompressed images of one size have one byte size: a
+    second such dataset beside the first matches the first's cache entry on names and sizes, not on times."""
+    from PIL import Image
+
+    means = {}
+    for grey in (10, 250):
+        root = tmp_path / f"grey{grey}"
+        for split in ("train", "val"):
+            for name in ("a", "b"):
+                (root / split / name).mkdir(parents=True)
+                Image.new("RGB", (24, 24), (grey, grey, grey)).save(root / split / name / "0.bmp")
+        means[grey] = np.asarray(build(settings(root, tmp_path / "c"))[1].images).mean()
+    assert settings(tmp_path / "grey10", tmp_path / "c").cache_entry("train") == \
+        settings(tmp_path / "grey250", tmp_path / "c").cache_entry("train")
+    assert means[10] == pytest.approx(10, abs=1) and means[250] == pytest.approx(250, abs=1)
 
 
 def test_sixteen_bit_and_transparent_grey_images_decode_like_their_eight_bit_rgb_twins(tmp_path):

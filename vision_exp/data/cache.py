@@ -66,14 +66,14 @@ def file_records(split: Split, root: str) -> tuple:
 
 
 def is_current(manifest: Optional[dict], files: list, mtimes: list, root: str) -> bool:
-    """The entry holds these files: the same names, sizes and labels, and, when it was built from this same
-    folder, the same modification times. A cache copied to another machine (or a dataset copied there without
-    its times) is matched on names and sizes alone."""
+    """The entry holds these files: the same names, sizes and labels, and the same modification times while the
+    folder it was built from is there (that one, or another dataset of the same names and sizes beside it, as
+    uncompressed images of one size are). A cache copied to another machine, or kept after its dataset moved,
+    is matched on names and sizes alone."""
     if manifest is None or manifest.get("files") != files:
         return False
-    recorded = manifest.get("mtimes")
-    same_folder = Path(str(manifest.get("root"))).resolve() == Path(root).resolve()
-    return recorded is None or not same_folder or recorded == mtimes
+    recorded, built_from = manifest.get("mtimes"), Path(str(manifest.get("root")))
+    return recorded is None or recorded == mtimes or not built_from.exists()
 
 
 def _decode_chunk(args) -> list:
@@ -110,6 +110,16 @@ def _decode_all(array_path: Path, paths: tuple, size: int, workers: int, desc: s
     return sorted(failed)
 
 
+def copy_rows(source: Path, rows: np.ndarray, target: Path) -> None:
+    """The given rows of an array file into a new one, a chunk at a time: an ImageNet-sized split (tens of GB)
+    never has to fit in memory, as indexing the memory map with all rows at once would make it."""
+    images = np.load(source, mmap_mode="r")
+    out = np.lib.format.open_memmap(target, mode="w+", dtype=images.dtype, shape=(len(rows), *images.shape[1:]))
+    for start in range(0, len(rows), CHUNK):
+        out[start:start + CHUNK] = images[rows[start:start + CHUNK]]
+    out.flush()
+
+
 def build_split_cache(entry: Path, split: Split, files: list, dataset_info: dict, size: int, workers: int,
                       on_bad_image: str) -> None:
     """Decode `split` into `entry/` (a fresh folder, renamed into place when complete)."""
@@ -125,8 +135,7 @@ def build_split_cache(entry: Path, split: Split, files: list, dataset_info: dict
         keep = np.setdiff1d(np.arange(len(split)), [i for i, _ in failed])
         if failed:
             log.warning("skipped %d unreadable images in %s, e.g. %s", len(failed), entry.name, failed[0][1])
-            images = np.load(array_path, mmap_mode="r")[keep]
-            np.save(tmp / "kept.npy", images)
+            copy_rows(array_path, keep, tmp / "kept.npy")
             os.replace(tmp / "kept.npy", array_path)
         np.save(tmp / "labels.npy", np.asarray(split.labels, dtype=np.int64)[keep])
         write_json_atomic(tmp / "manifest.json", {
