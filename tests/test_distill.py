@@ -123,6 +123,30 @@ def test_a_teacher_checkpoint_that_does_not_exist_is_refused(tiny_folder, tmp_pa
         run_experiment(distilled(tiny_folder, tmp_path / "no_such.pt"), tmp_path / "run", [])
 
 
+def test_a_missing_teacher_stops_a_sweep_before_its_first_job(tiny_folder, tmp_path):
+    """Every job of the sweep would read its data and then fail on the same teacher."""
+    from vision_exp.experiment import check_buildable
+
+    with pytest.raises(CheckpointError, match="loss.distillation.teacher: checkpoint not found: .*no_such.pt"):
+        check_buildable(distilled(tiny_folder, tmp_path / "no_such.pt"))
+    with pytest.raises(ConfigError, match="loss.distillation.kind=soft needs a teacher"):
+        check_buildable(compose(tiny_vit_overrides(tiny_folder, "experiment=cpu_vit_distilled")))
+
+
+@pytest.mark.parametrize("config_text", ["model: [unclosed", "data: {}\n", "model:\n  _target_: vision_exp.models.NoSuchNet\n"])
+def test_a_teacher_whose_run_config_cannot_build_its_model_is_one_message(teacher_checkpoint, tmp_path, config_text):
+    """The teacher's run folder, not this command, is at fault: a CheckpointError naming its config.yaml (one
+    line and status 2 on the command line), not a traceback from YAML or Hydra."""
+    import shutil
+
+    folder, checkpoint = teacher_checkpoint
+    run = tmp_path / "teacher_run"
+    shutil.copytree(checkpoint.parent.parent, run)
+    (run / "config.yaml").write_text(config_text)
+    with pytest.raises(CheckpointError, match=rf"the model of .*best.pt cannot be built from its run's {run}/config.yaml"):
+        run_experiment(distilled(folder, run / "checkpoints" / "best.pt"), tmp_path / "student", [])
+
+
 def test_a_teacher_of_other_classes_is_refused(teacher_checkpoint, tmp_path):
     _, checkpoint = teacher_checkpoint
     other = write_image_folder(tmp_path / "other", classes=TINY_CLASSES[:2])

@@ -124,15 +124,30 @@ def test_predict_missing_images(trained_run, tmp_path):
     assert result.returncode == 2 and "no such file or folder" in result.stdout + result.stderr
 
 
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims `width` x `height` pixels: what PIL takes for a decompression bomb."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 4)) + chunk(b"IEND", b"")
+
+
 def test_predict_skips_an_unreadable_image_and_caps_topk_at_the_classes(trained_run, tiny_folder, tmp_path):
     folder = tmp_path / "mixed"
     folder.mkdir()
     for source in sorted((tiny_folder / "val" / "n01440764").iterdir())[:2]:
         (folder / source.name).write_bytes(source.read_bytes())
     (folder / "broken.JPEG").write_bytes(b"not an image")
+    (folder / "bomb.png").write_bytes(png_claiming(20000, 20000))  # PIL refuses it with a DecompressionBombError
     result = cli("vision_exp.predict", f"ckpt={trained_run / 'checkpoints' / 'last.pt'}", f"images={folder}", "topk=20")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "skipped" in result.stdout + result.stderr and "broken.JPEG" in result.stdout + result.stderr
+    assert "skipped" in result.stdout + result.stderr and "bomb.png" in result.stdout + result.stderr
+    (folder / "bomb.png").unlink()
     with (trained_run / "checkpoints" / "last-predictions" / "predictions.csv").open() as table:
         rows = list(csv.reader(table))
     assert rows[0] == ["image", "top1", "top2", "top3", "p1", "p2", "p3"]  # 3 classes, not 20 columns

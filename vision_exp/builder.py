@@ -44,8 +44,12 @@ def load_trained_model(checkpoint: Path):
     config_path = run_dir_of(checkpoint) / CONFIG_FILE
     if not config_path.is_file():
         raise CheckpointError(f"no config.yaml for {checkpoint}: expected the run folder's {config_path}")
-    run_cfg = OmegaConf.load(config_path)
-    model = build(run_cfg.model, "model")
+    try:
+        run_cfg = OmegaConf.load(config_path)
+        model = build(run_cfg.model, "model")
+    except Exception as exc:  # unreadable YAML, no model section, a class since renamed: the run's, not the command's
+        raise CheckpointError(f"the model of {checkpoint} cannot be built from its run's {config_path}: "
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     load_model_weights(model, evaluated_weights(state), str(checkpoint))
     return model, run_cfg, state
 

@@ -22,7 +22,7 @@ from vision_exp.recipe.augment import BatchAugment
 from vision_exp.recipe.config import DistillConfig
 from vision_exp.recipe.distill import Distillation
 from vision_exp.recipe.loss import create_train_loss
-from vision_exp.reporting.files import check_writable, exclusive_lock, write_text_atomic
+from vision_exp.reporting.files import check_writable, exclusive_lock, missing_checkpoint, write_text_atomic
 from vision_exp.reporting.records import (CONFIG_FILE, LOCK_FILE, RESUMABLE_CHANGES, before_start, check_same_config,
                                          completed_record, folder_busy, has_earlier_attempt, write_overrides)
 from vision_exp.settings import run_settings
@@ -38,7 +38,7 @@ def check_buildable(cfg: DictConfig) -> None:
     """What a run checks before it reads any data: the torch-free sections, then that the model, the
     optimizer and the scheduler build from their settings (e.g. a ViT's patch size divides its image).
     A sweep checks every job with it before the first one trains (vision_exp/sweeps/precheck.py)."""
-    run_settings(cfg)
+    check_teacher(run_settings(cfg).distillation)
     sized = OmegaConf.merge(cfg, {"data": {"num_classes": cfg.data.num_classes or 2}})  # known once data is read
     optimizer = build(cfg.optimizer, "optimizer")(build(sized.model, "model"))
     build(cfg.scheduler, "scheduler")(optimizer, total_steps=100, steps_per_epoch=10)  # the real ones need the data
@@ -140,6 +140,19 @@ def comparable(value):
     return list(value) if isinstance(value, (list, tuple)) else value
 
 
+def check_teacher(cfg: DistillConfig) -> None:
+    """A distilled run names its teacher's checkpoint file: checked before any data is read (a sweep, before
+    its first job)."""
+    if not cfg.enabled:
+        return
+    if not cfg.teacher:
+        raise ConfigError(f"loss.distillation.kind={cfg.kind} needs a teacher: loss.distillation.teacher=<a run's "
+                          f"checkpoints/best.pt>, e.g. of a run of experiment=e2_resnet on the same data")
+    problem = missing_checkpoint(Path(cfg.teacher))
+    if problem:
+        raise CheckpointError(f"loss.distillation.teacher: {problem}")
+
+
 def load_distillation(cfg: DistillConfig, classes: tuple, data: DataConfig):
     """The teacher of `loss.distillation`, or None; a teacher trained on other classes, or on inputs of
     another size or normalisation, would teach something else than it measured, so it is refused."""
@@ -148,9 +161,7 @@ def load_distillation(cfg: DistillConfig, classes: tuple, data: DataConfig):
             log.warning("loss.distillation.teacher is set but loss.distillation.kind=none: this run trains without "
                         "the teacher (kind=soft or hard uses it)")
         return None
-    if not cfg.teacher:
-        raise ConfigError(f"loss.distillation.kind={cfg.kind} needs a teacher: loss.distillation.teacher=<a run's "
-                          f"checkpoints/best.pt>, e.g. of a run of experiment=e2_resnet on the same data")
+    check_teacher(cfg)
     try:
         teacher, run_cfg, state = load_trained_model(Path(cfg.teacher))
     except CheckpointError as exc:

@@ -45,7 +45,7 @@ def readable(paths: list, load: Callable) -> tuple:
     for path in paths:
         try:
             inputs.append(load(path))
-        except OSError as exc:  # PIL's UnidentifiedImageError and truncated files included
+        except Exception as exc:  # as the loaders: not an image, truncated, a decompression bomb, ...
             log.warning("skipped %s: %s", path, exc)
             continue
         kept.append(path)
