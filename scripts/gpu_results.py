@@ -45,6 +45,12 @@ def speed(entry: dict):
     return entry.get("metrics", {}).get("train_images_per_s") or final(entry).get("images_per_s")
 
 
+def exit_status(code: int) -> str:
+    """What a step without metrics.json did: "stopped" only for its time limit (timeout's 124, SIGKILL's 137 after
+    it, SIGTERM's 143)."""
+    return "completed" if code == 0 else "stopped" if code in (124, 137, 143) else f"failed, exit {code}"
+
+
 def cell(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
 
@@ -56,9 +62,10 @@ def markdown(results: dict, milestones=MILESTONES) -> str:
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, entry in results.items():
         epochs, last = entry.get("epochs", []), final(entry)
-        status = entry.get("metrics", {}).get("status", "completed" if entry["exit_code"] == 0 else "stopped")
-        curve = " / ".join(cell(epochs[m - 1]["val/acc"]) if m <= len(epochs) else "-" for m in milestones)
-        done = f"{len(epochs)}" + ("" if status == "completed" else f" ({status})")
+        status = entry.get("metrics", {}).get("status", exit_status(entry["exit_code"]))
+        by_epoch = {record.get("epoch"): record for record in epochs}  # a resumed run's records start past 1
+        curve = " / ".join(cell(by_epoch[m]["val/acc"]) if m in by_epoch else "-" for m in milestones)
+        done = f"{last.get('epoch', 0)}" + ("" if status == "completed" else f" ({status})")
         rows.append(f"| {name} | {entry['exit_code']} | {done} | {curve if epochs else '-'} | "
                     f"**{cell(last.get('val/acc'))}** | {cell(last.get('val/acc_best'))} | {cell(last.get('val/acc5'))} | {cell(last.get('train/acc'))} | "
                     f"{cell(last.get('train_running/acc'))} | {cell(entry['process_wall_s'], 1)} | "
@@ -72,7 +79,7 @@ def text_table(results: dict) -> str:
     for name, entry in results.items():
         last = final(entry)
         lines.append(f"{name:<{width}}{entry['exit_code']:>5}{entry['process_wall_s']:>9.1f}"
-                     f"{len(entry.get('epochs', [])):>8}{cell(last.get('val/acc')):>11}"
+                     f"{last.get('epoch', 0):>8}{cell(last.get('val/acc')):>11}"
                      f"{cell(last.get('val/acc_best')):>8}{cell(speed(entry), 0):>13}")
     return "\n".join(lines)
 

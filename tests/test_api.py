@@ -34,6 +34,13 @@ def test_a_value_that_cannot_work_in_one_run_stops_the_sweep_before_any_run(tiny
         vision_exp.sweep([["seed=0"], ["seed=1"], ["data.batch_size=0"]], common=tiny_overrides(tiny_folder),
                          sweep_dir=str(tmp_path / "sweep"))
     assert not (tmp_path / "sweep").exists()
+    from vision_exp.sweeps.summary import SweepError
+
+    runs = [["model.widths=[8,8,16,16]"], ["model.widths=[8,8,8,8]"]]
+    with pytest.raises(SweepError, match=r"baseline 'model.widths=\[4,4,4,4\]' matches no configuration"):
+        vision_exp.sweep(runs, common=tiny_overrides(tiny_folder), sweep_dir=str(tmp_path / "sweep"),
+                         baseline="model.widths=[4,4,4,4]")
+    assert not (tmp_path / "sweep").exists(), "no run trained for a summary that could not be written"
 
 
 def test_a_run_that_crashes_is_recorded_and_the_sweep_goes_on(tiny_folder, tmp_path, monkeypatch):

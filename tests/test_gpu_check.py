@@ -248,12 +248,16 @@ def test_a_run_is_taught_by_a_teacher_trained_earlier_in_the_same_call(tmp_path,
 def test_the_table_of_a_kept_results_json_shows_a_stopped_runs_last_epoch(tmp_path):
     """`gpu_results.py --json` rebuilds results.md from what a lease sent back; a run stopped by its
     limit is marked so and shows its last finished epoch, not a blank."""
-    epochs = [{"val/acc": 50.0 + i, "val/acc_best": 50.0 + i, "val/acc5": 90.0, "train/acc": 60.0 + i,
-               "train_running/acc": 55.0, "images_per_s": 1000.0} for i in range(12)]
-    results = {"done": {"exit_code": 0, "process_wall_s": 80.0, "epochs": epochs,
+    epochs = [{"epoch": i + 1, "val/acc": 50.0 + i, "val/acc_best": 50.0 + i, "val/acc5": 90.0, "train/acc": 60.0 + i,
+               "train_running/acc": 55.0, "images_per_s": 1000.0} for i in range(52)]
+    results = {"done": {"exit_code": 0, "process_wall_s": 80.0, "epochs": epochs[:12],
                         "metrics": {"status": "completed", "train_images_per_s": 900.0}},
                "cut": {"exit_code": 124, "process_wall_s": 30.0, "epochs": epochs[:3],
                        "metrics": {"status": "interrupted"}},
+               "resumed": {"exit_code": 0, "process_wall_s": 20.0, "epochs": epochs[44:],  # a checkpoint's new folder
+                           "metrics": {"status": "completed"}},
+               "refused": {"exit_code": 2, "process_wall_s": 9.0},
+               "killed": {"exit_code": 137, "process_wall_s": 260.0},
                "benchmark": {"exit_code": 0, "process_wall_s": 5.0}}
     (tmp_path / "results.json").write_text(json.dumps(results))
     done = subprocess.run([sys.executable, "scripts/gpu_results.py", "--json", str(tmp_path / "results.json")],
@@ -264,3 +268,5 @@ def test_the_table_of_a_kept_results_json_shows_a_stopped_runs_last_epoch(tmp_pa
     assert rows["done"][-1] == "900 |", "the whole run's speed, not the last epoch's"
     assert rows["cut"][2:5] == ["3 (interrupted)", "- / - / - / - / -", "**52.00**"]
     assert rows["benchmark"][3:5] == ["-", "**-**"]
+    assert rows["resumed"][2:5] == ["52", "- / - / - / - / 99.00", "**101.00**"], "epochs by number, not by position"
+    assert rows["refused"][2] == "0 (failed, exit 2)" and rows["killed"][2] == "0 (stopped)"

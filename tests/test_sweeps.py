@@ -625,3 +625,62 @@ def test_n_counts_the_values_behind_the_mean_and_an_empty_baseline_is_named(tmp_
 
     ema_row = next(line for line in results_table(summary).splitlines() if line.startswith("| enhancement=ema"))
     assert "| 1 (+1 without val_acc5) | 95.00 |" in ema_row
+
+
+def test_plus_prefixed_and_plain_overrides_of_a_setting_are_one_configuration(tmp_path):
+    """A rerun may spell a setting `++model.widths=` where the first run said `model.widths=`: the resolved config
+    is the same (the folder check accepts it), so the summary must not split the configuration in two."""
+    sweep = tmp_path / "multirun"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("{}")
+    write_job(sweep, 0, ["model=resnet_v1", "++model.widths=[8,8]", "seed=0"], 70.0)
+    write_job(sweep, 1, ["model=resnet_v1", "model.widths=[8,8]", "seed=1"], 72.0)
+    write_job(sweep, 2, ["model=resnet_v2", "++model.widths=[8,8]", "seed=0"], 75.0)
+    write_job(sweep, 3, ["model=resnet_v2", "+model.widths=[8,8]", "seed=1"], 77.0)
+    summary = load_sweep(sweep)
+    assert [(c.label, c.values("val_acc")) for c in summary.configurations] == [
+        ("model=resnet_v1", [70.0, 72.0]), ("model=resnet_v2", [75.0, 77.0])]
+
+
+def test_a_baseline_names_a_dataset_by_its_folder_as_given_or_by_its_name(tmp_path):
+    sweep = tmp_path / "multirun"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("{}")
+    write_job(sweep, 0, ["data.root=/d/setA", "seed=0"], 90.0)
+    write_job(sweep, 1, ["data.root=/d/setB", "seed=0"], 50.0)
+    for given in ("data.root=/d/setB", "data.root=setB", "data.root=/elsewhere/setB"):
+        assert load_sweep(sweep, baseline=given).baseline.label == "data.root=setB", given
+
+
+def test_another_run_kept_in_a_sweep_folder_is_no_job(tmp_path):
+    """A teacher trained into the sweep's folder has metrics.json but no overrides.json and no job number."""
+    sweep = tmp_path / "multirun"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("{}")
+    write_job(sweep, 0, ["model=resnet_v1", "seed=0"], 70.0)
+    write_job(sweep, 1, ["model=resnet_v2", "seed=0"], 75.0)
+    (sweep / "teacher_run").mkdir()
+    (sweep / "teacher_run" / "metrics.json").write_text(json.dumps({"status": "completed", "val_acc": 88.0}))
+    (sweep / "2").mkdir()  # a job that failed before it wrote its overrides
+    (sweep / "2" / "metrics.json").write_text(json.dumps({"status": "failed", "error": "no dataset"}))
+    assert [job.name for job in load_sweep(sweep).jobs] == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize("content, phrase", [("model: [unclosed", "cannot be read"), ("- a list", "holds no sweep's config")])
+def test_a_sweep_folder_with_a_broken_multirun_yaml_is_one_message(tmp_path, content, phrase):
+    sweep = tmp_path / "multirun"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(content)
+    write_job(sweep, 0, ["seed=0"], 70.0)
+    with pytest.raises(SweepError, match=phrase):
+        load_sweep(sweep)
+
+
+def test_a_metric_no_job_records_is_refused_before_any_job_completed(tmp_path):
+    sweep = tmp_path / "multirun"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("{}")
+    write_job(sweep, 0, ["seed=0"], error="out of memory")
+    assert load_sweep(sweep, metric="best_val_acc").metric == "best_val_acc"
+    with pytest.raises(SweepError, match="metric 'val_acc9' has no numeric value.*choose one of val_acc, best_val_acc"):
+        load_sweep(sweep, metric="val_acc9")

@@ -118,6 +118,7 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
     from vision_exp.reporting.files import write_text_atomic
     from vision_exp.reporting.records import before_start, recorded_failures
     from vision_exp.sweeps import summarize_sweep
+    from vision_exp.sweeps.summary import check_baseline
     from vision_exp.sweeps.jobs import prepare_job
     from vision_exp.sweeps.precheck import failing_jobs, refusals
 
@@ -134,6 +135,8 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
     failing = failing_jobs(jobs, configs.__getitem__)
     if failing:
         raise ConfigError("\n".join(line.removeprefix("error: ") for line in refusals(jobs, failing)))
+    if baseline:
+        check_baseline(jobs, baseline)
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / "multirun.yaml", OmegaConf.to_yaml(configs[0]))  # what marks a sweep folder
     _show_logs()

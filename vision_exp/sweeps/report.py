@@ -61,7 +61,7 @@ def build_report(sweep_dirs: list, report_dir: Path) -> str:
         "",
         f"{len(sweep_dirs)} sweep(s), summarized {time.strftime('%Y-%m-%d %H:%M')}. In each table, n is the number "
         "of completed seeds, mean ± std are over them, and Δ is the difference of a configuration's mean to the "
-        "baseline's with a 95% t interval (paired over the seeds both completed, else Welch's, marked): an interval that "
+        "baseline's with a 95% t interval (paired by seed when both completed the same seeds, else Welch's, marked): an interval that "
         "includes 0 is a difference these seeds do not resolve.",
         "",
     ]

@@ -99,7 +99,7 @@ class Job:
     def config_overrides(self) -> tuple:
         """The overrides that define its configuration: all but the seed and where or how it ran (trainer.device,
         paths, memory settings, ...: a resumed job may change those); data.root by its folder's name, the dataset."""
-        return tuple(f"{key}={identity_value(display_key(key), value)}"
+        return tuple(f"{key.lstrip('+')}={identity_value(display_key(key), value)}"  # +key, ++key: the same setting
                      for key, value in map(split_override, self.overrides)
                      if display_key(key) != "seed" and not display_key(key).startswith(INCIDENTAL_SETTINGS + MEMORY_SETTINGS))
 
@@ -185,9 +185,10 @@ class SweepSummary:
 
 # ------------------------------------------------------------------------------------ reading
 def job_folders(sweep_dir: Path) -> list:
-    """Job folders in job order (Hydra names them by job number)."""
+    """Job folders in job order (Hydra names them by job number): those with overrides.json, and numbered ones
+    with only metrics.json (a job that failed before writing it); another run kept in the folder is no job."""
     folders = [p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
-               and ((p / OVERRIDES_FILE).is_file() or (p / METRICS_FILE).is_file())]
+               and ((p / OVERRIDES_FILE).is_file() or (p.name.isdigit() and (p / METRICS_FILE).is_file()))]
     return sorted(folders, key=lambda p: (0, int(p.name), "") if p.name.isdigit() else (1, 0, p.name))
 
 
@@ -233,7 +234,7 @@ def group_configurations(jobs: list, axes: dict) -> list:
 def matches(configuration: Configuration, wanted: list) -> bool:
     """Every `key=value` of `wanted` is among the configuration's overrides (`+`/`@_global_` optional)."""
     present = {(display_key(k), v) for k, v in map(split_override, configuration.overrides)}
-    return all((display_key(k), v) in present for k, v in map(split_override, wanted))
+    return all((display_key(k), identity_value(display_key(k), v)) in present for k, v in map(split_override, wanted))
 
 
 def choose_baseline(configurations: list, axes: dict, requested: Optional[str], metric: str) -> tuple:
@@ -251,7 +252,7 @@ def requested_or_default_baseline(configurations: list, axes: dict, requested: O
         if len(found) != 1:
             known = "; ".join(c.label for c in configurations)
             how = "matches no configuration" if not found else f"matches {len(found)} configurations (name more overrides)"
-            raise SweepError(f"--baseline {requested!r} {how}; the sweep's configurations are: {known}")
+            raise SweepError(f"baseline {requested!r} {how}; the sweep's configurations are: {known}")
         return found[0], "chosen with --baseline"
     first = dict(map(split_override, configurations[0].overrides))  # the first job's; None where it sets no value
     wanted = {key: NO_CHANGE if NO_CHANGE in values else first.get(key) for key, values in axes.items()}
@@ -261,6 +262,14 @@ def requested_or_default_baseline(configurations: list, axes: dict, requested: O
     return configurations[0], "the first job's: no job has every swept axis at its first value"
 
 
+def check_baseline(planned: list, requested: str) -> None:
+    """A requested baseline among the configurations of a sweep's planned jobs (override lists): checked before
+    any job trains."""
+    jobs = [Job(str(number), Path(str(number)), list(overrides), {}) for number, overrides in enumerate(planned)]
+    axes = swept_axes(jobs)
+    requested_or_default_baseline(group_configurations(jobs, axes), axes, requested)
+
+
 def load_sweep(sweep_dir, baseline: Optional[str] = None, metric: str = "val_acc") -> SweepSummary:
     """Read a sweep folder; `baseline` is e.g. 'model=resnet_v1' (default: each swept axis at its `none`, else at
     the first job's value; see `requested_or_default_baseline`)."""
@@ -268,13 +277,20 @@ def load_sweep(sweep_dir, baseline: Optional[str] = None, metric: str = "val_acc
     if not (sweep_dir / SWEEP_FILE).is_file():
         what = "it does not exist" if not sweep_dir.exists() else f"it has no {SWEEP_FILE}, which Hydra writes when a multirun starts"
         raise SweepError(f"{sweep_dir} is not a sweep folder: {what}")
-    sweep = OmegaConf.to_container(OmegaConf.load(sweep_dir / SWEEP_FILE))
+    try:
+        sweep = OmegaConf.to_container(OmegaConf.load(sweep_dir / SWEEP_FILE))
+    except Exception as exc:  # YAML that does not parse
+        raise SweepError(f"{sweep_dir / SWEEP_FILE} cannot be read ({type(exc).__name__}): is it a sweep folder?") from None
+    if not isinstance(sweep, dict):
+        raise SweepError(f"{sweep_dir / SWEEP_FILE} holds no sweep's config: is it a sweep folder?")
     jobs = [read_job(folder) for folder in job_folders(sweep_dir)]
     if not jobs:
         raise EmptySweep(f"{sweep_dir} holds no job yet (no job folder with {OVERRIDES_FILE} or {METRICS_FILE})")
     numeric = {k for job in jobs if job.completed for k, v in job.metrics.items() if isinstance(v, (int, float))}
-    if numeric and metric not in numeric:
-        raise SweepError(f"metric {metric!r} is not in the jobs' {METRICS_FILE}; choose one of {', '.join(sorted(numeric))}")
+    if metric not in (numeric or METRIC_ORDER):  # before any job completes, the metrics every run records
+        known = sorted(numeric) if numeric else METRIC_ORDER
+        raise SweepError(f"metric {metric!r} has no numeric value in the jobs' {METRICS_FILE}; choose one of "
+                         f"{', '.join(known)}")
     axes = swept_axes(jobs)
     configurations = group_configurations(jobs, axes)
     chosen, reason = choose_baseline(configurations, axes, baseline, metric)
