@@ -147,6 +147,32 @@ def test_a_teacher_whose_run_config_cannot_build_its_model_is_one_message(teache
         run_experiment(distilled(folder, run / "checkpoints" / "best.pt"), tmp_path / "student", [])
 
 
+def test_a_student_resumed_after_its_teacher_changed_is_refused(teacher_checkpoint, tmp_path, monkeypatch):
+    """Results credited to one teacher must not be partly taught by another: the teacher run went on and
+    rewrote best.pt. With the file it began with, the student resumes."""
+    import shutil
+
+    from conftest import sigterm_at_step
+    from vision_exp.training.checkpoint import save_checkpoint
+    from vision_exp.training.trainer import Interrupted
+
+    folder, checkpoint = teacher_checkpoint
+    teacher = tmp_path / "teacher_run" / "checkpoints" / "best.pt"
+    shutil.copytree(checkpoint.parent.parent, teacher.parent.parent)
+    student = tmp_path / "student"
+    with sigterm_at_step(monkeypatch, 1), pytest.raises(Interrupted):
+        run_experiment(distilled(folder, teacher), student, [])
+    kept = {path: path.read_bytes() for path in teacher.parent.glob("best.pt*")}  # with its SHA-256 sidecar
+    state = load_checkpoint(teacher)
+    state["model"] = {key: value + 1 if value.is_floating_point() else value for key, value in state["model"].items()}
+    save_checkpoint(state, teacher)
+    with pytest.raises(ConfigError, match="the teacher's checkpoint has changed since this run began"):
+        run_experiment(distilled(folder, teacher, "trainer.resume=auto"), student, [])
+    for path, content in kept.items():
+        path.write_bytes(content)
+    assert run_experiment(distilled(folder, teacher, "trainer.resume=auto"), student, [])["status"] == "completed"
+
+
 def test_a_teacher_of_other_classes_is_refused(teacher_checkpoint, tmp_path):
     _, checkpoint = teacher_checkpoint
     other = write_image_folder(tmp_path / "other", classes=TINY_CLASSES[:2])

@@ -28,6 +28,7 @@ from vision_exp.reporting.records import (CONFIG_FILE, LOCK_FILE, RESUMABLE_CHAN
 from vision_exp.settings import run_settings
 from vision_exp.training import distributed
 from vision_exp.training.budget import Budget
+from vision_exp.training.checkpoint import file_digest
 from vision_exp.training.runtime import seed_everything, set_deterministic
 from vision_exp.training.trainer import Trainer
 
@@ -179,4 +180,4 @@ def load_distillation(cfg: DistillConfig, classes: tuple, data: DataConfig):
                               f"the teacher must see inputs like those it learnt from")
     log.info("distilling from %s (%s, %s distillation, weight %g)", cfg.teacher, type(teacher).__name__, cfg.kind,
              cfg.weight)
-    return Distillation(teacher, cfg.kind, cfg.weight, cfg.temperature)
+    return Distillation(teacher, cfg.kind, cfg.weight, cfg.temperature, source_digest=file_digest(Path(cfg.teacher)))

@@ -9,6 +9,8 @@ logits (DeiT's distillation without its distillation token), not through an adde
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
@@ -16,10 +18,12 @@ import torch.nn.functional as F
 class Distillation(torch.nn.Module):
     """A frozen teacher and the loss that mixes its predictions into the student's."""
 
-    def __init__(self, teacher: torch.nn.Module, kind: str = "hard", weight: float = 0.5, temperature: float = 1.0) -> None:
+    def __init__(self, teacher: torch.nn.Module, kind: str = "hard", weight: float = 0.5, temperature: float = 1.0,
+                 source_digest: Optional[str] = None) -> None:
         super().__init__()
         self.teacher = teacher.eval().requires_grad_(False)
         self.kind, self.weight, self.temperature = kind, weight, temperature
+        self.source_digest = source_digest  # the SHA-256 of the teacher's checkpoint: a resumed student checks it
 
     @torch.no_grad()
     def teacher_logits(self, images: torch.Tensor) -> torch.Tensor:

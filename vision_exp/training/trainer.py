@@ -178,6 +178,7 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "position": {k: v for k, v in vars(position).items()},
             "rng": rng_state(),
+            "teacher_digest": self.distillation.source_digest if self.distillation is not None else None,
         }
 
     def load_state_dict(self, state: dict, source: str) -> None:
@@ -189,6 +190,11 @@ class Trainer:
         if "classes" in state and list(state["classes"]) != list(self.data.classes):  # its outputs would mean others
             there, here = (", ".join(map(str, list(classes)[:3])) for classes in (state["classes"], self.data.classes))
             raise ConfigError(f"cannot resume from {source}: it was trained on other classes ({there}...; here {here}...)")
+        taught_by, teacher = state.get("teacher_digest"), self.distillation.source_digest if self.distillation else None
+        if None not in (taught_by, teacher) and taught_by != teacher:
+            raise ConfigError(f"cannot resume from {source}: the teacher's checkpoint has changed since this run began "
+                              f"(another SHA-256), so the rest of the run would be taught by other weights; resume "
+                              f"with the teacher file it began with, or start a new run")
         load_model_weights(self.model, state["model"], source)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
