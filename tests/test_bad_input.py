@@ -65,6 +65,22 @@ def test_img_size_not_divisible_by_the_patch_size(folder, tmp_path):
         train(folder, tmp_path / "run", "experiment=cpu_vit", "data.img_size=20", vit=True)
 
 
+@pytest.mark.parametrize("overrides, phrase", [
+    (["model=vit_v1", "model.depth=2", "model.drop_path=1.5"], "model: drop_path=1.5 must lie in [0, 1]"),
+    (["model=vit_v1", "model.drop_path=-0.2"], "model: drop_path=-0.2 must lie in [0, 1]"),  # unused at depth 1
+    (["model=vit_v1", "model.embed_dim=16", "model.num_heads=2", "model.mlp_ratio=0.05"], "model: mlp_ratio=0.05 gives embed_dim 16 an MLP of 0 hidden units"),
+    (["model.widths=[8,16.5,32,64]"], "model.widths=[8, 16.5, 32, 64] must be"),
+    (["model.layers=[1,1.5,1,1]"], "model.layers=[1, 1.5, 1, 1] must be"),
+])
+def test_model_values_that_would_fail_in_training_or_do_nothing_stop_before_it(overrides, phrase):
+    """A drop-path rate outside [0, 1] failed at the first training step (and never at depth 1), a small MLP
+    ratio built a block that ignores its input, a float in a list of sizes failed inside torch."""
+    from vision_exp.experiment import check_buildable
+
+    with pytest.raises(ConfigError, match=re.escape(phrase)):
+        check_buildable(compose(overrides))
+
+
 def test_budget_smaller_than_one_batch(folder, tmp_path):
     with pytest.raises(ConfigError, match="smaller than one batch"):
         train(folder, tmp_path / "run", "trainer.train_samples=3")

@@ -67,13 +67,20 @@ def test_every_option_composes(group, option, tmp_path):
                          + [["model=vit_v1", f"enhancement={o}"] for o in options("enhancement")],
                          ids=lambda overrides: " ".join(overrides))
 def test_every_shipped_value_has_the_type_its_setting_declares(overrides, tmp_path):
-    """The type checks that turn `data.batch_size=abc` into one message must pass every value the project ships."""
-    check_buildable(compose(overrides + ([f"data.root={tmp_path}"] if "data=folder" in overrides else [])))
+    """The type checks that turn `data.batch_size=abc` into one message must pass every value the project ships
+    (a distilled preset given the teacher file it leaves to the command line)."""
+    extra = [f"data.root={tmp_path}"] if "data=folder" in overrides else []
+    if any(o.endswith("_distilled") for o in overrides):
+        (tmp_path / "best.pt").touch()
+        extra.append(f"loss.distillation.teacher={tmp_path / 'best.pt'}")
+    check_buildable(compose(overrides + extra))
 
 
 @pytest.mark.parametrize("value, expected, fits", [
     (3, int, True), (True, int, False), (3, float, True), ("3", float, False), (None, Optional[int], True),
     ("auto", Union[bool, str], True), (0.5, Union[bool, str], False), ([1, 2], tuple, True), ("ab", list, False),
+    ([1, 2], tuple[int, ...], True), ([1, 2.5], tuple[int, ...], False), ([1, "a"], tuple[int, str], True),
+    ([1, 2], tuple[int, str], False), ([0.5], list[float], True),
 ])
 def test_type_checks_of_config_values(value, expected, fits):
     from vision_exp.config_types import conforms, describe

@@ -43,7 +43,12 @@ def conforms(value: Any, expected: Any) -> bool:
     if expected is str:
         return isinstance(value, str)
     if expected in (list, tuple) or origin in (list, tuple):
-        return isinstance(value, (list, tuple))
+        if not isinstance(value, (list, tuple)):
+            return False
+        args = typing.get_args(expected)
+        if origin is tuple and args and Ellipsis not in args:  # tuple[X, Y]: a kind per place
+            return len(value) == len(args) and all(conforms(item, kind) for item, kind in zip(value, args))
+        return not args or all(conforms(item, args[0]) for item in value)  # list[X], tuple[X, ...]
     if expected is dict or origin is dict:
         return isinstance(value, dict)
     return True  # Any, classes, callables: not a value a command line gives

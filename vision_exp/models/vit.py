@@ -80,6 +80,8 @@ class MLP(nn.Module):
     def __init__(self, dim: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
         super().__init__()
         hidden = int(dim * mlp_ratio)
+        if hidden < 1:  # an MLP of no hidden units outputs its bias, whatever its input
+            raise ValueError(f"mlp_ratio={mlp_ratio} gives embed_dim {dim} an MLP of {hidden} hidden units")
         self.fc1 = nn.Linear(dim, hidden)
         self.act = nn.GELU()
         self.drop1 = nn.Dropout(dropout)
@@ -327,6 +329,8 @@ class ViT(nn.Module):
             raise ValueError(f"unknown init {init!r}; choose 'jax' or 'mimetic'")
         if stem not in ("patch", "conv"):
             raise ValueError(f"unknown stem {stem!r}; choose 'patch' or 'conv'")
+        if not 0 <= drop_path <= 1:  # the deepest block's rate: found only at the first training step otherwise
+            raise ValueError(f"drop_path={drop_path!r} must lie in [0, 1]")
         self.img_size = img_size
         self.patch_size = patch_size
         self.pool = pool
