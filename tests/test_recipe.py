@@ -73,13 +73,17 @@ def test_linear_step_and_constant_schedules():
     assert linear[55] == pytest.approx(0.5, abs=0.02)
     step = lrs("step", step_epochs=3, step_decay=0.1)
     assert step[29] == pytest.approx(1.0) and step[30] == pytest.approx(0.1) and step[60] == pytest.approx(0.01)
+    thirds = lrs("step", total=90, per_epoch=1)  # the classic 30/60/90 at any length
+    assert thirds[29] == pytest.approx(1.0) and thirds[30] == pytest.approx(0.1) and thirds[89] == pytest.approx(0.01)
+    with pytest.raises(ConfigError, match="scheduler.step_epochs=30 never decays in a run of 10 epochs"):
+        lrs("step", step_epochs=30)
     assert set(lrs("constant")) == {1.0}
     floored = lrs("linear", warmup_epochs=1, lr_min=0.1)
     assert floored[100] == pytest.approx(0.1) and floored[55] == pytest.approx(0.55, abs=0.02)
     for name in ("step", "constant"):
         with pytest.raises(ConfigError, match=f"lr_min=0.1 has no effect on the {name} schedule"):
             lrs(name, lr_min=0.1)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="add scheduler.warmup_epochs=null to warm up for a fraction"):
         lrs("cosine", warmup_fraction=0.1, warmup_epochs=1)
 
 

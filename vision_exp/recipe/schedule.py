@@ -16,8 +16,10 @@ SCHEDULES = ("cosine", "linear", "step", "constant")
 
 
 def warmup_steps(total_steps: int, steps_per_epoch: int, warmup_fraction: Optional[float], warmup_epochs: Optional[float]) -> int:
-    if warmup_fraction is not None and warmup_epochs is not None:
-        raise ConfigError("set scheduler.warmup_fraction or scheduler.warmup_epochs, not both")
+    if warmup_fraction is not None and warmup_epochs is not None:  # the schedules and presets set warmup_epochs
+        raise ConfigError(f"set scheduler.warmup_fraction or scheduler.warmup_epochs, not both (here "
+                          f"{warmup_fraction} and {warmup_epochs}): add scheduler.warmup_epochs=null to warm up for "
+                          f"a fraction of the run")
     if warmup_fraction is not None:
         if not 0 <= warmup_fraction < 1:
             raise ConfigError(f"scheduler.warmup_fraction={warmup_fraction} must lie in [0, 1)")
@@ -33,10 +35,11 @@ def warmup_steps(total_steps: int, steps_per_epoch: int, warmup_fraction: Option
 
 def create_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int, name: str = "cosine",
                      warmup_fraction: Optional[float] = None, warmup_epochs: Optional[float] = None,
-                     warmup_lr_init: float = 0.0, lr_min: float = 0.0, step_epochs: float = 30,
+                     warmup_lr_init: float = 0.0, lr_min: float = 0.0, step_epochs: Optional[float] = None,
                      step_decay: float = 0.1):
     """cosine: linear warmup then cosine decay to `lr_min`; linear: warmup then linear decay to `lr_min`;
-    step: x`step_decay` every `step_epochs`; constant: warmup then flat (neither of the last two has a floor)."""
+    step: x`step_decay` every `step_epochs`, by default every third of the run (the classic ResNet schedule, x0.1
+    at epochs 30 and 60 of 90, at any length); constant: warmup then flat (neither of the last two has a floor)."""
     warmup = warmup_steps(total_steps, steps_per_epoch, warmup_fraction, warmup_epochs)
     if lr_min and name in ("step", "constant"):
         raise ConfigError(f"scheduler.lr_min={lr_min} has no effect on the {name} schedule: set it to 0 or choose "
@@ -47,7 +50,15 @@ def create_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, steps_p
     if name == "linear":
         return PolyLRScheduler(optimizer, t_initial=max(1, total_steps - warmup), power=1.0, lr_min=lr_min, warmup_prefix=True, **common)
     if name == "step":
-        return StepLRScheduler(optimizer, decay_t=max(1, int(round(step_epochs * steps_per_epoch))), decay_rate=step_decay, **common)
+        if step_epochs is None:
+            decay = max(1, total_steps // 3)
+        else:
+            decay = int(round(step_epochs * steps_per_epoch))
+            if not 1 <= decay < total_steps:  # a constant schedule under another name
+                raise ConfigError(f"scheduler.step_epochs={step_epochs} never decays in a run of "
+                                  f"{total_steps / steps_per_epoch:g} epochs: choose a shorter step, or null (a "
+                                  f"third of the run)")
+        return StepLRScheduler(optimizer, decay_t=decay, decay_rate=step_decay, **common)
     if name == "constant":
         return StepLRScheduler(optimizer, decay_t=total_steps + 1, decay_rate=1.0, **common)
     raise ConfigError(f"scheduler.name={name!r}: choose one of {', '.join(SCHEDULES)}")
