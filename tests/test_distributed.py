@@ -119,3 +119,24 @@ def test_ranks_after_the_first_draw_their_masks_from_streams_of_their_own():
     assert len({stream[2] for stream in streams}) == 4
     assert draws(1, step=40) == streams[3]
 
+
+
+def test_the_ranks_score_the_model_the_checkpoint_saves(tiny_folder, tmp_path):
+    """A ResNet without sync_bn: after its last step each rank holds its own shard's BatchNorm statistics (its
+    EMA too), so the ranks used to score different models, none of them the saved one. The run's val loss is
+    that of last.pt evaluated alone."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    run = tmp_path / "run"
+    args = ["data=folder", f"data.root={tiny_folder}", "data.img_size=16", "data.batch_size=8", "data.num_workers=0",
+            "model.widths=[8,8,16,16]", "trainer.train_samples=60", "trainer.ema_decay=0.9", "trainer.progress=none",
+            f"hydra.run.dir={run}"]
+    trained = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "vision_exp.train", *args],
+                             capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    evaluated = subprocess.run([sys.executable, "-m", "vision_exp.evaluate", f"ckpt={run / 'checkpoints' / 'last.pt'}"],
+                               capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+    alone = json.loads((run / "checkpoints" / "last-eval-run-data" / "metrics.json").read_text())
+    reported = json.loads((run / "metrics.json").read_text())
+    assert alone["loss"] == pytest.approx(reported["val_loss"], abs=TOLERANCE)

@@ -327,6 +327,16 @@ class Trainer:
             last = reporter.records[-1]
         return self._summary(last)
 
+    def _share_batchnorm_statistics(self) -> None:
+        """Rank 0's BatchNorm statistics on every rank, the live model's and the EMA's: DDP sends them only at the
+        start of a forward, so after the last step each rank holds its own shard's, and the ranks would score
+        different models, none of them the one the checkpoints save (timm's distribute_bn)."""
+        from timm.utils import distribute_bn
+
+        for model in (self.model, self.ema.module if self.ema is not None else None):
+            if model is not None:
+                distribute_bn(model, self.dist.world_size, reduce=False)
+
     def _out_of_memory(self, evaluating: bool) -> OutOfMemory:
         """One line naming the setting that fixes it: training, more parts per batch (each rank's share of the
         batch bounds them); evaluating, smaller batches (every rank still needs one)."""
@@ -492,6 +502,8 @@ class Trainer:
 
     def _end_epoch(self) -> dict:
         position, running = self.position, self.position.running
+        if self.dist.enabled and not self.cfg.sync_bn:
+            self._share_batchnorm_statistics()
         model, fmt = self.eval_model, self.memory_format
         eval_start = time.perf_counter()
         val = evaluate(model, self.data.val.epoch(0), self.device, self.amp, self.data.num_classes, fmt)
