@@ -307,6 +307,16 @@ def write_job(sweep: Path, num: int, overrides: list, val_acc=None, error=None, 
         (job / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
+def sweep_of(tmp_path: Path, *jobs: tuple) -> Path:
+    """A sweep folder of completed jobs, each (overrides, val_acc) as write_job writes them."""
+    sweep = tmp_path / "multirun"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("{}")
+    for number, (overrides, val_acc) in enumerate(jobs):
+        write_job(sweep, number, overrides, val_acc)
+    return sweep
+
+
 @pytest.fixture
 def enhancement_sweep(tmp_path):
     """What `-m experiment=cpu_vit 'enhancement=glob(*)' seed=0,1,2` leaves, cut to three options."""
@@ -580,13 +590,9 @@ def test_a_parallel_job_takes_a_free_gpu_and_holds_it_until_it_ends(tmp_path):
 
 
 def test_a_job_resumed_on_another_device_stays_in_its_configuration(tmp_path):
-    sweep = tmp_path / "multirun"
-    sweep.mkdir()
-    (sweep / "multirun.yaml").write_text("{}")
-    write_job(sweep, 0, ["model=resnet_v1", "seed=0"], 70.0)
-    write_job(sweep, 1, ["model=resnet_v1", "seed=1", "trainer.device=cpu"], 72.0)  # resumed on another machine
-    write_job(sweep, 2, ["model=resnet_v2", "seed=0"], 75.0)
-    write_job(sweep, 3, ["model=resnet_v2", "seed=1"], 77.0)
+    sweep = sweep_of(tmp_path, (["model=resnet_v1", "seed=0"], 70.0),
+                     (["model=resnet_v1", "seed=1", "trainer.device=cpu"], 72.0),  # resumed on another machine
+                     (["model=resnet_v2", "seed=0"], 75.0), (["model=resnet_v2", "seed=1"], 77.0))
     summary = load_sweep(sweep)
     assert [(c.label, c.values("val_acc")) for c in summary.configurations] == [
         ("model=resnet_v1", [70.0, 72.0]), ("model=resnet_v2", [75.0, 77.0])]
@@ -596,13 +602,10 @@ def test_a_job_resumed_on_another_device_stays_in_its_configuration(tmp_path):
 def test_jobs_on_other_datasets_are_other_configurations_and_a_relocated_one_is_not(tmp_path):
     """data.root=A,B compares two ImageFolder datasets: they must not be averaged as if they were seeds. The
     same folder under another parent (a Kaggle input, a local copy) is the same dataset."""
-    sweep = tmp_path / "multirun"
-    sweep.mkdir()
-    (sweep / "multirun.yaml").write_text("{}")
-    write_job(sweep, 0, ["data=folder", "data.root=/d/setA", "seed=0"], 90.0)
-    write_job(sweep, 1, ["data=folder", "data.root=/kaggle/input/setA", "seed=1"], 91.0)
-    write_job(sweep, 2, ["data=folder", "data.root=/d/setB", "seed=0"], 50.0)
-    write_job(sweep, 3, ["data=folder", "data.root=/d/setB", "seed=1"], 51.0)
+    sweep = sweep_of(tmp_path, (["data=folder", "data.root=/d/setA", "seed=0"], 90.0),
+                     (["data=folder", "data.root=/kaggle/input/setA", "seed=1"], 91.0),
+                     (["data=folder", "data.root=/d/setB", "seed=0"], 50.0),
+                     (["data=folder", "data.root=/d/setB", "seed=1"], 51.0))
     summary = load_sweep(sweep)
     assert [(c.label, c.values("val_acc")) for c in summary.configurations] == [
         ("data.root=setA", [90.0, 91.0]), ("data.root=setB", [50.0, 51.0])]
@@ -630,35 +633,24 @@ def test_n_counts_the_values_behind_the_mean_and_an_empty_baseline_is_named(tmp_
 def test_plus_prefixed_and_plain_overrides_of_a_setting_are_one_configuration(tmp_path):
     """A rerun may spell a setting `++model.widths=` where the first run said `model.widths=`: the resolved config
     is the same (the folder check accepts it), so the summary must not split the configuration in two."""
-    sweep = tmp_path / "multirun"
-    sweep.mkdir()
-    (sweep / "multirun.yaml").write_text("{}")
-    write_job(sweep, 0, ["model=resnet_v1", "++model.widths=[8,8]", "seed=0"], 70.0)
-    write_job(sweep, 1, ["model=resnet_v1", "model.widths=[8,8]", "seed=1"], 72.0)
-    write_job(sweep, 2, ["model=resnet_v2", "++model.widths=[8,8]", "seed=0"], 75.0)
-    write_job(sweep, 3, ["model=resnet_v2", "+model.widths=[8,8]", "seed=1"], 77.0)
+    sweep = sweep_of(tmp_path, (["model=resnet_v1", "++model.widths=[8,8]", "seed=0"], 70.0),
+                     (["model=resnet_v1", "model.widths=[8,8]", "seed=1"], 72.0),
+                     (["model=resnet_v2", "++model.widths=[8,8]", "seed=0"], 75.0),
+                     (["model=resnet_v2", "+model.widths=[8,8]", "seed=1"], 77.0))
     summary = load_sweep(sweep)
     assert [(c.label, c.values("val_acc")) for c in summary.configurations] == [
         ("model=resnet_v1", [70.0, 72.0]), ("model=resnet_v2", [75.0, 77.0])]
 
 
 def test_a_baseline_names_a_dataset_by_its_folder_as_given_or_by_its_name(tmp_path):
-    sweep = tmp_path / "multirun"
-    sweep.mkdir()
-    (sweep / "multirun.yaml").write_text("{}")
-    write_job(sweep, 0, ["data.root=/d/setA", "seed=0"], 90.0)
-    write_job(sweep, 1, ["data.root=/d/setB", "seed=0"], 50.0)
+    sweep = sweep_of(tmp_path, (["data.root=/d/setA", "seed=0"], 90.0), (["data.root=/d/setB", "seed=0"], 50.0))
     for given in ("data.root=/d/setB", "data.root=setB", "data.root=/elsewhere/setB"):
         assert load_sweep(sweep, baseline=given).baseline.label == "data.root=setB", given
 
 
 def test_another_run_kept_in_a_sweep_folder_is_no_job(tmp_path):
     """A teacher trained into the sweep's folder has metrics.json but no overrides.json and no job number."""
-    sweep = tmp_path / "multirun"
-    sweep.mkdir()
-    (sweep / "multirun.yaml").write_text("{}")
-    write_job(sweep, 0, ["model=resnet_v1", "seed=0"], 70.0)
-    write_job(sweep, 1, ["model=resnet_v2", "seed=0"], 75.0)
+    sweep = sweep_of(tmp_path, (["model=resnet_v1", "seed=0"], 70.0), (["model=resnet_v2", "seed=0"], 75.0))
     (sweep / "teacher_run").mkdir()
     (sweep / "teacher_run" / "metrics.json").write_text(json.dumps({"status": "completed", "val_acc": 88.0}))
     (sweep / "2").mkdir()  # a job that failed before it wrote its overrides
