@@ -42,7 +42,8 @@ def check_buildable(cfg: DictConfig) -> None:
     check_teacher(run_settings(cfg).distillation)
     sized = OmegaConf.merge(cfg, {"data": {"num_classes": cfg.data.num_classes or 2}})  # known once data is read
     optimizer = build(cfg.optimizer, "optimizer")(build(sized.model, "model"))
-    build(cfg.scheduler, "scheduler")(optimizer, total_steps=100, steps_per_epoch=10)  # the real ones need the data
+    # The real sizes need the data: a run long enough that no schedule of realistic settings is judged too long.
+    build(cfg.scheduler, "scheduler")(optimizer, total_steps=10**6, steps_per_epoch=100)
 
 
 def check_run_dir(run_dir: Path, resume: str) -> None:

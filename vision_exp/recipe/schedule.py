@@ -5,12 +5,15 @@ number of steps, so a schedule always ends exactly where the sample budget ends.
 """
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 import torch
 from timm.scheduler import CosineLRScheduler, PolyLRScheduler, StepLRScheduler
 
 from vision_exp.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 SCHEDULES = ("cosine", "linear", "step", "constant")
 
@@ -53,11 +56,11 @@ def create_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, steps_p
         if step_epochs is None:
             decay = max(1, total_steps // 3)
         else:
-            decay = int(round(step_epochs * steps_per_epoch))
-            if not 1 <= decay < total_steps:  # a constant schedule under another name
-                raise ConfigError(f"scheduler.step_epochs={step_epochs} never decays in a run of "
-                                  f"{total_steps / steps_per_epoch:g} epochs: choose a shorter step, or null (a "
-                                  f"third of the run)")
+            decay = max(1, int(round(step_epochs * steps_per_epoch)))
+            if decay >= total_steps:  # a constant schedule under another name
+                log.warning("scheduler.step_epochs=%g never decays in a run of %g epochs: the learning rate stays "
+                            "constant (null: x%g every third of the run)", step_epochs, total_steps / steps_per_epoch,
+                            step_decay)
         return StepLRScheduler(optimizer, decay_t=decay, decay_rate=step_decay, **common)
     if name == "constant":
         return StepLRScheduler(optimizer, decay_t=total_steps + 1, decay_rate=1.0, **common)
