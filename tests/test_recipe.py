@@ -51,6 +51,9 @@ def test_sgd_nesterov_flag_and_fused_only_on_gpu():
         create_optimizer(model, "sgd", lr=0)
     with pytest.raises(ConfigError, match="'lamb' has no fused implementation"):
         create_optimizer(model, "lamb", lr=1e-3, fused=True)
+    for setting in ({"eps": 1e-8}, {"betas": [0.9, 0.99]}):  # timm's SGD would ignore them without a word
+        with pytest.raises(ConfigError, match="Adam-style settings: 'sgd' has none"):
+            create_optimizer(model, "sgd", lr=0.1, **setting)
 
 
 def test_lr_scaling_with_batch_size():

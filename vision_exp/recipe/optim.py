@@ -43,6 +43,9 @@ def create_optimizer(model: torch.nn.Module, name: str = "sgd", lr: float = 0.1,
     if opt == "sgd":  # timm's 'sgd' means Nesterov; 'momentum' is plain heavy-ball SGD
         opt = "sgd" if nesterov else "momentum"
     extra = {}
+    if opt in ("sgd", "momentum") and (betas is not None or eps is not None):  # timm would drop them silently
+        raise ConfigError(f"optimizer.betas and optimizer.eps are Adam-style settings: {name!r} has none (set them "
+                          f"to null, or choose optimizer=adamw)")
     if betas is not None:
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
             raise ConfigError(f"optimizer.betas={list(betas)} must be two numbers in [0, 1), e.g. [0.9, 0.999]")
