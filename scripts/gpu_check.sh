@@ -17,8 +17,8 @@
 # stopped it: not planned again). So next: a wider ViT on coarser tokens (width 384, ViT-S's, at 8x8
 # patches: 64 tokens instead of 256, the same multiply-adds in its linear layers and a quarter of them in
 # attention; on the CPU, twice the width at 8x8 led the stem's width-128 runs by 1.1 points at 10 epochs
-# on the mean of two seeds, 74.36 against 73.25, and taught by 2.5 on one seed, 76.69 against 74.17,
-# 2026-12-05), then mixup/cutmix under the teacher (Beyer et al. 2022: a patient
+# on the mean of two seeds, 74.36 against 73.25, and taught by 2.5 on each of two seeds, 76.36 against 73.88
+# on their mean, 2026-12-05), then mixup/cutmix under the teacher (Beyer et al. 2022: a patient
 # teacher labelling mixed images is what lets a student match it; untaught, mixup cost 1.9 points with
 # the AdamW bundle on the H200, and 2.9 with the teacher at 10 CPU epochs, where the ViT underfits), then
 # without label smoothing (the teacher's predictions are soft targets already); then e2_vit_distilled as
