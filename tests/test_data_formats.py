@@ -15,7 +15,7 @@ from PIL import Image
 
 from conftest import TINY_CLASSES, class_image, compose
 from vision_exp.data.config import FORMATS, DataConfig
-from vision_exp.data.formats import INDEXERS
+from vision_exp.data.formats import INDEXERS, synset_names
 from vision_exp.data.config import read_class_list
 from vision_exp.data.loaders import build_loaders, cached_index_split, index_dataset
 from vision_exp.errors import ConfigError, DataError
@@ -308,6 +308,13 @@ def test_broken_kaggle_layouts_are_named(kaggle_root, tmp_path, break_it, messag
     break_it(root)
     with pytest.raises(DataError, match=message):
         index_dataset(preset("imagenet_kaggle", root))
+
+
+def test_names_from_a_synset_file_that_repeat_get_their_class_id(tmp_path):
+    mapping = tmp_path / "LOC_synset_mapping.txt"
+    mapping.write_text("n02012849 crane\nn03126707 crane\nn01440764 tench, Tinca tinca\n")
+    assert synset_names(["n01440764", "n02012849", "n03126707"], mapping) == (
+        "tench", "crane (n02012849)", "crane (n03126707)")
 
 
 def test_imagenet100_preset_ships_the_cmc_class_list(kaggle_root, tmp_path, monkeypatch):

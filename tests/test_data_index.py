@@ -41,8 +41,26 @@ def test_explicit_class_list_and_class_list_file(tiny_folder, tmp_path):
     assert index_image_folder(cfg(tiny_folder, classes=str(listing))).classes == ("n01440764", "n02102040")
     with pytest.raises(DataError, match="n09999999"):
         index_image_folder(cfg(tiny_folder, classes=["n09999999"]))
-    with pytest.raises(ConfigError, match="set data.num_classes=1"):
-        index_image_folder(cfg(tiny_folder, classes=["n01440764"], num_classes=3))
+    with pytest.raises(ConfigError, match="set data.num_classes=2"):
+        index_image_folder(cfg(tiny_folder, classes=["n01440764", "n02102040"], num_classes=3))
+
+
+def test_fewer_than_two_classes_are_refused(tiny_folder, tmp_path):
+    """One class is no classifier: it would report 100% at loss 0."""
+    with pytest.raises(ConfigError, match="lists 1 class\\(es\\): a classifier needs at least 2"):
+        index_image_folder(cfg(tiny_folder, classes=["n01440764"]))
+    with pytest.raises(ConfigError, match="lists 0 class"):
+        index_image_folder(cfg(tiny_folder, classes=[]))
+    single = write_image_folder(tmp_path / "single", classes=TINY_CLASSES[:1], per_split={"train": 2, "val": 1})
+    with pytest.raises(DataError, match="has 1 class\\(es\\) \\(n01440764\\): a classifier needs at least 2"):
+        index_image_folder(cfg(single))
+
+
+def test_classes_that_share_a_name_are_told_apart(tmp_path):
+    """ImageNet names two classes 'crane' (a bird, a machine): keyed by name, one's accuracy replaced the other's."""
+    cranes = ("n01440764", "n02012849", "n03126707")
+    index = index_image_folder(cfg(write_image_folder(tmp_path / "d", classes=cranes, per_split={"train": 1, "val": 1})))
+    assert index.class_names == ("tench", "crane (n02012849)", "crane (n03126707)")
 
 
 def test_per_class_limits_are_seeded_subsets(tiny_folder):

@@ -77,6 +77,31 @@ def test_sigkill_at_random_steps_then_resume_ends_exactly_like_an_uninterrupted_
     assert epochs == [1, 2, 3]
 
 
+def test_a_kill_between_the_best_and_last_writes_keeps_the_best_checkpoint(tiny_folder, tmp_path, monkeypatch):
+    """The process dies right after the first epoch-end write of last.pt: resumed, the run must still hold the
+    best.pt its metrics name (written first, it cannot be lost to a last.pt that records it as saved)."""
+    from vision_exp.training.trainer import Trainer
+
+    class Crash(RuntimeError):
+        pass
+
+    run, args = tmp_path / "run", tiny_overrides(tiny_folder, "trainer.epochs=2", "trainer.deterministic=true",
+                                                 "trainer.save_interval_s=0")
+    save = Trainer.save
+
+    def save_then_crash(self, name):
+        save(self, name)
+        raise Crash
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "save", save_then_crash)
+        with pytest.raises(Crash):
+            run_experiment(compose(args), run, [])
+    result = run_experiment(compose([*args, "trainer.resume=auto"]), run, [])
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert (best["epoch"], best["val_acc"]) == (result["best_epoch"], result["best_val_acc"])
+
+
 def test_corrupt_last_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
     path = tmp_path / "last.pt"
     save_checkpoint({"step": torch.tensor(1)}, path)

@@ -183,6 +183,34 @@ def test_ctrl_c_stops_the_sweep_at_a_checkpoint(tiny_folder, tmp_path):
     assert not (sweep / "1").exists()
 
 
+SIGTERM_WHILE_THE_LAST_EPOCH_EVALUATES = """
+import os, signal, sys
+from vision_exp.training.trainer import Trainer
+end_epoch = Trainer._end_epoch
+def signalled(self):
+    if self.position.epoch + 1 == self.budget.num_epochs:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return end_epoch(self)
+Trainer._end_epoch = signalled
+from vision_exp.train import main
+main()
+"""
+
+
+def test_a_signal_as_a_job_ends_stops_the_sweep_after_that_job(tiny_folder, tmp_path):
+    """SIGTERM (SLURM preemption, kill) while the first job evaluates its last epoch: that job completes, and
+    the sweep ends there rather than running the others as if nothing had been asked."""
+    sweep = tmp_path / "sweep"
+    args = tiny_sweep(tiny_folder, "seed=0,1", "model.widths=[8,8,16,16]", "model.stem_stride=1",
+                      f"hydra.sweep.dir={sweep}")
+    result = subprocess.run([sys.executable, "-c", SIGTERM_WHILE_THE_LAST_EPOCH_EVALUATES, *args], cwd=REPO,
+                            capture_output=True, text=True, timeout=300, env={**os.environ, **sweep_env(tmp_path)})
+    assert result.returncode == 128 + signal.SIGTERM, output(result)
+    assert "SIGTERM arrived as the run ended: it completed first" in output(result)
+    assert f"The sweep stops; run the same command with hydra.sweep.dir={sweep} to resume it." in output(result)
+    assert metrics(sweep / "0")["status"] == "completed" and not (sweep / "1").exists()
+
+
 def test_a_folder_of_another_configuration_is_neither_skipped_nor_resumed(tmp_path):
     saved = {"seed": 0, "model": {"block": "BasicBlock", "num_classes": 3}, "trainer": {"resume": "never", "device": "auto"},
              "paths": {"output_dir": "/a"}, "data": {"num_classes": 3, "root": "/a/data"}}
@@ -400,6 +428,29 @@ def test_vx_summarize_and_vx_report(enhancement_sweep, tmp_path, capsys):
     assert links == ["../multirun/report_val_acc_bars.png", "../multirun/report_val_acc_curves.png"]
     assert all((output.parent / link).is_file() for link in links)
     assert (enhancement_sweep / "val_acc_bars.png").stat().st_mtime_ns == chosen_baseline_plot  # results.md's own
+
+
+def test_a_report_on_a_read_only_sweep_folder_puts_its_plots_beside_the_report(enhancement_sweep, tmp_path,
+                                                                                 monkeypatch):
+    """A sweep folder attached as a Kaggle input is read-only: the report still comes, with its plots beside it."""
+    import errno
+
+    from vision_exp.sweeps import report as report_mod
+
+    def read_only(plot):
+        def draw(summary, path):
+            if Path(path).parent == enhancement_sweep:
+                raise OSError(errno.EROFS, "Read-only file system", str(path))
+            plot(summary, path)
+        return draw
+
+    monkeypatch.setattr(report_mod, "plot_bars", read_only(report_mod.plot_bars))
+    monkeypatch.setattr(report_mod, "plot_curves", read_only(report_mod.plot_curves))
+    output = tmp_path / "write-up" / "report.md"
+    assert report.main([str(enhancement_sweep), "--output", str(output)]) == 0
+    links = [line.split("](")[1].rstrip(")") for line in output.read_text().splitlines() if line.startswith("![")]
+    assert links == ["report_multirun_val_acc_bars.png", "report_multirun_val_acc_curves.png"]
+    assert all((output.parent / link).is_file() for link in links)
 
 
 def test_a_report_notes_a_sweep_folder_without_jobs_and_reports_the_others(enhancement_sweep, tmp_path):

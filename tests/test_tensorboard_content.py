@@ -57,3 +57,49 @@ def test_each_family_charts_its_own_numbers(tiny_folder, tmp_path):
     final = json.loads((run / "metrics.json").read_text())
     for key in ("val_acc", "best_val_acc", "train_acc", "train_running_acc"):
         assert scalars(run / "tb", f"final/{key}") == [(final["samples_seen"], pytest.approx(final[key], rel=1e-6))], key
+
+
+def test_the_confusion_figure_of_a_thousand_classes_stays_small():
+    """At 0.45 inch a class, ImageNet's 1,000 drew a 452-inch square that needed more than 8 GB and failed the
+    run at its first checkpoint: the figure stops growing and drops the names it has no room for."""
+    import torch
+
+    from vision_exp.reporting.figures import MAX_FIGURE_INCHES, confusion_figure
+
+    confusion = torch.eye(1000, dtype=torch.long) * 3
+    names = [f"class {i}" for i in range(1000)]
+    figure = confusion_figure(confusion, names)
+    assert max(figure.get_size_inches()) <= MAX_FIGURE_INCHES
+    assert not {label.get_text() for label in figure.axes[0].get_xticklabels()} & set(names)
+    named = confusion_figure(torch.eye(3, dtype=torch.long), ["a", "b", "c"])
+    assert [t.get_text() for t in named.axes[0].get_yticklabels()] == ["a", "b", "c"]
+
+
+def test_a_nan_metric_is_null_in_metrics_jsonl(tmp_path):
+    """Diverged evaluation (NaN loss with finite training) must still leave lines any JSON reader accepts."""
+    from vision_exp.reporting.run import RunReporter
+
+    reporter = RunReporter(tmp_path, {"seed": 0})
+    reporter.log_epoch({"epoch": 1, "epoch_progress": 1.0, "samples_seen": 8, "val/loss": float("nan"), "val/acc": 0.0})
+    reporter.close()
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    line = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0], parse_constant=refuse)
+    assert line["val/loss"] is None and line["val/acc"] == 0.0
+
+
+def test_a_figure_that_cannot_be_written_raises_its_own_error(tmp_path, monkeypatch):
+    """On a read-only folder the temporary file's clean-up failed too, and its error hid savefig's."""
+    import errno
+    import pathlib
+
+    from vision_exp.reporting.files import pyplot, save_figure_atomic
+
+    figure = pyplot().figure()
+    monkeypatch.setattr(figure, "savefig", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EROFS, "read-only (savefig)")))
+    monkeypatch.setattr(pathlib.Path, "unlink", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EROFS, "read-only (unlink)")))
+    with pytest.raises(OSError, match=r"savefig") as raised:
+        save_figure_atomic(figure, tmp_path / "plot.png")
+    assert raised.value.__context__ is None

@@ -1,5 +1,6 @@
 """The trainer on a few batches: outputs, metric families, checkpoints and exact resume."""
 import json
+import signal
 
 import pytest
 import torch
@@ -485,6 +486,45 @@ def test_a_run_stopped_at_the_step_its_budget_cut_is_not_extended_either(tiny_fo
     stopped_by_a_signal(monkeypatch, 6, tiny_folder, run, "trainer.train_samples=50")
     with pytest.raises(ConfigError, match=r"ended inside epoch 2, where its budget of 50 samples cut it \(14 of 36\)"):
         train(tiny_folder, run, "trainer.train_samples=108", "trainer.resume=auto")
+
+
+def test_an_extension_that_is_stopped_does_not_leave_the_folder_saying_completed(tiny_folder, tmp_path, monkeypatch):
+    """Extending a finished run moves its completed record aside: a SIGTERM in the extension is recorded as
+    such, not hidden behind the shorter run's "completed" (which then refused to resume the longer budget), in
+    metrics.json and in the HParams dashboard, whose session ends only when the extension completes."""
+    from tensorboard.plugins.hparams import api_pb2
+
+    from vision_exp.reporting.records import recorded_failures
+
+    run = tmp_path / "run"
+    first = train(tiny_folder, run, "trainer.epochs=1")
+    with sigterm_at_step(monkeypatch, 7), pytest.raises(trainer_mod.Interrupted), recorded_failures(run):
+        train(tiny_folder, run, "trainer.epochs=3", "trainer.resume=auto")
+    assert json.loads((run / "metrics.json").read_text())["status"] == "interrupted"
+    assert json.loads((run / "metrics.completed-36.json").read_text()) == json.loads(json.dumps(first))
+    assert hparams_sessions(run) == (1, [])
+    assert train(tiny_folder, run, "trainer.epochs=3", "trainer.resume=auto")["samples_seen"] == 108
+    assert json.loads((run / "metrics.completed-36.json").read_text())["samples_seen"] == 36
+    assert hparams_sessions(run) == (1, [api_pb2.Status.Value("STATUS_SUCCESS")])
+
+
+def test_a_signal_after_the_last_step_lets_the_run_complete_then_stops(tiny_folder, tmp_path, monkeypatch):
+    """SIGTERM while the last epoch evaluates: the run completes (nothing left to checkpoint), and the stop
+    still reaches the caller, so that a sweep ends instead of starting its next job."""
+    end_epoch = Trainer._end_epoch
+
+    def signalled_while_evaluating(self):
+        if self.position.epoch + 1 == self.budget.num_epochs:
+            self.signals._handle(signal.SIGTERM, None)
+        return end_epoch(self)
+
+    monkeypatch.setattr(Trainer, "_end_epoch", signalled_while_evaluating)
+    run = tmp_path / "run"
+    with pytest.raises(trainer_mod.Interrupted, match="arrived as the run ended: it completed first") as stopped:
+        train(tiny_folder, run, "trainer.epochs=2")
+    assert stopped.value.completed and stopped.value.signum == signal.SIGTERM
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["samples_seen"] == 72
 
 
 def test_checkpoint_writes_inside_an_epoch_are_not_training_time(tiny_folder, tmp_path, monkeypatch):

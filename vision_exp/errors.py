@@ -30,8 +30,10 @@ class CheckpointError(UserError):
 
 
 class Interrupted(Exception):
-    """SIGTERM or SIGINT arrived: a checkpoint was written and the run stopped; resume continues it."""
+    """SIGTERM or SIGINT arrived: a checkpoint was written and the run stopped; resume continues it. One that
+    arrived after the last step is `completed`: the run finished first, and the stop is for the process (a sweep)."""
 
-    def __init__(self, message: str, signum: int) -> None:
+    def __init__(self, message: str, signum: int, completed: bool = False) -> None:
         super().__init__(message)
         self.signum = signum
+        self.completed = completed

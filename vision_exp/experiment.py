@@ -24,7 +24,8 @@ from vision_exp.recipe.distill import Distillation
 from vision_exp.recipe.loss import create_train_loss
 from vision_exp.reporting.files import check_writable, exclusive_lock, missing_checkpoint, write_text_atomic
 from vision_exp.reporting.records import (CONFIG_FILE, LOCK_FILE, RESUMABLE_CHANGES, before_start, check_same_config,
-                                         completed_record, folder_busy, has_earlier_attempt, write_overrides)
+                                         completed_record, folder_busy, has_earlier_attempt, set_aside_completed_record,
+                                         write_overrides)
 from vision_exp.settings import run_settings
 from vision_exp.training import distributed
 from vision_exp.training.budget import Budget
@@ -118,6 +119,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
                      run_dir / "metrics.json")
             return finished
         if dist_env.is_main:
+            set_aside_completed_record(run_dir)
             write_text_atomic(run_dir / CONFIG_FILE, config_text)
             write_overrides(run_dir, overrides)
         return trainer.fit()

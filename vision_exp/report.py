@@ -25,6 +25,9 @@ def main(argv=None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # neither the sweep folder nor the report's folder takes the plots
+        print(f"error: cannot write the report's plots: {exc}; give --output a writable folder", file=sys.stderr)
+        return 2
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(args.output, report)

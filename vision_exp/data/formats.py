@@ -18,6 +18,7 @@ from vision_exp.data.index import (
     DatasetIndex,
     Split,
     build_split,
+    distinct_names,
     index_image_folder,
     list_images,
     readable_class_names,
@@ -45,8 +46,8 @@ def synset_names(classes: list, names_file: Path) -> tuple:
         for line in read_text_file(names_file, "class names file"):
             fields = line.split(maxsplit=1)
             descriptions[fields[0]] = fields[-1]
-    return tuple(descriptions[wnid].split(",")[0].strip() if wnid in descriptions else fallback
-                 for wnid, fallback in zip(classes, readable_class_names(classes)))
+    return distinct_names([descriptions[wnid].split(",")[0].strip() if wnid in descriptions else fallback
+                           for wnid, fallback in zip(classes, readable_class_names(classes))], classes)
 
 
 def first_words(rows: list, path: Path) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -62,7 +63,14 @@ def readable_class_names(classes: Sequence[str]) -> tuple:
             names.append(info.label_name_to_description(wnid).split(",")[0].strip())
         except KeyError:
             names.append(wnid)
-    return tuple(names)
+    return distinct_names(names, classes)
+
+
+def distinct_names(names: Sequence[str], classes: Sequence[str]) -> tuple:
+    """Each name once: a name two classes share gets its class's id ('crane (n02012849)', the bird, and
+    'crane (n03126707)', the machine), or per-class accuracies keyed by name would keep one of the two."""
+    counts = Counter(names)
+    return tuple(f"{name} ({wnid})" if counts[name] > 1 else name for name, wnid in zip(names, classes))
 
 
 def list_images(folder: Path) -> tuple:
@@ -115,6 +123,8 @@ def select_classes(available: Sequence[str], cfg: DataConfig) -> list:
                             f"{missing[:10]} (data.classes; when evaluating, the classes the checkpoint was trained on)")
         if len(set(wanted)) != len(wanted):
             raise ConfigError("data.classes lists a class twice")
+        if len(wanted) < 2:
+            raise ConfigError(f"data.classes lists {len(wanted)} class(es): a classifier needs at least 2")
         if cfg.num_classes is not None and cfg.num_classes != len(wanted):
             raise ConfigError(
                 f"data.num_classes={cfg.num_classes} but data.classes lists {len(wanted)} classes: "
@@ -122,6 +132,9 @@ def select_classes(available: Sequence[str], cfg: DataConfig) -> list:
             )
         return sorted(wanted)
     if cfg.num_classes is None or cfg.num_classes == len(available):
+        if len(available) < 2:
+            raise DataError(f"{cfg.root} has {len(available)} class(es) ({', '.join(available)}): a classifier "
+                            f"needs at least 2")
         return sorted(available)
     if cfg.num_classes > len(available):
         raise ConfigError(

@@ -3,11 +3,11 @@ keep two processes from writing the same thing, and the check that a path names 
 (torch-free, so the entry points answer a typo in a second)."""
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import math
 import os
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -58,7 +58,8 @@ def save_figure_atomic(fig, path: Path, **savefig_args) -> None:
         tmp.replace(path)
     finally:
         pyplot().close(fig)
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # e.g. a read-only folder: the error that matters is savefig's
+            tmp.unlink(missing_ok=True)
 
 
 def read_json(path: Path, default=None):
@@ -82,7 +83,7 @@ def read_jsonl(path: Path) -> list:
     return records
 
 
-@contextmanager
+@contextlib.contextmanager
 def exclusive_lock(path: Path) -> Iterator[bool]:
     """An flock on `path` held while the block runs (the OS drops it if the process dies): yields True, or
     False at once, holding nothing, when another process has it."""

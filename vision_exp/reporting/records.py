@@ -120,7 +120,8 @@ def recorded_failures(run_dir: Path, made_for_it: Sequence[Path] = ()):
             _record(record_user_error, run_dir, exc, earlier_attempt)
         raise
     except Interrupted as exc:
-        _record(record_failure, run_dir, str(exc), status="interrupted")
+        if not exc.completed:
+            _record(record_failure, run_dir, str(exc), status="interrupted")
         raise
     except Exception as exc:
         _record(record_failure, run_dir, f"{type(exc).__name__}: {exc}", {"traceback": traceback.format_exc()})
@@ -172,6 +173,19 @@ def completed_record(run_dir: Path) -> Optional[dict]:
     """The folder's metrics.json if it records a completed run."""
     record = read_json(Path(run_dir) / METRICS_FILE, {})
     return record if record.get("status") == "completed" else None
+
+
+def set_aside_completed_record(run_dir: Path) -> Optional[Path]:
+    """A finished run extended to a larger budget: its metrics.json moves to metrics.completed-<samples>.json,
+    so that while the extension trains the folder does not say completed with the shorter run's numbers (and an
+    extension that fails or is stopped can say so); the moved file keeps them."""
+    record = completed_record(run_dir)
+    if record is None:
+        return None
+    kept = Path(run_dir) / f"metrics.completed-{record.get('samples_seen')}.json"
+    (Path(run_dir) / METRICS_FILE).replace(kept)
+    log.info("extending the completed run: its results are kept in %s", kept)
+    return kept
 
 
 def config_differences(saved: dict, current: dict) -> list:

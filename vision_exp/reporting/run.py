@@ -9,6 +9,7 @@ x-axis is training samples seen, so runs with other batch sizes or subsets line 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -41,26 +42,32 @@ class RunReporter:
             shutil.rmtree(tb)
         self.writer = SummaryWriter(str(tb), purge_step=purge)
         self.family_writers = {f: SummaryWriter(str(tb / f), purge_step=purge) for f, _, _ in FAMILIES}
-        self._replace_session(tb, config_text)
+        self.config_text = config_text
+        self._replace_session(ended=False)
 
-    def _replace_session(self, tb: Path, config_text: str) -> None:
-        """The HParams session start and the config, in an events file of their own that each attempt replaces:
-        TensorBoard keeps the first session start it reads, and a resumed run may have changed its budget."""
+    def _replace_session(self, ended: bool) -> None:
+        """The HParams session (its start, and its end once the run completed) and the config, in an events file of
+        their own that each attempt replaces: TensorBoard keeps the first session start and end it reads, and a
+        resumed run may have changed its budget, or be the extension of a completed one."""
         from torch.utils.tensorboard import SummaryWriter
 
+        tb = self.run_dir / "tb"
         earlier = list(tb.glob(f"events.out.tfevents.*{SESSION_SUFFIX}"))
         with SummaryWriter(str(tb), filename_suffix=SESSION_SUFFIX) as writer:
             writer.file_writer.add_summary(session_start(self.hparams, trial_id=str(self.run_dir)))
-            if config_text:
-                writer.add_text("config", "    " + config_text.replace("\n", "\n    "), 0)
+            if self.config_text:
+                writer.add_text("config", "    " + self.config_text.replace("\n", "\n    "), 0)
+            if ended:
+                writer.file_writer.add_summary(session_end())
         for path in earlier:  # after the new one is written: a run killed in between still has a session
             path.unlink()
 
     def log_epoch(self, record: dict) -> None:
         """One epoch's metrics: keys like 'val/acc', 'train_running/loss', 'lr', 'samples_seen'."""
         self.records.append(record)
-        with open(self.jsonl, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        with open(self.jsonl, "a") as handle:  # NaN is no JSON: a strict reader would reject the line
+            handle.write(json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v
+                                     for k, v in record.items()}, allow_nan=False) + "\n")
         step = record["samples_seen"]
         for key, value in record.items():
             if value is None or not isinstance(value, (int, float)):
@@ -96,7 +103,7 @@ class RunReporter:
         """Close the TensorBoard run. Only a completed run ends its HParams session: TensorBoard keeps the first
         end it reads, and a failed or stopped run may yet be resumed to completion (metrics.json says why it stopped)."""
         if completed:
-            self.writer.file_writer.add_summary(session_end())
+            self._replace_session(ended=True)
         for writer in (self.writer, *self.family_writers.values()):
             writer.close()
 

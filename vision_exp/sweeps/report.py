@@ -4,7 +4,8 @@ Each sweep gets its section: the command that produced it (from its multirun.yam
 results table, its jobs that did not complete, and its two plots, linked relative to the
 report's own folder. The tables are computed from the job folders, like results.md, with each
 sweep's default baseline; the plots are redrawn to match, as report_*.png beside results.md's own
-(which may mark another baseline, chosen with vx-summarize --baseline). A sweep folder without
+(which may mark another baseline, chosen with vx-summarize --baseline), or beside the report when the sweep
+folder is read-only. A sweep folder without
 jobs yet (a sweep that stopped before its first job) gets a line saying so.
 """
 from __future__ import annotations
@@ -24,14 +25,28 @@ def relative_link(path: Path, report_dir: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), Path(report_dir).resolve())).as_posix()
 
 
+def draw_plots(summary, report_dir: Path) -> tuple:
+    """The section's two plots, in the sweep folder; one that cannot be written to (a Kaggle input, a shared
+    results folder) gets them beside the report instead, named after it."""
+    names = (bars_png(summary), CURVES_PNG)
+    try:
+        paths = [summary.sweep_dir / f"{REPORT_PREFIX}{name}" for name in names]
+        plot_bars(summary, paths[0])
+        plot_curves(summary, paths[1])
+    except OSError:
+        paths = [Path(report_dir) / f"{REPORT_PREFIX}{summary.sweep_dir.name}_{name}" for name in names]
+        Path(report_dir).mkdir(parents=True, exist_ok=True)
+        plot_bars(summary, paths[0])
+        plot_curves(summary, paths[1])
+    return tuple(paths)
+
+
 def sweep_section(sweep_dir: Path, report_dir: Path) -> str:
     try:
         summary = load_sweep(sweep_dir)
     except EmptySweep as exc:
         return f"## {Path(sweep_dir).name}\n\nSkipped: {exc}.\n"
-    bars, curves = (summary.sweep_dir / f"{REPORT_PREFIX}{name}" for name in (bars_png(summary), CURVES_PNG))
-    plot_bars(summary, bars)
-    plot_curves(summary, curves)
+    bars, curves = draw_plots(summary, report_dir)
     completed = summary.completed_count
     parts = [
         f"## {summary.name}",

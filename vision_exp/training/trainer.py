@@ -295,10 +295,13 @@ class Trainer:
         try:
             with self.signals:
                 summary = self._train(reporter)
+                reporter.finish(summary)
         except BaseException:
             reporter.close()
             raise
-        reporter.finish(summary)
+        if self.signals.received:  # it came after the last step, while the run evaluated or wrote its files
+            raise Interrupted(f"{signal.Signals(self.signals.received).name} arrived as the run ended: it completed "
+                              f"first ({self.run_dir / 'metrics.json'})", self.signals.received, completed=True)
         return {"status": "completed", **summary}
 
     def _train(self, reporter: Optional[RunReporter]) -> dict:
@@ -545,11 +548,13 @@ class Trainer:
         return record
 
     def _save_checkpoints(self) -> None:
-        """last.pt, and best.pt when a better epoch came since the last write."""
-        self.save("last.pt")
+        """best.pt when a better epoch came since the last write, then last.pt. In this order a kill between
+        the two leaves best.pt ahead of last.pt, and the resumed run writes it again; the other way round,
+        last.pt would hold the new best as saved, and best.pt would never be written."""
         if self._best_unsaved is not None:
             save_checkpoint(self._best_unsaved, self.checkpoint_dir / "best.pt")
             self._best_unsaved = None
+        self.save("last.pt")
 
     def _persist(self) -> None:
         """The slow writes: the checkpoints and the figures. Called at the end, on a stop signal, and
