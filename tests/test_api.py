@@ -22,6 +22,8 @@ def test_sweep_runs_every_list_and_summarizes(tiny_folder, tmp_path):
                                sweep_dir=str(tmp_path / "sweep"))
     assert {job.name: job.status for job in summary.jobs} == {"0": "completed", "1": "completed"}
     assert (tmp_path / "sweep" / "results.md").is_file() and (tmp_path / "sweep" / "results.csv").is_file()
+    call = f"vision_exp.sweep([['seed=0'], ['seed=1']], common={tiny_overrides(tiny_folder)!r})"
+    assert summary.command == call and call in (tmp_path / "sweep" / "results.md").read_text()
 
 
 def test_a_value_that_cannot_work_in_one_run_stops_the_sweep_before_any_run(tiny_folder, tmp_path):
@@ -41,6 +43,19 @@ def test_a_value_that_cannot_work_in_one_run_stops_the_sweep_before_any_run(tiny
         vision_exp.sweep(runs, common=tiny_overrides(tiny_folder), sweep_dir=str(tmp_path / "sweep"),
                          baseline="model.widths=[4,4,4,4]")
     assert not (tmp_path / "sweep").exists(), "no run trained for a summary that could not be written"
+
+
+def test_an_override_hydra_cannot_compose_is_a_config_error_naming_the_run(tiny_folder, tmp_path):
+    import pytest
+
+    from vision_exp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"run 1 \(model=resnet_v9\): .*Could not find 'model/resnet_v9'"):
+        vision_exp.sweep([["model=resnet_v1"], ["model=resnet_v9"]], common=tiny_overrides(tiny_folder),
+                         sweep_dir=str(tmp_path / "sweep"))
+    with pytest.raises(ConfigError, match=r"Could not override 'trainer.epochz'"):
+        vision_exp.run(["trainer.epochz=3"], run_dir=str(tmp_path / "run"))
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "run").exists()
 
 
 def test_a_run_that_crashes_is_recorded_and_the_sweep_goes_on(tiny_folder, tmp_path, monkeypatch):

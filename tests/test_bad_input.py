@@ -87,10 +87,18 @@ def test_budget_smaller_than_one_batch(folder, tmp_path):
 
 
 def test_checkpoint_from_another_model_names_the_mismatching_keys(folder, tmp_path):
+    """Beside its run's config.yaml, the other settings are named first; a checkpoint copied without it, by its keys."""
+    import shutil
+
     train(folder, tmp_path / "resnet")
+    last = tmp_path / "resnet" / "checkpoints" / "last.pt"
+    with pytest.raises(ConfigError, match=r"cannot resume from .*last.pt: its run trained with other settings \(model"):
+        train(folder, tmp_path / "vit", "experiment=cpu_vit", f"trainer.resume={last}", vit=True)
+    copied = tmp_path / "elsewhere" / "last.pt"
+    copied.parent.mkdir()
+    shutil.copy(last, copied)
     with pytest.raises(CheckpointError, match=r"does not fit this model: \d+ missing keys \(e.g. blocks.0.attn.*\d+ unexpected keys \(e.g. bn1"):
-        train(folder, tmp_path / "vit", "experiment=cpu_vit",
-              f"trainer.resume={tmp_path / 'resnet' / 'checkpoints' / 'last.pt'}", vit=True)
+        train(folder, tmp_path / "vit", "experiment=cpu_vit", f"trainer.resume={copied}", vit=True)
 
 
 def test_checkpoint_with_pickled_code_is_refused(folder, tmp_path):
@@ -138,13 +146,103 @@ def test_nan_loss_from_the_command_line_is_recorded_as_failed(folder, tmp_path):
     assert metrics["status"] == "failed" and "NaN" in metrics["error"]
 
 
-@pytest.mark.parametrize("override", ["data.batch_size=-2", "optimizer.lr=0", "data.img_size=4",
-                                      "trainer.grad_clip=-1", "trainer.ema_decay=1.5", "augmentation.mix_prob=2",
-                                      "optimizer.betas=[0.9]", "optimizer.betas=[0.9,1.5]"])
+@pytest.mark.parametrize("override", [
+    "data.batch_size=-2", "optimizer.lr=0", "data.img_size=4", "trainer.grad_clip=-1", "trainer.ema_decay=1.5",
+    "augmentation.mix_prob=2", "optimizer.betas=[0.9]", "optimizer.betas=[0.9,1.5]",
+    # Each of these failed deep inside torch, timm or a comparison (an IndexError, a TypeError, an AssertionError,
+    # a shape or math domain error), or trained on nonsense (NaN from a zero std, a learning rate that flips sign).
+    "augmentation.scale=[0.5]", "augmentation.ratio=[1]", "augmentation.scale=[a,b]",
+    "data.mean=[0.5]", "data.std=[1,2]", "data.mean=[a,b,c]", "data.std=[0,0,0]",
+    "augmentation.randaugment=rand_m9_mstd0.5", "augmentation.randaugment=rand-m9-xx5",
+    "scheduler.lr_min=-1", "scheduler.warmup_lr_init=-1", "scheduler=step scheduler.step_decay=-1",
+    "scheduler=step scheduler.step_epochs=0", "optimizer.lr_scale_rule=sqrt optimizer.lr_base_batch_size=-256",
+    "optimizer.momentum=2",
+])
 def test_invalid_values_are_config_errors(folder, tmp_path, override):
-    with pytest.raises(ConfigError, match=re.escape(override.split("=")[0])):
-        train(folder, tmp_path / "run", override)
+    """`override` is one or more overrides, the last of them the value refused."""
+    overrides = override.split()
+    with pytest.raises(ConfigError, match=re.escape(overrides[-1].split("=")[0])):
+        train(folder, tmp_path / "run", *overrides)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("overrides, phrase", [
+    (["augmentation.scale=[0.5]"], "augmentation.scale=[0.5] must be two numbers with 0 < low <= high <= 1"),
+    (["augmentation.scale=[0.9,0.1]"], "augmentation.scale=[0.9, 0.1] must be two numbers with 0 < low <= high <= 1"),
+    (["augmentation.ratio=[1]"], "augmentation.ratio=[1] must be two numbers with 0 < low <= high"),
+    (["data.std=[1,2]"], "data.std=[1, 2] must be three numbers above 0"),
+    (["data.std=[0,0,0]"], "data.std=[0, 0, 0] must be three numbers above 0"),
+    (["data.mean=[a,b,c]"], "data.mean=['a', 'b', 'c'] must be three numbers"),
+    (["augmentation.randaugment=rand_m9_mstd0.5"], "augmentation.randaugment='rand_m9_mstd0.5': it begins with"),
+    (["augmentation.randaugment=rand-m9-xx5"], "augmentation.randaugment='rand-m9-xx5': 'xx5' is not a section"),
+    (["augmentation.randaugment=rand-m9.5"], "augmentation.randaugment='rand-m9.5': 'm9.5' needs a whole number"),
+    (["augmentation.randaugment=rand-tfoo"], "augmentation.randaugment='rand-tfoo': 'tfoo' names no transform set"),
+    (["augmentation.randaugment=rand-inc"], "augmentation.randaugment='rand-inc': 'inc' needs a whole number"),
+    (["augmentation.randaugment=rand-m9-m8"], "augmentation.randaugment='rand-m9-m8': 'm' is given twice"),
+    (["augmentation.randaugment=rand-p1.5"], "augmentation.randaugment='rand-p1.5': p1.5 is a probability"),
+    (["augmentation.randaugment=rand-n16-tweights"], "augmentation.randaugment='rand-n16-tweights': n16: the weighted"),
+    (["scheduler.lr_min=-1"], "scheduler.lr_min=-1 must not be negative"),
+    (["scheduler.warmup_lr_init=-1"], "scheduler.warmup_lr_init=-1 must not be negative"),
+    (["scheduler=step", "scheduler.step_decay=-1"], "scheduler.step_decay=-1 must lie in (0, 1]"),
+    (["scheduler=step", "scheduler.step_epochs=0"], "scheduler.step_epochs=0 must be positive"),
+    (["optimizer.lr_base_batch_size=-256", "optimizer.lr_scale_rule=sqrt"],
+     "optimizer.lr_base_batch_size=-256 must be positive"),
+    (["optimizer.momentum=2"], "optimizer.momentum=2 must lie in [0, 1)"),
+])
+def test_recipe_and_data_values_are_refused_by_the_sweep_precheck(overrides, phrase):
+    """check_buildable is what a sweep checks for every job before the first trains: each of these failed in
+    training, after earlier jobs had run, or trained on nonsense."""
+    from vision_exp.experiment import check_buildable
+
+    with pytest.raises(ConfigError, match=re.escape(phrase)):
+        check_buildable(compose(["data=folder", "data.root=unused", *overrides]))
+
+
+@pytest.mark.parametrize("setting", ["rand-m9-mstd0.5-inc1-mmax9", "rand-n2-m5-p0.7-mstd101-tweights",
+                                     "rand-n15-tweights", "rand-n3-t3a", "rand"])
+def test_randaugment_strings_timm_reads_are_accepted(setting):
+    """The check parses as timm does: what it accepts, timm builds."""
+    from timm.data.auto_augment import rand_augment_transform
+
+    from vision_exp.recipe.config import AugmentConfig
+
+    assert AugmentConfig(randaugment=setting).randaugment == setting
+    rand_augment_transform(setting, {})
+
+
+@pytest.mark.parametrize("size, error", [([3], "IndexError"), (["a", 2], "ValueError"), ([None, 2], "TypeError")])
+def test_a_value_a_settings_class_does_not_check_is_still_one_message_naming_the_section(size, error):
+    """typed(): a check someone forgot still ends in one line, not a traceback."""
+    from dataclasses import dataclass
+
+    from omegaconf import OmegaConf
+
+    from vision_exp.config_types import typed
+
+    @dataclass
+    class Settings:
+        size: list
+
+        def __post_init__(self) -> None:
+            self.area = int(self.size[0]) * int(self.size[1])
+
+    with pytest.raises(ConfigError, match=rf"^demo: a value cannot be used \({error}: "):
+        typed(Settings, OmegaConf.create({"size": size}), "demo")
+
+
+def test_a_bad_value_given_on_resume_keeps_the_interrupted_record(folder, tmp_path):
+    """From the command line: one line, exit 2, and the resumable run's metrics.json as it was (before, an
+    IndexError's traceback relabelled it failed)."""
+    run = tmp_path / "run"
+    train(folder, run)
+    interrupted = json.dumps({"status": "interrupted", "error": "stopped by SIGTERM"})
+    (run / "metrics.json").write_text(interrupted)
+    result = run_cli(tiny_overrides(folder, "augmentation.scale=[0.5]", "trainer.resume=auto", f"hydra.run.dir={run}"))
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in output, output
+    assert [line for line in output.splitlines() if line.strip()] == [
+        next(line for line in output.splitlines() if "augmentation.scale=[0.5] must be two numbers" in line)]
+    assert (run / "metrics.json").read_text() == interrupted
 
 
 def test_a_missing_folder_dataset_points_at_data_root_not_the_environment(tmp_path):

@@ -146,3 +146,12 @@ def test_crops_of_a_large_stored_image_keep_their_box_at_every_level():
         expected = F.interpolate(box, size=(12, 12), mode="bilinear", align_corners=False, antialias=True)
         expected = expected.flip(-1) if flip[image] else expected
         torch.testing.assert_close(out[image : image + 1], expected, atol=0.02, rtol=0)
+
+
+def test_without_random_crops_a_square_stored_at_twice_the_eval_size_gives_exactly_the_eval_crop():
+    """Evaluation resizes 46 px to 23 and crops 16 from row 4 (rounded in resized pixels); training crops the
+    same box in stored pixels, from row 8, not 7 (the offset rounded at the stored size)."""
+    x = batch(4, 46)
+    train = TrainBatchTransform(16, (0.08, 1.0), (3 / 4, 4 / 3), 0.0, False, MEAN, STD, CPU, eval_resize=23)
+    evaluate = EvalBatchTransform(16, MEAN, STD, CPU, eval_resize=23)
+    torch.testing.assert_close(train(x, torch.Generator().manual_seed(0)), evaluate(x), atol=1e-4, rtol=0)

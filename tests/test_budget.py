@@ -40,6 +40,13 @@ def test_budget_smaller_than_a_batch_is_refused():
         Budget.create(1000, 128, None, 100)
 
 
+def test_a_batch_larger_than_the_training_set_is_refused():
+    """Each step would take the 36 images, not the 64 the config (and its learning rate) says."""
+    with pytest.raises(ConfigError, match="data.batch_size=64 is larger than the 36 training images: choose at most 36"):
+        Budget.create(36, 64, 2, None)
+    assert Budget.create(36, 36, 2, None).total_steps == 2
+
+
 @pytest.mark.parametrize("n, batch, samples, smallest", [
     (100, 10, 300, 10),   # no partial batch
     (100, 32, 100, 4),    # each epoch ends with 4

@@ -102,6 +102,8 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
     ("train", ["+modle=vit_v1"], "modle is not a setting (did you mean model?)", 2),  # Hydra's advice after modle=
     ("train", ["+lr=0.1"], "lr is not a setting (did you mean optimizer.lr?)", 2),
     ("train", ["+loss.smoothing=0.1"], "loss.smoothing is not a setting (did you mean loss.label_smoothing?)", 2),
+    ("train", ["+paths.output=/big/disk"], "paths.output is not a setting (did you mean paths.output_dir?)", 2),
+    ("evaluate", ["ckpt={tmp}/missing.pt", "+paths.data_dri=/x"], "paths.data_dri is not a setting (did you mean paths.data_dir?)", 2),
     ("train", ["seed=abc"], "seed='abc' must be a whole number from 0 to", 2),
     ("train", ["seed=-1"], "seed=-1 must be a whole number from 0 to", 2),
     ("train", ["trainer.amp=yes"], "trainer.amp='yes': choose one of auto, bf16, fp16, off", 2),

@@ -6,6 +6,8 @@ import io
 import re
 import shutil
 import sys
+import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -348,12 +350,13 @@ def test_imagewoof_missing_root_is_downloaded_on_request(tmp_path, monkeypatch, 
 
     def fake_download(url, download_root):  # no network in tests: "extract" the fixture instead
         fetched.append((url, download_root))
-        shutil.copytree(imagewoof_root, tmp_path / "imagewoof2-160")
+        shutil.copytree(imagewoof_root, Path(download_root) / "imagewoof2-160")
 
     monkeypatch.setattr(tv_utils, "download_and_extract_archive", fake_download)
     index = index_dataset(dataclasses.replace(data, download=True, num_classes=None))
-    assert fetched == [("https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2-160.tgz", str(tmp_path))]
-    assert len(index.classes) == 3
+    staging = str(tmp_path / "imagewoof2-160.partial")  # renamed into place once complete
+    assert fetched == [("https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2-160.tgz", staging)]
+    assert len(index.classes) == 3 and not Path(staging).exists()
 
 
 def test_a_download_that_fails_is_one_message_with_the_ways_out(tmp_path, monkeypatch):
@@ -370,6 +373,38 @@ def test_a_download_that_fails_is_one_message_with_the_ways_out(tmp_path, monkey
     with pytest.raises(DataError, match=r"could not download imagenette2-160 into .*name resolution.*Internet setting"
                                         r".*VISION_EXP_DATA to the folder that holds imagenette2-160/"):
         index_dataset(data)
+
+
+@pytest.mark.parametrize("data_name, folder", [("imagewoof", "imagewoof2-160"), ("imagenette", "imagenette2-160")])
+def test_an_interrupted_download_leaves_nothing_behind_and_the_next_one_starts_afresh(data_name, folder, tmp_path,
+                                                                                       monkeypatch, tiny_folder):
+    """A download cut short left a truncated archive (reused: Imagewoof's has no checksum) and a half-extracted
+    folder that later runs took for the dataset. Now: one DataError, nothing left, and the next download works."""
+    import torchvision.datasets.utils as tv_utils
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(tiny_folder, arcname=folder)
+    whole = buffer.getvalue()
+    downloads = []
+
+    def fake_download_url(url, root, filename=None, md5=None, **kwargs):  # no network: the first one is cut short
+        path = Path(root) / (filename or Path(url).name)
+        if path.is_file() and tv_utils.check_integrity(str(path), md5):
+            return  # torchvision keeps an archive it finds
+        downloads.append(url)
+        path.write_bytes(whole[: len(whole) // 2] if len(downloads) == 1 else whole)
+
+    monkeypatch.setattr(tv_utils, "download_url", fake_download_url)
+    data_dir = tmp_path / "data"
+    data = dataclasses.replace(preset(data_name, data_dir / folder, "data.num_classes=null"), download=True)
+    with pytest.raises(DataError, match=rf"could not download {folder} into .*The partial download .*{folder}.partial "
+                                        r"was removed, so the next data.download=true starts afresh"):
+        index_dataset(data)
+    assert list(data_dir.iterdir()) == []  # no half-extracted folder, no truncated archive
+    index = index_dataset(data)
+    assert len(downloads) == 2 and len(index.classes) == 3 and len(index.val) == 12
+    assert [path.name for path in data_dir.iterdir()] == [folder]
 
 
 def test_hf_rows_open_like_files_and_are_stamped_by_fingerprint(hf_root):

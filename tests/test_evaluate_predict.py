@@ -175,6 +175,25 @@ def test_predicting_again_keeps_the_earlier_predictions(trained_run, tiny_folder
     assert str(new[0]) in second.stdout + second.stderr
 
 
+def test_evaluate_takes_the_notebook_environments(trained_run, tmp_path):
+    """env=kaggle sets the paths and loader workers: vx-evaluate refused it ("trainer is not a setting")."""
+    import os
+
+    env = {**os.environ, "VISION_EXP_DATA": str(tmp_path), "VISION_EXP_OUTPUT": str(tmp_path),
+           "VISION_EXP_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-m", "vision_exp.evaluate", f"ckpt={trained_run / 'checkpoints' / 'best.pt'}",
+                             "env=kaggle", "hydra.run.dir=" + str(tmp_path / "eval")], capture_output=True, text=True,
+                            cwd=REPO, timeout=300, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["images"] == 12
+
+
+@pytest.mark.parametrize("module, extra", [("vision_exp.evaluate", []), ("vision_exp.predict", ["images=x"])])
+def test_a_misspelt_mandatory_setting_is_named(module, extra):
+    result = cli(module, "+ckp=x.pt", *extra)
+    assert result.returncode == 2 and "ckp is not a setting (did you mean ckpt?)" in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("module, args, phrase", [
     ("vision_exp.evaluate", [], "ckpt must be given"),
     ("vision_exp.predict", ["ckpt=x.pt"], "images must be given"),

@@ -93,6 +93,21 @@ def test_without_random_crops_training_takes_the_eval_crop(tiny_folder, tmp_path
     assert all(any(torch.allclose(t, e, atol=1e-4) for e in evaluated) for t in trained)
 
 
+@pytest.mark.parametrize("stored", [46, 64, 92])
+def test_without_random_crops_training_takes_the_eval_crop_of_a_stored_size_of_its_own(tiny_folder, tmp_path, stored):
+    """With a data.cache_size of its own evaluation resizes the stored square to 23 px and crops 16 from row 4:
+    training takes that box in stored pixels (rounding the offset at the stored size missed it by up to a pixel)."""
+    data = DataConfig(root=str(tiny_folder), img_size=16, crop_pct=0.7, batch_size=8, num_workers=0,
+                      cache_dir=str(tmp_path), cache_size=stored)
+    bundle = build_loaders(index_image_folder(data), data, AugmentConfig(random_resized_crop=False, hflip=0.0), CPU, 0,
+                           train_eval_samples=36)
+    trained = torch.cat([x for x, _ in bundle.train.epoch(0)])
+    evaluated = torch.cat([x for x, _ in bundle.train_eval.epoch(0)])[epoch_order(36, 0, 0, shuffle=True)]
+    # resampled differently (bilinear from the stored square vs an antialiased resize): 0.011 at most; a box
+    # a stored pixel off: 0.054 and more
+    assert (trained - evaluated).abs().mean().item() < 0.03
+
+
 def test_train_eval_subset_is_fixed_and_seeded():
     a, b = train_eval_indices(100, 30, 0), train_eval_indices(100, 30, 0)
     assert np.array_equal(a, b) and len(a) == 30 and len(set(a.tolist())) == 30
@@ -253,3 +268,31 @@ def test_runs_in_one_process_leave_no_loader_workers_behind(tiny_folder, tmp_pat
                                    f"data.cache_dir={tmp_path / 'cache'}")
         run_experiment(compose(overrides), tmp_path / f"job{job}", overrides)
         assert {p.pid for p in multiprocessing.active_children()} <= before, f"workers left after job {job}"
+
+
+def test_both_loaders_evaluate_the_same_images_when_one_is_unreadable(tmp_path):
+    """The cached loader drops an unreadable file when it builds its cache; the folder loader, which finds it only
+    when it reaches it, must leave it out of evaluation too (in training the next image stands in), on every rank."""
+    from conftest import TINY_CLASSES, write_image_folder
+
+    from vision_exp.training.evaluation import evaluate
+
+    root = write_image_folder(tmp_path / "data")
+    victim = sorted((root / "val" / TINY_CLASSES[2]).glob("*.JPEG"))[1]
+    victim.write_bytes(victim.read_bytes()[:200])
+    channel_means = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())  # right on all but one
+    results = {}
+    for kind in ("cached", "folder"):
+        for shard in ((0, 1), (0, 2), (1, 2)):
+            data = DataConfig(root=str(root), img_size=16, batch_size=4, loader=kind, num_workers=0,
+                              cache_dir=str(tmp_path / "cache"))
+            bundle = build_loaders(index_image_folder(data), data, AugmentConfig(), CPU, 0, shard=shard)
+            results[kind, shard] = evaluate(channel_means, bundle.val.epoch(0), CPU)
+
+    def right(result: dict) -> float:
+        return result["acc"] * result["count"] / 100
+
+    for kind in ("cached", "folder"):  # 12 images, one unreadable, one grey (wrong); two ranks share them
+        whole, ranks = results[kind, (0, 1)], (results[kind, (0, 2)], results[kind, (1, 2)])
+        assert whole["count"] == 11 and right(whole) == pytest.approx(10), kind
+        assert sum(r["count"] for r in ranks) == 11 and sum(map(right, ranks)) == pytest.approx(10), kind

@@ -364,3 +364,16 @@ def test_ema_turned_on_at_resume_starts_from_the_restored_weights(tiny_folder, t
     run_experiment(compose(tiny_overrides(tiny_folder, f"trainer.resume={last}", "trainer.epochs=2",
                                           "trainer.ema_decay=0.999")), tmp_path / "with_ema", [])
     assert at_start == [True]
+
+
+@pytest.mark.parametrize("policy", ["rand-m10-inc1", "rand-m2"])
+def test_posterize_keeps_a_bit_at_any_magnitude(policy):
+    """At these magnitudes timm's posterize asks for 0 bits, which Pillow 12+ refuses in the middle of training."""
+    from timm.data.auto_augment import posterize
+
+    transform = per_image_transform(AugmentConfig(randaugment=policy), (0.5, 0.5, 0.5))
+    (op,) = [op for op in transform.transforms[0].ops if op.aug_fn is posterize]
+    op.prob = 1.0
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    kept = np.array(op(image))
+    assert kept.shape == (8, 8, 3) and (kept & 0x7F).max() == 0 and kept.max() > 0  # the top bit kept

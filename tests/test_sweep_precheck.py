@@ -83,3 +83,37 @@ def test_a_mistake_names_every_job_it_is_in_and_a_single_job_with_its_overrides(
                      "none of the sweep's 5 jobs was started: fix the values above and run it again"]
     assert refusals(jobs, {"lr must be positive": [0, 1, 2, 3, 4]})[0] == "error: lr must be positive (every job)"
 
+
+
+def test_every_jobs_seed_is_checked_and_an_unexpected_error_stops_the_sweep_too():
+    """Jobs that differ by their seed are composed once: the others' seeds were never checked (seed=0,abc trained
+    job 0, then failed). A check that raised something else was turned by Hydra into a warning, and every job ran."""
+    from vision_exp.sweeps.precheck import failing_jobs
+
+    jobs = [["seed=0"], ["seed=abc"], ["seed=-1"]]
+    failing = failing_jobs(jobs, lambda number: compose(jobs[number]))
+    assert failing == {"seed='abc' must be a whole number from 0 to 9223372036854775807": [1],
+                       "seed=-1 must be a whole number from 0 to 9223372036854775807": [2]}
+
+    def broken(number):
+        raise IndexError("tuple index out of range")
+
+    assert failing_jobs([["model=vit_v1"], ["model=resnet_v1"]], broken) == {"IndexError: tuple index out of range": [0, 1]}
+
+
+def test_debug_fast_wins_over_the_presets_a_preset_sweep_appends():
+    """A preset sweep appends its presets after the defaults list: their budgets overrode debug=fast, and a check of
+    seconds ran thousands of epochs. Each job, as the pre-check and the notebook API compose it, is debug=fast's."""
+    from hydra import compose as hydra_compose
+
+    from vision_exp.api import _compose_run
+    from vision_exp.sweeps.precheck import sweep_job_config
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        primary = hydra_compose("train", ["experiment=cpu_resnet_vs_vit", "debug=fast"], return_hydra_config=True)
+        job = sweep_job_config(primary, ["+experiment@_global_=cpu_vit_enhanced", "seed=0", "debug=fast"],
+                               GlobalHydra.instance().config_loader())
+    assert (job.trainer.train_samples, job.trainer.epochs, job.data.batch_size) == (None, 1, 32)
+    assert job.model.patch_size == 4  # the preset itself still applies
+    notebook = _compose_run(["+experiment@_global_=cpu_vit_enhanced", "debug=fast"])
+    assert (notebook.trainer.train_samples, notebook.trainer.epochs, notebook.data.batch_size) == (None, 1, 32)

@@ -415,6 +415,13 @@ def test_vx_summarize_and_vx_report_end_bad_input_in_one_message(tmp_path, capsy
     assert not (tmp_path / "results.md").exists()
 
 
+def test_vx_report_to_a_place_it_cannot_write_is_one_message(enhancement_sweep, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    for output in (tmp_path / "a-file" / "report.md", tmp_path):
+        assert report.main([str(enhancement_sweep), "--output", str(output)]) == 2
+        assert capsys.readouterr().err.startswith(f"error: cannot write {output}: ")
+
+
 def test_vx_summarize_and_vx_report(enhancement_sweep, tmp_path, capsys):
     assert summarize.main([str(enhancement_sweep), "--baseline", "enhancement=ema"]) == 0
     assert "Baseline: **enhancement=ema** (chosen with --baseline)" in (enhancement_sweep / "results.md").read_text()

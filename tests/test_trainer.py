@@ -446,6 +446,9 @@ def test_another_folders_checkpoint_resumes_only_on_its_batches_and_with_budget_
         "batch": (tiny_folder, ["data.batch_size=4"], r"\(36 samples in\): its batches were of other data \(batch size 8 there, 4 here\)"),
         "images": (smaller, [], r"training images 36 there, 24 here"),
         "spent": (tiny_folder, ["trainer.epochs=1"], r"has trained on 36 samples, this run's whole budget: nothing is left"),
+        "model": (tiny_folder, ["model=resnet_v2"], r"its run trained with other settings \(model.block: BasicBlock -> "
+                                                    r"BasicBlockv2\); resume with its model and optimizer settings"),
+        "optimizer": (tiny_folder, ["optimizer=adamw"], r"its run trained with other settings \(optimizer.betas: None -> "),
     }
     for name, (folder, extra, message) in refusals.items():
         with pytest.raises(ConfigError, match=message):

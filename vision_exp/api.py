@@ -14,7 +14,7 @@ from typing import Iterable, Optional
 
 from omegaconf import OmegaConf, open_dict
 
-from vision_exp.conf_dir import CONF_DIR
+from vision_exp.conf_dir import CONF_DIR, apply_debug_last
 
 
 def compose_config(overrides: Iterable[str] = (), with_hydra: bool = False):
@@ -78,10 +78,17 @@ def run(overrides: Iterable[str] = (), run_dir: Optional[str] = None) -> dict:
 
 
 def _compose_run(overrides: list):
-    """The config of one run; a sweep preset (its hydra.sweeper.params would be ignored here) is refused."""
+    """The config of one run; an override Hydra cannot compose (`model=resnet_v9`, `trainer.epochz=3`) is a
+    ConfigError with Hydra's message, and a sweep preset (its hydra.sweeper.params would be ignored here) is refused."""
+    from hydra.errors import HydraException
+
     from vision_exp.errors import ConfigError
 
-    cfg = compose_config(overrides, with_hydra=True)
+    try:
+        cfg = compose_config(overrides, with_hydra=True)
+    except HydraException as exc:  # its message, without the search path it lists after it
+        raise ConfigError(str(exc).split("\nConfig search path")[0].strip()) from None
+    apply_debug_last(cfg, cfg.hydra.runtime.choices.get("debug"))
     swept = cfg.hydra.sweeper.get("params")
     if swept:
         raise ConfigError(f"{cfg.name} is a sweep preset ({', '.join(swept)}): give vision_exp.sweep its runs' overrides "
@@ -118,16 +125,22 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
     from vision_exp.reporting.files import write_text_atomic
     from vision_exp.reporting.records import before_start, recorded_failures
     from vision_exp.sweeps import summarize_sweep
-    from vision_exp.sweeps.summary import check_baseline
+    from vision_exp.sweeps.summary import NOTEBOOK_CALL, check_baseline
     from vision_exp.sweeps.jobs import prepare_job
     from vision_exp.sweeps.precheck import failing_jobs, refusals
 
     log = logging.getLogger("vision_exp.api")
 
-    jobs = [list(common) + list(r) for r in runs]
+    runs, common = [list(r) for r in runs], list(common)
+    jobs = [common + r for r in runs]
     if not jobs:
         raise ConfigError("sweep() needs at least one run: a list of override lists, e.g. [['seed=0'], ['seed=1']]")
-    configs = [_compose_run(overrides) for overrides in jobs]
+    configs = []
+    for number, overrides in enumerate(jobs):
+        try:
+            configs.append(_compose_run(overrides))
+        except ConfigError as exc:
+            raise ConfigError(f"run {number} ({' '.join(runs[number])}): {exc}") from None
     folder = Path(sweep_dir or configs[0].hydra.sweep.dir)
     for cfg in configs:  # the runs' configs, as run_experiment takes them
         with open_dict(cfg):
@@ -138,7 +151,11 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
     if baseline:
         check_baseline(jobs, baseline)
     folder.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(folder / "multirun.yaml", OmegaConf.to_yaml(configs[0]))  # what marks a sweep folder
+    # What marks a sweep folder; the call is kept where Hydra keeps a command line, for the summary and the report.
+    marker = configs[0].copy()
+    with open_dict(marker):
+        marker[NOTEBOOK_CALL] = {"runs": runs, "common": common}
+    write_text_atomic(folder / "multirun.yaml", OmegaConf.to_yaml(marker))
     _show_logs()
     for number, (overrides, cfg) in enumerate(zip(jobs, configs)):
         job_dir = folder / str(number)

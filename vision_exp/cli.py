@@ -59,14 +59,17 @@ class RequireValues(Callback):
 
 
 class KnownSettings(Callback):
-    """A setting the command does not have (`+devic=cpu`, `+top_k=1`) is one line, not silently ignored."""
+    """A setting the command does not have (`+devic=cpu`, `+top_k=1`) is one line, not silently ignored; checked
+    before RequireValues, so that `+ckp=...` hears "did you mean ckpt?" rather than "ckpt must be given"."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         from vision_exp.config_types import check_known_keys, declared_settings
+        from vision_exp.settings import path_settings
 
         try:
-            check_known_keys({key: config[key] for key in config if key != "hydra"},
-                             declared_settings(config.hydra.job.config_name), "")
+            check_known_keys({key: None if OmegaConf.is_missing(config, key) else config[key]
+                              for key in config if key != "hydra"}, declared_settings(config.hydra.job.config_name), "")
+            check_known_keys(config.get("paths", {}), path_settings(), "paths")
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -70,6 +71,20 @@ def check_types(values: dict, annotations: dict, section: str) -> None:
             raise ConfigError(f"{section}.{key}={value!r} must be {describe(expected)}")
 
 
+COUNTS = {2: "two", 3: "three"}
+
+
+def fixed_numbers(key: str, value: Any, count: int, rule: str = "",
+                  valid: Callable[[tuple], bool] = lambda v: True) -> tuple:
+    """`value` as a tuple of `count` finite numbers that pass `valid`, else one message naming `key`: a list of
+    another length, or with a name in it, would fail later as an IndexError or TypeError that names no key."""
+    if not (isinstance(value, (list, tuple)) and len(value) == count
+            and all(conforms(item, float) and math.isfinite(item) for item in value) and valid(tuple(value))):
+        shown = list(value) if isinstance(value, (list, tuple)) else repr(value)
+        raise ConfigError(f"{key}={shown} must be {COUNTS[count]} numbers{rule}")
+    return tuple(value)
+
+
 def check_known_keys(values: dict, known: typing.Iterable, section: str, owner: str = "") -> None:
     """`section` "" for the top level of a config."""
     known = list(known)
@@ -114,7 +129,11 @@ def plain(node) -> dict:
 
 
 def typed(cls, node, section: str):
-    """A config section as a dataclass; an unknown key or a value of the wrong type is one clear message."""
+    """A config section as a dataclass; an unknown key or a value of the wrong type is one clear message, and
+    so is a value that fails in the dataclass's own code before a check of its own catches it."""
     values = plain(node)
     check_arguments(cls, values, section)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ConfigError(f"{section}: a value cannot be used ({type(exc).__name__}: {exc})") from exc

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vision_exp.builder import build, load_trained_model
+from vision_exp.builder import build, load_trained_model, run_dir_of
 from vision_exp.config_types import plain
 from vision_exp.data.config import DataConfig
 from vision_exp.data.loaders import build_loaders, index_dataset, mix_seed
@@ -24,8 +24,8 @@ from vision_exp.recipe.distill import Distillation
 from vision_exp.recipe.loss import create_train_loss
 from vision_exp.reporting.files import check_writable, exclusive_lock, missing_checkpoint, write_text_atomic
 from vision_exp.reporting.records import (CONFIG_FILE, LOCK_FILE, RESUMABLE_CHANGES, before_start, check_same_config,
-                                         completed_record, folder_busy, has_earlier_attempt, set_aside_completed_record,
-                                         write_overrides)
+                                         completed_record, config_differences, folder_busy, has_earlier_attempt,
+                                         set_aside_completed_record, write_overrides)
 from vision_exp.settings import run_settings
 from vision_exp.training import distributed
 from vision_exp.training.budget import Budget
@@ -75,6 +75,29 @@ def check_resumable(run_dir: Path, cfg: DictConfig, resume: str) -> None:
         check_same_config(run_dir, plain(cfg), RESUMABLE_CHANGES)
 
 
+# What a run resumed from another folder's checkpoint must share with the run that wrote it, besides the data and
+# batch size the trainer checks: other weights of the same shapes (a block of another order) would load without an
+# error, and an optimizer's state brings its hyper-parameters with it (or does not load at all, from another kind).
+CONTINUED_SECTIONS = ("model", "optimizer")
+
+
+def check_continued_run(run_dir: Path, cfg: DictConfig, resume: str) -> None:
+    """trainer.resume=<another folder's last.pt> continues that run: its model and optimizer settings, or a refusal."""
+    if resume in ("never", "auto"):
+        return
+    source_dir = run_dir_of(Path(resume))
+    if source_dir.resolve() == run_dir.resolve() or not (source_dir / CONFIG_FILE).is_file():
+        return
+    saved = OmegaConf.to_container(OmegaConf.load(source_dir / CONFIG_FILE))
+    current = plain(cfg)
+    differences = [d for d in config_differences({key: saved.get(key, {}) for key in CONTINUED_SECTIONS},
+                                                {key: current[key] for key in CONTINUED_SECTIONS})
+                   if not d.startswith("optimizer.batch_size:")]  # data.batch_size's copy: the trainer names it
+    if differences:
+        raise ConfigError(f"cannot resume from {resume}: its run trained with other settings ({'; '.join(differences[:3])}"
+                          f"{'; ...' if len(differences) > 3 else ''}); resume with its model and optimizer settings")
+
+
 def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
     """Train the run described by `cfg` into `run_dir`; returns the content of metrics.json."""
     with before_start():
@@ -88,6 +111,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
         with before_start():
             check_run_dir(run_dir, trainer_cfg.resume)
             check_resumable(run_dir, cfg, trainer_cfg.resume)
+            check_continued_run(run_dir, cfg, trainer_cfg.resume)
             optimizer_factory = build(cfg.optimizer, "optimizer")
             scheduler_factory = build(cfg.scheduler, "scheduler")
 

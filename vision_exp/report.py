@@ -29,8 +29,12 @@ def main(argv=None) -> int:
         print(f"error: cannot write the report's plots: {exc}; give --output a writable folder", file=sys.stderr)
         return 2
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(args.output, report)
+        try:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(args.output, report)
+        except OSError as exc:
+            print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
         print(f"wrote {args.output}")
     else:
         print(report)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from vision_exp.config_types import check_known_keys, declared_settings, typed
 from vision_exp.data.config import DataConfig
@@ -28,13 +28,24 @@ LOSS_SETTINGS = ("label_smoothing", "distillation")
 LARGEST_SEED = 2**63 - 1  # torch.manual_seed's limit
 
 
+def check_seed(seed) -> None:
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= LARGEST_SEED):
+        raise ConfigError(f"seed={seed!r} must be a whole number from 0 to {LARGEST_SEED}")
+
+
+def path_settings() -> tuple:
+    """The keys of conf/paths/default.yaml: `+paths.output=/big/disk` would otherwise go unread."""
+    from vision_exp.conf_dir import CONF_DIR
+
+    return tuple(OmegaConf.load(CONF_DIR / "paths" / "default.yaml"))
+
+
 def run_settings(cfg: DictConfig) -> RunSettings:
     """The sections as dataclasses; an unknown key or a value that cannot work is one ConfigError."""
     check_known_keys(cfg, declared_settings("train"), "")
     check_known_keys(cfg.loss, LOSS_SETTINGS, "loss")
-    seed = cfg.seed
-    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= LARGEST_SEED):
-        raise ConfigError(f"seed={seed!r} must be a whole number from 0 to {LARGEST_SEED}")
+    check_known_keys(cfg.paths, path_settings(), "paths")
+    check_seed(cfg.seed)
     data = typed(DataConfig, cfg.data, "data")
     if data.val_split == data.train_split:  # evaluate.py reads a val-only folder this way, a run never
         raise ConfigError(f"data.val_split={data.val_split!r} is the training split: validation would measure the "

@@ -27,7 +27,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from vision_exp.cli import CheckOutputFolder
-from vision_exp.conf_dir import CONF_DIR
+from vision_exp.conf_dir import CONF_DIR, apply_debug_last
 from vision_exp.errors import ConfigError, Interrupted, UserError
 from vision_exp.reporting.files import last_checkpoint
 from vision_exp.reporting.records import before_start, check_not_busy, recorded_failures
@@ -87,6 +87,7 @@ def where_it_ended(result: dict, run_dir: Path) -> str:
 
 def run_task(cfg: DictConfig) -> Optional[dict]:
     hydra_cfg = HydraConfig.get()
+    apply_debug_last(cfg, hydra_cfg.runtime.choices.get("debug"))
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     verbose = bool(hydra_cfg.verbose)

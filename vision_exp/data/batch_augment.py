@@ -82,10 +82,12 @@ class TrainBatchTransform:
         total = batch_total or batch
         if self.random_resized_crop:
             boxes = sample_crop_boxes(total, height, width, self.scale, self.ratio, generator, x.device)
-        else:  # the eval transform's centre crop, in stored pixels (the stored size may differ from eval_resize)
-            side = self.out_size * height / (self.eval_resize or height)
-            top, left = centre_offset(height, side), centre_offset(width, side)
-            boxes = torch.tensor([[left, top, side, side]], device=x.device, dtype=torch.float).expand(total, 4)
+        else:  # the eval transform's centre crop, its offset rounded in resized pixels, in stored pixels
+            resized_height, resized_width = self.eval_resize or height, self.eval_resize or width
+            scale_y, scale_x = height / resized_height, width / resized_width
+            top, left = centre_offset(resized_height, self.out_size), centre_offset(resized_width, self.out_size)
+            box = [left * scale_x, top * scale_y, self.out_size * scale_x, self.out_size * scale_y]
+            boxes = torch.tensor([box], device=x.device, dtype=torch.float).expand(total, 4)
         flip = torch.rand(total, device=x.device, generator=generator) < self.hflip
         if positions is not None:
             boxes, flip = boxes[positions], flip[positions]

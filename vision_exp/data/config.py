@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from vision_exp.conf_dir import CONF_DIR
+from vision_exp.config_types import fixed_numbers
 from vision_exp.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -52,7 +53,10 @@ class DataConfig:
         if not self.root:
             raise ConfigError(f"data.root is not set: data={self.name} needs the dataset's folder, data.root=<dir> "
                               f"(<dir>/{self.train_split}/<class>/*, <dir>/{self.val_split}/<class>/*)")
-        self.mean, self.std = tuple(self.mean), tuple(self.std)
+        # Per RGB channel (every image is decoded to RGB); a zero std divides by zero, and training runs on NaN.
+        self.mean = fixed_numbers("data.mean", self.mean, 3, ", one per RGB channel, e.g. [0.485, 0.456, 0.406]")
+        self.std = fixed_numbers("data.std", self.std, 3, " above 0, one per RGB channel, e.g. [0.229, 0.224, 0.225]",
+                                 lambda std: min(std) > 0)
         if isinstance(self.classes, (list, tuple)):
             self.classes = [str(c) for c in self.classes]
         elif isinstance(self.classes, str):

@@ -191,17 +191,23 @@ class SeededItems:
             return [self.seeded_item(index, sample_seed) for index, sample_seed in items]
 
 
+UNREADABLE = -1  # the label of an item that evaluation leaves out
+
+
 class FolderDataset(SeededItems, Dataset):
     """Images decoded from files on every access, with torchvision transforms per image.
 
-    The folder path finds unreadable files only when it reaches them: with on_bad_image=skip
-    the next readable image stands in (so batches and the sample budget stay whole) and the
-    file is named once in the log; with `error` the run stops naming it.
+    The folder path finds unreadable files only when it reaches them: with on_bad_image=skip the
+    file is named once in the log and, in training, the next readable image stands in (so batches
+    and the sample budget stay whole); with `leave_out_unreadable` (evaluation) the item is a blank
+    image labelled UNREADABLE, which the loader drops, so that evaluation counts the images the
+    cached loader keeps, each once. With `error` the run stops naming the file.
     """
 
     def __init__(self, split: Split, transform: Callable, decode_size: Optional[int] = None,
-                 on_bad_image: str = "skip") -> None:
+                 on_bad_image: str = "skip", leave_out_unreadable: bool = False) -> None:
         self.split, self.transform, self.decode_size, self.on_bad_image = split, transform, decode_size, on_bad_image
+        self.leave_out_unreadable = leave_out_unreadable
         self.reported: set = set()
 
     def __len__(self) -> int:
@@ -219,6 +225,8 @@ class FolderDataset(SeededItems, Dataset):
                 if path not in self.reported:
                     self.reported.add(path)
                     log.warning("skipping unreadable image %s (%s)", path, exc)
+                if self.leave_out_unreadable:
+                    return Image.new("RGB", (1, 1)), UNREADABLE  # blank, brought to the batch's shape by the transform
         raise DataError(f"no readable image in {self.split.paths[0]} and the {len(self.split) - 1} others")
 
     def seeded_item(self, index: int, sample_seed: int) -> tuple:
@@ -358,8 +366,8 @@ class FolderLoader:
     def __init__(self, split: Split, transform: Callable, batch_size: int, num_workers: int, device: torch.device,
                  mean: tuple, std: tuple, seed: int = 0, shuffle: bool = False, repeats: int = 1,
                  decode_size: Optional[int] = None, shard: tuple = (0, 1), on_bad_image: str = "skip",
-                 persistent_workers: bool = True) -> None:
-        self.dataset = FolderDataset(split, transform, decode_size, on_bad_image)
+                 persistent_workers: bool = True, leave_out_unreadable: bool = False) -> None:
+        self.dataset = FolderDataset(split, transform, decode_size, on_bad_image, leave_out_unreadable)
         self.normalize = Normalize(mean, std, device)
         self.batch_size, self.num_workers, self.device = batch_size, num_workers, device
         self.seed, self.shuffle, self.repeats, self.shard = seed, shuffle, repeats, shard
@@ -381,6 +389,12 @@ class FolderLoader:
         try:
             for _, _, (pixels, labels) in self.workers.epoch(
                     planned_batches(order, self.batch_size, start_batch, limit, self.shard), epoch):
+                if self.dataset.leave_out_unreadable:
+                    readable = labels != UNREADABLE  # on the host: no device sync
+                    if not readable.all():
+                        pixels, labels = pixels[readable], labels[readable]
+                        if len(labels) == 0:  # nothing left of this rank's share of the batch
+                            continue
                 if pin:
                     pixels, labels = pixels.pin_memory(), labels.pin_memory()
                 pixels = pixels.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
@@ -522,8 +536,10 @@ def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, dev
                   on_bad_image=data.on_bad_image, persistent_workers=data.persistent_workers)
     return DataBundle(
         train=FolderLoader(index.train, train_tf, data.batch_size, seed=seed, shuffle=True, repeats=aug.repeats, **common),
-        val=FolderLoader(index.val, eval_tf, data.eval_batch, decode_size=data.resize_size, **common),
-        train_eval=FolderLoader(train_eval_split, eval_tf, data.eval_batch, decode_size=data.resize_size, **common),
+        val=FolderLoader(index.val, eval_tf, data.eval_batch, decode_size=data.resize_size, leave_out_unreadable=True,
+                         **common),
+        train_eval=FolderLoader(train_eval_split, eval_tf, data.eval_batch, decode_size=data.resize_size,
+                                leave_out_unreadable=True, **common),
         classes=index.classes, class_names=index.class_names, mean=data.mean, std=data.std,
     )
 
@@ -540,4 +556,4 @@ def build_val_loader(index: DatasetIndex, data: DataConfig, device: torch.device
                             on_device=fits_on_device([split.images], device, data.on_device))
     _, eval_tf = folder_transforms(data, AugmentConfig(), None)
     return FolderLoader(index.val, eval_tf, data.eval_batch, data.num_workers, device, data.mean, data.std,
-                        decode_size=data.resize_size, on_bad_image=data.on_bad_image)
+                        decode_size=data.resize_size, on_bad_image=data.on_bad_image, leave_out_unreadable=True)

@@ -8,6 +8,7 @@ Two kinds, by where they can run:
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Optional
 
 import numpy as np
@@ -26,7 +27,7 @@ def per_image_transform(aug: AugmentConfig, mean) -> Optional[Callable]:
         # The rand-* policies translate relative to the image size (timm's translate_pct), so only the fill
         # colour of uncovered pixels needs the dataset: its mean.
         hparams = {"img_mean": tuple(int(round(255 * m)) for m in mean)}
-        ops.append(rand_augment_transform(aug.randaugment, hparams))
+        ops.append(keep_a_bit_when_posterizing(rand_augment_transform(aug.randaugment, hparams)))
     if aug.trivialaugment:
         from torchvision.transforms import TrivialAugmentWide
 
@@ -36,6 +37,22 @@ def per_image_transform(aug: AugmentConfig, mean) -> Optional[Callable]:
     from torchvision.transforms import Compose
 
     return Compose(ops)
+
+
+def keep_a_bit_when_posterizing(policy):
+    """timm's posterize levels reach 0 bits (magnitude 10 with inc1, as mstd noise gives DeiT's rand-m9-mstd0.5-inc1;
+    below 2.5 without it), which Pillow 12 and later refuse in the middle of training ("bits must be between 1
+    and 8") and older Pillow made a black image of: the op keeps at least 1 bit."""
+    from timm.data.auto_augment import posterize
+
+    for op in policy.ops:
+        if op.aug_fn is posterize:
+            op.level_fn = functools.partial(at_least_one_bit, op.level_fn)  # picklable, for spawned loader workers
+    return policy
+
+
+def at_least_one_bit(level_fn, magnitude, hparams) -> tuple:
+    return (max(1, level_fn(magnitude, hparams)[0]),)
 
 
 class ArrayAugment:

@@ -15,14 +15,14 @@ FUSED_CAPABLE = {"sgd", "momentum", "adam", "adamw"}
 def scaled_lr(lr: float, batch_size: Optional[int], base_batch_size: Optional[int], rule: str) -> float:
     """Learning rate scaled with the batch size: lr x (batch / base) ("linear", Goyal et al. 2017)
     or lr x sqrt(batch / base) ("sqrt", common for Adam-style optimizers); unchanged without a base."""
+    if rule not in ("linear", "sqrt"):
+        raise ConfigError(f"optimizer.lr_scale_rule={rule!r}: choose linear or sqrt")
+    if base_batch_size is not None and base_batch_size <= 0:  # a negative one: a negative lr, or sqrt's domain error
+        raise ConfigError(f"optimizer.lr_base_batch_size={base_batch_size} must be positive (or null: no scaling)")
     if not base_batch_size or not batch_size:
         return lr
     ratio = batch_size / base_batch_size
-    if rule == "linear":
-        return lr * ratio
-    if rule == "sqrt":
-        return lr * math.sqrt(ratio)
-    raise ConfigError(f"optimizer.lr_scale_rule={rule!r}: choose linear or sqrt")
+    return lr * (ratio if rule == "linear" else math.sqrt(ratio))
 
 
 def create_optimizer(model: torch.nn.Module, name: str = "sgd", lr: float = 0.1, weight_decay: float = 0.0,
@@ -39,6 +39,8 @@ def create_optimizer(model: torch.nn.Module, name: str = "sgd", lr: float = 0.1,
         raise ConfigError(f"optimizer.lr={lr} must be positive")
     if weight_decay < 0:
         raise ConfigError(f"optimizer.weight_decay={weight_decay} must not be negative")
+    if not 0 <= momentum < 1:  # torch accepts any: at 1 or more the updates never fade and grow without bound
+        raise ConfigError(f"optimizer.momentum={momentum} must lie in [0, 1)")
     opt = name.lower()
     if opt == "sgd":  # timm's 'sgd' means Nesterov; 'momentum' is plain heavy-ball SGD
         opt = "sgd" if nesterov else "momentum"

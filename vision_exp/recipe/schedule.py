@@ -44,6 +44,17 @@ def create_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, steps_p
     step: x`step_decay` every `step_epochs`, by default every third of the run (the classic ResNet schedule, x0.1
     at epochs 30 and 60 of 90, at any length); constant: warmup then flat (neither of the last two has a floor)."""
     warmup = warmup_steps(total_steps, steps_per_epoch, warmup_fraction, warmup_epochs)
+    # timm asserts on a negative lr_min, and takes the others as they come: a negative step_decay flips the
+    # learning rate's sign, step_epochs=0 decays at every step.
+    if lr_min < 0:
+        raise ConfigError(f"scheduler.lr_min={lr_min} must not be negative")
+    if warmup_lr_init < 0:
+        raise ConfigError(f"scheduler.warmup_lr_init={warmup_lr_init} must not be negative")
+    if not 0 < step_decay <= 1:
+        raise ConfigError(f"scheduler.step_decay={step_decay} must lie in (0, 1]: the factor each decay multiplies "
+                          f"the learning rate by")
+    if step_epochs is not None and step_epochs <= 0:
+        raise ConfigError(f"scheduler.step_epochs={step_epochs} must be positive (or null: every third of the run)")
     if lr_min and name in ("step", "constant"):
         raise ConfigError(f"scheduler.lr_min={lr_min} has no effect on the {name} schedule: set it to 0 or choose "
                           f"scheduler=cosine or linear")

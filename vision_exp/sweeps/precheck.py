@@ -21,6 +21,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vision_exp.conf_dir import apply_debug_last
 from vision_exp.errors import UserError
 from vision_exp.reporting.records import MEMORY_SETTINGS, check_same_config, has_earlier_attempt, remove_unused_folders
 
@@ -50,8 +51,10 @@ def jobs_by_configuration(jobs: list[list[str]]) -> dict[tuple, list[int]]:
 
 def failing_jobs(jobs: list[list[str]], job_config: Callable[[int], DictConfig]) -> dict[str, list[int]]:
     """{why a run would stop before training: every job it stops}, checking the first job of each
-    configuration (`job_config(number)`: its config without the hydra section)."""
+    configuration (`job_config(number)`: its config without the hydra section), and every job's seed. A check
+    that fails unexpectedly is a reason too: raised here, Hydra would only warn and let every job start."""
     from vision_exp.experiment import check_buildable
+    from vision_exp.settings import check_seed
 
     failing: dict[str, list[int]] = {}  # the same mistake in many jobs is one line
     for numbers in jobs_by_configuration(jobs).values():
@@ -59,6 +62,17 @@ def failing_jobs(jobs: list[list[str]], job_config: Callable[[int], DictConfig])
             check_buildable(job_config(numbers[0]))
         except UserError as exc:
             failing.setdefault(str(exc), []).extend(numbers)
+            continue
+        except Exception as exc:
+            failing.setdefault(f"{type(exc).__name__}: {exc}", []).extend(numbers)
+            continue
+        parser = OverridesParser.create()
+        for number in numbers[1:]:  # composed alike but for the seed (as Hydra parses it: seed=abc is 'abc')
+            for seed in (parser.parse_override(o).value() for o in jobs[number] if o.startswith("seed=")):
+                try:
+                    check_seed(seed)
+                except UserError as exc:
+                    failing.setdefault(str(exc), []).append(number)
     return failing
 
 
@@ -82,6 +96,7 @@ def folder_conflicts(jobs: list[list[str]], job_config: Callable[[int], DictConf
 def sweep_job_config(config: DictConfig, overrides: list[str], config_loader) -> DictConfig:
     """A job's config as the basic sweeper's launcher composes it, without its hydra section."""
     job_config = config_loader.load_sweep_config(config, list(overrides))
+    apply_debug_last(job_config, job_config.hydra.runtime.choices.get("debug"))
     with open_dict(job_config):
         del job_config["hydra"]
     return job_config

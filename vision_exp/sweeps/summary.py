@@ -24,6 +24,7 @@ from vision_exp.sweeps.jobs import REFUSED_FILE
 from vision_exp.sweeps.statistics import Difference, mean, paired_difference, sample_std, welch_difference
 
 SWEEP_FILE = "multirun.yaml"
+NOTEBOOK_CALL = "vision_exp_sweep"  # where multirun.yaml of a vision_exp.sweep() folder records the call
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
 CURVES_PNG = "val_acc_curves.png"
@@ -198,7 +199,11 @@ def read_job(folder: Path) -> Job:
 
 
 def sweep_command(sweep: dict) -> Optional[str]:
-    """The command line that started the sweep, from what Hydra saved in multirun.yaml."""
+    """The command line that started the sweep, from what Hydra saved in multirun.yaml, or the notebook call
+    (vision_exp.sweep records its runs and common overrides there)."""
+    call = sweep.get(NOTEBOOK_CALL)
+    if call:
+        return f"vision_exp.sweep({call.get('runs')!r}, common={call.get('common')!r})"
     overrides = (sweep.get("hydra") or {}).get("overrides")
     if not overrides:
         return None

@@ -22,6 +22,9 @@ class Budget:
 
     @classmethod
     def create(cls, samples_per_epoch: int, batch_size: int, epochs: Optional[float], train_samples: Optional[int]) -> "Budget":
+        if batch_size > samples_per_epoch:  # every step would take the whole set, a batch smaller than the one set
+            raise ConfigError(f"data.batch_size={batch_size} is larger than the {samples_per_epoch} training images: "
+                              f"choose at most {samples_per_epoch} (the learning rate and BatchNorm assume full batches)")
         if train_samples is None:  # TrainerConfig has checked that epochs is then positive
             train_samples = int(round(epochs * samples_per_epoch))
         if train_samples < batch_size:
