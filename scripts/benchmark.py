@@ -38,6 +38,7 @@ import copy
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -121,8 +122,12 @@ def time_training_steps(model, optimizer, images, labels, steps: int, rt: Runtim
     return (time.perf_counter() - start) / steps
 
 
-def alternate(timers: dict, repeats: int) -> dict:
-    """Median of each timer's results, calling them in alternating order."""
+def alternate(timers: dict, repeats: int, warm: tuple = ()) -> dict:
+    """Median of each timer's results, calling them in alternating order; the timers named in `warm` are called
+    once untimed first (loaders that keep their workers start them there, as in every epoch of a run but the
+    first: with one repeat, the start-up would otherwise be all their timing held)."""
+    for name in warm:
+        timers[name]()
     results = {name: [] for name in timers}
     for repeat in range(repeats):
         order = list(timers) if repeat % 2 == 0 else list(reversed(timers))
@@ -203,7 +208,7 @@ def tiny_imagefolder(root: Path) -> Path:
 
 def imagenette_root(args) -> Path:
     if args.quick:
-        return tiny_imagefolder(Path(tempfile.mkdtemp(prefix="bench-data-")) / "tiny")
+        return tiny_imagefolder(Path(tempfile.mkdtemp(prefix="data-", dir=args.scratch)) / "tiny")
     root = Path(args.data_root or Path(os.environ.get("VISION_EXP_DATA", "./data")) / "imagenette2-160")
     if not (root / "train").is_dir() or not (root / "val").is_dir():
         sys.exit(f"error: no train/ and val/ folders in {root}: set VISION_EXP_DATA, or --data-root to an ImageFolder root")
@@ -244,7 +249,7 @@ def data_section(args, rt: Runtime) -> dict:
 
     root = imagenette_root(args)
     batches = 2 if args.quick else args.data_batches
-    cache = tempfile.mkdtemp(prefix="bench-cache-")
+    cache = tempfile.mkdtemp(prefix="cache-", dir=args.scratch)
     settings = dict(root=str(root), name="bench", img_size=args.img_size, batch_size=args.batch_size,
                     num_workers=args.workers, cache_dir=cache)
     augment = AugmentConfig()
@@ -263,7 +268,7 @@ def data_section(args, rt: Runtime) -> dict:
         "cached": lambda: images_per_s(cached.train.epoch(next(epochs), limit=limit), batches, rt),
         "torchvision": lambda: images_per_s(on_device(reference), batches, rt),
         "folder": lambda: images_per_s(ours_folder.train.epoch(next(epochs), limit=limit), batches, rt),
-    }, 1 if args.quick else args.data_repeats)
+    }, 1 if args.quick else args.data_repeats, warm=("cached", "torchvision", "folder"))
     randaugment = AugmentConfig(randaugment="rand-m9-mstd0.5-inc1-mmax9")
     per_image = {persistent: build_loaders(index_dataset(DataConfig(**settings)),
                                            DataConfig(persistent_workers=persistent, **settings), randaugment, rt.device, 0)
@@ -273,7 +278,7 @@ def data_section(args, rt: Runtime) -> dict:
         "kept": lambda: whole_epochs_images_per_s(per_image[True].train, epoch_count, limit, rt),
         "restarted": lambda: whole_epochs_images_per_s(per_image[False].train, epoch_count, limit, rt),
         "one_process": lambda: one_process_images_per_s(per_image[True].train, limit),
-    }, 1 if args.quick else args.data_repeats)
+    }, 1 if args.quick else args.data_repeats, warm=("kept",))  # "restarted" starts its workers in each timing
     return {
         "train_loader": dict(
             reference="torchvision ImageFolder + DataLoader", workers=args.workers, img_size=args.img_size,
@@ -363,14 +368,14 @@ def end_to_end_section(args, rt: Runtime) -> dict:
     overrides = [
         "data=folder", f"data.root={root}", "data.name=bench", f"data.img_size={args.img_size}",
         f"data.batch_size={batch}", f"data.num_workers={args.workers}", "data.max_val_per_class=4",
-        f"data.cache_dir={tempfile.mkdtemp(prefix='bench-cache-')}", f"trainer.train_samples={steps * batch}",
+        f"data.cache_dir={tempfile.mkdtemp(prefix='cache-', dir=args.scratch)}", f"trainer.train_samples={steps * batch}",
         "trainer.train_eval_samples=8", "trainer.progress=none", f"trainer.device={rt.device.type}",
         *(QUICK_OVERRIDES["resnet_v1"] if args.quick else ()),
     ]
     cfg = compose_config(overrides)
 
     def end_to_end() -> float:
-        folder = Path(tempfile.mkdtemp(prefix="bench-run-"))
+        folder = Path(tempfile.mkdtemp(prefix="run-", dir=args.scratch))
         return run_experiment(cfg.copy(), folder, overrides)["train_images_per_s"]
 
     probe = cfg.copy()
@@ -425,14 +430,14 @@ def memory_section(args, rt: Runtime) -> dict:
         "model=vit_v1" if args.quick else "experiment=e2_vit_enhanced", "data=folder", f"data.root={root}",
         "data.name=bench", f"data.img_size={args.img_size}", f"data.batch_size={batch}", f"data.num_workers={args.workers}",
         "data.max_train_per_class=4" if args.quick else f"data.max_train_per_class={batch}", "data.max_val_per_class=4",
-        f"data.cache_dir={tempfile.mkdtemp(prefix='bench-cache-')}", f"trainer.train_samples={steps * batch}",
+        f"data.cache_dir={tempfile.mkdtemp(prefix='cache-', dir=args.scratch)}", f"trainer.train_samples={steps * batch}",
         "trainer.train_eval_samples=8", "trainer.progress=none", f"trainer.device={rt.device.type}",
         *(QUICK_OVERRIDES["vit_v1"] if args.quick else ()),
     ]
     peaks, speeds = {}, {}
     for parts in GRAD_ACCUM_PARTS:
         overrides = [*base, f"trainer.grad_accum_steps={parts}"]
-        folder = tempfile.mkdtemp(prefix="bench-run-")
+        folder = tempfile.mkdtemp(prefix="run-", dir=args.scratch)
         if rt.cuda:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(rt.device)
@@ -440,7 +445,9 @@ def memory_section(args, rt: Runtime) -> dict:
             peaks[parts] = torch.cuda.max_memory_allocated(rt.device)
         else:
             run = subprocess.run([sys.executable, "-c", PEAK_RSS_RUN, json.dumps(overrides), folder],
-                                 capture_output=True, text=True, check=True, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
+                                 capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
+            if run.returncode:
+                sys.exit(f"error: the memory run with trainer.grad_accum_steps={parts} failed:\n{run.stderr[-2000:]}")
             measured = json.loads(run.stdout.strip().splitlines()[-1])
             peaks[parts], speeds[parts] = measured["peak_bytes"], measured["images_per_s"]
     return {
@@ -496,13 +503,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--e2e-steps", type=int, default=40)
     parser.add_argument("--e2e-repeats", type=int, default=3)
     args = parser.parse_args(argv)
+    args.scratch = Path(tempfile.mkdtemp(prefix="bench-"))  # caches, run folders, --quick's data: removed at the end
+    try:
+        return run_sections(args)
+    finally:
+        shutil.rmtree(args.scratch, ignore_errors=True)
+
+
+def run_sections(args) -> dict:
     rt = Runtime(args.device)
     torch.set_num_threads(args.threads)
     if rt.cuda:
         torch.backends.cudnn.benchmark = True
     results = dict(meta=dict(torch=torch.__version__, machine=platform.processor() or platform.machine(),
                              device=torch.cuda.get_device_name(rt.device) if rt.cuda else "cpu",
-                             threads=args.threads, quick=args.quick, scale=args.scale, img_size=args.img_size, workers=args.workers,
+                             threads=args.threads, quick=args.quick, scale=args.scale, workers=args.workers,
                              cores=os.cpu_count(), load_average_at_start=os.getloadavg()[0]))
     busy_cores = results["meta"]["load_average_at_start"]
     if busy_cores > max(0.5, 0.1 * (os.cpu_count() or 1)):  # the fast paths (a few ms a batch) feel it first
@@ -517,6 +532,7 @@ def main(argv: list[str] | None = None) -> dict:
             section_args.img_size = 32
         results[section] = SECTIONS[section](section_args, rt)
         results["meta"][f"{section}_batch_size"] = section_args.batch_size
+        results["meta"][f"{section}_img_size"] = section_args.img_size
         print_table(section, results[section])
     results["meta"]["load_average_at_end"] = os.getloadavg()[0]
     if args.json:

@@ -9,10 +9,12 @@ representation does not change. Errors are relative (||difference|| / ||output||
 """
 
 import argparse
+import sys
 
 import torch
 from torch import nn
 
+from vision_exp.errors import UserError
 from vision_exp.models import Block
 from vision_exp.models.probes import (
     ImageFn,
@@ -63,7 +65,11 @@ def probes(img_size: int) -> list[tuple[str, int, torch.Tensor, ImageFn, ImageFn
         resnet = build_model("resnet_v1", img_size=img_size).eval()
         if circular:
             with_circular_padding(resnet)
-        stride = img_size // resnet.forward_features(images).shape[-1]
+        size = resnet.forward_features(images).shape[-1]
+        stride = img_size // size
+        if size * stride != img_size:  # the map rounds up: no shift of the image moves it by whole cells
+            sys.exit(f"error: --img-size {img_size}: resnet_v1's {size}x{size} feature map does not tile the image "
+                     f"(its total stride does not divide {img_size}); choose a multiple of that stride, e.g. 64")
         rows.append((name, stride, images, resnet.forward_features, global_average(resnet.forward_features)))
     for name, overrides, zero_positions in (
         ("vit_v1, learned positions (init)", (), False),
@@ -87,10 +93,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--img-size", type=int, default=64)
     args = parser.parse_args()
+    try:
+        rows = probes(args.img_size)
+    except UserError as exc:  # e.g. a ViT patch size that does not divide --img-size
+        sys.exit(f"error: {exc}")
     header = f"| {'model':<32} | stride | equivariance, aligned | invariance, aligned | invariance, unaligned |"
     print(header)
     print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
-    for name, stride, x, feature_fn, pooled_fn in probes(args.img_size):
+    for name, stride, x, feature_fn, pooled_fn in rows:
         shifts = aligned_shifts(stride)
         equivariance = shift_equivariance_error(feature_fn, x, shifts, stride)
         invariance = shift_invariance_error(pooled_fn, x, shifts)

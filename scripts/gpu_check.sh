@@ -42,6 +42,8 @@
 # names this call's run folders, e.g. a teacher trained earlier in the same call:
 #   bash scripts/gpu_check.sh "t e2_resnet" "s e2_vit_distilled loss.distillation.teacher={runs}/t/checkpoints/best.pt"
 # A dry run on the CPU: GPU_CHECK_OVERRIDES="trainer.train_samples=64 ..." BENCH_ARGS=--quick PYTHON=.venv/bin/python
+# (those overrides come last, over each step's own: resume_on_gpu's one more epoch becomes the teacher's own budget,
+# and that step is refused, "nothing is left to train", in a second; the others run shrunk)
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_check}
 BUDGET_S=${BUDGET_S:-480}

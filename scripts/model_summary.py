@@ -13,10 +13,10 @@ import argparse
 
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from vision_exp.builder import build
 from vision_exp.conf_dir import CONF_DIR
 from vision_exp.models import Attention
 
@@ -31,7 +31,7 @@ def build_model(name: str, num_classes: int = 10, img_size: int = 64, overrides:
     data = [f"+data.num_classes={num_classes}", f"+data.img_size={img_size}"]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         cfg = compose(overrides=[f"+model={name}", *data, *overrides])
-    return instantiate(cfg.model)
+    return build(cfg.model, "model")  # a size that cannot work is one ConfigError
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,6 +1,7 @@
 """scripts/benchmark.py runs every section end to end in its reduced (--quick) mode and writes its JSON."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,13 +22,17 @@ MEMORY_KEYS = {"reference", "steps", "batch_size", "peak_mib", "fraction_of_whol
 
 
 def test_every_section_quick(tmp_path):
-    out = tmp_path / "bench.json"
+    out, scratch = tmp_path / "bench.json", tmp_path / "tmp"
+    scratch.mkdir()
     cmd = [sys.executable, "scripts/benchmark.py", "--quick", "--device", "cpu", "--json", str(out)]
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TMPDIR": str(scratch)})
     assert result.returncode == 0, result.stdout + result.stderr
+    assert not list(scratch.glob("bench-*"))  # its caches and run folders (a GB a full run) are gone
     results = json.loads(out.read_text())
     assert set(results) == {"meta", "models", "data", "end_to_end", "memory"}
     assert results["meta"]["quick"] is True and results["meta"]["device"] == "cpu"
+    assert results["meta"]["data_img_size"] == results["data"]["train_loader"]["img_size"] == 32
     assert results["meta"]["cores"] >= 1 and results["meta"]["load_average_at_start"] >= 0  # how busy the machine was
     assert set(results["models"]) == {"vit_v1", "resnet_v1", "resnet_v1_channels_last"}
     for row in results["models"].values():
@@ -124,3 +129,25 @@ def test_models_are_timed_alternately_after_their_warm_up_and_the_ratio_is_ours_
     times = iter([5.0, 1.0, 1.0, 9.0, 2.0, 1.0])  # a, b; b, a; a, b
     assert benchmark.alternate({"a": lambda: next(times), "b": lambda: next(times)}, 3) == {"a": 5.0, "b": 1.0}, \
         "the median of each timer, not the mean (a = 5, 9, 2)"
+
+
+def test_a_memory_run_that_fails_shows_why(tiny_folder):
+    cmd = [sys.executable, "scripts/benchmark.py", "--sections", "memory", "--device", "cpu", "--data-root", str(tiny_folder),
+           "--img-size", "30", "--batch-size", "4", "--workers", "0"]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "the memory run with trainer.grad_accum_steps=1 failed" in result.stderr
+    assert "img_size 30 is not divisible by patch_size 4" in result.stderr, result.stderr
+
+
+def test_loaders_that_keep_their_workers_are_timed_after_starting_them():
+    """With one repeat (the GPU check's), a kept loader's only timing held its workers' start-up."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import benchmark
+
+    calls = []
+
+    def timer(name):
+        return lambda: calls.append(name) or len(calls)
+
+    medians = benchmark.alternate({"kept": timer("kept"), "restarted": timer("restarted")}, 1, warm=("kept",))
+    assert calls == ["kept", "kept", "restarted"] and medians == {"kept": 2, "restarted": 3}

@@ -106,3 +106,17 @@ def test_the_script_measures_the_symmetries_docs_equivariance_md_states():
     assert rows["resnet_v1, circular padding"][1] < exact and rows["resnet_v1, circular padding"][3] > broken
     assert rows["vit_v1, no positions"][:3] == [8, pytest.approx(0, abs=exact), pytest.approx(0, abs=exact)]
     assert rows["vit_v1, no positions"][3] > broken and rows["vit_v1, sincos positions"][1] > broken
+
+
+@pytest.mark.parametrize("size, message", [
+    (40, "error: --img-size 40: resnet_v1's 3x3 feature map does not tile the image"),  # reported a stride of 13
+    (30, "error: model: img_size 30 is not divisible by patch_size 8"),
+])
+def test_the_script_refuses_a_size_its_models_do_not_tile(size, message):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run([sys.executable, "scripts/equivariance.py", "--img-size", str(size)],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and done.stderr.strip().startswith(message) and not done.stdout, done.stderr
