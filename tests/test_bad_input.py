@@ -261,3 +261,14 @@ def test_folder_loader_skips_or_names_an_unreadable_image(folder, tmp_path, work
     assert summary["status"] == "completed" and summary["samples_seen"] == 12
     with pytest.raises(DataError, match=rf"^cannot read image .*{victim.name}"):
         train(folder, tmp_path / "error", *loader, "data.on_bad_image=error")
+
+
+def test_numbers_given_as_a_config_node_or_numpy_values_are_accepted(tmp_path):
+    """A DataConfig built by hand from a config node (a notebook) or from numpy statistics."""
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    from vision_exp.data.config import DataConfig
+
+    data = DataConfig(root=str(tmp_path), mean=OmegaConf.create([0.5, 0.5, 0.5]), std=list(np.full(3, 0.25, np.float32)))
+    assert data.mean == (0.5, 0.5, 0.5) and data.std == (0.25, 0.25, 0.25)

@@ -140,3 +140,33 @@ def test_the_ranks_score_the_model_the_checkpoint_saves(tiny_folder, tmp_path):
     alone = json.loads((run / "checkpoints" / "last-eval-run-data" / "metrics.json").read_text())
     reported = json.loads((run / "metrics.json").read_text())
     assert alone["loss"] == pytest.approx(reported["val_loss"], abs=TOLERANCE)
+
+
+SIGTERM_TO_RANK_1_AS_THE_RUN_ENDS = """
+import os, signal
+from vision_exp.training.trainer import Trainer
+end_epoch = Trainer._end_epoch
+def signalled(self):
+    if os.environ["RANK"] == "1" and self.position.epoch + 1 == self.budget.num_epochs:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return end_epoch(self)
+Trainer._end_epoch = signalled
+from vision_exp.train import main
+main()
+"""
+
+
+def test_a_signal_as_a_sweep_job_ends_stops_every_rank(tiny_folder, tmp_path):
+    """One rank signalled while the last epoch evaluates: the job completes, and no rank starts the next job (rank
+    0, not signalled, started it alone; the signalled rank went on as if nothing had come)."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    wrapper, sweep = tmp_path / "wrapper.py", tmp_path / "sweep"
+    wrapper.write_text(SIGTERM_TO_RANK_1_AS_THE_RUN_ENDS)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", str(wrapper), "-m",
+                           *vit_args(tiny_folder), "seed=0,1", f"hydra.sweep.dir={sweep}"],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "SIGTERM arrived as the run ended: it completed first" in output, output
+    assert json.loads((sweep / "0" / "metrics.json").read_text())["status"] == "completed"
+    assert not (sweep / "1").exists(), output

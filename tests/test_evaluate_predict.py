@@ -188,6 +188,13 @@ def test_evaluate_takes_the_notebook_environments(trained_run, tmp_path):
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["images"] == 12
 
 
+def test_predict_takes_env_local_and_says_why_not_the_notebook_ones(trained_run, tiny_folder):
+    args = (f"ckpt={trained_run / 'checkpoints' / 'best.pt'}", f"images={tiny_folder / 'val'}")
+    assert cli("vision_exp.predict", *args, "env=local").returncode == 0
+    refused = cli("vision_exp.predict", *args, "env=kaggle")
+    assert refused.returncode == 2 and "data is not a setting (env=kaggle sets the data loader's workers" in refused.stderr
+
+
 @pytest.mark.parametrize("module, extra", [("vision_exp.evaluate", []), ("vision_exp.predict", ["images=x"])])
 def test_a_misspelt_mandatory_setting_is_named(module, extra):
     result = cli(module, "+ckp=x.pt", *extra)

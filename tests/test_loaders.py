@@ -296,3 +296,19 @@ def test_both_loaders_evaluate_the_same_images_when_one_is_unreadable(tmp_path):
         whole, ranks = results[kind, (0, 1)], (results[kind, (0, 2)], results[kind, (1, 2)])
         assert whole["count"] == 11 and right(whole) == pytest.approx(10), kind
         assert sum(r["count"] for r in ranks) == 11 and sum(map(right, ranks)) == pytest.approx(10), kind
+
+
+def test_evaluating_only_unreadable_images_is_one_message(tmp_path):
+    """Left out one by one, they would leave nothing to average: reported as 0% of one image before."""
+    from conftest import write_image_folder
+
+    from vision_exp.errors import DataError
+    from vision_exp.training.evaluation import evaluate
+
+    root = write_image_folder(tmp_path / "data", per_split={"train": 2, "val": 1})
+    for image in (root / "val").rglob("*.*"):
+        image.write_bytes(image.read_bytes()[:100])
+    data = DataConfig(root=str(root), img_size=16, batch_size=2, loader="folder", num_workers=0)
+    bundle = build_loaders(index_image_folder(data), data, AugmentConfig(), CPU, 0)
+    with pytest.raises(DataError, match="no image left to evaluate: every one was unreadable"):
+        evaluate(torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()), bundle.val.epoch(0), CPU)

@@ -107,9 +107,9 @@ def test_debug_fast_wins_over_the_presets_a_preset_sweep_appends():
     from hydra import compose as hydra_compose
 
     from vision_exp.api import _compose_run
-    from vision_exp.sweeps.precheck import sweep_job_config
+    from vision_exp.sweeps.precheck import hydra_config_kept, sweep_job_config
 
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)), hydra_config_kept():
         primary = hydra_compose("train", ["experiment=cpu_resnet_vs_vit", "debug=fast"], return_hydra_config=True)
         job = sweep_job_config(primary, ["+experiment@_global_=cpu_vit_enhanced", "seed=0", "debug=fast"],
                                GlobalHydra.instance().config_loader())
@@ -117,3 +117,18 @@ def test_debug_fast_wins_over_the_presets_a_preset_sweep_appends():
     assert job.model.patch_size == 4  # the preset itself still applies
     notebook = _compose_run(["+experiment@_global_=cpu_vit_enhanced", "debug=fast"])
     assert (notebook.trainer.train_samples, notebook.trainer.epochs, notebook.data.batch_size) == (None, 1, 32)
+    mine = _compose_run(["debug=fast", "data.batch_size=8", "trainer.epochs=3"])  # the command line's own still win
+    assert (mine.data.batch_size, mine.trainer.epochs, mine.data.max_train_per_class) == (8, 3, 16)
+
+
+def test_a_sweep_whose_values_name_hydras_job_settings_is_checked_and_runs(tiny_folder, tmp_path):
+    """`${hydra:job.num}` resolves only once a job's Hydra config is set: the pre-check sets each job's while it
+    checks it, rather than refusing the sweep (or, before that, being switched off by the error)."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "model=vit_v1", *tiny_vit_overrides(tiny_folder), f"data.cache_dir={tmp_path}/cache/${{hydra:job.num}}",
+            "seed=0,1", f"hydra.sweep.dir={sweep}"]
+    result = run_cli(args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["0", "1"]
+    bad = run_cli([*args[:-1], "model.depth=0", f"hydra.sweep.dir={tmp_path / 'other'}"])
+    assert bad.returncode == 2 and "model: depth=0 must be a whole number, at least 1 (every job)" in bad.stderr, bad.stderr

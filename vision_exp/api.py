@@ -88,7 +88,7 @@ def _compose_run(overrides: list):
         cfg = compose_config(overrides, with_hydra=True)
     except HydraException as exc:  # its message, without the search path it lists after it
         raise ConfigError(str(exc).split("\nConfig search path")[0].strip()) from None
-    apply_debug_last(cfg, cfg.hydra.runtime.choices.get("debug"))
+    apply_debug_last(cfg, cfg.hydra.runtime.choices.get("debug"), overrides)
     swept = cfg.hydra.sweeper.get("params")
     if swept:
         raise ConfigError(f"{cfg.name} is a sweep preset ({', '.join(swept)}): give vision_exp.sweep its runs' overrides "

@@ -71,7 +71,11 @@ class KnownSettings(Callback):
                               for key in config if key != "hydra"}, declared_settings(config.hydra.job.config_name), "")
             check_known_keys(config.get("paths", {}), path_settings(), "paths")
         except ConfigError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            env = config.hydra.runtime.choices.get("env")
+            from_env = env not in (None, "local") and str(exc).startswith("data is not a setting")
+            hint = (f" (env={env} sets the data loader's workers, for training and evaluation; this command reads and "
+                    f"writes only the paths it is given: leave env= out)" if from_env else "")
+            print(f"error: {exc}{hint}", file=sys.stderr)
             sys.exit(2)
 
 

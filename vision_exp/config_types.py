@@ -10,12 +10,13 @@ import dataclasses
 import difflib
 import inspect
 import math
+import numbers
 import types
 import typing
 from collections.abc import Mapping
 from typing import Any, Callable, Union
 
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
 from vision_exp.errors import ConfigError
 
@@ -78,11 +79,14 @@ def fixed_numbers(key: str, value: Any, count: int, rule: str = "",
                   valid: Callable[[tuple], bool] = lambda v: True) -> tuple:
     """`value` as a tuple of `count` finite numbers that pass `valid`, else one message naming `key`: a list of
     another length, or with a name in it, would fail later as an IndexError or TypeError that names no key."""
+    if isinstance(value, ListConfig):  # a dataclass built from a config node by hand, not through `typed`
+        value = OmegaConf.to_container(value, resolve=True)
     if not (isinstance(value, (list, tuple)) and len(value) == count
-            and all(conforms(item, float) and math.isfinite(item) for item in value) and valid(tuple(value))):
+            and all(isinstance(item, numbers.Real) and not isinstance(item, bool) and math.isfinite(item) for item in value)
+            and valid(tuple(value))):
         shown = list(value) if isinstance(value, (list, tuple)) else repr(value)
         raise ConfigError(f"{key}={shown} must be {COUNTS[count]} numbers{rule}")
-    return tuple(value)
+    return tuple(float(item) for item in value)
 
 
 def check_known_keys(values: dict, known: typing.Iterable, section: str, owner: str = "") -> None:

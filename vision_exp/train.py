@@ -87,7 +87,7 @@ def where_it_ended(result: dict, run_dir: Path) -> str:
 
 def run_task(cfg: DictConfig) -> Optional[dict]:
     hydra_cfg = HydraConfig.get()
-    apply_debug_last(cfg, hydra_cfg.runtime.choices.get("debug"))
+    apply_debug_last(cfg, hydra_cfg.runtime.choices.get("debug"), hydra_cfg.overrides.task)
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     verbose = bool(hydra_cfg.verbose)

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, NoReturn
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import InterpolationResolutionError
 
 from vision_exp.conf_dir import apply_debug_last
 from vision_exp.errors import UserError
@@ -63,6 +66,8 @@ def failing_jobs(jobs: list[list[str]], job_config: Callable[[int], DictConfig])
         except UserError as exc:
             failing.setdefault(str(exc), []).extend(numbers)
             continue
+        except InterpolationResolutionError:  # a value only the job's own start resolves (its output folder)
+            continue
         except Exception as exc:
             failing.setdefault(f"{type(exc).__name__}: {exc}", []).extend(numbers)
             continue
@@ -90,16 +95,33 @@ def folder_conflicts(jobs: list[list[str]], job_config: Callable[[int], DictConf
                               sweep_job=True)
         except UserError as exc:
             conflicts[str(exc)] = [number]
+        except InterpolationResolutionError:  # compared when the job starts (sweeps/jobs.py)
+            continue
     return conflicts
 
 
-def sweep_job_config(config: DictConfig, overrides: list[str], config_loader) -> DictConfig:
-    """A job's config as the basic sweeper's launcher composes it, without its hydra section."""
+def sweep_job_config(config: DictConfig, overrides: list[str], config_loader, number: int = 0) -> DictConfig:
+    """Job `number`'s config as the basic sweeper's launcher composes it, without its hydra section, which is
+    made Hydra's current config, as the launcher makes it, so that `${hydra:job.num}` resolves as in the job
+    (`hydra_config_kept` puts the one before back)."""
     job_config = config_loader.load_sweep_config(config, list(overrides))
-    apply_debug_last(job_config, job_config.hydra.runtime.choices.get("debug"))
+    with open_dict(job_config):
+        job_config.hydra.job.id = job_config.hydra.job.num = number
+    apply_debug_last(job_config, job_config.hydra.runtime.choices.get("debug"), overrides)
+    HydraConfig.instance().set_config(job_config)
     with open_dict(job_config):
         del job_config["hydra"]
     return job_config
+
+
+@contextmanager
+def hydra_config_kept():
+    """Hydra's current config as it was before the block, whichever jobs' configs the block set."""
+    previous = HydraConfig.instance().cfg
+    try:
+        yield
+    finally:
+        HydraConfig.instance().cfg = previous
 
 
 def refuse_sweep(config: DictConfig, *lines: str) -> NoReturn:
@@ -131,11 +153,12 @@ class CheckSweepJobs(Callback):
         arguments = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
         jobs = job_overrides(config.hydra.sweeper.get("params"), arguments, loader)
         def job_config(number: int) -> DictConfig:
-            return sweep_job_config(config, jobs[number], loader)
+            return sweep_job_config(config, jobs[number], loader, number)
 
-        failing = failing_jobs(jobs, job_config)
-        if OmegaConf.to_container(config.hydra.sweep, resolve=False)["subdir"] == "${hydra.job.num}":
-            failing.update(folder_conflicts(jobs, job_config, Path(config.hydra.sweep.dir)))
+        with hydra_config_kept():
+            failing = failing_jobs(jobs, job_config)
+            if OmegaConf.to_container(config.hydra.sweep, resolve=False)["subdir"] == "${hydra.job.num}":
+                failing.update(folder_conflicts(jobs, job_config, Path(config.hydra.sweep.dir)))
         if failing:
             refuse_sweep(config, *refusals(jobs, failing))
 

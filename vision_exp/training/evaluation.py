@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from vision_exp.data.loaders import batch_stream
+from vision_exp.errors import DataError
 from vision_exp.training.distributed import all_reduce_sum
 from vision_exp.training.runtime import autocast
 
@@ -39,7 +40,8 @@ def evaluate(model: torch.nn.Module, batches, device: torch.device, amp: Optiona
     # Under torchrun each rank saw its shard: sum the counts over ranks.
     totals = all_reduce_sum(torch.stack([loss_sum, top1.double(), top5.double(), torch.tensor(float(count), device=device, dtype=torch.float64)]))
     loss_total, top1_total, top5_total, count_total = totals.tolist()
-    count_total = max(count_total, 1)
+    if not count_total:  # after the sums, so that every rank stops here together
+        raise DataError("no image left to evaluate: every one was unreadable (data.on_bad_image=skip leaves them out)")
     result = {"loss": loss_total / count_total, "acc": 100.0 * top1_total / count_total,
               "acc5": 100.0 * top5_total / count_total, "count": int(count_total)}
     if confusion is not None:

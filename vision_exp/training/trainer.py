@@ -286,23 +286,31 @@ class Trainer:
     def fit(self) -> dict:
         """Train from the current position (see `restore`) to the end of the budget."""
         self.signals = StopSignals()
-        if not self.dist.is_main:  # other ranks train and evaluate their shards, and write nothing
-            with self.signals:
-                return {"status": "completed", **self._train(None)}
-        reporter = RunReporter(self.run_dir, self.hparams, self.position.epoch, self.position.samples_seen, self.title,
-                               self.config_text)
+        reporter = None
+        if self.dist.is_main:  # the other ranks train and evaluate their shards, and write nothing
+            reporter = RunReporter(self.run_dir, self.hparams, self.position.epoch, self.position.samples_seen,
+                                   self.title, self.config_text)
         self.reporter = reporter
         try:
             with self.signals:
                 summary = self._train(reporter)
-                reporter.finish(summary)
+                if reporter is not None:
+                    reporter.finish(summary)
+                late = self._signal_on_any_rank()  # after the last step, while the run evaluated or wrote its files
         except BaseException:
-            reporter.close()
+            if reporter is not None:
+                reporter.close()
             raise
-        if self.signals.received:  # it came after the last step, while the run evaluated or wrote its files
-            raise Interrupted(f"{signal.Signals(self.signals.received).name} arrived as the run ended: it completed "
-                              f"first ({self.run_dir / 'metrics.json'})", self.signals.received, completed=True)
+        if late:  # every rank stops: under torchrun the others would start a sweep's next job alone
+            raise Interrupted(f"{signal.Signals(late).name} arrived as the run ended: it completed first "
+                              f"({self.run_dir / 'metrics.json'})", late, completed=True)
         return {"status": "completed", **summary}
+
+    def _signal_on_any_rank(self) -> int:
+        """The stop signal this or any rank received (the largest number: a sum would name another signal when
+        only some ranks got one), 0 for none; every rank must call it at the same point."""
+        received = self.signals.received or 0
+        return int(all_reduce_max(torch.tensor(received, device=self.device)).item()) if self.dist.enabled else received
 
     def _train(self, reporter: Optional[RunReporter]) -> dict:
         budget = self.budget
@@ -467,9 +475,7 @@ class Trainer:
 
     def _check_stop(self, loss_sum: torch.Tensor, correct: torch.Tensor, steps: int) -> None:
         """After a stop signal: checkpoint this exact position and end the run (all ranks together)."""
-        received = self.signals.received or 0
-        # The largest signal number any rank received (a sum would name another signal when only some ranks got one).
-        signum = int(all_reduce_max(torch.tensor(received, device=self.device)).item()) if self.dist.enabled else received
+        signum = self._signal_on_any_rank()
         if not signum:
             return
         self._fold_running(loss_sum, correct)
