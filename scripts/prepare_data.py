@@ -15,10 +15,9 @@ import sys
 from hydra.errors import HydraException
 
 from vision_exp.api import compose_config
-from vision_exp.config_types import typed
-from vision_exp.data.config import DataConfig
 from vision_exp.data.loaders import cached_index_split, index_dataset
 from vision_exp.errors import UserError
+from vision_exp.settings import run_settings
 
 
 def main(argv=None) -> int:
@@ -33,7 +32,11 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        data = typed(DataConfig, cfg.data, "data")
+        data = run_settings(cfg).data  # every value a run would refuse, refused here too
+        if data.loader != "cached":
+            print(f"data.loader={data.loader} decodes the image files at every access: it reads no cache, so there "
+                  f"is none to prepare (data.loader=cached, the default, does)", file=sys.stderr)
+            return 2
         index = index_dataset(data)
         for split_name in ("train", "val"):
             cached = cached_index_split(index, data, split_name, max(1, args.workers))

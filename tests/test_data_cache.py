@@ -303,3 +303,6 @@ def test_prepare_data_builds_the_cache_a_run_then_reuses(tiny_folder, tmp_path, 
     monkeypatch.setattr(cache_mod, "build_split_cache", no_decoding)
     assert run_experiment(compose(overrides), tmp_path / "run", [])["status"] == "completed"
     assert prepare_data.main(["data.bogus=1"]) == 2 and "data.bogus" in capsys.readouterr().err
+    assert prepare_data.main(["+modle=vit_v1"]) == 2 and "modle is not a setting" in capsys.readouterr().err
+    assert prepare_data.main([*data_overrides, "data.loader=folder"]) == 2
+    assert "data.loader=folder decodes the image files at every access" in capsys.readouterr().err

@@ -138,3 +138,12 @@ def test_draft_decoding_keeps_at_least_the_requested_size(tmp_path):
 def test_invalid_values_are_config_errors(tmp_path, bad):
     with pytest.raises(ConfigError):
         cfg(tmp_path, **bad)
+
+
+def test_a_half_extracted_download_says_how_to_start_it_again(tmp_path):
+    """Earlier versions extracted in place: an interrupted download left train/ without val/."""
+    root = write_image_folder(tmp_path / "imagenette2-160", per_split={"train": 1, "val": 1})
+    shutil.rmtree(root / "val")
+    with pytest.raises(DataError, match=f"missing split folder: {root / 'val'} \\(left by an interrupted download\\? "
+                                        f"delete {root} and run again with data.download=true\\)"):
+        index_image_folder(cfg(root))

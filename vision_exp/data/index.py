@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from vision_exp.data.config import DataConfig, read_class_list
+from vision_exp.data.download import IMAGENETTE_SIZES, IMAGEWOOF_FOLDERS
 from vision_exp.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,10 @@ def list_images(folder: Path) -> tuple:
 def list_class_folders(split_dir: Path) -> tuple:
     """({class name: sorted image paths}, [other files]) for an ImageFolder split."""
     if not split_dir.is_dir():
-        raise DataError(f"missing split folder: {split_dir}")
+        downloaded = split_dir.parent.name in (*IMAGENETTE_SIZES, *IMAGEWOOF_FOLDERS)
+        raise DataError(f"missing split folder: {split_dir}" + (
+            f" (left by an interrupted download? delete {split_dir.parent} and run again with data.download=true)"
+            if downloaded else ""))
     folders = sorted(p for p in split_dir.iterdir() if p.is_dir())
     if not folders:
         raise DataError(f"no class folders in {split_dir} (expected {split_dir}/<class>/<image>)")
