@@ -175,17 +175,15 @@ def completed_record(run_dir: Path) -> Optional[dict]:
     return record if record.get("status") == "completed" else None
 
 
-def set_aside_completed_record(run_dir: Path) -> Optional[Path]:
+def set_aside_completed_record(run_dir: Path) -> None:
     """A finished run extended to a larger budget: its metrics.json moves to metrics.completed-<samples>.json,
     so that while the extension trains the folder does not say completed with the shorter run's numbers (and an
     extension that fails or is stopped can say so); the moved file keeps them."""
     record = completed_record(run_dir)
-    if record is None:
-        return None
-    kept = Path(run_dir) / f"metrics.completed-{record.get('samples_seen')}.json"
-    (Path(run_dir) / METRICS_FILE).replace(kept)
-    log.info("extending the completed run: its results are kept in %s", kept)
-    return kept
+    if record is not None:
+        kept = Path(run_dir) / f"metrics.completed-{record.get('samples_seen')}.json"
+        (Path(run_dir) / METRICS_FILE).replace(kept)
+        log.info("extending the completed run: its results are kept in %s", kept)
 
 
 def config_differences(saved: dict, current: dict) -> list:

@@ -28,17 +28,17 @@ def relative_link(path: Path, report_dir: Path) -> str:
 def draw_plots(summary, report_dir: Path) -> tuple:
     """The section's two plots, in the sweep folder; one that cannot be written to (a Kaggle input, a shared
     results folder) gets them beside the report instead, named after it."""
-    names = (bars_png(summary), CURVES_PNG)
+    def draw(folder: Path, prefix: str) -> tuple:
+        bars, curves = (folder / f"{prefix}{name}" for name in (bars_png(summary), CURVES_PNG))
+        plot_bars(summary, bars)
+        plot_curves(summary, curves)
+        return bars, curves
+
     try:
-        paths = [summary.sweep_dir / f"{REPORT_PREFIX}{name}" for name in names]
-        plot_bars(summary, paths[0])
-        plot_curves(summary, paths[1])
+        return draw(summary.sweep_dir, REPORT_PREFIX)
     except OSError:
-        paths = [Path(report_dir) / f"{REPORT_PREFIX}{summary.sweep_dir.name}_{name}" for name in names]
         Path(report_dir).mkdir(parents=True, exist_ok=True)
-        plot_bars(summary, paths[0])
-        plot_curves(summary, paths[1])
-    return tuple(paths)
+        return draw(Path(report_dir), f"{REPORT_PREFIX}{summary.sweep_dir.name}_")
 
 
 def sweep_section(sweep_dir: Path, report_dir: Path) -> str:
