@@ -184,10 +184,27 @@ def test_initialisation_follows_torchvision(stem):
         assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
 
 
-@pytest.mark.parametrize("block", VARIANTS)
+@pytest.mark.parametrize("block", [BasicBlock, BasicBlockv2])
 def test_zero_init_residual_makes_identity_blocks_start_as_the_identity(block):
     model = ResNet(block=block, zero_init_residual=True, **TINY).eval()
     identity_block = model.layer1[0]  # 8 -> 8 channels, stride 1
     x = torch.randn(2, 8, 8, 8).relu()  # a ReLU output, as after the stem
     with torch.no_grad():
         torch.testing.assert_close(identity_block(x), x)
+
+
+@pytest.mark.parametrize("block", [BasicBlock, BasicBlockv2])
+def test_zero_init_residual_branches_still_train(block):
+    """Each zeroed bn2 must still receive a gradient, or its branch stays zero for the whole run."""
+    torch.manual_seed(0)
+    model = ResNet(block=block, zero_init_residual=True, **TINY).train()
+    torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 3])).backward()
+    for name, p in model.named_parameters():
+        if name.endswith("bn2.weight"):
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_zero_init_residual_with_relu_before_addition_is_refused():
+    """BasicBlockv3's branch ends in ReLU: zeroed, it is ReLU(0), whose gradient is 0, so it would never train."""
+    with pytest.raises(ValueError, match="zero_init_residual.*BasicBlockv3"):
+        ResNet(block="BasicBlockv3", zero_init_residual=True, **TINY)

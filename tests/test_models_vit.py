@@ -216,6 +216,21 @@ def test_attention_maps_are_stored_only_when_asked():
     assert all(not blk.attn.store_attn and blk.attn.last_attn is None for blk in model.blocks)
 
 
+def test_attention_maps_of_a_model_in_training_mode_are_the_eval_maps_and_change_nothing():
+    """No dropout in the maps, no BatchNorm statistics taken from the drawn images, the mode kept."""
+    torch.manual_seed(0)
+    model = ViT(stem="conv", dropout=0.3, **TINY).train()
+    x = torch.randn(2, 3, 16, 16)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    maps = model.attention_maps(x)
+    assert model.training
+    torch.testing.assert_close(model.state_dict(), state, rtol=0, atol=0)
+    expected = model.eval().attention_maps(x)
+    assert not model.training
+    for got, want in zip(maps, expected):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
 def test_variants_share_the_state_dict_but_not_the_function():
     torch.manual_seed(0)
     models = [random_head(ViT(block=block, **TINY)).eval() for block in VARIANTS]
@@ -376,7 +391,8 @@ def test_timm_reference_of_an_mlp_width_that_is_no_whole_multiple():
 
 
 @pytest.mark.parametrize("sizes, phrase", [(dict(img_size=(16, 32)), "img_size=(16, 32)"),
-                                           (dict(num_heads=0), "num_heads=0"), (dict(depth=0), "depth=0")])
+                                           (dict(num_heads=0), "num_heads=0"), (dict(depth=0), "depth=0"),
+                                           (dict(in_chans=0), "in_chans=0")])
 def test_sizes_that_cannot_work_are_refused_clearly(sizes, phrase):
     with pytest.raises(ValueError, match=re.escape(phrase) + ".*must be a whole number, at least 1"):
         ViT(**{**TINY, **sizes})
@@ -390,6 +406,22 @@ def test_img_size_not_divisible_by_patch_size_is_refused_clearly():
 def test_wrong_input_size_is_refused_clearly():
     with pytest.raises(ValueError, match="16x16"):
         ViT(**TINY)(torch.randn(1, 3, 32, 32))
+
+
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+@pytest.mark.parametrize("shape", [(2, 1, 16, 16), (3, 16, 16)])
+def test_wrong_channels_or_an_unbatched_image_are_refused_clearly(shape, stem):
+    """Not a matmul, convolution or unpacking error from deep inside the network."""
+    with pytest.raises(ValueError, match=re.escape(f"3-channel 16x16 images (B, 3, 16, 16), got shape {shape}")):
+        ViT(stem=stem, **TINY)(torch.randn(*shape))
+
+
+@pytest.mark.parametrize("name", ["dropout", "attn_dropout", "drop_path"])
+@pytest.mark.parametrize("rate", [1.5, -0.1])
+def test_rates_outside_0_1_are_refused_naming_their_key(name, rate):
+    """nn.Dropout's own message does not say whether dropout or attn_dropout is wrong."""
+    with pytest.raises(ValueError, match=rf"^{name}={rate} must lie in \[0, 1\]"):
+        ViT(**TINY, **{name: rate})
 
 
 def test_unknown_block_name_lists_the_choices():

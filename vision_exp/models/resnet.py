@@ -80,7 +80,8 @@ class BasicBlockv3(BasicBlock):
     identity path stays clean while the branch keeps a full conv-BN-ReLU pattern. Its cost
     is a non-negative residual (each block can only add), which He et al. measured as a
     small loss (7.84% vs 6.61% on CIFAR-10 ResNet-110), far from a training failure.
-    zero_init_residual still makes it start as the identity (ReLU(0) = 0).
+    ResNet refuses zero_init_residual with it: a zeroed bn2 makes the branch ReLU(0), and
+    ReLU passes no gradient at 0, so no branch would ever train.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,6 +121,9 @@ class ResNet(nn.Module):
     ):
         super().__init__()
         block = resolve_block(block, BLOCKS)
+        if zero_init_residual and issubclass(block, BasicBlockv3):  # see BasicBlockv3: the branches would stay dead
+            raise ValueError("zero_init_residual=True cannot train BasicBlockv3: its branch ends in a ReLU, which "
+                             "passes no gradient at the zeroed output; use zero_init_residual=False or another block")
         if len(layers) != 4 or len(widths) != 4:
             raise ValueError(f"layers and widths need 4 stages, got {list(layers)} and {list(widths)}")
         if min(*layers, *widths, stem_stride) < 1:

@@ -315,7 +315,8 @@ class ViT(nn.Module):
     ):
         super().__init__()
         block = resolve_block(block, BLOCKS)
-        sizes = dict(img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads)
+        sizes = dict(img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+                     in_chans=in_chans)
         for name, value in sizes.items():
             if not isinstance(value, int) or value < 1:  # img_size: square images only, one side
                 raise ValueError(f"{name}={value!r} must be a whole number, at least 1")
@@ -329,10 +330,14 @@ class ViT(nn.Module):
             raise ValueError(f"unknown init {init!r}; choose 'jax' or 'mimetic'")
         if stem not in ("patch", "conv"):
             raise ValueError(f"unknown stem {stem!r}; choose 'patch' or 'conv'")
-        if not 0 <= drop_path <= 1:  # the deepest block's rate: found only at the first training step otherwise
-            raise ValueError(f"drop_path={drop_path!r} must lie in [0, 1]")
+        # drop_path: the deepest block's rate, found only at the first training step otherwise; the dropouts:
+        # nn.Dropout's own message would not say which of the two is wrong.
+        for name, rate in (("dropout", dropout), ("attn_dropout", attn_dropout), ("drop_path", drop_path)):
+            if not 0 <= rate <= 1:
+                raise ValueError(f"{name}={rate!r} must lie in [0, 1]")
         self.img_size = img_size
         self.patch_size = patch_size
+        self.in_chans = in_chans
         self.pool = pool
         grid_size = img_size // patch_size
 
@@ -370,8 +375,10 @@ class ViT(nn.Module):
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) -> normalised tokens (B, 1 + num_patches, dim); token 0 is the class token."""
-        if images.shape[-2:] != (self.img_size, self.img_size):
-            raise ValueError(f"expected {self.img_size}x{self.img_size} images, got {tuple(images.shape[-2:])}")
+        expected = (self.in_chans, self.img_size, self.img_size)
+        if images.ndim != 4 or images.shape[1:] != expected:  # else a matmul or unpacking error deep inside
+            raise ValueError(f"expected a batch of {self.in_chans}-channel {self.img_size}x{self.img_size} images "
+                             f"(B, {', '.join(map(str, expected))}), got shape {tuple(images.shape)}")
         if self.conv_stem is None:
             tokens = self.patch_embed(patchify(images, self.patch_size))
         else:
@@ -392,15 +399,20 @@ class ViT(nn.Module):
         """Attention probabilities of every block, each (B, heads, 1 + N, 1 + N).
 
         Row 0 of each map is where the class token looks; reshape row 0, columns 1: to the
-        patch grid to draw it.
+        patch grid to draw it. Computed in eval mode (the mode is restored after): in training
+        mode dropout would make the maps random and the conv stem's BatchNorms would take
+        their statistics from the images being drawn.
         """
         attns = [blk.attn for blk in self.blocks]
+        was_training = self.training
+        self.eval()
         for attn in attns:
             attn.store_attn = True
         try:
             self(images)
             return [attn.last_attn for attn in attns]
         finally:
+            self.train(was_training)
             for attn in attns:
                 attn.store_attn = False
                 attn.last_attn = None
