@@ -1,6 +1,7 @@
 """Batched device-side augmentation: shapes, ranges, determinism, and agreement with torchvision."""
 
 import torch
+from torchvision.transforms import RandomResizedCrop
 
 from vision_exp.data.batch_augment import EvalBatchTransform, Normalize, TrainBatchTransform, sample_crop_boxes
 
@@ -57,6 +58,15 @@ def test_crop_boxes_follow_random_resized_crop_bounds():
     assert inside > 0.95
     # The mean area under torchvision's sampler is about (0.08 + 1) / 2, minus rejected large crops.
     assert 0.3 < area.mean() < 0.6
+
+
+def test_crop_boxes_fall_back_to_torchvisions_centre_crop():
+    """When no try fits (here every aspect ratio is wider than the square image), torchvision takes the largest
+    crop of the clamped ratio at the centre, not at a random place."""
+    g = torch.Generator().manual_seed(0)
+    boxes = sample_crop_boxes(200, 16, 16, (0.95, 1.0), (1.5, 2.0), g, CPU)
+    top, left, h, w = RandomResizedCrop.get_params(torch.zeros(3, 16, 16), [0.95, 1.0], [1.5, 2.0])
+    assert torch.equal(boxes, torch.tensor([[left, top, w, h]], dtype=boxes.dtype).expand(200, 4))
 
 
 def test_eval_transform_is_a_centre_crop():

@@ -90,6 +90,15 @@ def test_linear_step_and_constant_schedules(caplog):
         lrs("cosine", warmup_fraction=0.1, warmup_epochs=1)
 
 
+def test_the_default_step_schedule_decays_twice_whatever_the_number_of_steps():
+    """Every third of the run is x0.1 at 1/3 and 2/3 (epochs 30 and 60 of 90): a run of 100 steps must not decay
+    a third time for its last step."""
+    for total in (100, 10, 11, 90):
+        used = lrs("step", total=total, per_epoch=1)[:total]  # the learning rate of each of its steps
+        assert sorted(set(used), reverse=True) == pytest.approx([1.0, 0.1, 0.01]), total
+        assert used.index(pytest.approx(0.1)) == pytest.approx(total / 3, abs=1)
+
+
 def test_a_run_shorter_than_two_warmups_warms_up_for_its_first_half_then_decays():
     """warmup_epochs=1 on a one-epoch run (a quick look) would end at the peak learning rate."""
     assert warmup_steps(16, 16, None, 1) == 8 and warmup_steps(15, 15, None, 1) == 7
@@ -377,3 +386,9 @@ def test_posterize_keeps_a_bit_at_any_magnitude(policy):
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8))
     kept = np.array(op(image))
     assert kept.shape == (8, 8, 3) and (kept & 0x7F).max() == 0 and kept.max() > 0  # the top bit kept
+
+
+def test_a_warmup_fraction_below_one_always_leaves_steps_to_decay():
+    """Rounded, 0.98 of 20 steps was all 20: the run ended at the peak rate and never reached lr_min."""
+    used = lrs("cosine", total=20, per_epoch=5, warmup_fraction=0.98, lr_min=0.1)
+    assert max(used) == pytest.approx(1.0) and used[20] == pytest.approx(0.1)

@@ -52,8 +52,8 @@ def sample_crop_boxes(batch: int, height: int, width: int, scale, ratio, generat
     w = torch.where(first_ok >= 0, w.gather(1, pick).squeeze(1), torch.full_like(first_ok, fw, dtype=w.dtype))
     h = torch.where(first_ok >= 0, h.gather(1, pick).squeeze(1), torch.full_like(first_ok, fh, dtype=h.dtype))
     u = torch.rand(batch, 2, device=device, generator=generator)
-    x0 = torch.floor(u[:, 0] * (width - w + 1))
-    y0 = torch.floor(u[:, 1] * (height - h + 1))
+    x0 = torch.where(first_ok >= 0, torch.floor(u[:, 0] * (width - w + 1)), (width - fw) // 2)  # the fallback is centred
+    y0 = torch.where(first_ok >= 0, torch.floor(u[:, 1] * (height - h + 1)), (height - fh) // 2)
     return torch.stack([x0, y0, w, h], 1)
 
 

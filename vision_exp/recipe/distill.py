@@ -34,7 +34,8 @@ class Distillation(torch.nn.Module):
             teacher_loss = F.cross_entropy(student_logits, teacher_logits.argmax(dim=1))
         else:
             tau = self.temperature
-            # tau**2 keeps the gradient's scale independent of the temperature (Hinton et al. 2015)
+            # tau**2 keeps the gradient's scale independent of the temperature (Hinton et al. 2015). The KL per
+            # image (batchmean); DeiT's code divides by the classes too, so its teacher term is num_classes times weaker.
             teacher_loss = F.kl_div(F.log_softmax(student_logits / tau, dim=1), F.log_softmax(teacher_logits / tau, dim=1),
                                     reduction="batchmean", log_target=True) * tau * tau
         return (1 - self.weight) * label_loss + self.weight * teacher_loss

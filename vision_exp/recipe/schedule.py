@@ -26,7 +26,8 @@ def warmup_steps(total_steps: int, steps_per_epoch: int, warmup_fraction: Option
     if warmup_fraction is not None:
         if not 0 <= warmup_fraction < 1:
             raise ConfigError(f"scheduler.warmup_fraction={warmup_fraction} must lie in [0, 1)")
-        return int(round(warmup_fraction * total_steps))
+        # Rounding may not take the last step: a fraction below 1 promises a decay (to lr_min at the end).
+        return min(int(round(warmup_fraction * total_steps)), total_steps - 1)
     if warmup_epochs is not None:
         if warmup_epochs < 0:
             raise ConfigError(f"scheduler.warmup_epochs={warmup_epochs} must not be negative")
@@ -64,8 +65,8 @@ def create_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, steps_p
     if name == "linear":
         return PolyLRScheduler(optimizer, t_initial=max(1, total_steps - warmup), power=1.0, lr_min=lr_min, warmup_prefix=True, **common)
     if name == "step":
-        if step_epochs is None:
-            decay = max(1, total_steps // 3)
+        if step_epochs is None:  # a third rounded up: rounded down, a run of 100 steps decays a third time at step 99
+            decay = max(1, -(-total_steps // 3))
         else:
             decay = max(1, int(round(step_epochs * steps_per_epoch)))
             if decay >= total_steps:  # a constant schedule under another name
