@@ -60,6 +60,14 @@ def test_more_classes_than_the_dataset_has(folder, tmp_path):
         train(folder, tmp_path / "run", "data.num_classes=7")
 
 
+@pytest.mark.parametrize("outputs", [2, 5])
+def test_a_model_head_of_another_size_than_the_classes(folder, tmp_path, outputs):
+    """Fewer outputs failed at the first step with torch's IndexError; more trained without a word."""
+    with pytest.raises(ConfigError, match=f"model.num_classes={outputs} but the data has 3 classes"):
+        train(folder, tmp_path / "run", f"model.num_classes={outputs}")
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
 def test_img_size_not_divisible_by_the_patch_size(folder, tmp_path):
     with pytest.raises(ConfigError, match="model: img_size 20 is not divisible by patch_size 8"):
         train(folder, tmp_path / "run", "experiment=cpu_vit", "data.img_size=20", vit=True)

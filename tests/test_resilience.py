@@ -155,9 +155,13 @@ def test_a_kill_between_the_renames_of_a_save_resumes_from_the_previous_checkpoi
     os.replace(last, checkpoint_mod.previous_path(last))  # the state a kill inside the sixth save leaves
     os.replace(checkpoint_mod.digest_path(last), checkpoint_mod.digest_path(checkpoint_mod.previous_path(last)))
     checkpoint_mod.digest_path(last).write_text("0" * 64 + "\n")
+    leftovers = [run / "checkpoints" / ".last.pt.tmp-4242", run / ".metrics.jsonl.tmp-4242", run / ".curves.png.tmp.png"]
+    for leftover in leftovers:  # the killed writes' temporary files, which nothing else would ever remove
+        leftover.write_bytes(b"")
     run_experiment(compose(tiny_overrides(tiny_folder, *RUN_ARGS, "trainer.resume=auto")), run, [])
     assert "last.prev.pt" in caplog.text and "starting from scratch" not in caplog.text
     assert_same_run(final_state(run), reference)
+    assert not any(leftover.exists() for leftover in leftovers)
 
 
 @pytest.mark.parametrize("replaces_before_the_kill", [0, 1, 2, 3])
@@ -248,6 +252,7 @@ def test_a_signal_to_the_whole_process_group_stops_cleanly_with_loader_workers(t
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM, output
     assert "stopped by SIGTERM" in output and "Traceback" not in output
+    assert f"To continue, run the same command with hydra.run.dir={run} trainer.resume=auto." in output
     assert json.loads((run / "metrics.json").read_text())["status"] == "interrupted"
 
 

@@ -469,14 +469,20 @@ def test_a_checkpoint_is_restored_from_the_cpu(tiny_folder, tmp_path, monkeypatc
     assert mapped == ["cpu"]
 
 
-def test_extending_a_run_whose_budget_cut_its_last_epoch_is_refused(tiny_folder, tmp_path):
+def test_extending_a_run_whose_budget_cut_its_last_epoch_is_refused(tiny_folder, tmp_path, caplog):
     """50 samples of 36 per epoch end 14 samples into epoch 2: going on from there to 108 could not see
-    each image once per epoch nor end on the longer schedule, so the run is refused and left as it was."""
+    each image once per epoch nor end on the longer schedule, so the run is refused and left as it was,
+    without first saying that it resumed, and no refusal advises a larger budget."""
     run = tmp_path / "run"
     train(tiny_folder, run, "trainer.train_samples=50")
     written = {p: p.stat().st_mtime_ns for p in [run / "metrics.json", run / "config.yaml", *run.rglob("*.pt")]}
+    caplog.clear()
     with pytest.raises(ConfigError, match=r"ended inside epoch 2, where its budget of 50 samples cut it \(14 of 36\)"):
         train(tiny_folder, run, "trainer.train_samples=108", "trainer.resume=auto")
+    assert "resumed from" not in caplog.text and "was trained toward" not in caplog.text
+    with pytest.raises(ConfigError, match=r"nothing is left to train in .*elsewhere\. Evaluate it: ") as refused:
+        train(tiny_folder, tmp_path / "elsewhere", "trainer.train_samples=50", f"trainer.resume={run}/checkpoints/last.pt")
+    assert "Raise trainer.train_samples" not in str(refused.value)
     assert {p: p.stat().st_mtime_ns for p in written} == written
     assert train(tiny_folder, run, "trainer.train_samples=50", "trainer.resume=auto")["samples_seen"] == 50
     assert train(tiny_folder, tmp_path / "whole", "trainer.train_samples=72")["samples_seen"] == 72
@@ -545,3 +551,49 @@ def test_checkpoint_writes_inside_an_epoch_are_not_training_time(tiny_folder, tm
     summary = train(tiny_folder, tmp_path / "run", "trainer.checkpoint_every_steps=1")
     train_time = summary["samples_seen"] / summary["train_images_per_s"]
     assert len(written) >= 4 and train_time < 10 < 40 <= summary["wall_time_s"]
+
+
+def test_a_step_checkpoint_due_at_an_epochs_last_step_is_written(tiny_folder, tmp_path, monkeypatch):
+    """5 steps per epoch and trainer.checkpoint_every_steps=5: each checkpoint falls on an epoch's last step,
+    which the in-epoch write leaves to the epoch end; that write must not then wait for trainer.save_interval_s."""
+    saved_at, save = [], Trainer.save
+
+    def recording_save(self, name):
+        saved_at.append(self.position.step)
+        save(self, name)
+
+    monkeypatch.setattr(Trainer, "save", recording_save)
+    train(tiny_folder, tmp_path / "run", "trainer.epochs=3", "trainer.checkpoint_every_steps=5",
+          "trainer.save_interval_s=3600")
+    assert saved_at == [5, 10, 15]
+
+
+def test_a_checkpoint_without_fp16_state_resumes_where_fp16_is_used(tiny_folder, tmp_path, monkeypatch):
+    """A run begun without fp16 (bf16 on an A100, float32 on the CPU) saves an empty GradScaler state; resumed
+    where trainer.amp=auto picks fp16 (a T4 in the next Colab session), the scaler starts afresh instead of
+    failing to load it."""
+    run = tmp_path / "run"
+    train(tiny_folder, run, "trainer.epochs=1")
+    monkeypatch.setattr(trainer_mod, "amp_dtype", lambda mode, device: torch.float16)  # as on a T4
+    assert train(tiny_folder, run, "trainer.epochs=2", "trainer.resume=auto")["samples_seen"] == 72
+
+
+def test_weights_that_evaluate_to_nan_stop_the_run_before_they_are_saved(tiny_folder, tmp_path, monkeypatch):
+    """A BatchNorm running mean that became NaN keeps the training loss finite (training mode normalises with
+    the batch's statistics) while every evaluation is NaN: the run stops at the epoch end, and neither last.pt
+    nor best.pt holds those weights."""
+    step = Trainer._step
+
+    def overflowing_statistics(self, images, labels, global_count):
+        result = step(self, images, labels, global_count)
+        if self.position.step == 1:
+            batchnorm = next(m for m in self.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+            batchnorm.running_mean.fill_(float("nan"))
+        return result
+
+    monkeypatch.setattr(Trainer, "_step", overflowing_statistics)
+    run = tmp_path / "run"
+    with pytest.raises(trainer_mod.TrainingDiverged, match=r"evaluation loss \(val/loss and train/loss\) became NaN or "
+                                                           r"infinite at step 5 \(end of epoch 1\).*checkpoint: none yet"):
+        train(tiny_folder, run, "trainer.epochs=2")
+    assert not list(run.glob("checkpoints/*.pt"))

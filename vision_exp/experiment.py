@@ -22,7 +22,8 @@ from vision_exp.recipe.augment import BatchAugment
 from vision_exp.recipe.config import DistillConfig
 from vision_exp.recipe.distill import Distillation
 from vision_exp.recipe.loss import create_train_loss
-from vision_exp.reporting.files import check_writable, exclusive_lock, missing_checkpoint, write_text_atomic
+from vision_exp.reporting.files import (check_writable, exclusive_lock, missing_checkpoint, remove_leftover_temporaries,
+                                       write_text_atomic)
 from vision_exp.reporting.records import (CONFIG_FILE, LOCK_FILE, RESUMABLE_CHANGES, before_start, check_same_config,
                                          completed_record, config_differences, folder_busy, has_earlier_attempt,
                                          set_aside_completed_record, write_overrides)
@@ -47,6 +48,15 @@ def check_buildable(cfg: DictConfig) -> None:
     build(cfg.scheduler, "scheduler")(optimizer, total_steps=10**6, steps_per_epoch=100)
 
 
+def check_model_outputs(model_cfg: DictConfig, num_classes: int) -> None:
+    """One output per class: with fewer the first step fails on a label past the head, with more the
+    extra logits only take probability mass from the real classes."""
+    outputs = model_cfg.get("num_classes")
+    if outputs is not None and outputs != num_classes:
+        raise ConfigError(f"model.num_classes={outputs} but the data has {num_classes} classes: leave "
+                          f"model.num_classes out, it follows data.num_classes")
+
+
 def check_run_dir(run_dir: Path, resume: str) -> None:
     """Never train over an earlier run's results unless asked to resume it."""
     if resume == "never" and any((run_dir / name).exists() for name in ("metrics.jsonl", "checkpoints")):
@@ -66,6 +76,7 @@ def hold_run_dir(run_dir: Path, is_main: bool):
     with exclusive_lock(run_dir / LOCK_FILE) as held:
         if not held:
             raise folder_busy(run_dir)
+        remove_leftover_temporaries(run_dir)
         yield
 
 
@@ -120,6 +131,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
             Budget.create(len(index.train), data_cfg.batch_size, trainer_cfg.epochs, trainer_cfg.train_samples)  # fail early
             with open_dict(cfg):
                 cfg.data.num_classes = index.num_classes
+            check_model_outputs(cfg.model, index.num_classes)
             seed_everything(cfg.seed)
             set_deterministic(trainer_cfg.deterministic, trainer_cfg.cudnn_benchmark)
             model = build(cfg.model, "model")

@@ -13,6 +13,7 @@ It reports three families of metrics every epoch:
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import sys
 import threading
@@ -197,7 +198,8 @@ class Trainer:
                               f"with the teacher file it began with, or start a new run")
         load_model_weights(self.model, state["model"], source)
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state.get("scaler"):  # empty from a run without fp16 (bf16 or float32: another GPU, the CPU): a fresh scale
+            self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None:
             if state.get("ema") is not None:
                 self.ema.load_state_dict(state["ema"])
@@ -209,12 +211,6 @@ class Trainer:
         # The schedule is a function of the step and this run's budget, not restored state: a run
         # resumed with a longer budget continues on the longer schedule instead of ending at lr_min.
         self.scheduler.step_update(num_updates=self.position.step)
-        trained_toward = state.get("budget", {}).get("train_samples")
-        # (a budget below what it trained on is refused by `restore`: no word on a schedule that will not run)
-        if trained_toward not in (None, self.budget.train_samples) and self.position.samples_seen <= self.budget.train_samples:
-            log.warning("%s was trained toward %d samples; this run's budget is %d: from step %d the learning "
-                        "rate follows the schedule of %d steps", source, trained_toward, self.budget.train_samples,
-                        self.position.step, self.budget.total_steps)
 
     def _check_same_batches(self, saved_budget: dict, position: dict, source: str) -> None:
         """A checkpoint's position (epoch, batch, step) counts batches of its training set and batch size;
@@ -247,36 +243,47 @@ class Trainer:
     # ------------------------------------------------------------------------------- training
     def restore(self) -> None:
         """Load the checkpoint trainer.resume names, if any. Called before the run writes into its folder, so a
-        checkpoint that cannot be used stops it with the folder as it was."""
+        checkpoint that cannot be used stops it with the folder as it was, and before any word that it resumed."""
         source = self.resume_source()
         if source is not None:
             # On the CPU: the RNG states must be CPU tensors; weights and optimizer state move to the model's device.
             state, source = load_latest(source, map_location="cpu")
             self.load_state_dict(state, str(source))
-            epoch, batch = self.position.epoch + 1, self.position.batch
-            log.info("resumed from %s %s (%d samples seen)", source,
-                     f"in epoch {epoch} after batch {batch}" if batch else f"at the start of epoch {epoch}",
-                     self.position.samples_seen)
         elif self.cfg.resume == "auto":
             log.info("no checkpoint in %s: starting from scratch", self.checkpoint_dir)
         if self.position.samples_seen > self.budget.train_samples:
             raise ConfigError(f"{source} has trained on {self.position.samples_seen} samples, more than this run's budget "
                               f"of {self.budget.train_samples}: resume with at least that many (trainer.train_samples)")
-        # Whole batches since the last epoch end give these samples; fewer means the budget cut the last batch
-        # (the checkpoint came at the end of that cut epoch, or from a stop signal at its last step).
-        position, per_epoch = self.position, self.budget.samples_per_epoch
-        whole_batches = position.epoch * per_epoch + min(position.batch * self.budget.batch_size, per_epoch)
-        if position.samples_seen < whole_batches and not self.finished:
-            cut_epoch = position.epoch + (1 if position.batch else 0)
+        position, cut_epoch = self.position, self._epoch_cut_by_the_budget()
+        if cut_epoch and not self.finished:
+            per_epoch = self.budget.samples_per_epoch
             raise ConfigError(
                 f"{source} ended inside epoch {cut_epoch}, where its budget of {position.samples_seen} samples cut it "
                 f"({position.samples_seen - (cut_epoch - 1) * per_epoch} of {per_epoch}): only a run that ended at the "
                 f"end of an epoch can be extended exactly. Start a new run with trainer.train_samples="
                 f"{self.budget.train_samples}")
         if source is not None and self.finished and source.parent.resolve() != self.checkpoint_dir.resolve():
-            raise ConfigError(f"{source} has trained on {self.position.samples_seen} samples, this run's whole budget: "
-                              f"nothing is left to train in {self.run_dir}. Raise trainer.train_samples to train it "
-                              f"further, or evaluate it: python -m vision_exp.evaluate ckpt={source}")
+            advice = "Evaluate it" if cut_epoch else "Raise trainer.train_samples to train it further, or evaluate it"
+            raise ConfigError(f"{source} has trained on {position.samples_seen} samples, this run's whole budget: "
+                              f"nothing is left to train in {self.run_dir}. {advice}: "
+                              f"python -m vision_exp.evaluate ckpt={source}")
+        if source is not None:
+            log.info("resumed from %s %s (%d samples seen)", source,
+                     f"in epoch {position.epoch + 1} after batch {position.batch}" if position.batch
+                     else f"at the start of epoch {position.epoch + 1}", position.samples_seen)
+            trained_toward = state.get("budget", {}).get("train_samples")
+            if trained_toward not in (None, self.budget.train_samples):
+                log.warning("%s was trained toward %d samples; this run's budget is %d: from step %d the learning "
+                            "rate follows the schedule of %d steps", source, trained_toward, self.budget.train_samples,
+                            position.step, self.budget.total_steps)
+
+    def _epoch_cut_by_the_budget(self) -> int:
+        """The epoch (from 1) in which the budget cut the restored run, 0 if it ended at an epoch's end. Whole
+        batches since the last epoch end give these samples; fewer means the budget cut the last batch (the
+        checkpoint came at the end of that cut epoch, or from a stop signal at its last step)."""
+        position, per_epoch = self.position, self.budget.samples_per_epoch
+        whole_batches = position.epoch * per_epoch + min(position.batch * self.budget.batch_size, per_epoch)
+        return position.epoch + (1 if position.batch else 0) if position.samples_seen < whole_batches else 0
 
     @property
     def finished(self) -> bool:
@@ -331,8 +338,11 @@ class Trainer:
                 raise self._out_of_memory(evaluating=True) from exc
             if reporter is not None:
                 reporter.log_epoch(last)
+            self._check_evaluation_finite(last)
             finished = self.position.epoch >= budget.num_epochs
-            if finished or time.perf_counter() - self._last_persist >= self.cfg.save_interval_s:
+            every = self.cfg.checkpoint_every_steps  # a step checkpoint due at the epoch's last step is written here
+            if (finished or (every and self.position.step % every == 0)
+                    or time.perf_counter() - self._last_persist >= self.cfg.save_interval_s):
                 self._persist()
         if reporter is not None and reporter.records:
             last = reporter.records[-1]
@@ -483,8 +493,7 @@ class Trainer:
         raise Interrupted(
             f"stopped by {signal.Signals(signum).name} at step {self.position.step} "
             f"(epoch {self.position.epoch + 1}, batch {self.position.batch}/{steps}); checkpoint saved to "
-            f"{self.checkpoint_dir / 'last.pt'}. To continue, run the same command with "
-            f"hydra.run.dir={self.run_dir} trainer.resume=auto.",
+            f"{self.checkpoint_dir / 'last.pt'}",  # how to continue: the entry point knows (a run or a sweep)
             signum,
         )
 
@@ -501,6 +510,19 @@ class Trainer:
             raise TrainingDiverged(
                 f"the training loss became NaN or infinite at {where} (epoch {self.position.epoch + 1}); "
                 f"last good checkpoint: {last if last.is_file() else 'none yet'}. "
+                f"Try a lower optimizer.lr or trainer.grad_clip" + (", or trainer.amp=bf16/off" if self.amp else "")
+            )
+
+    def _check_evaluation_finite(self, record: dict) -> None:
+        """A finite training loss can still end an epoch with weights that evaluate to NaN or infinity (its last
+        update diverged, or a BatchNorm running statistic became NaN): stop before they are saved as last.pt."""
+        bad = [key for key in ("val/loss", "train/loss") if not math.isfinite(record[key])]
+        if bad:
+            last = self.checkpoint_dir / "last.pt"
+            raise TrainingDiverged(
+                f"the evaluation loss ({' and '.join(bad)}) became NaN or infinite at step {record['step']} (end of "
+                f"epoch {record['epoch']}), though the training loss was finite; last good checkpoint: "
+                f"{last if last.is_file() else 'none yet'}. "
                 f"Try a lower optimizer.lr or trainer.grad_clip" + (", or trainer.amp=bf16/off" if self.amp else "")
             )
 
@@ -582,10 +604,7 @@ class Trainer:
         """The head's attention over the same 8 validation images, at each write of the figures."""
         if self._probe_images is None:
             self._probe_images = next(iter(self.data.val.epoch(0)))[0][:8]
-        was_training = model.training
-        model.eval()
-        attention = classifier_attention(model, self._probe_images)
-        model.train(was_training)
+        attention = classifier_attention(model, self._probe_images)  # attention_maps draws them in eval mode
         return attention_overlay(denormalize(self._probe_images, self.data.mean, self.data.std), attention)
 
     def _summary(self, last: dict) -> dict:
