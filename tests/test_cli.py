@@ -299,7 +299,8 @@ def test_data_folder_without_a_root_is_refused(tmp_path):
 @pytest.mark.parametrize("checkpointed", [False, True])
 def test_a_run_stopped_at_once_says_what_is_left_without_a_traceback(tiny_folder, tmp_path, checkpointed):
     """Ctrl-C before the trainer listens for signals (imports, decoding the cache), or a second signal while it
-    saves, stops at once: one line saying whether a checkpoint resumes it, and exit status 130."""
+    saves, stops at once: one line saying whether a checkpoint resumes it, and exit status 130; Ctrl-C pressed
+    again while it says so changes nothing."""
     run = tmp_path / "run"
     if checkpointed:
         (run / "checkpoints").mkdir(parents=True)
@@ -307,6 +308,10 @@ def test_a_run_stopped_at_once_says_what_is_left_without_a_traceback(tiny_folder
     interrupted = ("import sys, vision_exp.experiment as experiment\n"
                    "def interrupted(*args, **kwargs): raise KeyboardInterrupt\n"
                    "experiment.run_experiment = interrupted\n"
+                   "import os, signal, vision_exp.train as train\n"
+                   "error = train.log.error\n"
+                   "def pressed_again(*args): os.kill(os.getpid(), signal.SIGINT); error(*args)\n"
+                   "train.log.error = pressed_again\n"
                    "from vision_exp.train import main\n"
                    "sys.argv[0] = 'train.py'\n"
                    "main()\n")

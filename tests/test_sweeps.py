@@ -179,6 +179,7 @@ def test_ctrl_c_stops_the_sweep_at_a_checkpoint(tiny_folder, tmp_path):
             process.wait()
     assert process.returncode == 130, log
     assert f"The sweep stops; run the same command with hydra.sweep.dir={sweep} to resume it." in log
+    assert "trainer.resume=auto" not in log  # a single run's advice: it would take the job out of its sweep
     assert "stopped by SIGINT" in metrics(sweep / "0")["error"] and (sweep / "0" / "checkpoints" / "last.pt").is_file()
     assert not (sweep / "1").exists()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -85,6 +86,11 @@ def where_it_ended(result: dict, run_dir: Path) -> str:
             f"train top-1 in eval mode {percent('train_acc')}; results in {run_dir}")
 
 
+def ignore_further_ctrl_c() -> None:
+    """The process is stopping: Ctrl-C pressed again must not cut its last words short with a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def run_task(cfg: DictConfig) -> Optional[dict]:
     hydra_cfg = HydraConfig.get()
     apply_debug_last(cfg, hydra_cfg.runtime.choices.get("debug"), hydra_cfg.overrides.task)
@@ -123,13 +129,17 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
         if multirun and not hydra_cfg.launcher._target_.endswith("BasicLauncher"):
             log.error("%s", exc)  # a worker of a parallel launcher: this job only
             return None
+        ignore_further_ctrl_c()
         if multirun:  # the process that runs every job got it: it was meant for the sweep
             log.error("%s\nThe sweep stops; run the same command with hydra.sweep.dir=%s to resume it.",
                       exc, run_dir.parent)
-        else:
+        elif exc.completed:
             log.error("%s", exc)
+        else:
+            log.error("%s. To continue, run the same command with hydra.run.dir=%s trainer.resume=auto.", exc, run_dir)
         raise SystemExit(128 + exc.signum) from None
     except KeyboardInterrupt:  # Ctrl-C before the trainer listens for signals, or a second signal: stopped at once
+        ignore_further_ctrl_c()
         log.error("%s", stopped_at_once(run_dir, run_dir.parent if multirun else None))
         raise SystemExit(130) from None
     except Exception:  # a bug, out of memory, ...: recorded, and a sweep goes on
