@@ -1,12 +1,13 @@
 """evaluate and predict CLIs on a checkpoint of a tiny run."""
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO, compose, tiny_overrides
+from conftest import REPO, compose, tiny_overrides, write_image_folder
 from vision_exp.experiment import run_experiment
 
 
@@ -119,9 +120,92 @@ def test_an_output_folder_left_with_only_the_log_of_a_refused_command_is_used_ag
     assert beside(str(checkpoint), "eval-folder") == str(tmp_path / "best-eval-folder-2")
 
 
+def run_copy(trained_run, tmp_path):
+    """The trained run in a folder of the test's own: its checkpoints' folder starts with no evaluation."""
+    import shutil
+
+    run = shutil.copytree(trained_run, tmp_path / "run", ignore=shutil.ignore_patterns("*-eval-*", "*-predictions*"))
+    return run / "checkpoints"
+
+
+def test_a_refused_evaluate_leaves_no_folder_behind(trained_run, tiny_folder, tmp_path):
+    """A refused command is not a result: the folder made for it goes again (with the parents made for it),
+    a folder that was there before keeps what it held, and a second command finds no earlier error."""
+    checkpoints = run_copy(trained_run, tmp_path)
+    (tmp_path / "bad.jpg").write_bytes(b"not a checkpoint")
+    refused = cli("vision_exp.evaluate", f"ckpt={tmp_path / 'bad.jpg'}")
+    assert refused.returncode == 2 and "not a PyTorch checkpoint" in refused.stdout + refused.stderr
+    assert not (tmp_path / "bad-eval-run-data").exists()
+
+    good = cli("vision_exp.evaluate", f"ckpt={checkpoints / 'best.pt'}", "data=folder", f"data.root={tiny_folder}",
+               "data.num_workers=0")
+    assert good.returncode == 0, good.stdout + good.stderr
+    earlier = {path: path.read_bytes() for path in (checkpoints / "best-eval-folder").rglob("*") if path.is_file()}
+    other_classes = write_image_folder(tmp_path / "other", classes=("n03000684", "n03028079"), per_split={"val": 1})
+    for root, phrase in ((tmp_path / "nope", "dataset folder not found"), (other_classes, "are not class folders")):
+        refused = cli("vision_exp.evaluate", f"ckpt={checkpoints / 'best.pt'}", "data=folder", f"data.root={root}",
+                      "data.num_workers=0")
+        assert refused.returncode == 2 and phrase in refused.stdout + refused.stderr, refused.stdout + refused.stderr
+        assert sorted(path.name for path in checkpoints.glob("best-eval-*")) == ["best-eval-folder"]
+        assert {path: path.read_bytes() for path in earlier} == earlier
+
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    for folder in (tmp_path / "made" / "for" / "it", kept):
+        refused = cli("vision_exp.evaluate", f"ckpt={checkpoints / 'best.pt'}", "data=folder", f"data.root={tmp_path / 'nope'}",
+                      f"hydra.run.dir={folder}")
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert not (tmp_path / "made").exists()
+    assert (kept / "notes.txt").read_text() == "mine"
+
+    again = cli("vision_exp.evaluate", f"ckpt={checkpoints / 'best.pt'}", "data=folder", f"data.root={other_classes}",
+                "data.num_workers=0")
+    assert again.returncode == 2
+    good = cli("vision_exp.evaluate", f"ckpt={checkpoints / 'best.pt'}", "data=folder", f"data.root={tiny_folder}",
+               "data.num_workers=0")
+    assert good.returncode == 0, good.stdout + good.stderr
+    log = (checkpoints / "best-eval-folder-2" / "evaluate.log").read_text()
+    assert "top-1" in log and "ERROR" not in log, log
+
+
+def test_an_evaluate_log_holds_only_its_own_run(trained_run, tmp_path):
+    """A folder left with the log of a command that failed there (a crash, or an earlier version's refusal) is
+    used again, and its log then tells of this run alone; data.eval_batch_size, the advice after running out of
+    memory, is taken as written, without the plus Hydra asks for a setting the config does not declare."""
+    checkpoints = run_copy(trained_run, tmp_path)
+    (checkpoints / "best-eval-run-data").mkdir()
+    (checkpoints / "best-eval-run-data" / "evaluate.log").write_text("[...][vision_exp.evaluate][ERROR] - earlier\n")
+    result = cli("vision_exp.evaluate", f"ckpt={checkpoints / 'best.pt'}", "data.eval_batch_size=5", "data.num_workers=0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = (checkpoints / "best-eval-run-data" / "evaluate.log").read_text()
+    assert "top-1" in log and "earlier" not in log, log
+    assert json.loads((checkpoints / "best-eval-run-data" / "metrics.json").read_text())["images"] == 12
+
+
+def test_the_run_data_settings_evaluate_declares_keep_the_run_values_unless_given(tiny_folder):
+    """`data.eval_batch_size=8` (no plus) changes that setting alone; without it, and under env=, the run's own."""
+    from vision_exp.evaluate import evaluation_data
+
+    run_data = compose(tiny_overrides(tiny_folder, "data.eval_batch_size=6", "data.max_val_per_class=3")).data
+    state = {"classes": ["n01440764", "n02102040"]}
+    as_run = evaluation_data(run_data, None, state)
+    assert (as_run.eval_batch_size, as_run.num_workers, as_run.max_val_per_class) == (6, 0, 3)
+    assert evaluation_data(run_data, compose(["ckpt=x.pt"], "evaluate").data, state) == as_run
+    given = compose(["ckpt=x.pt", "data.eval_batch_size=8", "env=kaggle"], "evaluate").data
+    data = evaluation_data(run_data, given, state)
+    assert data == dataclasses.replace(as_run, eval_batch_size=8, num_workers=4)
+
+
 def test_predict_missing_images(trained_run, tmp_path):
-    result = cli("vision_exp.predict", f"ckpt={trained_run / 'checkpoints' / 'best.pt'}", f"images={tmp_path / 'none'}")
+    """Refused, and without the `<checkpoint>-predictions/` folder that held only the refusal's log."""
+    checkpoints = run_copy(trained_run, tmp_path)
+    result = cli("vision_exp.predict", f"ckpt={checkpoints / 'best.pt'}", f"images={tmp_path / 'none'}")
     assert result.returncode == 2 and "no such file or folder" in result.stdout + result.stderr
+    (tmp_path / "bad.jpg").write_bytes(b"not a checkpoint")
+    result = cli("vision_exp.predict", f"ckpt={tmp_path / 'bad.jpg'}", f"images={tmp_path / 'bad.jpg'}")
+    assert result.returncode == 2 and "not a PyTorch checkpoint" in result.stdout + result.stderr
+    assert not list(checkpoints.glob("best-predictions*")) and not (tmp_path / "bad-predictions").exists()
 
 
 def png_claiming(width: int, height: int) -> bytes:
@@ -246,3 +330,40 @@ def test_loading_a_trained_model_imports_nothing_of_training():
              "'vision_exp.sweeps', 'vision_exp.reporting.run', 'torch.utils.tensorboard'))))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_running_out_of_memory_while_evaluating_names_a_smaller_eval_batch(trained_run, tmp_path, monkeypatch):
+    """One line naming the setting that fixes it, as training's own evaluation passes give, not a traceback."""
+    import torch
+
+    from vision_exp.errors import UserError
+    from vision_exp.evaluate import evaluate_checkpoint
+    from vision_exp.training import evaluation
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(evaluation, "evaluate", out_of_memory)
+    checkpoints = run_copy(trained_run, tmp_path)
+    cfg = compose([f"ckpt={checkpoints / 'best.pt'}", "data.eval_batch_size=6"], "evaluate")
+    with pytest.raises(UserError, match=r"ran out of memory evaluating with data.eval_batch_size=6: run again with "
+                                        r"data.eval_batch_size=3 \(the same metrics"):
+        evaluate_checkpoint(cfg, tmp_path / "out")
+
+
+def test_ctrl_c_while_evaluating_is_one_line_and_leaves_no_folder(trained_run, tmp_path):
+    """Exit status 130 without a traceback, also when Ctrl-C is pressed again while the line is written."""
+    checkpoints = run_copy(trained_run, tmp_path)
+    script = ("import os, signal, sys, vision_exp.evaluate as evaluate\n"
+              "def interrupted(*args): raise KeyboardInterrupt\n"
+              "evaluate.evaluate_checkpoint = interrupted\n"
+              "error = evaluate.log.error\n"
+              "def pressed_again(*args): os.kill(os.getpid(), signal.SIGINT); error(*args)\n"
+              "evaluate.log.error = pressed_again\n"
+              "sys.argv[0] = 'evaluate.py'\n"
+              "evaluate.main()\n")
+    result = subprocess.run([sys.executable, "-c", script, f"ckpt={checkpoints / 'best.pt'}"], capture_output=True,
+                            text=True, cwd=REPO, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 130 and "stopped by Ctrl-C" in output and "Traceback" not in output, output
+    assert not list(checkpoints.glob("best-eval-*"))

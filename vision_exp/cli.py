@@ -5,26 +5,38 @@ import contextlib
 import itertools
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
+from typing import Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from vision_exp.errors import ConfigError, UserError
+from vision_exp.reporting.records import remove_unused_folders
 
 
 @contextlib.contextmanager
-def user_errors(log: logging.Logger):
-    """A UserError ends the program with its message and exit status 2 (traceback with hydra.verbose=true)."""
+def user_errors(log: logging.Logger, made_for_it: Sequence[Path] = ()):
+    """A UserError ends the program with its message and exit status 2 (traceback with hydra.verbose=true), Ctrl-C
+    with one line and status 130.
+    A refused command is no result: the output folder made for it (`made_for_it`, see
+    `CheckOutputFolder.folders_made_for`) goes again with its log, unless something else was written there."""
     try:
         yield
     except UserError as exc:
         log.error("%s", exc)
+        remove_unused_folders(made_for_it)
         if HydraConfig.initialized() and HydraConfig.get().verbose:
             raise
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; pressed again, it cannot cut the line short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        log.error("stopped by Ctrl-C")
+        remove_unused_folders(made_for_it)
+        sys.exit(130)
 
 
 def beside(checkpoint: str, what: str) -> str:

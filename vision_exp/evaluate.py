@@ -1,5 +1,6 @@
 """`python -m vision_exp.evaluate ckpt=<path> [data=...]`: top-1/top-5, per-class accuracy and the
-confusion matrix of a checkpoint, written beside it (in <checkpoint>-eval-<data>/).
+confusion matrix of a checkpoint, written beside it (in <checkpoint>-eval-<data>/); a refused command leaves
+no folder there.
 
 torch and the data pipeline are imported once the command's values were checked: `--help` and a missing
 or mistyped checkpoint answer in about a second."""
@@ -14,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vision_exp.conf_dir import CONF_DIR
-from vision_exp.cli import user_errors
+from vision_exp.cli import CheckOutputFolder, user_errors
 from vision_exp.config_types import typed
 from vision_exp.data.config import DataConfig
 
@@ -28,9 +29,12 @@ RUN_PREPROCESSING = ("img_size", "crop_pct", "cache_size", "mean", "std")
 
 def evaluation_data(run_data: DictConfig, chosen, state: dict) -> DataConfig:
     """The run's data settings, updated with the user's choice; always the run's preprocessing and classes
-    (the model's head maps outputs to exactly those classes)."""
+    (the model's head maps outputs to exactly those classes). A setting left `???` (conf/evaluate.yaml declares
+    them so that `data.<key>=<value>` needs no plus) keeps the run's value."""
     # Resolved where it was composed: merged into the run's config, `${paths.cache_dir}` would name the run's paths.
-    node = OmegaConf.merge(run_data, OmegaConf.to_container(chosen, resolve=True)) if chosen else run_data.copy()
+    values = OmegaConf.to_container(chosen, resolve=True) if chosen else {}
+    given = {key: value for key, value in values.items() if not OmegaConf.is_missing(chosen, key)}
+    node = OmegaConf.merge(run_data, given)
     with open_dict(node):
         for key in RUN_PREPROCESSING:
             if key in run_data:
@@ -51,11 +55,14 @@ def val_only_folder(data: DataConfig) -> DataConfig:
 
 
 def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
-    from vision_exp.data.loaders import build_val_loader, index_dataset
+    import torch
+
     from vision_exp.builder import load_trained_model
+    from vision_exp.data.loaders import build_val_loader, index_dataset
     from vision_exp.reporting.evaluation import write_evaluation
     from vision_exp.training.evaluation import evaluate
     from vision_exp.training.runtime import amp_dtype, select_device
+    from vision_exp.training.trainer import OutOfMemory
 
     model, run_cfg, state = load_trained_model(Path(cfg.ckpt))
     data = val_only_folder(evaluation_data(run_cfg.data, cfg.get("data"), state))
@@ -63,7 +70,13 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
     index = index_dataset(data)
     val_loader = build_val_loader(index, data, device)
     model.to(device)
-    result = evaluate(model, val_loader.epoch(0), device, amp_dtype(cfg.amp, device, key="amp"), len(index.classes))
+    try:
+        result = evaluate(model, val_loader.epoch(0), device, amp_dtype(cfg.amp, device, key="amp"), len(index.classes))
+    except torch.cuda.OutOfMemoryError:
+        size = data.eval_batch
+        smaller = f"data.eval_batch_size={size // 2} (the same metrics from smaller batches), " if size > 1 else ""
+        raise OutOfMemory(f"{device} ran out of memory evaluating with data.eval_batch_size={size}: run again with "
+                          f"{smaller}amp=bf16 or fp16 if it is off") from None
     meta = {"checkpoint": str(cfg.ckpt), "data": data.name, "root": data.root}
     summary = write_evaluation(out_dir, result, index.class_names, meta)
     log.info("%s on %s val (%d images): top-1 %.2f%%, top-5 %.2f%%", cfg.ckpt, data.name, result["count"],
@@ -76,8 +89,9 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    with user_errors(log):
-        evaluate_checkpoint(cfg, Path(HydraConfig.get().runtime.output_dir))
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    with user_errors(log, CheckOutputFolder.folders_made_for(out_dir)):
+        evaluate_checkpoint(cfg, out_dir)
 
 
 if __name__ == "__main__":

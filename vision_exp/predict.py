@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from vision_exp.conf_dir import CONF_DIR
-from vision_exp.cli import user_errors
+from vision_exp.cli import CheckOutputFolder, user_errors
 from vision_exp.config_types import typed
 from vision_exp.data.config import DataConfig
 from vision_exp.data.index import IMAGE_EXTENSIONS
@@ -96,7 +96,8 @@ def predict(checkpoint: Path, target: Path, topk: int = 5, batch_size: int = 64,
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
 def main(cfg: DictConfig) -> None:
-    with user_errors(log):
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    with user_errors(log, CheckOutputFolder.folders_made_for(out_dir)):
         rows = predict(Path(cfg.ckpt), Path(cfg.images), cfg.topk, cfg.batch_size, cfg.device)
         table = io.StringIO()
         writer = csv.writer(table)
@@ -105,7 +106,7 @@ def main(cfg: DictConfig) -> None:
         for path, top in rows:
             print(f"{path}: " + ", ".join(f"{name} ({p:.1%})" for name, p in top))
             writer.writerow([path, *[n for n, _ in top], *[f"{p:.4f}" for _, p in top]])
-        out = Path(HydraConfig.get().runtime.output_dir) / "predictions.csv"
+        out = out_dir / "predictions.csv"
         write_text_atomic(out, table.getvalue())
         log.info("written to %s", out)
 
