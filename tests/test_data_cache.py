@@ -1,7 +1,12 @@
 """The uint8 cache: built once, reused, rebuilt when the config or the files change, portable."""
+import contextlib
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -37,6 +42,56 @@ def test_cache_holds_the_decoded_images_labels_and_manifest(tiny_folder, tmp_pat
     assert manifest["classes"] == list(index.classes) and len(manifest["files"]) == len(index.train)
     relative, size, label = manifest["files"][0]
     assert (tiny_folder / relative).stat().st_size == size and label == index.train.labels[0]
+
+
+# Builds the train cache of a folder with two workers, each image slowed down and a marker file written when
+# decoding starts; on Ctrl-C it reports, as train.py's one line does, how many workers are still running.
+BUILD_SLOWLY = """
+import multiprocessing, sys, time
+from vision_exp.data import cache
+from vision_exp.data.config import DataConfig
+from vision_exp.data.loaders import cached_index_split, index_dataset
+
+root, cache_dir, started = sys.argv[1:]
+decode = cache.open_rgb
+
+def slow_open_rgb(path, size):
+    open(started, "w").close()
+    time.sleep(0.2)
+    return decode(path, size)
+
+cache.open_rgb, cache.CHUNK = slow_open_rgb, 2
+data = DataConfig(root=root, cache_dir=cache_dir, img_size=16, cache_size=20)
+try:
+    cached_index_split(index_dataset(data), data, "train", workers=2)
+except KeyboardInterrupt:
+    print(f"stopped; workers left: {len(multiprocessing.active_children())}")
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_while_decoding_stops_the_workers_at_once_and_leaves_no_entry(tiny_folder, tmp_path):
+    """Ctrl-C signals the whole process group. Workers that took it printed tracebacks, broke the pool or went on
+    decoding the queued chunks into a removed folder, the process waiting for them at exit; they must leave it
+    to the main process, which stops them at once, and a rerun must build the whole entry."""
+    cache_dir, started = tmp_path / "cache", tmp_path / "started"
+    child = subprocess.Popen([sys.executable, "-c", BUILD_SLOWLY, str(tiny_folder), str(cache_dir), str(started)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.killpg(child.pid, signal.SIGINT)  # what Ctrl-C sends
+        stdout, stderr = child.communicate(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)  # whatever it left running
+    assert child.returncode == 130 and "Traceback" not in stderr, stderr
+    assert stdout.strip() == "stopped; workers left: 0"
+    assert list(cache_dir.iterdir()) == []  # neither the entry nor its temporary folder
+    data = settings(tiny_folder, cache_dir)
+    index, split = build(data, workers=2)
+    assert len(split.images) == len(index.train) and split.images[-1].any()
 
 
 def test_parallel_build_equals_serial_build(tiny_folder, tmp_path):

@@ -412,29 +412,43 @@ def test_hf_rows_open_like_files_and_are_stamped_by_fingerprint(hf_root):
     from vision_exp.data.hf_rows import open_split, parse_row_uri
     from vision_exp.data.images import open_rgb
 
-    index = index_dataset(preset("hf", hf_root))
+    data = preset("hf", hf_root)
+    index = index_dataset(data)
     uri = index.train.paths[1]
-    assert uri.startswith("hf://") and parse_row_uri(uri) == (str(hf_root), "train", "image", 1)
-    stored = open_split(str(hf_root), "train")[1]["image"]
+    hf_cache = str(Path(data.cache_dir) / "huggingface")
+    assert uri.startswith("hf://") and parse_row_uri(uri) == (str(hf_root), "train", "image", hf_cache, 1)
+    stored = open_split(str(hf_root), "train", hf_cache)[1]["image"]
     np.testing.assert_array_equal(np.asarray(open_rgb(uri)), np.asarray(stored.convert("RGB")))
     assert open_rgb(index.train.paths[0]).mode == "RGB"  # the grayscale row
     assert min(open_rgb(uri, min_size=12).size) >= 12
-    fingerprint = open_split(str(hf_root), "train")._fingerprint
+    fingerprint = open_split(str(hf_root), "train", hf_cache)._fingerprint
     assert file_records(index.train, index.root)[0][:2] == [["train/0", f"{fingerprint}:image", 0],
                                                       ["train/1", f"{fingerprint}:image", 0]]
 
 
-def test_hf_reads_a_folder_that_load_dataset_reads(tmp_path, monkeypatch):
+def test_hf_reads_a_folder_that_load_dataset_reads_and_converts_it_into_the_cache_folder(tmp_path, monkeypatch):
+    """load_dataset converts the folder into Arrow files: they go under data.cache_dir (VISION_EXP_CACHE) with the
+    project's other caches, not into datasets' own default (~/.cache/huggingface), also in a process that opens
+    the rows by their URIs alone (a cache or DataLoader worker started afresh)."""
     import datasets  # the dev extra installs it: the tests of data=hf never skip
 
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    from vision_exp.data import hf_rows
+    from vision_exp.data.images import open_rgb
+
+    elsewhere = tmp_path / "home-cache"
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", elsewhere)
     rng = np.random.default_rng(0)
     (tmp_path / "parquet").mkdir()
     hf_split(TINY_CLASSES, 2, rng).to_parquet(str(tmp_path / "parquet" / "train.parquet"))
     hf_split(TINY_CLASSES, 1, rng).to_parquet(str(tmp_path / "parquet" / "val.parquet"))
-    index = index_dataset(preset("hf", tmp_path / "parquet"))  # HF names val.parquet's split "validation"
+    data = preset("hf", tmp_path / "parquet")
+    index = index_dataset(data)  # HF names val.parquet's split "validation"
     assert (len(index.train), len(index.val)) == (6, 3) and index.class_names == NAMES
-    assert (tmp_path / "hf-cache").is_dir()
+    hf_rows.open_split.cache_clear()  # as in a fresh process
+    hf_rows.encoded_images.cache_clear()
+    assert open_rgb(index.val.paths[0]).mode == "RGB"
+    assert not elsewhere.exists()
+    assert list((Path(data.cache_dir) / "huggingface").glob("parquet/**/*.arrow"))
 
 
 def save_dict(root, **splits):

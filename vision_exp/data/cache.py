@@ -11,10 +11,13 @@ temporary folder and renamed into place, so an interrupted build leaves no half-
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,22 +93,64 @@ def _decode_chunk(args) -> list:
     return failed
 
 
+def _leave_sigint_to_the_main_process() -> None:
+    """Pool initializer: Ctrl-C signals the whole process group, and a worker that took it would print its own
+    traceback, hand a KeyboardInterrupt back as a chunk's result, or leave the pool waiting forever; the main
+    process alone stops the build (and the run, with one line)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _sigint_held():
+    """A SIGINT during the block is delivered when it ends. Starting the pool: a KeyboardInterrupt between a
+    worker's start and its registration would leave that worker behind, waiting for work forever, and workers
+    forked here keep the holding handler until their initializer ignores SIGINT. Stopping it: a second Ctrl-C
+    would cut short the clean-up that keeps no worker or half-written folder behind."""
+    if threading.current_thread() is not threading.main_thread():  # signals are handled in the main thread only
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            signal.raise_signal(signal.SIGINT)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill the workers, then wait for the pool's end: a pool shut down or left to the interpreter's exit would
+    first decode every chunk already queued (all of them, at exit), so a Ctrl-C would not stop at once."""
+    with _sigint_held():
+        for process in list(pool._processes.values()):  # no public way before Python 3.14's terminate_workers()
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _decode_all(array_path: Path, paths: tuple, size: int, workers: int, desc: str) -> list:
     from tqdm.auto import tqdm
 
     jobs = [(str(array_path), i, paths[i : i + CHUNK], size) for i in range(0, len(paths), CHUNK)]
     failed = []
     progress = tqdm(total=len(paths), desc=desc, unit="img", disable=not sys.stderr.isatty())
-    if workers <= 1:
-        results = map(_decode_chunk, jobs)
-    else:
-        pool = ProcessPoolExecutor(max_workers=workers)
-        results = pool.map(_decode_chunk, jobs)
-    for job, chunk_failed in zip(jobs, results):
-        failed += chunk_failed
-        progress.update(len(job[2]))
-    progress.close()
-    if workers > 1:
+    pool = ProcessPoolExecutor(workers, initializer=_leave_sigint_to_the_main_process) if workers > 1 else None
+    try:
+        if pool is None:
+            results = map(_decode_chunk, jobs)
+        else:
+            with _sigint_held():  # the workers start on the first submit
+                results = pool.map(_decode_chunk, jobs)
+        for job, chunk_failed in zip(jobs, results):
+            failed += chunk_failed
+            progress.update(len(job[2]))
+    except BaseException:  # Ctrl-C, a broken pool, a full disk: no worker goes on decoding
+        if pool is not None:
+            _stop_workers(pool)
+        raise
+    finally:
+        progress.close()
+    if pool is not None:
         pool.shutdown()
     return sorted(failed)
 
@@ -149,7 +194,8 @@ def build_split_cache(entry: Path, split: Split, files: list, dataset_info: dict
         })
         _move_into_place(tmp, entry)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with _sigint_held():
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

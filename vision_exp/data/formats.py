@@ -166,10 +166,13 @@ def hf_rows_by_class(dataset, cfg: DataConfig, split: str) -> tuple:
 
 def index_hf_dataset(cfg: DataConfig) -> DatasetIndex:
     """A Hugging Face image-classification dataset on disk (see hf_rows): classes are the names of
-    the ClassLabel column, images are rows named by hf:// URIs."""
+    the ClassLabel column, images are rows named by hf:// URIs. What `datasets` converts goes under
+    data.cache_dir with the project's other caches."""
     root = str(require_root(cfg))
-    train_rows, train_names = hf_rows_by_class(hf_rows.open_split(root, cfg.train_split), cfg, cfg.train_split)
-    val_rows, val_names = hf_rows_by_class(hf_rows.open_split(root, cfg.val_split), cfg, cfg.val_split)
+    hf_cache = str(Path(cfg.cache_dir) / "huggingface")
+    train_rows, train_names = hf_rows_by_class(hf_rows.open_split(root, cfg.train_split, hf_cache), cfg,
+                                               cfg.train_split)
+    val_rows, val_names = hf_rows_by_class(hf_rows.open_split(root, cfg.val_split, hf_cache), cfg, cfg.val_split)
     if train_names != val_names:
         raise DataError(f"splits {cfg.train_split!r} and {cfg.val_split!r} of {root} have different "
                         f"ClassLabel names in {cfg.label_column!r}")
@@ -182,7 +185,8 @@ def index_hf_dataset(cfg: DataConfig) -> DatasetIndex:
         """The selected rows (numbers, which build_split samples like paths), then named by URI."""
         chosen = build_split(rows, classes, limit, cfg.subset_seed,
                              lambda name: f"split {split!r} of {root} has no rows of class {name}")
-        return Split(tuple(hf_rows.row_uri(root, split, cfg.image_column, row) for row in chosen.paths), chosen.labels)
+        return Split(tuple(hf_rows.row_uri(root, split, cfg.image_column, hf_cache, row) for row in chosen.paths),
+                     chosen.labels)
 
     train = pick(cfg.train_split, train_rows, cfg.max_train_per_class)
     val = pick(cfg.val_split, val_rows, cfg.max_val_per_class)
