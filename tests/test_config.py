@@ -81,6 +81,7 @@ def test_every_shipped_value_has_the_type_its_setting_declares(overrides, tmp_pa
     ("auto", Union[bool, str], True), (0.5, Union[bool, str], False), ([1, 2], tuple, True), ("ab", list, False),
     ([1, 2], tuple[int, ...], True), ([1, 2.5], tuple[int, ...], False), ([1, "a"], tuple[int, str], True),
     ([1, 2], tuple[int, str], False), ([0.5], list[float], True),
+    (True, float, False), ([1, "a", "b"], tuple[int, str], False), ([1], tuple[int, str], False),
 ])
 def test_type_checks_of_config_values(value, expected, fits):
     from vision_exp.config_types import conforms, describe
@@ -157,3 +158,17 @@ def test_the_commands_train_help_shows_compose_and_pass_the_checks():
         overrides = [word for word in words[1:] if "=" in word]
         assert len(overrides) == len([word for word in words[1:] if word not in ("-m", "--cfg", "job")]), words
         check_buildable(compose(overrides))
+
+
+def test_the_limits_of_seed_and_grad_accum_steps_are_inclusive():
+    """The largest seed torch accepts is a valid seed, and a batch may be split into as many parts as it has
+    images (one each): the checks refuse only what lies beyond."""
+    from vision_exp.errors import ConfigError
+    from vision_exp.settings import LARGEST_SEED, run_settings
+
+    settings = run_settings(compose(["data.batch_size=8", "trainer.grad_accum_steps=8", f"seed={LARGEST_SEED}"]))
+    assert settings.trainer.grad_accum_steps == settings.data.batch_size == 8
+    with pytest.raises(ConfigError, match="at most 8"):
+        run_settings(compose(["data.batch_size=8", "trainer.grad_accum_steps=9"]))
+    with pytest.raises(ConfigError, match="must be a whole number from 0 to"):
+        run_settings(compose([f"seed={LARGEST_SEED + 1}"]))

@@ -147,3 +147,28 @@ def test_a_half_extracted_download_says_how_to_start_it_again(tmp_path):
     with pytest.raises(DataError, match=f"missing split folder: {root / 'val'} \\(left by an interrupted download\\? "
                                         f"delete {root} and run again with data.download=true\\)"):
         index_image_folder(cfg(root))
+
+
+def test_a_drawn_class_subset_is_listed_in_sorted_order(tiny_folder):
+    """Label i is the i-th class in sorted order whatever order the subset was drawn in, as with every class."""
+    for seed in range(8):
+        classes = index_image_folder(cfg(tiny_folder, num_classes=2, subset_seed=seed)).classes
+        assert list(classes) == sorted(classes), seed
+
+
+def test_a_per_class_limit_keeps_the_images_in_folder_order(tiny_folder):
+    """The limited split is a subset in the listing's (sorted) order, class by class, like the unlimited one."""
+    full = index_image_folder(cfg(tiny_folder))
+    small = index_image_folder(cfg(tiny_folder, max_train_per_class=5))
+    for label in range(len(TINY_CLASSES)):
+        chosen = [p for p, y in zip(small.train.paths, small.train.labels) if y == label]
+        listed = [p for p, y in zip(full.train.paths, full.train.labels) if y == label]
+        assert len(chosen) == 5 and chosen == [p for p in listed if p in chosen]
+
+
+def test_draft_decoding_of_a_long_image_keeps_its_shorter_side(tmp_path):
+    """The reduction is set by the shorter side: a 400 x 100 JPEG asked for 50 px may shrink to 200 x 50,
+    not to 50 x 13 (reckoned from the longer side, the image would be upsampled from 13 px)."""
+    Image.new("RGB", (400, 100), (1, 2, 3)).save(tmp_path / "long.jpg")
+    img = open_rgb(str(tmp_path / "long.jpg"), min_size=50)
+    assert min(img.size) >= 50 and img.size[0] < 400

@@ -312,3 +312,28 @@ def test_evaluating_only_unreadable_images_is_one_message(tmp_path):
     bundle = build_loaders(index_image_folder(data), data, AugmentConfig(), CPU, 0)
     with pytest.raises(DataError, match="no image left to evaluate: every one was unreadable"):
         evaluate(torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()), bundle.val.epoch(0), CPU)
+
+
+@pytest.mark.parametrize("kind", ["cached", "folder"])
+def test_the_train_eval_pass_takes_as_many_images_as_the_val_set_by_default(tiny_folder, tmp_path, kind):
+    """trainer.train_eval_samples=null: the eval-mode pass over training images is the size of the val set
+    (12 of the 36 training images here), so that train_acc and val_acc rest on as many images."""
+    data = DataConfig(root=str(tiny_folder), img_size=16, batch_size=8, loader=kind, num_workers=0, cache_dir=str(tmp_path))
+    bundle = build_loaders(index_image_folder(data), data, AugmentConfig(), CPU, 0, train_eval_samples=None)
+    assert bundle.val.num_samples == 12 and bundle.train.num_samples == 36
+    assert bundle.train_eval.num_samples == 12
+    assert sum(len(y) for _, y in bundle.train_eval.epoch(0)) == 12
+
+
+@pytest.mark.parametrize("kind", ["cached", "folder"])
+def test_the_bundles_mean_and_std_undo_the_loaders_normalisation(tiny_folder, tmp_path, kind):
+    """Batches are (pixel / 255 - mean) / std with data.mean and data.std, and the bundle carries the same two,
+    with which TensorBoard's input images are shown: a swap would show them in false colours."""
+    from vision_exp.reporting.figures import denormalize
+
+    mean, std = (0.2, 0.4, 0.6), (0.1, 0.2, 0.3)
+    bundle = loaders(tiny_folder, kind, cache_dir=str(tmp_path), mean=list(mean), std=list(std))
+    x = torch.cat([x for x, _ in bundle.val.epoch(0)])
+    by_hand = x * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)  # back to [0, 1]
+    assert by_hand.min() > -0.01 and by_hand.max() < 1.01 and by_hand.max() - by_hand.min() > 0.5
+    torch.testing.assert_close(denormalize(x, bundle.mean, bundle.std), by_hand.clamp(0, 1))

@@ -735,3 +735,75 @@ def test_a_metric_no_job_records_is_refused_before_any_job_completed(tmp_path):
     assert load_sweep(sweep, metric="best_val_acc").metric == "best_val_acc"
     with pytest.raises(SweepError, match="metric 'val_acc9' has no numeric value.*choose one of val_acc, best_val_acc"):
         load_sweep(sweep, metric="val_acc9")
+
+
+def test_the_same_overrides_in_another_order_are_one_configuration(tmp_path):
+    """A job's configuration is the set of its overrides: a rerun that spells them in another order adds seeds to
+    it rather than a configuration of its own."""
+    sweep = sweep_of(tmp_path, (["model=resnet_v1", "optimizer.lr=0.1", "seed=0"], 70.0),
+                     (["optimizer.lr=0.1", "model=resnet_v1", "seed=1"], 72.0),
+                     (["model=resnet_v2", "optimizer.lr=0.1", "seed=0"], 75.0))
+    summary = load_sweep(sweep)
+    assert [(c.label, c.values("val_acc")) for c in summary.configurations] == [
+        ("model=resnet_v1", [70.0, 72.0]), ("model=resnet_v2", [75.0])]
+
+
+def test_jobs_past_the_tenth_are_in_job_number_order(tmp_path):
+    """Job 10 comes after job 9, not after job 1, in results.csv and wherever job order counts."""
+    sweep = sweep_of(tmp_path, *[([f"seed={n}"], 60.0 + n) for n in range(12)])
+    summary = summarize_sweep(sweep)
+    assert [job.name for job in summary.jobs] == [str(n) for n in range(12)]
+    assert [row["job"] for row in csv.DictReader((sweep / "results.csv").open())] == [str(n) for n in range(12)]
+
+
+def test_configurations_with_as_many_but_other_seeds_are_compared_by_welch(tmp_path):
+    """Seeds 0, 1 against seeds 1, 2 make no pairs (seed 0 and 2 have no partner): Welch's interval, not an error."""
+    sweep = sweep_of(tmp_path, (["model=resnet_v1", "seed=0"], 70.0), (["model=resnet_v1", "seed=1"], 74.0),
+                     (["model=resnet_v2", "seed=1"], 75.0), (["model=resnet_v2", "seed=2"], 78.0))
+    summary = load_sweep(sweep)
+    difference = summary.difference(summary.configurations[1])
+    assert not difference.paired and difference == welch_difference([75.0, 78.0], [70.0, 74.0])
+    assert "(Welch: other seeds)" in results_markdown(summary)
+
+
+def test_each_results_md_column_shows_its_own_metric(tmp_path):
+    """The columns under best_val_acc and train_acc hold those metrics' mean ± std (std 0.00 shown, not left
+    out, when the seeds agree), samples seen its mean and wall time its mean."""
+    from vision_exp.sweeps.summary import results_table
+
+    sweep = sweep_of(tmp_path, (["model=resnet_v1", "seed=0"], 70.0), (["model=resnet_v1", "seed=1"], 72.0))
+    for job, (best, train, wall) in (("0", (71.0, 80.0, 3.0)), ("1", (74.0, 84.0, 5.0))):
+        record = json.loads((sweep / job / "metrics.json").read_text())
+        record.update(best_val_acc=best, train_acc=train, wall_time_s=wall)
+        (sweep / job / "metrics.json").write_text(json.dumps(record))
+    header, _, row = results_table(load_sweep(sweep)).splitlines()
+    cells = dict(zip([c.strip() for c in header.strip("|").split("|")], [c.strip() for c in row.strip("|").split("|")]))
+    assert cells["val_acc mean ± std"] == f"{statistics.mean([70.0, 72.0]):.2f} ± {statistics.stdev([70.0, 72.0]):.2f}"
+    assert cells["best_val_acc"] == f"{statistics.mean([71.0, 74.0]):.2f} ± {statistics.stdev([71.0, 74.0]):.2f}"
+    assert cells["train_acc"] == f"{statistics.mean([80.0, 84.0]):.2f} ± {statistics.stdev([80.0, 84.0]):.2f}"
+    assert cells["samples seen"] == "200" and cells["wall time (s)"] == "4.0"
+    (tmp_path / "same").mkdir()
+    same = sweep_of(tmp_path / "same", (["seed=0"], 70.0), (["seed=1"], 70.0))
+    assert "| 70.00 ± 0.00 |" in results_table(load_sweep(same))
+
+
+def test_metrics_results_csv_does_not_know_come_last_in_alphabetical_order(tmp_path):
+    """results.csv: the known metrics in reading order, then any others alphabetically, the same in every run."""
+    sweep = sweep_of(tmp_path, (["seed=0"], 70.0))
+    extra = ["zeta", "alpha", "mu", "beta", "omega", "kappa", "delta"]
+    record = json.loads((sweep / "0" / "metrics.json").read_text())
+    (sweep / "0" / "metrics.json").write_text(json.dumps({**record, **{key: 1.0 for key in extra}}))
+    summarize_sweep(sweep)
+    header = next(csv.reader((sweep / "results.csv").open()))
+    assert header == ["job", "status", "configuration", "seed", "val_acc", "best_val_acc", "train_acc",
+                      "samples_seen", "wall_time_s", *sorted(extra), "error", "overrides", "run_dir"]
+
+
+def test_a_refused_folder_names_three_differences_and_counts_the_rest(tmp_path):
+    """The message shows the first three differences and says how many more there are, only when there are."""
+    (tmp_path / "config.yaml").write_text("a: 1\nb: 1\nc: 1\nd: 1\n")
+    with pytest.raises(ConfigError) as three:
+        check_same_config(tmp_path, {"a": 2, "b": 2, "c": 2, "d": 1})
+    assert "a: 1 -> 2; b: 1 -> 2; c: 1 -> 2)" in str(three.value) and "more" not in str(three.value)
+    with pytest.raises(ConfigError, match="c: 1 -> 2; and 1 more\\)"):
+        check_same_config(tmp_path, {"a": 2, "b": 2, "c": 2, "d": 2})

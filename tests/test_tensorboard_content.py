@@ -103,3 +103,25 @@ def test_a_figure_that_cannot_be_written_raises_its_own_error(tmp_path, monkeypa
     with pytest.raises(OSError, match=r"savefig") as raised:
         save_figure_atomic(figure, tmp_path / "plot.png")
     assert raised.value.__context__ is None
+
+
+def test_curves_png_draws_each_family_under_its_own_name_against_epoch_progress(tmp_path, monkeypatch):
+    """curves.png: the eval-mode train pass is labelled as such and the running average as the running one (a
+    swap would show the misleading number under the honest name); x is epoch_progress, so that the points of
+    a run stopped within an epoch stand where it stopped."""
+    from vision_exp.reporting import curves
+
+    drawn = {}
+    monkeypatch.setattr(curves, "save_figure_atomic", lambda fig, path: drawn.update(fig=fig, path=path))
+    records = [{"epoch": 1, "epoch_progress": 1.0, "train/acc": 50.0, "train_running/acc": 40.0, "val/acc": 45.0,
+                "train/loss": 1.5, "train_running/loss": 1.9, "val/loss": 1.7},
+               {"epoch": 2, "epoch_progress": 1.5, "train/acc": 60.0, "train_running/acc": 48.0, "val/acc": 52.0,
+                "train/loss": 1.2, "train_running/loss": 1.6, "val/loss": 1.4}]
+    curves.plot_curves(records, tmp_path / "curves.png")
+    loss_axes, acc_axes = drawn["fig"].axes
+    for ax, metric in ((loss_axes, "loss"), (acc_axes, "acc")):
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        for family, label in (("train", "train (eval mode)"), ("train_running", "train (running, train mode)"),
+                              ("val", "val")):
+            assert list(lines[label].get_ydata()) == [r[f"{family}/{metric}"] for r in records], (metric, label)
+            assert list(lines[label].get_xdata()) == [1.0, 1.5]
