@@ -79,6 +79,7 @@ def test_img_size_not_divisible_by_the_patch_size(folder, tmp_path):
     (["model=vit_v1", "model.embed_dim=16", "model.num_heads=2", "model.mlp_ratio=0.05"], "model: mlp_ratio=0.05 gives embed_dim 16 an MLP of 0 hidden units"),
     (["model.widths=[8,16.5,32,64]"], "model.widths=[8, 16.5, 32, 64] must be"),
     (["model.layers=[1,1.5,1,1]"], "model.layers=[1, 1.5, 1, 1] must be"),
+    (["model.num_classes=5"], "model.num_classes=5 but the data has 10 classes"),  # each job of a sweep, before any trains
 ])
 def test_model_values_that_would_fail_in_training_or_do_nothing_stop_before_it(overrides, phrase):
     """A drop-path rate outside [0, 1] failed at the first training step (and never at depth 1), a small MLP

@@ -42,7 +42,9 @@ def check_buildable(cfg: DictConfig) -> None:
     optimizer and the scheduler build from their settings (e.g. a ViT's patch size divides its image).
     A sweep checks every job with it before the first one trains (vision_exp/sweeps/precheck.py)."""
     check_teacher(run_settings(cfg).distillation)
-    sized = OmegaConf.merge(cfg, {"data": {"num_classes": cfg.data.num_classes or 2}})  # known once data is read
+    if cfg.data.num_classes:  # else known once the data is read
+        check_model_outputs(cfg.model, cfg.data.num_classes)
+    sized = OmegaConf.merge(cfg, {"data": {"num_classes": cfg.data.num_classes or 2}})
     optimizer = build(cfg.optimizer, "optimizer")(build(sized.model, "model"))
     # The real sizes need the data: a run long enough that no schedule of realistic settings is judged too long.
     build(cfg.scheduler, "scheduler")(optimizer, total_steps=10**6, steps_per_epoch=100)
