@@ -64,3 +64,18 @@ def test_a_batch_smaller_than_the_ranks_is_refused_before_training():
     check_every_rank_gets_samples(4, {"training": 4, "validation": 85})
     with pytest.raises(ConfigError, match="last validation batch holds 3 sample.*fewer than the 4 ranks"):
         check_every_rank_gets_samples(4, {"training": 125, "validation": 3})
+
+
+def test_fractional_epochs_round_to_the_nearest_sample():
+    """trainer.epochs=0.29 of 100 images is 29 samples: the float product (28.999...) must not be cut to 28, nor
+    0.1 epoch of 9469 images (946.9) to 946."""
+    assert Budget.create(100, 10, 0.29, None).train_samples == 29
+    assert Budget.create(9469, 128, 0.1, None).train_samples == 947
+
+
+def test_a_full_epoch_counts_its_partial_batch_as_a_step():
+    """The schedule converts epochs (warmup_epochs, step_epochs) to steps with steps_per_full_epoch: 36 images in
+    batches of 8 take 5 steps (8, 8, 8, 8, 4), so a warm-up of one epoch lasts 5 steps, not 4."""
+    budget = Budget.create(36, 8, 3, None)
+    assert budget.steps_per_full_epoch == budget.steps_in_epoch(0) == 5
+    assert Budget.create(100, 10, 3, None).steps_per_full_epoch == 10

@@ -197,3 +197,15 @@ def test_a_distilled_preset_is_its_enhanced_preset_taught(scale):
     distilled = flatten(OmegaConf.to_container(compose([f"experiment={scale}_vit_distilled"])))
     changed = {key: value for key, value in distilled.items() if enhanced.get(key) != value}
     assert changed == {"name": f"{scale}_vit_distilled", "loss.distillation.kind": "soft"}
+
+
+def test_soft_distillation_averages_over_the_images_of_a_batch():
+    """batchmean: a batch's teacher term is the mean of its images' terms, so the teacher's share of the loss does
+    not grow with data.batch_size (a sum would make weight=0.5 mean more teacher for larger batches)."""
+    student = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.0, 0.0]])
+    teacher = torch.tensor([[0.0, 1.0, 3.0], [1.0, -1.0, 2.0]])
+    soft = Distillation(torch.nn.Identity(), "soft", weight=1.0, temperature=2.0)
+    zero = torch.tensor(0.0)
+    per_image = torch.stack([soft(zero, student[i:i + 1], teacher[i:i + 1]) for i in range(2)])
+    assert (per_image > 0).all()
+    torch.testing.assert_close(soft(zero, student, teacher), per_image.mean())

@@ -392,3 +392,70 @@ def test_a_warmup_fraction_below_one_always_leaves_steps_to_decay():
     """Rounded, 0.98 of 20 steps was all 20: the run ended at the peak rate and never reached lr_min."""
     used = lrs("cosine", total=20, per_epoch=5, warmup_fraction=0.98, lr_min=0.1)
     assert max(used) == pytest.approx(1.0) and used[20] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_mixup_targets_carry_the_configured_label_smoothing(smoothing):
+    """timm's Mixup smooths by 0.1 unless told otherwise: the mixed targets must carry loss.label_smoothing, 0
+    included. Each target mixes two labels; with 5 classes every other class keeps smoothing / 5."""
+    torch.manual_seed(0)
+    batch_augment = BatchAugment.create(AugmentConfig(mixup_alpha=0.8), 5, smoothing, torch.device("cpu"))
+    _, targets = batch_augment(torch.randn(6, 3, 8, 8), torch.tensor([0, 1, 2, 3, 4, 0]))
+    torch.testing.assert_close(targets.sum(1), torch.ones(6))
+    assert targets.min().item() == pytest.approx(smoothing / 5, abs=1e-6)
+
+
+def test_cutmix_alone_turns_batch_augmentation_on():
+    """augmentation.cutmix_alpha without mixup or erasing still mixes batches (and makes the targets soft)."""
+    batch_augment = BatchAugment.create(AugmentConfig(cutmix_alpha=1.0), 5, 0.0, torch.device("cpu"))
+    assert batch_augment is not None and batch_augment.soft_targets
+
+
+@pytest.mark.parametrize("switch_prob, convex", [(0.0, True), (1.0, False)])
+def test_mix_switch_prob_chooses_between_mixup_and_cutmix(switch_prob, convex):
+    """mix_switch_prob is the chance of CutMix over mixup when both are on: at 0 every batch is the convex blend
+    lam x + (1 - lam) x.flip(0) that mixup makes (lam read off the unsmoothed targets); at 1 none is (a box is pasted)."""
+    aug = AugmentConfig(mixup_alpha=0.8, cutmix_alpha=1.0, mix_switch_prob=switch_prob)
+    batch_augment = BatchAugment.create(aug, 4, 0.0, torch.device("cpu"))
+    for seed in range(4):
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        images = torch.randn(4, 3, 8, 8)
+        mixed, targets = batch_augment(images.clone(), torch.arange(4))
+        lam = targets[0, 0].item()
+        blend = lam * images + (1 - lam) * images.flip(0)
+        assert torch.allclose(mixed, blend, atol=1e-5) is convex, seed
+
+
+def test_the_optimizer_trains_at_the_rate_scaled_to_its_batch_size():
+    """optimizer.lr is the rate for lr_base_batch_size: a batch twice as large trains at 2x (linear) or
+    sqrt(2)x (sqrt) the rate."""
+    model = torch.nn.Linear(2, 2)
+    linear = create_optimizer(model, "sgd", lr=0.1, batch_size=512, lr_base_batch_size=256)
+    sqrt = create_optimizer(model, "adamw", lr=1e-3, batch_size=512, lr_base_batch_size=256, lr_scale_rule="sqrt")
+    assert all(group["lr"] == pytest.approx(0.2) for group in linear.param_groups)
+    assert all(group["lr"] == pytest.approx(1e-3 * 2 ** 0.5) for group in sqrt.param_groups)
+
+
+def test_warmup_rises_linearly_from_warmup_lr_init():
+    """scheduler.warmup_lr_init is where the warm-up starts: 0.1 rising to the peak 1.0 over 10 steps."""
+    values = lrs("cosine", warmup_epochs=1, warmup_lr_init=0.1)
+    assert values[0] == pytest.approx(0.1) and values[5] == pytest.approx(0.55) and values[10] == pytest.approx(1.0)
+
+
+def test_values_at_the_edge_of_their_range_are_refused():
+    """momentum=1 never lets an update fade; label_smoothing=1 makes every target uniform (nothing to learn)."""
+    from vision_exp.recipe.loss import create_train_loss
+
+    with pytest.raises(ConfigError, match=r"optimizer.momentum=1 must lie in \[0, 1\)"):
+        create_optimizer(torch.nn.Linear(2, 2), "sgd", lr=0.1, momentum=1)
+    with pytest.raises(ConfigError, match=r"loss.label_smoothing=1 must lie in \[0, 1\)"):
+        create_train_loss(label_smoothing=1)
+    assert isinstance(create_train_loss(label_smoothing=0.99), torch.nn.CrossEntropyLoss)
+
+
+def test_warmup_epochs_round_to_the_nearest_step():
+    """scheduler.warmup_epochs x the steps of an epoch is rounded, not cut: 0.9 epoch of 3 steps is 3 steps, and 0.29
+    epoch of 100 steps (28.999... in floats) is 29."""
+    assert warmup_steps(1000, 3, None, 0.9) == 3
+    assert warmup_steps(1000, 100, None, 0.29) == 29

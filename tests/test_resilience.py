@@ -264,3 +264,16 @@ def test_unwritable_output_folder_is_one_message(tiny_folder, tmp_path):
     result = run_cli(tiny_overrides(tiny_folder, f"hydra.run.dir={blocker / 'run'}"))
     assert result.returncode == 2 and "cannot write to the output folder" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_weights_of_another_shape_are_one_message_naming_the_keys():
+    """A checkpoint of the same architecture at another width or class count: the keys match but the shapes do not,
+    and the CheckpointError names them (torch's own error would be a RuntimeError, a wall of text)."""
+    from vision_exp.training.checkpoint import load_model_weights
+
+    model = torch.nn.Linear(4, 3)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"other.pt does not fit this model: 2 shape mismatches "
+                                              r"\(e.g. bias \(5,\) vs \(3,\), weight \(5, 4\) vs \(3, 4\)\)"):
+        load_model_weights(model, torch.nn.Linear(4, 5).state_dict(), "other.pt")
+    assert all(torch.equal(value, before[key]) for key, value in model.state_dict().items())

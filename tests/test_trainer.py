@@ -597,3 +597,89 @@ def test_weights_that_evaluate_to_nan_stop_the_run_before_they_are_saved(tiny_fo
                                                            r"infinite at step 5 \(end of epoch 1\).*checkpoint: none yet"):
         train(tiny_folder, run, "trainer.epochs=2")
     assert not list(run.glob("checkpoints/*.pt"))
+
+
+def test_running_metrics_are_the_sample_weighted_means_of_the_training_steps(tiny_folder, tmp_path, monkeypatch):
+    """train_running/loss and /acc average over the epoch's samples: each step's mean loss counts for its batch's
+    size (the last batch of 4 half as much as one of 8), and the accuracy is a percentage of the samples."""
+    steps, original = [], Trainer._step
+
+    def recording(self, images, labels, global_count):
+        loss, correct = original(self, images, labels, global_count)
+        steps.append((float(loss), float(correct), len(labels)))
+        return loss, correct
+
+    monkeypatch.setattr(Trainer, "_step", recording)
+    train(tiny_folder, tmp_path / "run")
+    (record,) = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    sizes = [size for _, _, size in steps]
+    assert sizes == [8, 8, 8, 8, 4]
+    correct = sum(c for _, c, _ in steps)
+    assert correct > 0, "a run with no correct prediction could not tell a percentage from a fraction"
+    assert record["train_running/loss"] == pytest.approx(sum(loss * size for loss, _, size in steps) / 36, rel=1e-6)
+    assert record["train_running/acc"] == pytest.approx(100.0 * correct / 36)
+
+
+def test_a_tied_validation_accuracy_keeps_the_earlier_best_checkpoint(tiny_folder, tmp_path, monkeypatch):
+    """best.pt is replaced only by a strictly better validation accuracy: on a tie (common on small validation
+    sets) best_epoch and best.pt stay at the first epoch that reached it."""
+    evaluate = trainer_mod.evaluate
+
+    def tied_validation(model, batches, device, amp=None, num_classes=None, memory_format=torch.contiguous_format):
+        result = evaluate(model, batches, device, amp, num_classes, memory_format)
+        return {**result, "acc": 50.0} if num_classes else result  # only the validation pass asks for a confusion
+
+    monkeypatch.setattr(trainer_mod, "evaluate", tied_validation)
+    summary = train(tiny_folder, tmp_path / "run", "trainer.epochs=3")
+    best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert (summary["best_epoch"], summary["best_val_acc"]) == (1, 50.0)
+    assert (best["epoch"], best["samples_seen"]) == (1, 36)
+
+
+def test_grad_clip_bounds_the_gradient_norm_of_every_step(tiny_folder, tmp_path, monkeypatch):
+    """trainer.grad_clip: the optimizer steps with the gradients' total norm scaled down to the limit (a
+    cross-entropy gradient of a fresh model is far above 0.01, so each step is clipped to it exactly)."""
+    norms, fit = [], Trainer.fit
+
+    def watching_fit(self):
+        step = self.optimizer.step
+
+        def recording_step(*args, **kwargs):
+            grads = [p.grad.norm() for p in self.model.parameters() if p.grad is not None]
+            norms.append(float(torch.stack(grads).norm()))
+            return step(*args, **kwargs)
+
+        self.optimizer.step = recording_step
+        return fit(self)
+
+    monkeypatch.setattr(Trainer, "fit", watching_fit)
+    train(tiny_folder, tmp_path / "run", "trainer.grad_clip=0.01", "trainer.train_samples=16")
+    assert norms == [pytest.approx(0.01, rel=1e-3)] * 2
+
+
+def test_a_resumed_run_continues_its_ema_from_the_checkpoint(tiny_folder, tmp_path, monkeypatch):
+    """The EMA is part of the state: a run stopped in its second epoch and resumed ends with the EMA weights (the
+    ones evaluated and kept as best.pt) and metrics of the run that never stopped."""
+    args = ("trainer.epochs=2", "trainer.deterministic=true", "trainer.ema_decay=0.9")
+    reference = train(tiny_folder, tmp_path / "a", *args)
+    stopped_by_a_signal(monkeypatch, 6, tiny_folder, tmp_path / "b", *args)
+    resumed = train(tiny_folder, tmp_path / "b", *args, "trainer.resume=auto")
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["ema"]
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["ema"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert resumed["val_loss"] == pytest.approx(reference["val_loss"], abs=1e-6)
+
+
+def test_a_run_with_random_batch_augmentation_resumes_exactly(tiny_folder, tmp_path, monkeypatch):
+    """Mixup/CutMix and random erasing draw from the global RNGs (Python, NumPy, torch): the checkpoint restores them,
+    so a run stopped mid-epoch draws the same mixes after the resume and ends with the uninterrupted run's weights."""
+    args = ("trainer.epochs=2", "trainer.deterministic=true", "augmentation=deit")
+    reference = train(tiny_folder, tmp_path / "a", *args)
+    stopped_by_a_signal(monkeypatch, 2, tiny_folder, tmp_path / "b", *args)
+    resumed = train(tiny_folder, tmp_path / "b", *args, "trainer.resume=auto")
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert resumed["train_running_loss"] == pytest.approx(reference["train_running_loss"], abs=1e-6)
