@@ -1,5 +1,6 @@
 """The notebook API: run() and sweep() on Hydra's compose API, the same files as the CLI."""
 import json
+import re
 
 import vision_exp
 from conftest import sigterm_at_step, tiny_overrides
@@ -168,7 +169,8 @@ def test_a_sweep_stopped_mid_run_resumes_where_it_stopped_when_called_again(tiny
     from vision_exp.errors import Interrupted
 
     runs, common, sweep_dir = [["seed=0"], ["seed=1"]], tiny_overrides(tiny_folder, "trainer.epochs=2"), tmp_path / "sweep"
-    with sigterm_at_step(monkeypatch, 3, only=lambda trainer: trainer.hparams["seed"] == 1), pytest.raises(Interrupted):
+    with sigterm_at_step(monkeypatch, 3, only=lambda trainer: trainer.hparams["seed"] == 1), pytest.raises(
+            Interrupted, match=re.escape(f"the same vision_exp.sweep call with sweep_dir='{sweep_dir}' resumes it")):
         vision_exp.sweep(runs, common=common, sweep_dir=str(sweep_dir))
     assert json.loads((sweep_dir / "1" / "metrics.json").read_text())["status"] == "interrupted"
     first_run = (sweep_dir / "0" / "metrics.json").stat().st_mtime_ns
@@ -198,3 +200,18 @@ def test_a_failure_that_cannot_be_recorded_still_raises_the_runs_own_error(tiny_
     monkeypatch.setattr(vision_exp.reporting.records, "write_json_atomic", disk_full)
     with pytest.raises(CheckpointError, match="the disk is full"):
         vision_exp.run(tiny_overrides(tiny_folder), run_dir=str(tmp_path / "run"))
+
+
+def test_a_stopped_notebook_run_says_which_call_continues_it(tiny_folder, tmp_path, monkeypatch):
+    """The trainer's message names the checkpoint; the notebook's own advice is the call that resumes the run,
+    not a command line, and that call finishes it."""
+    import pytest
+
+    from vision_exp.errors import Interrupted
+
+    overrides, run = tiny_overrides(tiny_folder, "trainer.epochs=2"), tmp_path / "run"
+    with sigterm_at_step(monkeypatch, 3), pytest.raises(Interrupted) as stopped:
+        vision_exp.run(overrides, run_dir=str(run))
+    call = f"vision_exp.run({overrides + ['trainer.resume=auto']!r}, run_dir='{run}')"
+    assert str(stopped.value).endswith(f"To continue: {call}") and "hydra.run.dir" not in str(stopped.value)
+    assert vision_exp.run(overrides + ["trainer.resume=auto"], run_dir=str(run))["samples_seen"] == 72

@@ -451,6 +451,19 @@ def test_hf_reads_a_folder_that_load_dataset_reads_and_converts_it_into_the_cach
     assert list((Path(data.cache_dir) / "huggingface").glob("parquet/**/*.arrow"))
 
 
+def test_hf_conversion_into_a_cache_folder_it_cannot_make_is_one_message(tmp_path):
+    """data.cache_dir under a file (or unwritable): a DataError naming the setting, not datasets' OSError."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "parquet").mkdir()
+    hf_split(TINY_CLASSES, 2, rng).to_parquet(str(tmp_path / "parquet" / "train.parquet"))
+    hf_split(TINY_CLASSES, 1, rng).to_parquet(str(tmp_path / "parquet" / "val.parquet"))
+    (tmp_path / "a-file").write_text("not a folder")
+    data = preset("hf", tmp_path / "parquet", f"data.cache_dir={tmp_path / 'a-file' / 'cache'}")
+    with pytest.raises(DataError, match=r"cannot convert .*parquet into .*a-file/cache/huggingface .*set a writable "
+                                        r"data.cache_dir \(VISION_EXP_CACHE\)"):
+        index_dataset(data)
+
+
 def save_dict(root, **splits):
     from datasets import DatasetDict
 

@@ -367,3 +367,30 @@ def test_ctrl_c_while_evaluating_is_one_line_and_leaves_no_folder(trained_run, t
     output = result.stdout + result.stderr
     assert result.returncode == 130 and "stopped by Ctrl-C" in output and "Traceback" not in output, output
     assert not list(checkpoints.glob("best-eval-*"))
+
+
+def test_a_predicted_folders_log_is_its_own(trained_run, tiny_folder, tmp_path):
+    """A folder left holding only the log of a command that failed there is used again; its log then tells of this
+    command alone."""
+    checkpoints = run_copy(trained_run, tmp_path)
+    (checkpoints / "best-predictions").mkdir()
+    (checkpoints / "best-predictions" / "predict.log").write_text("[...][vision_exp.predict][ERROR] - earlier\n")
+    result = cli("vision_exp.predict", f"ckpt={checkpoints / 'best.pt'}", f"images={tiny_folder / 'val'}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = (checkpoints / "best-predictions" / "predict.log").read_text()
+    assert "written to" in log and "earlier" not in log, log
+
+
+def test_a_run_whose_initialisation_is_refused_for_training_still_loads(trained_run, tmp_path):
+    """zero_init_residual with BasicBlockv3 is refused for training (its branches could not learn), but a run made
+    with it before has weights that evaluate, predict and distillation load: the initialisation is replaced anyway."""
+    from omegaconf import OmegaConf
+
+    from vision_exp.builder import load_trained_model
+
+    checkpoints = run_copy(trained_run, tmp_path)
+    config = OmegaConf.load(checkpoints.parent / "config.yaml")
+    config.model.block, config.model.zero_init_residual = "BasicBlockv3", True  # v1 and v3 share their weights' names
+    OmegaConf.save(config, checkpoints.parent / "config.yaml")
+    model, run_cfg, _ = load_trained_model(checkpoints / "best.pt")
+    assert type(model.layer1[0]).__name__ == "BasicBlockv3" and run_cfg.model.zero_init_residual

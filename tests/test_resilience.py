@@ -158,10 +158,13 @@ def test_a_kill_between_the_renames_of_a_save_resumes_from_the_previous_checkpoi
     leftovers = [run / "checkpoints" / ".last.pt.tmp-4242", run / ".metrics.jsonl.tmp-4242", run / ".curves.png.tmp.png"]
     for leftover in leftovers:  # the killed writes' temporary files, which nothing else would ever remove
         leftover.write_bytes(b"")
+    evaluating = run / "checkpoints" / "best-eval-run-data" / ".metrics.json.tmp-4343"  # vx-evaluate, writing now
+    evaluating.parent.mkdir()
+    evaluating.write_bytes(b"")
     run_experiment(compose(tiny_overrides(tiny_folder, *RUN_ARGS, "trainer.resume=auto")), run, [])
     assert "last.prev.pt" in caplog.text and "starting from scratch" not in caplog.text
     assert_same_run(final_state(run), reference)
-    assert not any(leftover.exists() for leftover in leftovers)
+    assert not any(leftover.exists() for leftover in leftovers) and evaluating.exists()
 
 
 @pytest.mark.parametrize("replaces_before_the_kill", [0, 1, 2, 3])

@@ -67,14 +67,22 @@ def run(overrides: Iterable[str] = (), run_dir: Optional[str] = None) -> dict:
     raises, after recording why in its metrics.json as the command line does; one refused before it
     started (a bad value, no dataset) leaves no folder that it created.
     """
+    from vision_exp.errors import Interrupted
     from vision_exp.reporting.files import missing_folders
     from vision_exp.reporting.records import recorded_failures
 
     overrides = list(overrides)
     cfg = _compose_run(overrides)
     folder = Path(run_dir or cfg.hydra.run.dir)
-    with recorded_failures(folder, missing_folders(folder)):
-        return _train(cfg, folder, overrides)
+    try:
+        with recorded_failures(folder, missing_folders(folder)):
+            return _train(cfg, folder, overrides)
+    except Interrupted as exc:
+        if exc.completed:
+            raise
+        again = [override for override in overrides if not override.startswith("trainer.resume=")]
+        raise Interrupted(f"{exc}. To continue: vision_exp.run({again + ['trainer.resume=auto']!r}, "
+                          f"run_dir={str(folder)!r})", exc.signum) from None
 
 
 def _compose_run(overrides: list):
@@ -170,8 +178,9 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
                     log.info("run %d skipped: already completed (%s)", number, job_dir / "metrics.json")
         except UserError as exc:
             log.error("run %d failed: %s", number, exc)
-        except Interrupted:
-            raise
+        except Interrupted as exc:
+            raise Interrupted(f"{exc}. The sweep stops; the same vision_exp.sweep call with sweep_dir={str(folder)!r} "
+                              f"resumes it", exc.signum, exc.completed) from None
         except Exception:
             log.exception("run %d failed; the sweep goes on", number)
     return summarize_sweep(folder, baseline)

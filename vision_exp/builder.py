@@ -46,7 +46,9 @@ def load_trained_model(checkpoint: Path):
         raise CheckpointError(f"no config.yaml for {checkpoint}: expected the run folder's {config_path}")
     try:
         run_cfg = OmegaConf.load(config_path)
-        model = build(run_cfg.model, "model")
+        # An initialisation the weights replace: BasicBlockv3 refuses zero_init_residual for training only.
+        model = build(OmegaConf.merge(run_cfg.model, {"zero_init_residual": False})
+                      if run_cfg.model.get("zero_init_residual") else run_cfg.model, "model")
     except Exception as exc:  # unreadable YAML, no model section, a class since renamed: the run's, not the command's
         raise CheckpointError(f"the model of {checkpoint} cannot be built from its run's {config_path}: "
                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None

@@ -69,6 +69,9 @@ def open_split(dataset_dir: str, split: str, cache_dir: str):
         return datasets.load_dataset(str(root), split=split, cache_dir=cache_dir)
     except (ValueError, FileNotFoundError) as exc:  # an unknown split, a folder without data files
         raise DataError(f"cannot read split {split!r} of {root} with datasets.load_dataset: {exc}") from None
+    except OSError as exc:  # the conversion's folder cannot be written
+        raise DataError(f"cannot convert {root} into {cache_dir} with datasets.load_dataset: "
+                        f"{exc.strerror or exc}; set a writable data.cache_dir (VISION_EXP_CACHE)") from None
 
 
 @lru_cache(maxsize=16)

@@ -62,12 +62,14 @@ def save_figure_atomic(fig, path: Path, **savefig_args) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def remove_leftover_temporaries(folder: Path) -> None:
-    """The temporary files of writes a kill (SIGKILL, a lost machine) cut short in `folder`: called by the
-    process that holds the folder's lock, so no write of them can still be going on."""
-    for pattern in (".*.tmp-*", ".*.tmp.png"):
-        for leftover in Path(folder).rglob(pattern):
-            leftover.unlink(missing_ok=True)
+def remove_leftover_temporaries(run_dir: Path) -> None:
+    """The temporary files of writes a kill (SIGKILL, a lost machine) cut short in the run folder and its
+    checkpoints/, where only the run writes: called by the process that holds the folder's lock, so no write
+    of them can still be going on (evaluate and predict write in folders of their own, without the lock)."""
+    for folder in (Path(run_dir), Path(run_dir) / "checkpoints"):
+        for pattern in (".*.tmp-*", ".*.tmp.png"):
+            for leftover in folder.glob(pattern):
+                leftover.unlink(missing_ok=True)
 
 
 def read_json(path: Path, default=None):
