@@ -657,29 +657,28 @@ def test_grad_clip_bounds_the_gradient_norm_of_every_step(tiny_folder, tmp_path,
     assert norms == [pytest.approx(0.01, rel=1e-3)] * 2
 
 
+def stopped_and_resumed_like_uninterrupted(monkeypatch, tiny_folder, tmp_path, stop_at, weights, metric, *args):
+    """A run stopped by a signal before step `stop_at` and resumed ends with the `weights` entry of last.pt and the
+    `metric` of the same run never stopped."""
+    args = ("trainer.epochs=2", "trainer.deterministic=true", *args)
+    reference = train(tiny_folder, tmp_path / "a", *args)
+    stopped_by_a_signal(monkeypatch, stop_at, tiny_folder, tmp_path / "b", *args)
+    resumed = train(tiny_folder, tmp_path / "b", *args, "trainer.resume=auto")
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")[weights]
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")[weights]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert resumed[metric] == pytest.approx(reference[metric], abs=1e-6)
+
+
 def test_a_resumed_run_continues_its_ema_from_the_checkpoint(tiny_folder, tmp_path, monkeypatch):
     """The EMA is part of the state: a run stopped in its second epoch and resumed ends with the EMA weights (the
     ones evaluated and kept as best.pt) and metrics of the run that never stopped."""
-    args = ("trainer.epochs=2", "trainer.deterministic=true", "trainer.ema_decay=0.9")
-    reference = train(tiny_folder, tmp_path / "a", *args)
-    stopped_by_a_signal(monkeypatch, 6, tiny_folder, tmp_path / "b", *args)
-    resumed = train(tiny_folder, tmp_path / "b", *args, "trainer.resume=auto")
-    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["ema"]
-    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["ema"]
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-    assert resumed["val_loss"] == pytest.approx(reference["val_loss"], abs=1e-6)
+    stopped_and_resumed_like_uninterrupted(monkeypatch, tiny_folder, tmp_path, 6, "ema", "val_loss", "trainer.ema_decay=0.9")
 
 
 def test_a_run_with_random_batch_augmentation_resumes_exactly(tiny_folder, tmp_path, monkeypatch):
     """Mixup/CutMix and random erasing draw from the global RNGs (Python, NumPy, torch): the checkpoint restores them,
     so a run stopped mid-epoch draws the same mixes after the resume and ends with the uninterrupted run's weights."""
-    args = ("trainer.epochs=2", "trainer.deterministic=true", "augmentation=deit")
-    reference = train(tiny_folder, tmp_path / "a", *args)
-    stopped_by_a_signal(monkeypatch, 2, tiny_folder, tmp_path / "b", *args)
-    resumed = train(tiny_folder, tmp_path / "b", *args, "trainer.resume=auto")
-    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["model"]
-    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["model"]
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-    assert resumed["train_running_loss"] == pytest.approx(reference["train_running_loss"], abs=1e-6)
+    stopped_and_resumed_like_uninterrupted(monkeypatch, tiny_folder, tmp_path, 2, "model", "train_running_loss",
+                                           "augmentation=deit")
