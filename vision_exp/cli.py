@@ -18,6 +18,11 @@ from vision_exp.errors import ConfigError, UserError
 from vision_exp.reporting.records import remove_unused_folders
 
 
+def ignore_further_ctrl_c() -> None:
+    """The process is stopping: Ctrl-C pressed again must not cut its last words short with a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def user_errors(log: logging.Logger, made_for_it: Sequence[Path] = ()):
     """A UserError ends the program with its message and exit status 2 (traceback with hydra.verbose=true), Ctrl-C
@@ -32,8 +37,8 @@ def user_errors(log: logging.Logger, made_for_it: Sequence[Path] = ()):
         if HydraConfig.initialized() and HydraConfig.get().verbose:
             raise
         sys.exit(2)
-    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; pressed again, it cannot cut the line short
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
+        ignore_further_ctrl_c()
         log.error("stopped by Ctrl-C")
         remove_unused_folders(made_for_it)
         sys.exit(130)

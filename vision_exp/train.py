@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -27,7 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
-from vision_exp.cli import CheckOutputFolder
+from vision_exp.cli import CheckOutputFolder, ignore_further_ctrl_c
 from vision_exp.conf_dir import CONF_DIR, apply_debug_last
 from vision_exp.errors import ConfigError, Interrupted, UserError
 from vision_exp.reporting.files import last_checkpoint
@@ -84,11 +83,6 @@ def where_it_ended(result: dict, run_dir: Path) -> str:
 
     return (f"done: val top-1 {percent('val_acc')} (best {percent('best_val_acc')} at epoch {result.get('best_epoch')}), "
             f"train top-1 in eval mode {percent('train_acc')}; results in {run_dir}")
-
-
-def ignore_further_ctrl_c() -> None:
-    """The process is stopping: Ctrl-C pressed again must not cut its last words short with a traceback."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run_task(cfg: DictConfig) -> Optional[dict]:

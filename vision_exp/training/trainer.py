@@ -505,26 +505,22 @@ class Trainer:
     def _check_finite(self, loss_sum: torch.Tensor, step: int, window: int) -> None:
         bad = all_reduce_sum((~torch.isfinite(loss_sum)).double())  # every rank stops together
         if bad.item() > 0:
-            last = self.checkpoint_dir / "last.pt"
             where = f"step {step}" if window == 1 else f"steps {max(1, step - window + 1)}-{step}"
-            raise TrainingDiverged(
-                f"the training loss became NaN or infinite at {where} (epoch {self.position.epoch + 1}); "
-                f"last good checkpoint: {last if last.is_file() else 'none yet'}. "
-                f"Try a lower optimizer.lr or trainer.grad_clip" + (", or trainer.amp=bf16/off" if self.amp else "")
-            )
+            raise self._diverged(f"the training loss became NaN or infinite at {where} (epoch {self.position.epoch + 1})")
 
     def _check_evaluation_finite(self, record: dict) -> None:
         """A finite training loss can still end an epoch with weights that evaluate to NaN or infinity (its last
         update diverged, or a BatchNorm running statistic became NaN): stop before they are saved as last.pt."""
         bad = [key for key in ("val/loss", "train/loss") if not math.isfinite(record[key])]
         if bad:
-            last = self.checkpoint_dir / "last.pt"
-            raise TrainingDiverged(
-                f"the evaluation loss ({' and '.join(bad)}) became NaN or infinite at step {record['step']} (end of "
-                f"epoch {record['epoch']}), though the training loss was finite; last good checkpoint: "
-                f"{last if last.is_file() else 'none yet'}. "
-                f"Try a lower optimizer.lr or trainer.grad_clip" + (", or trainer.amp=bf16/off" if self.amp else "")
-            )
+            raise self._diverged(f"the evaluation loss ({' and '.join(bad)}) became NaN or infinite at step "
+                                 f"{record['step']} (end of epoch {record['epoch']}), though the training loss was finite")
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        """`what` diverged, the checkpoint to go back to, and the settings that usually prevent it."""
+        last = self.checkpoint_dir / "last.pt"
+        return TrainingDiverged(f"{what}; last good checkpoint: {last if last.is_file() else 'none yet'}. Try a lower "
+                                f"optimizer.lr or trainer.grad_clip" + (", or trainer.amp=bf16/off" if self.amp else ""))
 
     @property
     def eval_model(self) -> torch.nn.Module:
