@@ -472,6 +472,122 @@ def test_a_report_notes_a_sweep_folder_without_jobs_and_reports_the_others(enhan
 
 
 
+def test_sweeps_of_one_name_are_told_apart_by_folder_and_a_folder_named_twice_is_one_section(tmp_path):
+    """A rerun or a sweep of more seeds keeps its preset's name: two sections headed alike, with one link anchor,
+    could not be told apart. A folder matched by two overlapping globs is one sweep."""
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first = sweep_of(tmp_path / "first", (["model=resnet_v1", "seed=0"], 70.0), (["model=resnet_v2", "seed=0"], 72.0))
+    second = sweep_of(tmp_path / "second", (["model=resnet_v1", "seed=1"], 71.0), (["model=resnet_v2", "seed=1"], 74.0))
+    (first.parent / "other").mkdir()
+    other = sweep_of(first.parent / "other", (["model=vit_v1", "seed=0"], 60.0))
+    for sweep, name in ((first, "ablation"), (second, "ablation"), (other, "vit")):
+        (sweep / "multirun.yaml").write_text(json.dumps({"name": name}))
+    output = tmp_path / "report.md"
+    assert report.main([str(first), str(second), str(first), str(other), "--output", str(output)]) == 0
+    text = output.read_text()
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings == ["## ablation (first/multirun)", "## ablation (second/multirun)", "## vit"]
+    assert "3 sweep(s)" in text
+
+
+def test_read_only_sweeps_in_folders_of_one_name_keep_their_own_plots_beside_the_report(tmp_path, monkeypatch):
+    """Two Kaggle inputs, /kaggle/input/a/multirun and /kaggle/input/b/multirun: the plots drawn beside the report
+    must not overwrite each other, or both sections would show the second sweep's."""
+    import errno
+
+    from vision_exp.sweeps import report as report_mod
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    sweeps = [sweep_of(tmp_path / "a", (["model=resnet_v1", "seed=0"], 70.0)),
+              sweep_of(tmp_path / "b", (["model=resnet_v1", "seed=0"], 40.0))]
+    drawn = {}
+
+    def read_only(summary, path):
+        if Path(path).parent in sweeps:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        drawn[Path(path).name] = summary.sweep_dir
+
+    monkeypatch.setattr(report_mod, "plot_bars", read_only)
+    monkeypatch.setattr(report_mod, "plot_curves", read_only)
+    output = tmp_path / "write-up" / "report.md"
+    assert report.main([*map(str, sweeps), "--output", str(output)]) == 0
+    links = [line.split("](")[1].rstrip(")") for line in output.read_text().splitlines() if line.startswith("![")]
+    assert len(set(links)) == 4
+    assert [drawn[link] for link in links] == [sweeps[0], sweeps[0], sweeps[1], sweeps[1]]
+
+
+@pytest.mark.parametrize("content", ["[]", "null", '"completed"', '{"status": "compl'])
+def test_a_metrics_json_that_holds_no_record_is_listed_with_the_reason(tmp_path, content):
+    """A metrics.json cut short by a copy, or written by another tool, must neither stop the summary nor be
+    called missing."""
+    sweep = sweep_of(tmp_path, (["model=resnet_v1", "seed=0"], 70.0), (["model=resnet_v1", "seed=1"], 72.0))
+    (sweep / "1" / "metrics.json").write_text(content)
+    (sweep / "1" / "refused.json").write_text(content)
+    summary = summarize_sweep(sweep)
+    job = summary.jobs[1]
+    assert job.status == "unfinished" and "metrics.json holds no run's record" in job.error
+    assert "| 1 | all jobs | 1 | unfinished | metrics.json holds no run's record" in (sweep / "results.md").read_text()
+
+
+def test_a_failed_job_whose_error_is_null_is_listed(tmp_path):
+    sweep = sweep_of(tmp_path, (["seed=0"], 70.0))
+    write_job(sweep, 1, ["seed=1"], error="placeholder")
+    (sweep / "1" / "metrics.json").write_text(json.dumps({"status": "failed", "error": None}))
+    summarize_sweep(sweep)
+    assert "| 1 | all jobs | 1 | failed |  |" in (sweep / "results.md").read_text()
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "true"])
+def test_a_metric_that_is_no_finite_number_is_left_out_of_the_mean(tmp_path, literal):
+    """Python's json writes NaN and Infinity unless told not to, and reads them back as floats; one would make the
+    configuration's mean, std and interval nan. JSON's true is a Python int."""
+    sweep = sweep_of(tmp_path, (["model=resnet_v1", "seed=0"], 70.0), (["model=resnet_v1", "seed=1"], 72.0),
+                     (["model=resnet_v2", "seed=0"], 75.0), (["model=resnet_v2", "seed=1"], 77.0))
+    text = (sweep / "0" / "metrics.json").read_text()
+    (sweep / "0" / "metrics.json").write_text(text.replace('"val_acc": 70.0', f'"val_acc": {literal}'))
+    summary = load_sweep(sweep)
+    baseline, other = summary.configurations
+    assert baseline.values("val_acc") == [72.0]
+    assert summary.difference(other) == welch_difference([75.0, 77.0], [72.0])
+    assert "| **model=resnet_v1** (baseline) | 1 (+1 without val_acc) | 72.00 | baseline |" in results_markdown(summary)
+
+
+def test_a_job_without_overrides_json_neither_makes_axes_nor_becomes_the_baseline(tmp_path):
+    """A job that failed before it wrote overrides.json says nothing of the sweep's axes: counted as a job without
+    overrides, it turned every common override into an axis, labelled every configuration with them, and as job
+    0 it was taken for the baseline."""
+    sweep = tmp_path / "multirun"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("{}")
+    (sweep / "0").mkdir()
+    (sweep / "0" / "metrics.json").write_text(json.dumps({"status": "failed", "error": "no space left on device"}))
+    for number, (model, value) in enumerate((("resnet_v1", 70.0), ("resnet_v2", 75.0)), start=1):
+        write_job(sweep, number, ["experiment=cpu_resnet", f"model={model}", "seed=0"], value)
+    summary = load_sweep(sweep)
+    assert list(summary.axes) == ["model"] and summary.common == ["experiment=cpu_resnet"]
+    assert [c.label for c in summary.configurations] == ["model=resnet_v1", "model=resnet_v2", "(unknown: no overrides.json)"]
+    assert summary.baseline.label == "model=resnet_v1"
+    assert "| 0 | (unknown: no overrides.json) | — | failed | no space left on device |" in results_markdown(summary)
+
+
+def test_vx_summarize_on_a_read_only_sweep_folder_is_one_message(enhancement_sweep, monkeypatch, capsys):
+    """A sweep attached as a Kaggle input cannot take results.csv: one line that says so and what reports it."""
+    import errno
+
+    from vision_exp.sweeps import summary as summary_mod
+
+    def read_only(path, text):
+        raise PermissionError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(summary_mod, "write_text_atomic", read_only)
+    assert summarize.main([str(enhancement_sweep)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: cannot write the results into {enhancement_sweep}: Read-only file system; "
+                            f"vx-report {enhancement_sweep} --output") and "Traceback" not in error
+
+
 # ------------------------------------------------------------------------------- statistics
 @pytest.mark.parametrize("df, quantile", [  # two-sided 95%: the 0.975 quantile of a printed t table
     (1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (5, 2.5706), (10, 2.2281), (30, 2.0423), (1e9, 1.9600),
@@ -630,6 +746,27 @@ def test_under_torchrun_every_rank_shares_the_folder_and_rank_0_summarizes(enhan
     with pytest.raises(SystemExit):  # the fixture's sweep holds a failed and an unfinished job
         SummarizeSweep().on_multirun_end(sweep)
     assert (enhancement_sweep / "results.md").is_file()
+
+
+def test_a_sweep_whose_summary_cannot_be_written_ends_with_status_1(tmp_path, monkeypatch, caplog):
+    """Hydra turns an exception of an end-of-multirun callback into a warning: a full disk at the summary ended the
+    sweep with status 0, with no results.md, and a chained cluster job went on as if all were well."""
+    import errno
+
+    from omegaconf import OmegaConf
+
+    from vision_exp.sweeps import summary as summary_mod
+    from vision_exp.sweeps.callback import SummarizeSweep
+
+    def disk_full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    sweep = sweep_of(tmp_path, (["seed=0"], 70.0), (["seed=1"], 72.0))  # every job completed
+    monkeypatch.setattr(summary_mod, "write_text_atomic", disk_full)
+    with pytest.raises(SystemExit) as ended:
+        SummarizeSweep().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert ended.value.code == 1
+    assert f"No space left on device: '{sweep / 'results.csv'}'); rebuild it with: vx-summarize {sweep}" in caplog.text
 
 
 def test_a_parallel_job_takes_a_free_gpu_and_holds_it_until_it_ends(tmp_path):

@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from vision_exp.errors import UserError
-from vision_exp.sweeps.summary import summarize_sweep
+from vision_exp.sweeps.summary import load_sweep, write_results
 
 
 def main(argv=None) -> int:
@@ -20,9 +20,16 @@ def main(argv=None) -> int:
     parser.add_argument("--metric", default="val_acc", help="the metrics.json key to compare (default: val_acc)")
     args = parser.parse_args(argv)
     try:
-        summary = summarize_sweep(args.sweep_dir, baseline=args.baseline, metric=args.metric)
+        summary = load_sweep(args.sweep_dir, baseline=args.baseline, metric=args.metric)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        write_results(summary)
+    except OSError as exc:  # a read-only sweep folder (a Kaggle input), a full disk
+        print(f"error: cannot write the results into {summary.sweep_dir}: {exc.strerror or exc}; "
+              f"vx-report {summary.sweep_dir} --output <file> reports the sweep from a folder you can write to",
+              file=sys.stderr)
         return 2
     completed = summary.completed_count
     print(f"{summary.sweep_dir}: {len(summary.jobs)} jobs ({completed} completed), "

@@ -73,11 +73,13 @@ def remove_leftover_temporaries(run_dir: Path) -> None:
 
 
 def read_json(path: Path, default=None):
-    """A JSON file's content, or `default` when it is missing or unreadable (e.g. cut short by a crash)."""
+    """A JSON file's content, or `default` when it is missing, unreadable (e.g. cut short by a crash) or, given a
+    default, of another type than it (a list or null where a record belongs would fail its reader's `.get`)."""
     try:
-        return json.loads(Path(path).read_text())
+        content = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return default
+    return default if default is not None and not isinstance(content, type(default)) else content
 
 
 def read_jsonl(path: Path) -> list:

@@ -3,7 +3,7 @@
 Every job has ended by then, in this process or in joblib/submitit workers, and left its
 metrics.json; the summary reads those files (vision_exp.sweeps.summary). A sweep with a job that
 did not complete still writes every results file, then exits with status 1, so that a script or
-a chain of cluster jobs notices.
+a chain of cluster jobs notices; so does a sweep whose summary cannot be written (a full disk).
 """
 from __future__ import annotations
 
@@ -25,7 +25,12 @@ class SummarizeSweep(Callback):
         if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 writes every result
             return
         sweep_dir = Path(config.hydra.sweep.dir)
-        summary = summarize_sweep(sweep_dir)
+        try:
+            summary = summarize_sweep(sweep_dir)
+        except Exception as exc:  # Hydra would make it a warning, and the sweep would end with status 0
+            log.error("the sweep's summary could not be written (%s: %s); rebuild it with: vx-summarize %s",
+                      type(exc).__name__, exc, sweep_dir)
+            sys.exit(1)
         log.info("sweep summary: %s (rebuild it with: vx-summarize %s)", sweep_dir / RESULTS_MD, sweep_dir)
         if summary.unsuccessful:
             listed = ", ".join(f"job {job.name} ({job.status})" for job in summary.unsuccessful[:5])

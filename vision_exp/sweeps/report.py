@@ -6,7 +6,8 @@ report's own folder. The tables are computed from the job folders, like results.
 sweep's default baseline; the plots are redrawn to match, as report_*.png beside results.md's own
 (which may mark another baseline, chosen with vx-summarize --baseline), or beside the report when the sweep
 folder is read-only. A sweep folder without
-jobs yet (a sweep that stopped before its first job) gets a line saying so.
+jobs yet (a sweep that stopped before its first job) gets a line saying so. Sweeps of one name (a rerun, more
+seeds) are told apart by their folders, in headings and in the plots beside the report.
 """
 from __future__ import annotations
 
@@ -25,9 +26,22 @@ def relative_link(path: Path, report_dir: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), Path(report_dir).resolve())).as_posix()
 
 
-def draw_plots(summary, report_dir: Path) -> tuple:
+def distinct_names(folders: list) -> list:
+    """Each folder's name, or as many of its last path parts as tell it from the report's other folders
+    (`a/multirun` and `b/multirun`, two Kaggle inputs): what headings and plot names of the report go by."""
+    parts = [Path(folder).resolve().parts for folder in folders]
+    names = []
+    for own in parts:
+        depth = 1
+        while depth < len(own) and any(other != own and other[-depth:] == own[-depth:] for other in parts):
+            depth += 1
+        names.append(Path(*own[-depth:]).as_posix())
+    return names
+
+
+def draw_plots(summary, report_dir: Path, folder_name: str) -> tuple:
     """The section's two plots, in the sweep folder; one that cannot be written to (a Kaggle input, a shared
-    results folder) gets them beside the report instead, named after it."""
+    results folder) gets them beside the report instead, named after its `folder_name`."""
     def draw(folder: Path, prefix: str) -> tuple:
         bars, curves = (folder / f"{prefix}{name}" for name in (bars_png(summary), CURVES_PNG))
         plot_bars(summary, bars)
@@ -38,18 +52,27 @@ def draw_plots(summary, report_dir: Path) -> tuple:
         return draw(summary.sweep_dir, REPORT_PREFIX)
     except OSError:
         Path(report_dir).mkdir(parents=True, exist_ok=True)
-        return draw(Path(report_dir), f"{REPORT_PREFIX}{summary.sweep_dir.name}_")
+        return draw(Path(report_dir), f"{REPORT_PREFIX}{folder_name.replace('/', '_')}_")
 
 
-def sweep_section(sweep_dir: Path, report_dir: Path) -> str:
+def read_sweep(folder: Path):
+    """The folder's SweepSummary, or the EmptySweep that says why it has none."""
     try:
-        summary = load_sweep(sweep_dir)
+        return load_sweep(folder)
     except EmptySweep as exc:
-        return f"## {Path(sweep_dir).name}\n\nSkipped: {exc}.\n"
-    bars, curves = draw_plots(summary, report_dir)
+        return exc
+
+
+def sweep_section(summary, folder_name: str, names: list, report_dir: Path) -> str:
+    """The sweep's section; its heading is its name, with its folder's when another sweep of the report has the
+    name too (a rerun, more seeds), so that each heading and its link anchor is its own."""
+    if isinstance(summary, EmptySweep):
+        return f"## {folder_name}\n\nSkipped: {summary}.\n"
+    heading = summary.name if names.count(summary.name) == 1 else f"{summary.name} ({folder_name})"
+    bars, curves = draw_plots(summary, report_dir, folder_name)
     completed = summary.completed_count
     parts = [
-        f"## {summary.name}",
+        f"## {heading}",
         "",
         f"Sweep folder `{relative_link(summary.sweep_dir, report_dir)}`: {len(summary.jobs)} jobs, {completed} completed. "
         f"Baseline: **{summary.baseline.label}**.",
@@ -61,8 +84,8 @@ def sweep_section(sweep_dir: Path, report_dir: Path) -> str:
     if summary.unsuccessful:
         parts += ["Jobs that did not complete (left out of the means):", "", failures_table(summary), ""]
     parts += [
-        f"![{summary.name}: {summary.metric} per configuration]({relative_link(bars, report_dir)})",
-        f"![{summary.name}: validation accuracy during training]({relative_link(curves, report_dir)})",
+        f"![{heading}: {summary.metric} per configuration]({relative_link(bars, report_dir)})",
+        f"![{heading}: validation accuracy during training]({relative_link(curves, report_dir)})",
         "",
     ]
     return "\n".join(parts)
@@ -70,11 +93,18 @@ def sweep_section(sweep_dir: Path, report_dir: Path) -> str:
 
 def build_report(sweep_dirs: list, report_dir: Path) -> str:
     """The report's Markdown; image links are relative to `report_dir`, where it will be saved."""
-    sections = [sweep_section(Path(d), report_dir) for d in sweep_dirs]
+    unique = {}
+    for folder in sweep_dirs:  # a folder named twice (overlapping globs) gets one section
+        unique.setdefault(Path(folder).resolve(), Path(folder))
+    folders = list(unique.values())
+    summaries = [read_sweep(folder) for folder in folders]
+    names = [summary.name for summary in summaries if not isinstance(summary, EmptySweep)]
+    sections = [sweep_section(summary, folder_name, names, report_dir)
+                for summary, folder_name in zip(summaries, distinct_names(folders))]
     header = [
         "# Study report",
         "",
-        f"{len(sweep_dirs)} sweep(s), summarized {time.strftime('%Y-%m-%d %H:%M')}. In each table, n is the number "
+        f"{len(folders)} sweep(s), summarized {time.strftime('%Y-%m-%d %H:%M')}. In each table, n is the number "
         "of completed seeds, mean ± std are over them, and Δ is the difference of a configuration's mean to the "
         "baseline's with a 95% t interval (paired by seed when both completed the same seeds, else Welch's, marked): an interval that "
         "includes 0 is a difference these seeds do not resolve.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,16 @@ class EmptySweep(SweepError):
     """A sweep folder whose jobs have not started (Hydra writes multirun.yaml first), or never will."""
 
 
+# The configuration of jobs without a readable overrides.json (a job that failed before writing it).
+UNKNOWN_CONFIGURATION = "(unknown: no overrides.json)"
+
+
+def is_number(value) -> bool:
+    """A value a mean can take: a NaN or Infinity (which Python's json writes by default, and reads back as floats)
+    would make every mean and interval of its configuration nan, and JSON's true/false are ints to Python."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def split_override(override: str) -> tuple:
     key, _, value = override.partition("=")
     return key, value
@@ -73,14 +84,15 @@ def display_key(key: str) -> str:
 class Job:
     name: str
     run_dir: Path
-    overrides: list
+    overrides: Optional[list]  # None: unknown (no readable overrides.json)
     metrics: dict
     refusal: Optional[str] = None  # why the command that ran it last refused it (its folder holds another configuration)
 
     @property
     def status(self) -> str:
-        """completed, failed, interrupted (SIGTERM/SIGINT, resumable), unfinished (no metrics.json: running, or
-        killed), or refused (the command that ran last asked for another configuration than the folder's)."""
+        """completed, failed, interrupted (SIGTERM/SIGINT, resumable), unfinished (no metrics.json, or one without a
+        run's record: running, or killed), or refused (the command that ran last asked for another configuration
+        than the folder's)."""
         return "refused" if self.refusal else self.metrics.get("status", "unfinished")
 
     @property
@@ -90,7 +102,7 @@ class Job:
     @property
     def seed(self) -> Optional[str]:
         """The seed override, else the seed in the job's config.yaml."""
-        values = [value for key, value in map(split_override, self.overrides) if display_key(key) == "seed"]
+        values = [value for key, value in map(split_override, self.overrides or []) if display_key(key) == "seed"]
         if values:
             return values[-1]
         config = self.run_dir / CONFIG_FILE
@@ -101,7 +113,7 @@ class Job:
         """The overrides that define its configuration: all but the seed and where or how it ran (trainer.device,
         paths, memory settings, ...: a resumed job may change those); data.root by its folder's name, the dataset."""
         return tuple(f"{key.lstrip('+')}={identity_value(display_key(key), value)}"  # +key, ++key: the same setting
-                     for key, value in map(split_override, self.overrides)
+                     for key, value in map(split_override, self.overrides or [])
                      if display_key(key) != "seed" and not display_key(key).startswith(INCIDENTAL_SETTINGS + MEMORY_SETTINGS))
 
     @property
@@ -109,12 +121,14 @@ class Job:
         if self.refusal:
             return self.refusal
         if self.status == "unfinished":
+            if (self.run_dir / METRICS_FILE).is_file():
+                return f"{METRICS_FILE} holds no run's record (cut short, or written by something else): outcome unknown"
             return "no metrics.json: the job did not finish (interrupted, or still running)"
-        return self.metrics.get("error", "")
+        return str(self.metrics.get("error") or "")
 
     def value(self, metric: str) -> Optional[float]:
         value = self.metrics.get(metric)
-        return float(value) if self.completed and isinstance(value, (int, float)) else None
+        return float(value) if self.completed and is_number(value) else None
 
 
 @dataclass
@@ -194,8 +208,9 @@ def job_folders(sweep_dir: Path) -> list:
 
 
 def read_job(folder: Path) -> Job:
-    return Job(folder.name, folder, list(read_json(folder / OVERRIDES_FILE, [])), read_json(folder / METRICS_FILE, {}),
-               read_json(folder / REFUSED_FILE, {}).get("error"))
+    overrides = read_json(folder / OVERRIDES_FILE)
+    return Job(folder.name, folder, overrides if isinstance(overrides, list) else None,
+               read_json(folder / METRICS_FILE, {}), read_json(folder / REFUSED_FILE, {}).get("error"))
 
 
 def sweep_command(sweep: dict) -> Optional[str]:
@@ -213,7 +228,9 @@ def sweep_command(sweep: dict) -> Optional[str]:
 
 
 def swept_axes(jobs: list) -> dict:
-    """Override keys whose value is not the same in every job, with their values in job order."""
+    """Override keys whose value is not the same in every job, with their values in job order; a job of unknown
+    overrides says nothing of them (counted, it would make every common override an axis)."""
+    jobs = [job for job in jobs if job.overrides is not None]
     values, present = {}, {}
     for job in jobs:
         for key, value in map(split_override, job.config_overrides):
@@ -225,13 +242,17 @@ def swept_axes(jobs: list) -> dict:
 
 
 def group_configurations(jobs: list, axes: dict) -> list:
+    """Jobs grouped by configuration in job order; the jobs of unknown overrides last, so that the default
+    baseline is a configuration of known overrides."""
     configurations = {}
-    for job in jobs:
-        key = tuple(sorted(job.config_overrides))  # the same configuration, whatever the order of its overrides
+    for job in sorted(jobs, key=lambda job: job.overrides is None):
+        # the same configuration, whatever the order of its overrides
+        key = None if job.overrides is None else tuple(sorted(job.config_overrides))
         if key not in configurations:
             given = dict(map(split_override, job.config_overrides))
             swept = [f"{display_key(k)}={given.get(k, '(default)')}" for k in axes]
-            configurations[key] = Configuration(" ".join(swept) or "all jobs", job.config_overrides)
+            label = UNKNOWN_CONFIGURATION if key is None else " ".join(swept) or "all jobs"
+            configurations[key] = Configuration(label, job.config_overrides)
         configurations[key].jobs.append(job)
     return list(configurations.values())
 
@@ -291,7 +312,7 @@ def load_sweep(sweep_dir, baseline: Optional[str] = None, metric: str = "val_acc
     jobs = [read_job(folder) for folder in job_folders(sweep_dir)]
     if not jobs:
         raise EmptySweep(f"{sweep_dir} holds no job yet (no job folder with {OVERRIDES_FILE} or {METRICS_FILE})")
-    numeric = {k for job in jobs if job.completed for k, v in job.metrics.items() if isinstance(v, (int, float))}
+    numeric = {k for job in jobs if job.completed for k, v in job.metrics.items() if is_number(v)}
     if metric not in (numeric or METRIC_ORDER):  # before any job completes, the metrics every run records
         known = sorted(numeric) if numeric else METRIC_ORDER
         raise SweepError(f"metric {metric!r} has no numeric value in the jobs' {METRICS_FILE}; choose one of "
@@ -299,7 +320,7 @@ def load_sweep(sweep_dir, baseline: Optional[str] = None, metric: str = "val_acc
     axes = swept_axes(jobs)
     configurations = group_configurations(jobs, axes)
     chosen, reason = choose_baseline(configurations, axes, baseline, metric)
-    common = [o for o in jobs[0].config_overrides if split_override(o)[0] not in axes]
+    common = [o for o in configurations[0].overrides if split_override(o)[0] not in axes]
     return SweepSummary(sweep_dir, str(sweep.get("name") or sweep_dir.name), sweep_command(sweep),
                         jobs, configurations, axes, common, chosen, reason, metric)
 
@@ -415,7 +436,7 @@ def results_csv(summary: SweepSummary) -> str:
     for job in summary.jobs:
         metrics = [job.metrics.get(k, "") if job.completed else "" for k in metric_columns]
         writer.writerow([job.name, job.status, by_job[job.name].label, job.seed or "", *metrics,
-                         job.error, " ".join(job.overrides), job.run_dir.relative_to(summary.sweep_dir)])
+                         job.error, " ".join(job.overrides or []), job.run_dir.relative_to(summary.sweep_dir)])
     return buffer.getvalue()
 
 
