@@ -322,3 +322,13 @@ def test_a_run_stopped_at_once_says_what_is_left_without_a_traceback(tiny_folder
     expected = (f"the last checkpoint in {run / 'checkpoints'} resumes: run the same command with hydra.run.dir={run} "
                 f"trainer.resume=auto") if checkpointed else f"before the run saved a checkpoint: nothing to resume in {run}"
     assert expected in output, output
+
+
+def test_a_sweep_job_stopped_before_its_first_checkpoint_names_the_sweep_folder(tmp_path):
+    """Run again without hydra.sweep.dir, a stopped sweep would start over in a new folder: the advice names it."""
+    from vision_exp.train import stopped_at_once
+
+    sweep = tmp_path / "multirun"
+    message = stopped_at_once(sweep / "1", sweep)
+    assert f"nothing to resume in {sweep / '1'}" in message
+    assert f"run the same command with hydra.sweep.dir={sweep}" in message

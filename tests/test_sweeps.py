@@ -182,6 +182,7 @@ def test_ctrl_c_stops_the_sweep_at_a_checkpoint(tiny_folder, tmp_path):
     assert "trainer.resume=auto" not in log  # a single run's advice: it would take the job out of its sweep
     assert "stopped by SIGINT" in metrics(sweep / "0")["error"] and (sweep / "0" / "checkpoints" / "last.pt").is_file()
     assert not (sweep / "1").exists()
+    assert [row["status"] for row in csv.DictReader((sweep / "results.csv").open())] == ["interrupted"]
 
 
 SIGTERM_WHILE_THE_LAST_EPOCH_EVALUATES = """
@@ -210,6 +211,8 @@ def test_a_signal_as_a_job_ends_stops_the_sweep_after_that_job(tiny_folder, tmp_
     assert "SIGTERM arrived as the run ended: it completed first" in output(result)
     assert f"The sweep stops; run the same command with hydra.sweep.dir={sweep} to resume it." in output(result)
     assert metrics(sweep / "0")["status"] == "completed" and not (sweep / "1").exists()
+    assert f"the jobs so far (1 of 1 completed) are summarized in {sweep / 'results.md'}" in output(result)
+    assert [row["status"] for row in csv.DictReader((sweep / "results.csv").open())] == ["completed"]
 
 
 def test_a_folder_of_another_configuration_is_neither_skipped_nor_resumed(tmp_path):
@@ -919,6 +922,11 @@ def test_each_results_md_column_shows_its_own_metric(tmp_path):
     assert cells["best_val_acc"] == f"{statistics.mean([71.0, 74.0]):.2f} ± {statistics.stdev([71.0, 74.0]):.2f}"
     assert cells["train_acc"] == f"{statistics.mean([80.0, 84.0]):.2f} ± {statistics.stdev([80.0, 84.0]):.2f}"
     assert cells["samples seen"] == "200" and cells["wall time (s)"] == "4.0"
+    header, _, row = results_table(load_sweep(sweep, metric="best_val_acc")).splitlines()
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns.count("best_val_acc") == 0 and "best_val_acc mean ± std" in columns  # not a second time beside it
+    cells = dict(zip(columns, [c.strip() for c in row.strip("|").split("|")]))
+    assert cells["val_acc"] == f"{statistics.mean([70.0, 72.0]):.2f} ± {statistics.stdev([70.0, 72.0]):.2f}"
     (tmp_path / "same").mkdir()
     same = sweep_of(tmp_path / "same", (["seed=0"], 70.0), (["seed=1"], 70.0))
     assert "| 70.00 ± 0.00 |" in results_table(load_sweep(same))

@@ -73,7 +73,23 @@ def stopped_at_once(run_dir: Path, sweep_dir: Optional[Path]) -> str:
     checkpoint_dir = run_dir / "checkpoints"
     if last_checkpoint(checkpoint_dir) is not None:
         return f"stopped at once; the last checkpoint in {checkpoint_dir} resumes: {again}"
+    if sweep_dir is not None:  # the job starts over, and the jobs that completed are skipped
+        return (f"stopped at once, before the job saved a checkpoint: nothing to resume in {run_dir}; {again} "
+                f"(its completed jobs are skipped)")
     return f"stopped at once, before the run saved a checkpoint: nothing to resume in {run_dir}; run the command again"
+
+
+def summarize_stopped_sweep(sweep_dir: Path) -> str:
+    """The results of the jobs so far, which the end of the multirun would have written: a sweep stopped for the
+    night is read the next morning, before it resumes."""
+    from vision_exp.sweeps.summary import RESULTS_MD, summarize_sweep
+
+    try:
+        summary = summarize_sweep(sweep_dir)
+    except (UserError, OSError) as exc:
+        return f"no summary of the jobs so far ({exc}); vx-summarize {sweep_dir} writes it once they have results"
+    return (f"the jobs so far ({summary.completed_count} of {len(summary.jobs)} completed) are summarized in "
+            f"{sweep_dir / RESULTS_MD}")
 
 
 def where_it_ended(result: dict, run_dir: Path) -> str:
@@ -127,6 +143,7 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
         if multirun:  # the process that runs every job got it: it was meant for the sweep
             log.error("%s\nThe sweep stops; run the same command with hydra.sweep.dir=%s to resume it.",
                       exc, run_dir.parent)
+            log.info("%s", summarize_stopped_sweep(run_dir.parent))
         elif exc.completed:
             log.error("%s", exc)
         else:
@@ -135,6 +152,8 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
     except KeyboardInterrupt:  # Ctrl-C before the trainer listens for signals, or a second signal: stopped at once
         ignore_further_ctrl_c()
         log.error("%s", stopped_at_once(run_dir, run_dir.parent if multirun else None))
+        if multirun:
+            log.info("%s", summarize_stopped_sweep(run_dir.parent))
         raise SystemExit(130) from None
     except Exception:  # a bug, out of memory, ...: recorded, and a sweep goes on
         if not multirun:

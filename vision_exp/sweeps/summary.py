@@ -358,8 +358,9 @@ def cell(text: str) -> str:
 def results_table(summary: SweepSummary) -> str:
     """The per-configuration Markdown table of results.md (and of vx-report)."""
     metric = summary.metric
+    beside = [other for other in ("val_acc", "best_val_acc", "train_acc") if other != metric][-2:]  # not twice
     lines = [
-        f"| configuration | n | {metric} mean ± std | Δ {metric} vs baseline [95% CI] | best_val_acc | train_acc | samples seen | wall time (s) |",
+        f"| configuration | n | {metric} mean ± std | Δ {metric} vs baseline [95% CI] | {' | '.join(beside)} | samples seen | wall time (s) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for configuration in summary.configurations:
@@ -371,8 +372,8 @@ def results_table(summary: SweepSummary) -> str:
         samples = configuration.mean("samples_seen")
         lines.append("| " + " | ".join(cell(c) for c in (
             label, count, mean_std(configuration, metric),
-            difference_text(summary, configuration), mean_std(configuration, "best_val_acc"),
-            mean_std(configuration, "train_acc"), "—" if samples is None else f"{samples:,.0f}",
+            difference_text(summary, configuration), *(mean_std(configuration, other) for other in beside),
+            "—" if samples is None else f"{samples:,.0f}",
             fmt(configuration.mean("wall_time_s"), 1),
         )) + " |")
     return "\n".join(lines)
