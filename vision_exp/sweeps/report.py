@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from vision_exp.sweeps.plots import plot_bars, plot_curves
-from vision_exp.sweeps.summary import CURVES_PNG, EmptySweep, bars_png, failures_table, load_sweep, results_table
+from vision_exp.sweeps.summary import (CURVES_PNG, EmptySweep, bars_png, failures_table, folder_labels, load_sweep,
+                                      results_table)
 
 
 REPORT_PREFIX = "report_"
@@ -24,19 +25,6 @@ REPORT_PREFIX = "report_"
 
 def relative_link(path: Path, report_dir: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), Path(report_dir).resolve())).as_posix()
-
-
-def distinct_names(folders: list) -> list:
-    """Each folder's name, or as many of its last path parts as tell it from the report's other folders
-    (`a/multirun` and `b/multirun`, two Kaggle inputs): what headings and plot names of the report go by."""
-    parts = [Path(folder).resolve().parts for folder in folders]
-    names = []
-    for own in parts:
-        depth = 1
-        while depth < len(own) and any(other != own and other[-depth:] == own[-depth:] for other in parts):
-            depth += 1
-        names.append(Path(*own[-depth:]).as_posix())
-    return names
 
 
 def draw_plots(summary, report_dir: Path, folder_name: str) -> tuple:
@@ -100,7 +88,7 @@ def build_report(sweep_dirs: list, report_dir: Path) -> str:
     summaries = [read_sweep(folder) for folder in folders]
     names = [summary.name for summary in summaries if not isinstance(summary, EmptySweep)]
     sections = [sweep_section(summary, folder_name, names, report_dir)
-                for summary, folder_name in zip(summaries, distinct_names(folders))]
+                for summary, folder_name in zip(summaries, folder_labels(folders))]
     header = [
         "# Study report",
         "",

@@ -4,12 +4,17 @@ A job is a folder under the sweep holding overrides.json (its task overrides, wr
 starts) and, once it ends, metrics.json (status completed with its metrics, or failed with the
 error). A configuration is a job's overrides without `seed`: its jobs are repeats over seeds.
 Only what the jobs wrote is read, so a summary can be rebuilt at any time, even mid-sweep.
+
+Several sweep folders (a sweep and the one that added seeds to it) summarize as one (`load_sweeps`): their
+jobs are pooled and grouped into configurations exactly as within one sweep, the results written to a folder
+of their own.
 """
 from __future__ import annotations
 
 import csv
 import io
 import math
+import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +25,7 @@ from omegaconf import OmegaConf
 from vision_exp.errors import UserError
 from vision_exp.reporting.files import read_json, write_text_atomic
 from vision_exp.reporting.records import (CONFIG_FILE, INCIDENTAL_SETTINGS, MEMORY_SETTINGS, METRICS_FILE, OVERRIDES_FILE,
-                                         identity_value)
+                                         config_differences, identity_value)
 from vision_exp.sweeps.jobs import REFUSED_FILE
 from vision_exp.sweeps.statistics import Difference, mean, paired_difference, sample_std, welch_difference
 
@@ -159,12 +164,26 @@ class Configuration:
 
 
 @dataclass
+class SweepSource:
+    """A sweep folder read into a summary: its name, the command that ran it and its jobs."""
+
+    folder: Path
+    name: str
+    command: Optional[str]
+    label: str  # what names it among the summary's sweeps: its folder's name, or as many path parts as tell it apart
+    jobs: list = field(default_factory=list)
+
+
+@dataclass
 class SweepSummary:
-    """Everything results.csv, results.md and the plots show, computed from the folder alone."""
+    """Everything results.csv, results.md and the plots show, computed from the folders alone.
+
+    `sweep_dir` is where the results go: the sweep's own folder, or the output folder of a summary of several
+    sweeps (`sources`, one per sweep folder, in the order given)."""
 
     sweep_dir: Path
     name: str
-    command: Optional[str]
+    command: Optional[str]  # of several sweeps: their commands, one a line
     jobs: list
     configurations: list
     axes: dict
@@ -172,6 +191,14 @@ class SweepSummary:
     baseline: Configuration
     baseline_reason: str
     metric: str
+    sources: list = field(default_factory=list)
+    set_apart: list = field(default_factory=list)  # axes only because the sweeps differ in them (each sweep has one value)
+    cautions: list = field(default_factory=list)  # configurations whose jobs ran with other settings in other sweeps
+
+    @property
+    def merged(self) -> bool:
+        """A summary of several sweep folders."""
+        return len(self.sources) > 1
 
     @property
     def unsuccessful(self) -> list:
@@ -207,9 +234,9 @@ def job_folders(sweep_dir: Path) -> list:
     return sorted(folders, key=lambda p: (0, int(p.name), "") if p.name.isdigit() else (1, 0, p.name))
 
 
-def read_job(folder: Path) -> Job:
+def read_job(folder: Path, name: Optional[str] = None) -> Job:
     overrides = read_json(folder / OVERRIDES_FILE)
-    return Job(folder.name, folder, overrides if isinstance(overrides, list) else None,
+    return Job(name or folder.name, folder, overrides if isinstance(overrides, list) else None,
                read_json(folder / METRICS_FILE, {}), read_json(folder / REFUSED_FILE, {}).get("error"))
 
 
@@ -296,10 +323,8 @@ def check_baseline(planned: list, requested: str) -> None:
     requested_or_default_baseline(group_configurations(jobs, axes), axes, requested)
 
 
-def load_sweep(sweep_dir, baseline: Optional[str] = None, metric: str = "val_acc") -> SweepSummary:
-    """Read a sweep folder; `baseline` is e.g. 'model=resnet_v1' (default: each swept axis at its `none`, else at
-    the first job's value; see `requested_or_default_baseline`)."""
-    sweep_dir = Path(sweep_dir)
+def read_sweep_file(sweep_dir: Path) -> dict:
+    """The folder's multirun.yaml, which makes it a sweep folder (Hydra writes it when a multirun starts)."""
     if not (sweep_dir / SWEEP_FILE).is_file():
         what = "it does not exist" if not sweep_dir.exists() else f"it has no {SWEEP_FILE}, which Hydra writes when a multirun starts"
         raise SweepError(f"{sweep_dir} is not a sweep folder: {what}")
@@ -309,9 +334,139 @@ def load_sweep(sweep_dir, baseline: Optional[str] = None, metric: str = "val_acc
         raise SweepError(f"{sweep_dir / SWEEP_FILE} cannot be read ({type(exc).__name__}): is it a sweep folder?") from None
     if not isinstance(sweep, dict):
         raise SweepError(f"{sweep_dir / SWEEP_FILE} holds no sweep's config: is it a sweep folder?")
-    jobs = [read_job(folder) for folder in job_folders(sweep_dir)]
+    return sweep
+
+
+def folder_labels(folders: list) -> list:
+    """Each folder's name, or as many of its last path parts as tell it from the others (`a/multirun` and
+    `b/multirun`): what names a sweep, and prefixes its jobs, in a summary of several."""
+    parts = [Path(folder).resolve().parts for folder in folders]
+    labels = []
+    for own in parts:
+        depth = 1
+        while depth < len(own) and any(other != own and other[-depth:] == own[-depth:] for other in parts):
+            depth += 1
+        labels.append(Path(*own[-depth:]).as_posix())
+    return labels
+
+
+def inside(path: Path, folder: Path) -> bool:
+    """`path` is `folder` or lies in it (both resolved)."""
+    return path == folder or folder in path.parents
+
+
+def check_folders(folders: list, output_dir: Optional[Path]) -> None:
+    """Each sweep once, and an output folder whose results overwrite no sweep's own."""
+    resolved = [folder.resolve() for folder in folders]
+    for index, folder in enumerate(resolved):
+        if folder in resolved[:index]:
+            earlier = folders[resolved.index(folder)]
+            also = "" if str(earlier) == str(folders[index]) else f" (also as {earlier})"
+            raise SweepError(f"{folders[index]} is given twice{also}: name each sweep folder once, or its jobs "
+                             f"would count twice")
+    if len(folders) > 1 and output_dir is None:
+        raise SweepError(f"{len(folders)} sweep folders make one summary in a folder of its own: name it with "
+                         f"--output <folder> (output_dir= in Python); each sweep keeps its own results.md")
+    if output_dir is None:
+        return
+    output, example = output_dir.resolve(), folders[0].parent / "merged"
+    if len(folders) == 1 and output == resolved[0]:
+        return  # the sweep's own results, as without an output folder
+    if output in resolved or (output / SWEEP_FILE).is_file():
+        raise SweepError(f"the output folder {output_dir} is a sweep folder: its own results.md and results.csv "
+                         f"would be replaced; choose a folder of its own, e.g. {example}")
+    for folder in folders:
+        for job in job_folders(folder):
+            if inside(output, job.resolve()):
+                raise SweepError(f"the output folder {output_dir} is in the job folder {job}: choose a folder of "
+                                 f"its own, e.g. {example}")
+
+
+def read_sources(folders: list, sweeps: list) -> list:
+    """The sweep folders with their jobs; in a summary of several, a job is named `<sweep>/<job number>`. A job
+    folder reached from two sweep folders (a link) is refused: it would count twice."""
+    labels = folder_labels(folders) if len(folders) > 1 else [folders[0].name]
+    sources, seen = [], {}
+    for folder, sweep, label in zip(folders, sweeps, labels):
+        source = SweepSource(folder, str(sweep.get("name") or folder.name), sweep_command(sweep), label)
+        for job_dir in job_folders(folder):
+            if job_dir.resolve() in seen:
+                raise SweepError(f"the job folder {job_dir} is {seen[job_dir.resolve()]} too: name each sweep folder "
+                                 f"once, or its jobs would count twice")
+            seen[job_dir.resolve()] = job_dir
+            source.jobs.append(read_job(job_dir, f"{label}/{job_dir.name}" if len(folders) > 1 else None))
+        sources.append(source)
+    return sources
+
+
+def set_apart_axes(sources: list, axes: dict) -> list:
+    """The axes that are no axis within any sweep: the sweeps differ in an override common to each one's jobs."""
+    within = set()
+    for source in sources:
+        within |= set(swept_axes(source.jobs))
+    return [key for key in axes if key not in within]
+
+
+def resolved_settings(job: Job) -> Optional[dict]:
+    """The job's config.yaml without its seed, or None when it has none that reads."""
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(job.run_dir / CONFIG_FILE))
+    except Exception:  # missing (the job failed before it wrote one) or unreadable
+        return None
+    if not isinstance(saved, dict):
+        return None
+    saved.pop("seed", None)
+    return saved
+
+
+def cross_sweep_differences(configurations: list) -> list:
+    """A line for each configuration whose jobs in different sweeps ran with other settings than the same
+    overrides say: a preset or the project's defaults changed between the sweeps. Within one sweep the resume
+    check keeps a configuration's jobs alike; across sweeps only their config.yaml can tell."""
+    cautions = []
+    for configuration in configurations:
+        if configuration.label == UNKNOWN_CONFIGURATION:
+            continue
+        reference = None
+        for job in configuration.jobs:
+            settings = resolved_settings(job)
+            if settings is None:
+                continue
+            if reference is None:
+                reference = (job, settings)
+                continue
+            if job.run_dir.parent == reference[0].run_dir.parent:
+                continue  # the same sweep
+            differences = [d for d in config_differences(reference[1], settings)
+                           if not d.split(":")[0].startswith(MEMORY_SETTINGS)]
+            if differences:
+                shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
+                cautions.append(f"{configuration.label}: job {job.name} ran with other settings than job "
+                                f"{reference[0].name} ({shown})")
+                break
+    return cautions
+
+
+def load_sweeps(sweep_dirs, output_dir=None, baseline: Optional[str] = None, metric: str = "val_acc") -> SweepSummary:
+    """Read one sweep folder, or several as one summary: their jobs pooled and grouped into configurations by
+    their overrides, as within one sweep (seeds 0-2 of one sweep and 3-4 of another make one configuration of
+    five seeds), an override in which the sweeps differ an axis of its own. Several need `output_dir`, where
+    write_results puts the results (it must be no input's sweep or job folder); one writes into its own folder
+    unless `output_dir` names another. `baseline` is e.g. 'model=resnet_v1' (default: each swept axis at its
+    `none`, else at the first sweep's first job's value; see `requested_or_default_baseline`)."""
+    if isinstance(sweep_dirs, (str, os.PathLike)):
+        sweep_dirs = [sweep_dirs]
+    folders = [Path(folder) for folder in sweep_dirs]
+    if not folders:
+        raise SweepError("no sweep folder given")
+    output = Path(output_dir) if output_dir is not None else None
+    sweeps = [read_sweep_file(folder) for folder in folders]  # every folder is a sweep before any other complaint
+    check_folders(folders, output)
+    sources = read_sources(folders, sweeps)
+    jobs = [job for source in sources for job in source.jobs]
     if not jobs:
-        raise EmptySweep(f"{sweep_dir} holds no job yet (no job folder with {OVERRIDES_FILE} or {METRICS_FILE})")
+        where = folders[0] if len(folders) == 1 else f"none of {', '.join(map(str, folders))}"
+        raise EmptySweep(f"{where} holds no job yet (no job folder with {OVERRIDES_FILE} or {METRICS_FILE})")
     numeric = {k for job in jobs if job.completed for k, v in job.metrics.items() if is_number(v)}
     if metric not in (numeric or METRIC_ORDER):  # before any job completes, the metrics every run records
         known = sorted(numeric) if numeric else METRIC_ORDER
@@ -321,8 +476,19 @@ def load_sweep(sweep_dir, baseline: Optional[str] = None, metric: str = "val_acc
     configurations = group_configurations(jobs, axes)
     chosen, reason = choose_baseline(configurations, axes, baseline, metric)
     common = [o for o in configurations[0].overrides if split_override(o)[0] not in axes]
-    return SweepSummary(sweep_dir, str(sweep.get("name") or sweep_dir.name), sweep_command(sweep),
-                        jobs, configurations, axes, common, chosen, reason, metric)
+    merged = len(sources) > 1
+    names = list(dict.fromkeys(source.name for source in sources))
+    commands = [source.command for source in sources if source.command]
+    return SweepSummary(output or folders[0], " + ".join(names), "\n".join(commands) or None,
+                        jobs, configurations, axes, common, chosen, reason, metric, sources,
+                        set_apart_axes(sources, axes) if merged else [],
+                        cross_sweep_differences(configurations) if merged else [])
+
+
+def load_sweep(sweep_dir, baseline: Optional[str] = None, metric: str = "val_acc") -> SweepSummary:
+    """Read a sweep folder; `baseline` is e.g. 'model=resnet_v1' (default: each swept axis at its `none`, else at
+    the first job's value; see `requested_or_default_baseline`). Several folders as one: `load_sweeps`."""
+    return load_sweeps([sweep_dir], None, baseline, metric)
 
 
 # ------------------------------------------------------------------------------------ writing
@@ -379,12 +545,22 @@ def results_table(summary: SweepSummary) -> str:
     return "\n".join(lines)
 
 
+def configuration_of(summary: SweepSummary) -> dict:
+    """{id(job): its configuration}."""
+    return {id(job): c for c in summary.configurations for job in c.jobs}
+
+
+def results_link(path: Path, summary: SweepSummary) -> str:
+    """A path as seen from the results folder (a job's folder in results.csv, a sweep's in results.md)."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(summary.sweep_dir).resolve())).as_posix()
+
+
 def failures_table(summary: SweepSummary) -> str:
     lines = ["| job | configuration | seed | status | error |", "|---|---|---|---|---|"]
-    by_job = {job.name: c for c in summary.configurations for job in c.jobs}
+    by_job = configuration_of(summary)
     for job in summary.unsuccessful:
         error = job.error.strip().splitlines()[0][:300] if job.error.strip() else ""
-        lines.append("| " + " | ".join(cell(c) for c in (job.name, by_job[job.name].label, job.seed or "—", job.status, error)) + " |")
+        lines.append("| " + " | ".join(cell(c) for c in (job.name, by_job[id(job)].label, job.seed or "—", job.status, error)) + " |")
     return "\n".join(lines)
 
 
@@ -392,16 +568,39 @@ def bars_png(summary: SweepSummary) -> str:
     return f"{summary.metric}_bars.png"
 
 
+def sources_section(summary: SweepSummary) -> list:
+    """Of a summary of several sweeps: each sweep's folder and command, and what tells the sweeps apart."""
+    parts = [f"The jobs of {len(summary.sources)} sweeps, pooled into configurations by their overrides; a job is "
+             f"named `<sweep>/<job number>`, its folder (run_dir in {RESULTS_CSV}) relative to this folder:", ""]
+    for source in summary.sources:
+        parts += [f"- `{source.label}` (`{results_link(source.folder, summary)}`, {len(source.jobs)} jobs)"
+                  + (":" if source.command else ": its multirun.yaml records no command"), ""]
+        if source.command:
+            parts += ["  ```", f"  {source.command}", "  ```", ""]
+    if summary.set_apart:
+        parts += ["Each sweep ran one value of " + ", ".join(f"`{display_key(k)}`" for k in summary.set_apart)
+                  + ", another in another sweep: a swept axis here, so those jobs are not averaged together.", ""]
+    if summary.cautions:
+        parts += ["**Caution**: jobs of one configuration ran with other settings in another sweep (a preset or the "
+                  "project's defaults changed between the sweeps), so their seeds are not repeats of one experiment:",
+                  "", *(f"- {cell(line)}" for line in summary.cautions), ""]
+    return parts
+
+
 def results_markdown(summary: SweepSummary) -> str:
     completed = summary.completed_count
+    title = (f"# Sweeps `{summary.name}`: {len(summary.sources)} sweep folders" if summary.merged
+             else f"# Sweep `{summary.name}`: {summary.sources[0].folder.name if summary.sources else summary.sweep_dir.name}")
     parts = [
-        f"# Sweep `{summary.name}`: {summary.sweep_dir.name}",
+        title,
         "",
         f"{len(summary.jobs)} jobs: {completed} completed, {len(summary.unsuccessful)} not completed"
         + (" (listed below; they are left out of every mean)." if summary.unsuccessful else "."),
         "",
     ]
-    if summary.command:
+    if summary.merged:
+        parts += sources_section(summary)
+    elif summary.command:
         parts += ["Command:", "", "```", summary.command, "```", ""]
     if summary.common:
         parts += ["Overrides common to every job: " + " ".join(f"`{o}`" for o in summary.common), ""]
@@ -430,22 +629,24 @@ def results_markdown(summary: SweepSummary) -> str:
 
 def results_csv(summary: SweepSummary) -> str:
     metric_columns = summary.metric_columns()
-    by_job = {job.name: c for c in summary.configurations for job in c.jobs}
+    by_job = configuration_of(summary)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["job", "status", "configuration", "seed", *metric_columns, "error", "overrides", "run_dir"])
     for job in summary.jobs:
         metrics = [job.metrics.get(k, "") if job.completed else "" for k in metric_columns]
-        writer.writerow([job.name, job.status, by_job[job.name].label, job.seed or "", *metrics,
-                         job.error, " ".join(job.overrides or []), job.run_dir.relative_to(summary.sweep_dir)])
+        writer.writerow([job.name, job.status, by_job[id(job)].label, job.seed or "", *metrics,
+                         job.error, " ".join(job.overrides or []), results_link(job.run_dir, summary)])
     return buffer.getvalue()
 
 
 def write_results(summary: SweepSummary) -> list:
-    """results.csv, results.md and the two plots in the sweep folder; returns their paths."""
+    """results.csv, results.md and the two plots in the results folder (the sweep's own, or the output folder of
+    load_sweeps, made if need be); returns their paths."""
     from vision_exp.sweeps.plots import plot_bars, plot_curves
 
     folder = summary.sweep_dir
+    folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / RESULTS_CSV, results_csv(summary))
     write_text_atomic(folder / RESULTS_MD, results_markdown(summary))
     plot_bars(summary, folder / bars_png(summary))
@@ -456,5 +657,12 @@ def write_results(summary: SweepSummary) -> list:
 def summarize_sweep(sweep_dir, baseline: Optional[str] = None, metric: str = "val_acc") -> SweepSummary:
     """Read a sweep folder and write its results files (what the end of a multirun does)."""
     summary = load_sweep(sweep_dir, baseline, metric)
+    write_results(summary)
+    return summary
+
+
+def summarize_sweeps(sweep_dirs, output_dir=None, baseline: Optional[str] = None, metric: str = "val_acc") -> SweepSummary:
+    """Read several sweep folders as one (`load_sweeps`) and write the results files into `output_dir`."""
+    summary = load_sweeps(sweep_dirs, output_dir, baseline, metric)
     write_results(summary)
     return summary
