@@ -47,6 +47,9 @@ class TrainerConfig:
             raise ConfigError(f"trainer.ema_decay={self.ema_decay} must lie in (0, 1) (or null for no EMA)")
         if self.checkpoint_every_steps is not None and self.checkpoint_every_steps < 1:
             raise ConfigError(f"trainer.checkpoint_every_steps={self.checkpoint_every_steps} must be at least 1")
+        if self.log_every_steps is not None and self.log_every_steps < 1:  # the trainer would log on negative multiples
+            raise ConfigError(f"trainer.log_every_steps={self.log_every_steps} must be at least 1 "
+                              f"(or null: 4 lines an epoch)")
         if self.save_interval_s is None or self.save_interval_s < 0:
             raise ConfigError(f"trainer.save_interval_s={self.save_interval_s} must be 0 (every epoch) or more seconds")
         if isinstance(self.resume, bool):
