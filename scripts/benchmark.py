@@ -54,6 +54,7 @@ from model_summary import build_model, flops_per_image
 from torch import nn
 
 from vision_exp.models.references import timm_vit_from, torchvision_resnet_from
+from vision_exp.reporting.files import write_json_atomic
 from vision_exp.training.runtime import amp_dtype
 
 # Tiny sizes for --quick (a smoke test of the machinery, not a measurement).
@@ -503,6 +504,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--e2e-steps", type=int, default=40)
     parser.add_argument("--e2e-repeats", type=int, default=3)
     args = parser.parse_args(argv)
+    if args.json and not Path(args.json).absolute().parent.is_dir():  # found out after the measurements, they'd be lost
+        parser.error(f"--json {args.json}: no folder {Path(args.json).absolute().parent}")
     args.scratch = Path(tempfile.mkdtemp(prefix="bench-"))  # caches, run folders, --quick's data: removed at the end
     try:
         return run_sections(args)
@@ -534,9 +537,9 @@ def run_sections(args) -> dict:
         results["meta"][f"{section}_batch_size"] = section_args.batch_size
         results["meta"][f"{section}_img_size"] = section_args.img_size
         print_table(section, results[section])
-    results["meta"]["load_average_at_end"] = os.getloadavg()[0]
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        results["meta"]["load_average_at_end"] = os.getloadavg()[0]
+        if args.json:  # after every section: a run stopped by its time limit (gpu_check.sh) keeps those it finished
+            write_json_atomic(Path(args.json), results)
     return results
 
 

@@ -38,6 +38,9 @@
 # benchmark.json and logs.tar.gz; the results and the logs after every step, so that a call cut short still has
 # those of the steps it finished. Every call trains in a folder of its own under $WORK (only the
 # decoded-image cache is shared), so a second call on the same warm machine reports its own runs.
+# A set-up every run would fail on (an $OUT it cannot write, a Python without torch, no 64 px copy, a
+# misspelt or repeated run name) ends the call at once with exit status 1; a run naming a file an earlier
+# run did not write (a student whose teacher failed) is skipped, not started.
 # Other runs instead: bash scripts/gpu_check.sh "NAME PRESET [override ...]" ...; {runs} in an override
 # names this call's run folders, e.g. a teacher trained earlier in the same call:
 #   bash scripts/gpu_check.sh "t e2_resnet" "s e2_vit_distilled loss.distillation.teacher={runs}/t/checkpoints/best.pt"
@@ -51,25 +54,35 @@ PARALLEL=${PARALLEL:-1}
 PY=${PYTHON:-python3}
 WORK=${WORK:-/tmp/vx}
 START=$(date +%s)
-mkdir -p "$OUT" "$WORK"
-CALL=$(mktemp -d "$WORK/call-$START-XXXX")  # this call's logs, runs and step times
+# A set-up that every run would trip on ends the call at once: run by run it would spend the lease on start-ups.
+fail() { echo "error: $*" >&2; exit 1; }
+mkdir -p "$OUT" "$WORK" || fail "cannot make OUT=$OUT or WORK=$WORK"
+# This call's files only: on a warm machine an earlier call's log.txt would be appended to, and its benchmark
+# JSON would pass for this call's where this call does not reach that step.
+: 2>/dev/null > "$OUT/log.txt" || fail "OUT=$OUT is not writable: no result could come back"
+rm -f "$OUT/benchmark_data.json" "$OUT/benchmark_e2.json" "$OUT/benchmark.json"
+CALL=$(mktemp -d "$WORK/call-$START-XXXX") || fail "cannot make a folder in WORK=$WORK"  # this call's logs, runs and step times
 mkdir "$CALL/logs"
 if [ -d .device/whl ] && ! "$PY" -c "import hydra" 2>/dev/null; then
-  "$PY" -m pip install -q --no-index --no-deps --target "$WORK/site" .device/whl/*.whl || exit 1
+  "$PY" -m pip install -q --no-index --no-deps --target "$WORK/site" .device/whl/*.whl || fail "the wheels in .device/whl did not install"
   export PYTHONPATH="$WORK/site:$PWD"
 fi
 export PYTHONPATH=${PYTHONPATH:-$PWD} VISION_EXP_DATA=${VISION_EXP_DATA:-$PWD/.device/data} \
        VISION_EXP_CACHE=$WORK/cache VISION_EXP_OUTPUT=$WORK/outputs PYTHONUNBUFFERED=1
 DATA_ROOT=$VISION_EXP_DATA/imagenette2-64
+[ -d "$DATA_ROOT/train" ] && [ -d "$DATA_ROOT/val" ] || fail "no train/ and val/ in $DATA_ROOT: make the 64 px copy" \
+  "before the lease (../shared/gpu/prepare.sh) and carry .device, or set VISION_EXP_DATA"
 read -r -a EXTRA <<< "${GPU_CHECK_OVERRIDES:-}"
 read -r -a BENCH <<< "${BENCH_ARGS:-}"
 # nproc answers OMP_NUM_THREADS when it is set, as it is below for the runs: count the cores once, without it.
 CORES=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1
-  "$PY" -c "import sys, torch, torchvision, timm, hydra; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda, 'torchvision', torchvision.__version__, 'timm', timm.__version__, 'hydra', hydra.__version__)"
+  "$PY" -c "import sys, torch, torchvision, timm, hydra, vision_exp; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda, 'torchvision', torchvision.__version__, 'timm', timm.__version__, 'hydra', hydra.__version__)"
+  IMPORTS=$?
   echo "cores $CORES, PARALLEL=$PARALLEL, BUDGET_S=$BUDGET_S"; } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
+((IMPORTS == 0)) || fail "$PY cannot import what the runs need (env.txt above says why); run from the project root"
 
 # step NAME LIMIT_S COMMAND...: run when at least NEED_S (default 20) seconds of the budget are left,
 # capped by what is left. The results keep the order of SEQ, which the main shell advances before
@@ -112,13 +125,28 @@ train() {  # train NAME PRESET [overrides...]
     data.crop_pct=1.0 "data.num_workers=$CORES_PER_RUN" trainer.progress=log "hydra.run.dir=$CALL/runs/$name" "$@" "${EXTRA[@]}"
 }
 
+# missing_input WORD...: the first file of this call's runs ({runs}/...) that the words name and that is not there.
+missing_input() {
+  local word
+  for word in "$@"; do
+    if [[ $word == *"$CALL/runs/"* && ! -e ${word#*=} ]]; then echo "${word#*=}"; return; fi
+  done
+}
+
 # pool LIMIT SPEC...: train each "NAME PRESET [override ...]", PARALLEL at a time, in the order given.
+# A run naming a file of an earlier run that did not write it (a teacher that failed) is skipped: it would
+# fail anyway, after a start-up that costs the lease 10-30 s.
 pool() {
-  local limit=$1 spec words runs='{runs}'
+  local limit=$1 spec words runs='{runs}' missing
   shift
   for spec in "$@"; do
     while (($(jobs -rp | wc -l) >= PARALLEL)); do wait -n; done
     read -r -a words <<< "${spec//"$runs"/$CALL/runs}"
+    missing=$(missing_input "${words[@]}")
+    if [ -n "$missing" ]; then
+      echo "${words[0]}: skipped (its earlier run did not write $missing)" | tee -a "$OUT/log.txt"
+      continue
+    fi
     ((++SEQ))
     LIMIT=$limit train "${words[@]}" &
   done
@@ -141,6 +169,13 @@ CORES_PER_RUN=$((CORES / PARALLEL > 0 ? CORES / PARALLEL : 1))  # for its thread
 export OMP_NUM_THREADS=$CORES_PER_RUN
 RUN_LIMIT=${RUN_LIMIT:-240}  # a stuck run must not take the whole lease
 if (($#)); then  # ad-hoc runs instead of the plan
+  declare -A NAMED=()
+  for spec in "$@"; do  # a mistyped call is refused whole, before any run: not found out run by run
+    read -r -a words <<< "$spec"
+    ((${#words[@]} >= 2)) || fail "\"$spec\": each run is \"NAME PRESET [override ...]\""
+    [ -z "${NAMED[${words[0]}]:-}" ] || fail "two runs named ${words[0]}: each needs a run folder and a results row of its own"
+    NAMED[${words[0]}]=1
+  done
   pool "$RUN_LIMIT" "$@"
 else
   pool "$RUN_LIMIT" "${PLAN[0]}"  # the teacher, finished before its student starts whatever PARALLEL says

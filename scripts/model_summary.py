@@ -10,6 +10,7 @@ attention is counted on the ViT's manual path (the same math, see the tests).
 """
 
 import argparse
+import sys
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -18,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vision_exp.builder import build
 from vision_exp.conf_dir import CONF_DIR
+from vision_exp.errors import UserError
 from vision_exp.models import Attention
 
 MODEL_CONFIGS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
@@ -69,7 +71,11 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{args.img_size}x{args.img_size} px, {args.num_classes} classes; FLOPs = 2 x MACs, one image")
     print(f"{'config':<12}{'params':>12}{'GFLOPs':>10}")
-    for row in summarize(args.num_classes, args.img_size):
+    try:
+        rows = summarize(args.num_classes, args.img_size)
+    except UserError as exc:  # e.g. a ViT patch size that does not divide --img-size
+        sys.exit(f"error: {exc}")
+    for row in rows:
         print(f"{row['config']:<12}{row['params']:>12,}{row['flops'] / 1e9:>10.3f}")
 
 

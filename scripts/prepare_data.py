@@ -15,6 +15,7 @@ import sys
 from hydra.errors import HydraException
 
 from vision_exp.api import compose_config
+from vision_exp.cli import ignore_further_ctrl_c
 from vision_exp.data.loaders import cached_index_split, index_dataset
 from vision_exp.errors import UserError
 from vision_exp.settings import run_settings
@@ -45,6 +46,10 @@ def main(argv=None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while decoding (the cache keeps no half-written folder): one line, as a run says it
+        ignore_further_ctrl_c()
+        print("stopped by Ctrl-C", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -1,7 +1,9 @@
-"""scripts/benchmark.py runs every section end to end in its reduced (--quick) mode and writes its JSON."""
+"""scripts/benchmark.py runs every section end to end in its reduced (--quick) mode and writes its JSON; the
+other scripts' command lines answer bad input and Ctrl-C in one line."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +153,54 @@ def test_loaders_that_keep_their_workers_are_timed_after_starting_them():
 
     medians = benchmark.alternate({"kept": timer("kept"), "restarted": timer("restarted")}, 1, warm=("kept",))
     assert calls == ["kept", "kept", "restarted"] and medians == {"kept": 2, "restarted": 3}
+
+
+TINY_MODELS = ["--device", "cpu", "--img-size", "32", "--batch-size", "2", "--repeats", "1", "--steps", "1",
+               "--warmup", "1"]
+
+
+def test_the_json_holds_every_section_finished_before_one_failed(tmp_path):
+    """gpu_check.sh stops a benchmark at its time limit: written only at the end, the JSON lost every section
+    measured before."""
+    out, empty = tmp_path / "bench.json", tmp_path / "empty"
+    empty.mkdir()
+    cmd = [sys.executable, "scripts/benchmark.py", "--sections", "models", "data", "--data-root", str(empty),
+           "--json", str(out), *TINY_MODELS]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and f"no train/ and val/ folders in {empty}" in result.stderr, result.stderr
+    results = json.loads(out.read_text())
+    assert set(results) == {"meta", "models"} and results["models"]["resnet_v1"]["ours_images_per_s"] > 0
+    assert results["meta"]["models_img_size"] == 32
+
+
+def test_a_json_path_that_cannot_be_written_is_refused_before_measuring(tmp_path):
+    cmd = [sys.executable, "scripts/benchmark.py", "--sections", "models", "--json", str(tmp_path / "no" / "b.json"),
+           *TINY_MODELS]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and f"--json {tmp_path}/no/b.json: no folder {tmp_path}/no" in result.stderr
+    assert "[models]" not in result.stdout, "nothing measured only to be lost"
+
+
+def test_model_summary_answers_a_size_a_model_cannot_take_in_one_line():
+    result = subprocess.run([sys.executable, "scripts/model_summary.py", "--img-size", "30"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "error: model: img_size 30 is not divisible by patch_size 8"
+
+
+def test_prepare_data_stopped_by_ctrl_c_says_so_in_one_line(tmp_path):
+    """Decoding Imagenette takes minutes on a CPU: Ctrl-C then is expected, not a crash to show a traceback for."""
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, "scripts/prepare_data.py", "--workers", "1",
+           f"data.root={Path(os.environ['VISION_EXP_DATA']) / 'imagenette2-160'}"]
+    run = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "VISION_EXP_CACHE": str(cache)})
+    try:
+        first = run.stderr.readline()
+        assert first.startswith("decoding "), first  # decoding has begun
+        run.send_signal(signal.SIGINT)
+        _, rest = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == 130 and rest.strip() == "stopped by Ctrl-C", rest
+    assert not list(cache.rglob("*.npy")), "no half-written cache left for a run to trust"

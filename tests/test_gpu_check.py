@@ -12,6 +12,7 @@ import tarfile
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,13 +60,59 @@ def test_ad_hoc_runs_report_metrics_wall_times_and_logs(tmp_path, tiny_folder):
 
 
 def test_a_second_call_on_the_same_machine_reports_its_own_runs(tmp_path, tiny_folder):
-    """A warm machine keeps $WORK between calls: rerunning a step by name must train it again, not fail on
-    the first call's folder and show that call's metrics."""
-    _, first, _ = dry_run(tmp_path, tiny_folder, "again e2_resnet")
-    _, second, _ = dry_run(tmp_path, tiny_folder, "again e2_resnet", "other e2_resnet", out="out2")
+    """A warm machine keeps $WORK and $OUT between calls: rerunning a step by name must train it again, not fail
+    on the first call's folder and show that call's metrics; and $OUT must hold this call's log alone, and no
+    benchmark JSON of an earlier call that this one did not write."""
+    _, first, out = dry_run(tmp_path, tiny_folder, "again e2_resnet")
+    (out / "benchmark.json").write_text('{"meta": {}}')  # as a plan's call leaves it
+    _, second, _ = dry_run(tmp_path, tiny_folder, "again e2_resnet", "other e2_resnet")
     assert list(second) == ["again", "other"]
     assert all(entry["exit_code"] == 0 and entry["metrics"]["status"] == "completed" for entry in second.values())
     assert second["again"]["process_wall_s"] != first["again"]["process_wall_s"]
+    log = (out / "log.txt").read_text().splitlines()
+    assert [line.split(":")[0] for line in log if ": exit " in line] == ["again", "other"]
+    assert not (out / "benchmark.json").exists(), "an earlier call's benchmark would pass for this call's"
+
+
+def test_a_run_whose_teacher_failed_is_skipped_not_started(tmp_path, tiny_folder):
+    """A student names its teacher's checkpoint ({runs}/...): when the teacher wrote none, the student would only
+    fail after its start-up, 10-30 s of the lease for each of the plan's four students."""
+    _, results, out = dry_run(tmp_path, tiny_folder, "teacher no_such_preset",
+                              "student e2_resnet loss.distillation.kind=hard "
+                              "loss.distillation.teacher={runs}/teacher/checkpoints/best.pt", "after e2_resnet")
+    assert list(results) == ["teacher", "after"] and results["teacher"]["exit_code"] != 0
+    assert results["after"]["metrics"]["status"] == "completed", "the runs that need no teacher still run"
+    skipped = [line for line in (out / "log.txt").read_text().splitlines() if line.startswith("student:")]
+    assert len(skipped) == 1 and skipped[0].startswith("student: skipped") and "/teacher/checkpoints/best.pt" in skipped[0]
+    assert not list((tmp_path / "work").glob("call-*/logs/student.log")), "never started"
+
+
+@pytest.mark.parametrize("case", ["out_under_a_file", "python_without_torch", "no_data", "same_name_twice",
+                                  "no_preset"])
+def test_a_set_up_every_run_would_fail_on_ends_the_call_before_any_run(tmp_path, tiny_folder, case):
+    """Found out run by run, a broken set-up costs the lease a start-up per run and ends with exit status 0;
+    found at once, it costs seconds and says what to fix."""
+    env = call_env(tmp_path, tiny_folder)
+    runs, message = ["one e2_resnet"], None
+    if case == "out_under_a_file":
+        (tmp_path / "file").write_text("")
+        env["OUT"], message = str(tmp_path / "file" / "out"), "cannot make OUT="
+    elif case == "python_without_torch":
+        python = tmp_path / "python"
+        python.write_text("#!/bin/sh\necho 'No module named torch' >&2\nexit 1\n")
+        python.chmod(0o755)
+        env["PYTHON"], message = str(python), f"{python} cannot import what the runs need"
+    elif case == "no_data":
+        (tmp_path / "empty").mkdir()
+        env["VISION_EXP_DATA"], message = str(tmp_path / "empty"), f"no train/ and val/ in {tmp_path}/empty/imagenette2-64"
+    elif case == "same_name_twice":
+        runs, message = ["one e2_resnet", "one e2_resnet trainer.seed=1"], "two runs named one"
+    else:
+        runs, message = ["one e2_resnet", "lonely"], '"lonely": each run is "NAME PRESET [override ...]"'
+    result = subprocess.run(["bash", "scripts/gpu_check.sh", *runs], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 1 and f"error: {message}" in result.stderr, result.stdout + result.stderr
+    assert not list((tmp_path / "work").glob("call-*/logs/*.log")), "no run started"
 
 
 def test_a_run_past_its_own_limit_is_stopped_and_the_next_still_runs(tmp_path, tiny_folder):
