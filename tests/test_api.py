@@ -2,6 +2,8 @@
 import json
 import re
 
+import pytest
+
 import vision_exp
 from conftest import sigterm_at_step, tiny_overrides
 
@@ -215,3 +217,148 @@ def test_a_stopped_notebook_run_says_which_call_continues_it(tiny_folder, tmp_pa
     call = f"vision_exp.run({overrides + ['trainer.resume=auto']!r}, run_dir='{run}')"
     assert str(stopped.value).endswith(f"To continue: {call}") and "hydra.run.dir" not in str(stopped.value)
     assert vision_exp.run(overrides + ["trainer.resume=auto"], run_dir=str(run))["samples_seen"] == 72
+
+
+# evaluate() and predict(): the command lines' configs, checks, files and folders, from a notebook.
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_folder, tmp_path_factory):
+    """A tiny run, trained once; each test evaluates a copy of it (`checkpoints_of`), so folders start empty."""
+    from conftest import compose
+    from vision_exp.experiment import run_experiment
+
+    base = tmp_path_factory.mktemp("notebook_eval")
+    overrides = tiny_overrides(tiny_folder, "trainer.epochs=2", f"data.cache_dir={base / 'cache'}")
+    run_experiment(compose(overrides), base / "run", [])
+    return base / "run"
+
+
+def checkpoints_of(trained_run, tmp_path):
+    import shutil
+
+    return shutil.copytree(trained_run, tmp_path / "run") / "checkpoints"
+
+
+def command(module, *args):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    result = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def test_evaluate_writes_what_the_command_line_writes_in_the_same_folder(trained_run, tiny_folder, tmp_path):
+    checkpoints = checkpoints_of(trained_run, tmp_path)
+    result = vision_exp.evaluate(checkpoints / "best.pt")
+    ours = checkpoints / "best-eval-run-data"
+    written = json.loads((ours / "metrics.json").read_text())
+    assert result == {**written, "out_dir": str(ours)}
+    assert written["top1"] == pytest.approx(json.loads((trained_run / "metrics.json").read_text())["best_val_acc"], abs=1e-6)
+    assert "top-1" in (ours / "evaluate.log").read_text()
+
+    command("vision_exp.evaluate", f"ckpt={checkpoints / 'best.pt'}")
+    theirs = checkpoints / "best-eval-run-data-2"  # the default folder, taken by the notebook's result
+    assert json.loads((theirs / "metrics.json").read_text()) == written
+    assert sorted(p.name for p in ours.iterdir()) == sorted(p.name for p in theirs.iterdir())
+    for name in ("per_class.csv", "confusion.csv"):
+        assert (ours / name).read_bytes() == (theirs / name).read_bytes()
+
+    other = vision_exp.evaluate(str(checkpoints / "last.pt"), ["data=folder", f"data.root={tiny_folder}",
+                                                               "data.max_val_per_class=2", "data.num_workers=0"])
+    assert other["out_dir"] == str(checkpoints / "last-eval-folder") and other["images"] == 6
+    chosen = vision_exp.evaluate(checkpoints / "best.pt", out_dir=tmp_path / "mine")
+    assert chosen == {**written, "out_dir": str(tmp_path / "mine")}
+
+
+def test_predict_writes_the_command_lines_csv_and_returns_its_rows(trained_run, tiny_folder, tmp_path):
+    import csv
+
+    checkpoints = checkpoints_of(trained_run, tmp_path)
+    images = tiny_folder / "val" / "n01440764"
+    result = vision_exp.predict(checkpoints / "best.pt", images, ["topk=2"])
+    ours = checkpoints / "best-predictions"
+    assert (result["csv"], result["out_dir"]) == (str(ours / "predictions.csv"), str(ours))
+    assert sorted(p.name for p in ours.iterdir()) == ["predict.log", "predictions.csv"]
+
+    command("vision_exp.predict", f"ckpt={checkpoints / 'best.pt'}", f"images={images}", "topk=2")
+    assert (ours / "predictions.csv").read_bytes() == (checkpoints / "best-predictions-2" / "predictions.csv").read_bytes()
+    with (ours / "predictions.csv").open() as table:
+        rows = list(csv.DictReader(table))
+    assert len(rows) == len(result["predictions"]) == 4
+    assert rows == [{key: f"{value:.4f}" if key.startswith("p") else value for key, value in row.items()}
+                    for row in result["predictions"]]
+    from vision_exp.predict import predict as top_classes  # the function the command line calls
+
+    assert [[(row["top1"], row["p1"]), (row["top2"], row["p2"])] for row in result["predictions"]] == [
+        top for _, top in top_classes(checkpoints / "best.pt", images, topk=2)]
+
+
+def test_bad_input_is_one_error_and_leaves_no_folder_behind(trained_run, tiny_folder, tmp_path):
+    from vision_exp.errors import ConfigError, DataError, UserError
+
+    checkpoints = checkpoints_of(trained_run, tmp_path)
+    ckpt, images = checkpoints / "best.pt", tiny_folder / "val"
+    before = sorted(checkpoints.iterdir())
+    refused = [
+        (lambda: vision_exp.evaluate(tmp_path / "none.pt"), ConfigError, "checkpoint not found: "),
+        (lambda: vision_exp.predict(tmp_path / "none.pt", images), ConfigError, "checkpoint not found: "),
+        (lambda: vision_exp.predict(ckpt, images, ["+top_k=1"]), ConfigError, r"^top_k is not a setting \(did you mean topk\?\)$"),
+        (lambda: vision_exp.predict(ckpt, images, ["env=kaggle"]), ConfigError, r"data is not a setting \(env=kaggle"),
+        (lambda: vision_exp.evaluate(ckpt, ["trainer.epochs=3"]), ConfigError, "Could not override 'trainer.epochs'"),
+        (lambda: vision_exp.evaluate(ckpt, ["data=nope"]), ConfigError, "Could not find 'data/nope'"),
+        (lambda: vision_exp.evaluate(ckpt, [f"ckpt={ckpt}"]), ConfigError, r"ckpt is evaluate\(\)'s argument"),
+        (lambda: vision_exp.predict(ckpt, images, ["topk=0"]), ConfigError, "topk=0 must be a positive integer"),
+        (lambda: vision_exp.predict(ckpt, tmp_path / "none"), DataError, "no such file or folder"),
+        (lambda: vision_exp.evaluate(ckpt, ["data=folder", f"data.root={tmp_path / 'nope'}"]), DataError,
+         "dataset folder not found"),
+        (lambda: vision_exp.evaluate(ckpt, ["data=folder", f"data.root={tmp_path / 'nope'}"],
+                                     out_dir=tmp_path / "made" / "for" / "it"), DataError, "dataset folder not found"),
+    ]
+    for call, error, phrase in refused:
+        with pytest.raises(error, match=phrase) as raised:
+            call()
+        assert "Config search path" not in str(raised.value) and "Traceback" not in str(raised.value)
+        assert sorted(checkpoints.iterdir()) == before, phrase
+    assert not (tmp_path / "made").exists()
+
+    kept = tmp_path / "kept"  # a folder that was there: kept whole, and its log says why, as the command line's
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="dataset folder not found"):
+        vision_exp.evaluate(ckpt, ["data=folder", f"data.root={tmp_path / 'nope'}"], out_dir=kept)
+    assert (kept / "notes.txt").read_text() == "mine" and "dataset folder not found" in (kept / "evaluate.log").read_text()
+
+
+def test_vision_exp_evaluate_and_predict_are_the_commands_modules_and_the_calls():
+    """A package's attribute becomes its submodule once that is imported: the modules themselves are callable."""
+    import inspect
+    import subprocess
+    import sys
+
+    import vision_exp.evaluate
+    import vision_exp.predict
+
+    assert callable(vision_exp.evaluate) and callable(vision_exp.evaluate.main)
+    assert list(inspect.signature(vision_exp.predict).parameters) == ["ckpt", "images", "overrides", "out_dir"]
+    fresh = subprocess.run([sys.executable, "-c", "import sys, vision_exp; print(callable(vision_exp.predict), "
+                            "callable(vision_exp.evaluate), 'torch' in sys.modules)"], capture_output=True, text=True)
+    assert fresh.stdout.split() == ["True", "True", "False"], fresh.stdout + fresh.stderr
+
+
+def test_a_checkpoint_shared_without_its_run_folder_evaluates_and_predicts_as_in_it(trained_run, tiny_folder, tmp_path):
+    """best.pt alone (a Kaggle dataset of one file) carries the run's config: the same model, the same numbers."""
+    import shutil
+
+    checkpoints = checkpoints_of(trained_run, tmp_path)
+    alone = tmp_path / "shared"
+    alone.mkdir()
+    shutil.copy(checkpoints / "best.pt", alone / "best.pt")
+    images = tiny_folder / "val" / "n01440764"
+    in_run = vision_exp.predict(checkpoints / "best.pt", images, ["topk=2"])["predictions"]
+    assert vision_exp.predict(alone / "best.pt", images, ["topk=2"])["predictions"] == in_run
+    evaluated = vision_exp.evaluate(checkpoints / "best.pt")
+    shared = vision_exp.evaluate(alone / "best.pt", [f"data.root={tiny_folder}"])
+    assert {k: shared[k] for k in ("top1", "top5", "loss")} == {k: evaluated[k] for k in ("top1", "top5", "loss")}

@@ -2,9 +2,10 @@
 import json
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import compose, tiny_vit_overrides
+from conftest import compose, tiny_overrides, tiny_vit_overrides
 from vision_exp.experiment import run_experiment
 
 
@@ -125,3 +126,173 @@ def test_curves_png_draws_each_family_under_its_own_name_against_epoch_progress(
                               ("val", "val")):
             assert list(lines[label].get_ydata()) == [r[f"{family}/{metric}"] for r in records], (metric, label)
             assert list(lines[label].get_xdata()) == [1.0, 1.5]
+
+
+def step_points(run, tag) -> list:
+    """(samples seen, value) of a per-step chart in the run's tb/ folder."""
+    return scalars(run / "tb", f"train_step/{tag}")
+
+
+def recording_steps(monkeypatch) -> list:
+    """Each training step as (its mean loss, its batch size, the lr it used, samples seen after it)."""
+    from vision_exp.training.trainer import Trainer
+
+    steps, original = [], Trainer._step
+
+    def recording(self, images, labels, global_count):
+        lr = self.optimizer.param_groups[0]["lr"]
+        loss, correct = original(self, images, labels, global_count)
+        seen = (steps[-1][3] if steps else self.position.samples_seen) + global_count
+        steps.append((float(loss), len(labels), lr, seen))
+        return loss, correct
+
+    monkeypatch.setattr(Trainer, "_step", recording)
+    return steps
+
+
+def test_the_loss_and_lr_are_charted_every_n_steps_against_samples_seen(tiny_folder, tmp_path, monkeypatch):
+    """trainer.log_every_steps=3 over 2 epochs of 5 steps (batches of 8, 8, 8, 8, 4): train_step/loss is the
+    sample-weighted mean of the steps since the last point (across the epoch's end too), train_step/lr the lr
+    the point's step used, at the samples seen after it; the epoch charts keep their own tags and points."""
+    steps = recording_steps(monkeypatch)
+    run = tmp_path / "run"
+    run_experiment(compose(tiny_overrides(tiny_folder, "trainer.epochs=2", "trainer.log_every_steps=3")), run, [])
+    assert [size for _, size, _, _ in steps] == [8, 8, 8, 8, 4] * 2
+    every = 3
+    ends = list(range(every, len(steps) + 1, every))
+    windows = [steps[end - every:end] for end in ends]
+    expected_loss = [(w[-1][3], sum(loss * size for loss, size, _, _ in w) / sum(size for _, size, _, _ in w))
+                     for w in windows]
+    assert step_points(run, "loss") == [(s, pytest.approx(v, rel=1e-5)) for s, v in expected_loss]
+    assert step_points(run, "lr") == [(w[-1][3], pytest.approx(w[-1][2], rel=1e-6)) for w in windows]
+    root = load(run / "tb")["scalars"]
+    assert [s for s, _ in scalars(run / "tb", "lr")] == [36, 72]  # the epoch chart of the lr is as it was
+    for family in ("train", "train_running", "val"):
+        assert not {t for t in load(run / "tb" / family)["scalars"] if t.startswith("train_step")}, family
+    assert {"train_step/loss", "train_step/lr"} <= set(root)
+
+
+def test_by_default_an_epoch_has_at_least_four_step_points(tiny_folder, tmp_path, monkeypatch):
+    """Without trainer.log_every_steps: batches of 4 give 9 steps an epoch, and the points come at even
+    intervals, at least 4 an epoch (every 50 steps on long epochs)."""
+    steps = recording_steps(monkeypatch)
+    run = tmp_path / "run"
+    run_experiment(compose(tiny_overrides(tiny_folder, "data.batch_size=4", "trainer.epochs=2")), run, [])
+    per_epoch = len(steps) // 2
+    seen = [s for s, _ in step_points(run, "loss")]
+    assert seen == [s for s, _ in step_points(run, "lr")]
+    assert sum(s <= steps[per_epoch - 1][3] for s in seen) >= 4  # in the first epoch
+    at_step = {s: index + 1 for index, (_, _, _, s) in enumerate(steps)}
+    numbers = [at_step[s] for s in seen]
+    interval = numbers[0]
+    assert numbers == list(range(interval, len(steps) + 1, interval))
+
+
+def test_the_lr_chart_shows_the_warmup_and_the_schedule_step_by_step(tiny_folder, tmp_path):
+    """A 2-epoch cosine run warming up for its first epoch: one lr point a step, each the lr the schedule gives
+    that step (a scheduler built apart), rising through the warmup, then decaying."""
+    from vision_exp.recipe.schedule import create_scheduler
+
+    run = tmp_path / "run"
+    cfg = compose(tiny_overrides(tiny_folder, "trainer.epochs=2", "trainer.log_every_steps=1", "scheduler=cosine",
+                                 "scheduler.warmup_epochs=1", "optimizer.lr=0.1"))
+    run_experiment(cfg, run, [])
+    points = step_points(run, "lr")
+    assert len(points) == 10
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    schedule = create_scheduler(optimizer, total_steps=10, steps_per_epoch=5, warmup_epochs=1)
+    expected = []
+    for step in range(10):  # step `step + 1` trains with the lr set after `step` updates
+        schedule.step_update(num_updates=step)
+        expected.append(optimizer.param_groups[0]["lr"])
+    assert [v for _, v in points] == [pytest.approx(v, rel=1e-6) for v in expected]
+    values = [v for _, v in points]
+    peak = values.index(max(values))
+    assert peak >= 4 and all(a < b for a, b in zip(values[:peak], values[1:peak + 1]))  # the warmup rises
+    assert all(a > b for a, b in zip(values[peak:], values[peak + 1:]))  # then the cosine decays
+
+
+def test_a_resumed_run_charts_each_step_once_as_an_uninterrupted_run(tiny_folder, tmp_path, monkeypatch):
+    """A run that crashes at step 8 logged steps 7 and 8's points after its last checkpoint (step 6): the resumed
+    run logs them again, and TensorBoard must show each once (purge_step), as the uninterrupted run does."""
+    from vision_exp.training.trainer import Trainer
+
+    base = ("trainer.epochs=2", "trainer.deterministic=true", "trainer.log_every_steps=1", "trainer.checkpoint_every_steps=3")
+    run_experiment(compose(tiny_overrides(tiny_folder, *base)), tmp_path / "a", [])
+    reference = {tag: step_points(tmp_path / "a", tag) for tag in ("loss", "lr")}
+
+    original = Trainer._step
+
+    def crashing(self, images, labels, global_count):
+        if self.position.step == 8:
+            raise RuntimeError("simulated crash")
+        return original(self, images, labels, global_count)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_step", crashing)
+        with pytest.raises(RuntimeError):
+            run_experiment(compose(tiny_overrides(tiny_folder, *base)), tmp_path / "b", [])
+    interrupted = step_points(tmp_path / "b", "loss")
+    assert [s for s, _ in interrupted] == [s for s, _ in reference["loss"]][:8]  # points after the checkpoint
+    run_experiment(compose(tiny_overrides(tiny_folder, *base, "trainer.resume=auto")), tmp_path / "b", [])
+    for tag in ("loss", "lr"):
+        resumed = step_points(tmp_path / "b", tag)
+        assert [s for s, _ in resumed] == [s for s, _ in reference[tag]], tag  # each step once, in order
+        assert resumed == [(s, pytest.approx(v, rel=1e-5)) for s, v in reference[tag]], tag
+
+
+def session_hparams(run) -> dict:
+    """The hyper-parameters of the run's HParams session start, as plain values."""
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    accumulator = EventAccumulator(str(run / "tb"))
+    accumulator.Reload()
+    content = accumulator.PluginTagToContent(metadata.PLUGIN_NAME)[metadata.SESSION_START_INFO_TAG]
+    values = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    return {key: getattr(value, value.WhichOneof("kind")) for key, value in values.items()}
+
+
+def test_the_hparams_hold_no_paths_but_name_the_dataset_and_class_list(tiny_folder, tmp_path):
+    """A distilled run on a folder with a class-list file: the dataset folder and the class list show by their
+    names, the teacher checkpoint, cache and output paths not at all; what the run computes is all there."""
+    from conftest import TINY_CLASSES
+
+    teacher_run = tmp_path / "teacher"
+    run_experiment(compose(tiny_overrides(tiny_folder)), teacher_run, [])
+    class_list = tmp_path / "lists" / "three.txt"
+    class_list.parent.mkdir()
+    class_list.write_text("\n".join(TINY_CLASSES) + "\n")
+    run = tmp_path / "run"
+    cfg = compose(tiny_vit_overrides(tiny_folder, "experiment=cpu_vit_distilled", f"data.classes={class_list}",
+                                     f"loss.distillation.teacher={teacher_run / 'checkpoints' / 'best.pt'}"))
+    run_experiment(cfg, run, [])
+    hparams = session_hparams(run)
+    paths = {key: value for key, value in hparams.items()
+             if isinstance(value, str) and (value.startswith(("/", "~", "./")) or str(tmp_path) in value)}
+    assert not paths
+    assert hparams["data.root"] == tiny_folder.name and hparams["data.classes"] == class_list.name
+    assert not [key for key in hparams if key.startswith(("paths.", "data.cache_dir", "loss.distillation.teacher"))]
+    assert hparams["loss.distillation.kind"] == "soft" and hparams["optimizer.lr"] == pytest.approx(cfg.optimizer.lr)
+    assert hparams["model.embed_dim"] == 16
+
+
+def test_a_long_interval_charts_the_sample_weighted_mean_of_all_its_steps(tmp_path):
+    """trainer.log_every_steps=150: the reporter keeps no tensor a step for that long (it folds them on the
+    device), and the point is still the mean over the 150 steps' samples, the lr that of the 150th step."""
+    from vision_exp.reporting.run import RunReporter
+
+    reporter = RunReporter(tmp_path, {"seed": 0}, log_every_steps=150, steps_per_epoch=1000)
+    generator = torch.Generator().manual_seed(0)
+    losses = torch.rand(300, generator=generator) * 3
+    counts = [8 if step % 7 else 3 for step in range(300)]
+    for step in range(300):
+        reporter.log_step(step + 1, 8 * (step + 1), losses[step], counts[step], lr=0.001 * step)
+        assert len(reporter._step_losses) <= 64
+    reporter.close()
+
+    def mean(part):
+        return sum(float(losses[i]) * counts[i] for i in part) / sum(counts[i] for i in part)
+
+    assert step_points(tmp_path, "loss") == [(1200, pytest.approx(mean(range(150)))),
+                                             (2400, pytest.approx(mean(range(150, 300))))]
+    assert step_points(tmp_path, "lr") == [(1200, pytest.approx(0.149)), (2400, pytest.approx(0.299))]

@@ -1,16 +1,19 @@
-"""Notebook API: `vision_exp.run([...overrides])` and `vision_exp.sweep([[...], [...]])`.
+"""Notebook API: `vision_exp.run([...overrides])`, `vision_exp.sweep([[...], [...]])`,
+`vision_exp.evaluate(ckpt, [...])` and `vision_exp.predict(ckpt, images, [...])`.
 
-`@hydra.main` cannot run inside a notebook, so these compose the same conf/train.yaml with
-Hydra's compose API and call the same `run_experiment` as the command line: a run here and
+`@hydra.main` cannot run inside a notebook, so these compose the same conf/train.yaml (evaluate.yaml,
+predict.yaml) with Hydra's compose API and call the same code as the command line: a run here and
 `python -m vision_exp.train <overrides>` produce the same files, train.log included.
 """
 from __future__ import annotations
 
+import inspect
+import io
 import logging
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional, Union
 
 from omegaconf import OmegaConf, open_dict
 
@@ -32,11 +35,12 @@ LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # Hydra's j
 
 
 @contextmanager
-def _log_file(path: Path):
-    """vision_exp's INFO lines also go to `path` while the block runs, as Hydra's job logging does for the CLI."""
+def _log_file(path: Path, mode: str = "a"):
+    """vision_exp's INFO lines also go to `path` while the block runs, as Hydra's job logging does for the CLI
+    (appending to a run's train.log, which a resumed run continues; evaluate.yaml and predict.yaml ask for "w")."""
     logger = logging.getLogger("vision_exp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
+    handler = logging.FileHandler(path, mode=mode)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     level = logger.level
     logger.addHandler(handler)
@@ -94,8 +98,8 @@ def _compose_run(overrides: list):
 
     try:
         cfg = compose_config(overrides, with_hydra=True)
-    except HydraException as exc:  # its message, without the search path it lists after it
-        raise ConfigError(str(exc).split("\nConfig search path")[0].strip()) from None
+    except HydraException as exc:
+        raise _composition_error(exc) from None
     apply_debug_last(cfg, cfg.hydra.runtime.choices.get("debug"), overrides)
     swept = cfg.hydra.sweeper.get("params")
     if swept:
@@ -103,6 +107,13 @@ def _compose_run(overrides: list):
                           f"instead (e.g. [['model=resnet_v1'], ['model=resnet_v2']]), or run the preset on the command "
                           f"line: python -m vision_exp.train -m experiment={cfg.name}")
     return cfg
+
+
+def _composition_error(exc: Exception):
+    """Hydra's message as a ConfigError, without the search path it lists after it."""
+    from vision_exp.errors import ConfigError
+
+    return ConfigError(str(exc).split("\nConfig search path")[0].strip())
 
 
 def _train(cfg, folder: Path, overrides: list) -> dict:
@@ -184,3 +195,105 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
         except Exception:
             log.exception("run %d failed; the sweep goes on", number)
     return summarize_sweep(folder, baseline)
+
+
+PathLike = Union[str, Path]
+
+
+def evaluate(ckpt: PathLike, overrides: Iterable[str] = (), out_dir: Optional[PathLike] = None) -> dict:
+    """`python -m vision_exp.evaluate ckpt=<ckpt> <overrides>` (e.g. ["data=folder", "data.root=..."]) in a
+    notebook: the same checks, files and folder (<checkpoint>-eval-<data>/ beside it, unless `out_dir`).
+    Returns its metrics.json content with `out_dir` added. Bad input raises one UserError (ConfigError,
+    DataError, CheckpointError) and leaves no folder that the call created."""
+    from vision_exp.evaluate import evaluate_checkpoint
+
+    summary, folder = _command("evaluate", evaluate_checkpoint, {"ckpt": ckpt}, overrides, out_dir)
+    return {**summary, "out_dir": str(folder)}
+
+
+def predict(ckpt: PathLike, images: PathLike, overrides: Iterable[str] = (), out_dir: Optional[PathLike] = None) -> dict:
+    """`python -m vision_exp.predict ckpt=<ckpt> images=<images> <overrides>` (e.g. ["topk=3"]) in a notebook:
+    the same checks and predictions.csv in the same folder (<checkpoint>-predictions/, unless `out_dir`).
+    Returns {"predictions": the CSV's rows as dicts (image, top1.., p1..; unrounded), "csv": its path,
+    "out_dir"}; `pandas.DataFrame(result["predictions"])` is the table. Bad input as for `evaluate`."""
+    from vision_exp.predict import PREDICTIONS_FILE, predict_images
+
+    rows, folder = _command("predict", predict_images, {"ckpt": ckpt, "images": images}, overrides, out_dir)
+    return {"predictions": rows, "csv": str(folder / PREDICTIONS_FILE), "out_dir": str(folder)}
+
+
+def _command(name: str, work: Callable, given: dict, overrides: Iterable[str], out_dir: Optional[PathLike]):
+    """(work(cfg, folder), folder) for conf/<name>.yaml, with <name>.log in the folder as Hydra writes it for the
+    command line. A refusal (a UserError) or Ctrl-C removes the folders the call made for it, as `cli.user_errors` does."""
+    from vision_exp.cli import CheckOutputFolder
+    from vision_exp.errors import UserError
+    from vision_exp.reporting.records import remove_unused_folders
+
+    cfg = _compose_command(name, given, list(overrides), out_dir)
+    folder = Path(cfg.hydra.run.dir)
+    made = CheckOutputFolder.folders_made_for(folder)
+    with open_dict(cfg):
+        del cfg["hydra"]  # what @hydra.main hands the command line's main
+    _show_logs()
+    try:
+        with _log_file(folder / f"{name}.log", mode="w"):
+            try:
+                return work(cfg, folder), folder
+            except UserError as exc:  # as the command line's log, for a folder that was there before and stays
+                logging.getLogger(f"vision_exp.{name}").error("%s", exc)
+                raise
+    except (UserError, KeyboardInterrupt):
+        remove_unused_folders(made)
+        raise
+
+
+def _compose_command(name: str, given: dict, overrides: list, out_dir: Optional[PathLike]):
+    """conf/<name>.yaml composed with `given` (the values the call takes as arguments) and `overrides`, then
+    checked by the command line's own Hydra callbacks, in its order (known settings, mandatory values, the
+    checkpoint, the output folder, which the last creates): their one-line refusal becomes a ConfigError.
+
+    The arguments are set after composing, not as `ckpt=<path>` overrides, so that a path with a comma or a
+    bracket is a path, not Hydra syntax."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from hydra.utils import instantiate
+
+    from vision_exp.errors import ConfigError
+
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in given:
+            raise ConfigError(f"{override}: {key} is {name}()'s argument, not an override")
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name=name):
+            cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
+    except HydraException as exc:
+        raise _composition_error(exc) from None
+    for key, value in given.items():
+        cfg[key] = str(value)
+    if out_dir is not None:
+        cfg.hydra.run.dir = str(out_dir)
+    for callback in cfg.hydra.callbacks.values():
+        said = io.StringIO()
+        try:
+            with redirect_stderr(said):
+                instantiate(callback).on_run_start(config=cfg)
+        except SystemExit:
+            raise ConfigError(said.getvalue().strip().removeprefix("error: ") or f"{name}: refused by {callback._target_}") from None
+    return cfg
+
+
+def make_module_callable(name: str, function: str) -> None:
+    """Calling module `name` (vision_exp.evaluate, vision_exp.predict) calls this module's `function`.
+
+    Importing a submodule sets the package's attribute of that name to it, so a function exported as
+    `vision_exp.evaluate` would turn into the module once anything imported the command line's code (the call
+    itself does). A callable module is both: `vision_exp.evaluate(ckpt)` and `vision_exp.evaluate.main`."""
+    module = sys.modules[name]
+
+    class NotebookCall(type(module)):
+        def __call__(self, *args, **kwargs):
+            return globals()[function](*args, **kwargs)
+
+    module.__class__ = NotebookCall
+    module.__signature__ = inspect.signature(globals()[function])  # what a notebook's `?` shows for the call

@@ -42,15 +42,20 @@ def load_trained_model(checkpoint: Path):
         raise CheckpointError(f"{checkpoint} is not a checkpoint of a vision-exp run (it holds no 'model' entry): "
                               f"use a run's checkpoints/best.pt or checkpoints/last.pt")
     config_path = run_dir_of(checkpoint) / CONFIG_FILE
-    if not config_path.is_file():
-        raise CheckpointError(f"no config.yaml for {checkpoint}: expected the run folder's {config_path}")
+    if config_path.is_file():  # the run folder's, as the run wrote it
+        source, config_text = f"its run's {config_path}", config_path.read_text()
+    elif isinstance(state.get("config"), str):  # a checkpoint shared without its run folder
+        source, config_text = "its own copy of the run's config", state["config"]
+    else:
+        raise CheckpointError(f"no config.yaml for {checkpoint}: expected the run folder's {config_path} (a "
+                              f"checkpoint written by an older version carries no config of its own)")
     try:
-        run_cfg = OmegaConf.load(config_path)
+        run_cfg = OmegaConf.create(config_text)
         # An initialisation the weights replace: BasicBlockv3 refuses zero_init_residual for training only.
         model = build(OmegaConf.merge(run_cfg.model, {"zero_init_residual": False})
                       if run_cfg.model.get("zero_init_residual") else run_cfg.model, "model")
     except Exception as exc:  # unreadable YAML, no model section, a class since renamed: the run's, not the command's
-        raise CheckpointError(f"the model of {checkpoint} cannot be built from its run's {config_path}: "
+        raise CheckpointError(f"the model of {checkpoint} cannot be built from {source}: "
                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     load_model_weights(model, evaluated_weights(state), str(checkpoint))
     return model, run_cfg, state

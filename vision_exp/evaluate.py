@@ -1,6 +1,7 @@
 """`python -m vision_exp.evaluate ckpt=<path> [data=...]`: top-1/top-5, per-class accuracy and the
 confusion matrix of a checkpoint, written beside it (in <checkpoint>-eval-<data>/); a refused command leaves
-no folder there.
+no folder there. In a notebook, `vision_exp.evaluate(ckpt, [overrides])` (this module, callable: see
+`vision_exp.api.evaluate`) writes the same.
 
 torch and the data pipeline are imported once the command's values were checked: `--help` and a missing
 or mistyped checkpoint answer in about a second."""
@@ -14,6 +15,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vision_exp.api import make_module_callable
 from vision_exp.conf_dir import CONF_DIR
 from vision_exp.cli import CheckOutputFolder, user_errors
 from vision_exp.config_types import typed
@@ -55,6 +57,8 @@ def val_only_folder(data: DataConfig) -> DataConfig:
 
 
 def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
+    """evaluate.yaml's `cfg` evaluated into `out_dir`; returns its metrics.json content. What the command line and
+    vision_exp.evaluate() both run, so that they write the same files."""
     import torch
 
     from vision_exp.builder import load_trained_model
@@ -96,3 +100,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     main()
+else:  # `vision_exp.evaluate(...)` in a notebook
+    make_module_callable(__name__, "evaluate")

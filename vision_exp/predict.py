@@ -1,5 +1,6 @@
 """`python -m vision_exp.predict ckpt=<path> images=<file or folder> [topk=5]`: the top-k class names
-of every image, printed and written to predictions.csv beside the checkpoint.
+of every image, printed and written to predictions.csv beside the checkpoint. In a notebook,
+`vision_exp.predict(ckpt, images, ["topk=3"])` (this module, callable: see `vision_exp.api.predict`) writes the same.
 
 torch and the data pipeline are imported once the command's values were checked: `--help` and a missing
 checkpoint or image folder answer in about a second."""
@@ -15,6 +16,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from vision_exp.api import make_module_callable
 from vision_exp.conf_dir import CONF_DIR
 from vision_exp.cli import CheckOutputFolder, user_errors
 from vision_exp.config_types import typed
@@ -94,22 +96,40 @@ def predict(checkpoint: Path, target: Path, topk: int = 5, batch_size: int = 64,
     return rows
 
 
+PREDICTIONS_FILE = "predictions.csv"
+
+
+def prediction_rows(rows: list) -> list:
+    """predict()'s rows as predictions.csv's: {image, top1..topk, p1..pk} (k is topk, or the number of classes
+    when that is smaller); the probabilities unrounded, the file keeps 4 decimals."""
+    return [{"image": path, **{f"top{i + 1}": name for i, (name, _) in enumerate(top)},
+             **{f"p{i + 1}": p for i, (_, p) in enumerate(top)}} for path, top in rows]
+
+
+def predict_images(cfg: DictConfig, out_dir: Path) -> list:
+    """The predictions of predict.yaml's `cfg`, written to <out_dir>/predictions.csv: what the command line and
+    vision_exp.predict() both run, so that they write the same file. Returns `prediction_rows`."""
+    rows = prediction_rows(predict(Path(cfg.ckpt), Path(cfg.images), cfg.topk, cfg.batch_size, cfg.device))
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows({key: f"{value:.4f}" if isinstance(value, float) else value for key, value in row.items()} for row in rows)
+    out = out_dir / PREDICTIONS_FILE
+    write_text_atomic(out, table.getvalue())
+    log.info("written to %s", out)
+    return rows
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
 def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     with user_errors(log, CheckOutputFolder.folders_made_for(out_dir)):
-        rows = predict(Path(cfg.ckpt), Path(cfg.images), cfg.topk, cfg.batch_size, cfg.device)
-        table = io.StringIO()
-        writer = csv.writer(table)
-        k = len(rows[0][1])  # topk, or the number of classes when that is smaller
-        writer.writerow(["image", *[f"top{i + 1}" for i in range(k)], *[f"p{i + 1}" for i in range(k)]])
-        for path, top in rows:
-            print(f"{path}: " + ", ".join(f"{name} ({p:.1%})" for name, p in top))
-            writer.writerow([path, *[n for n, _ in top], *[f"{p:.4f}" for _, p in top]])
-        out = out_dir / "predictions.csv"
-        write_text_atomic(out, table.getvalue())
-        log.info("written to %s", out)
+        for row in predict_images(cfg, out_dir):
+            k = (len(row) - 1) // 2
+            print(f"{row['image']}: " + ", ".join(f"{row[f'top{i}']} ({row[f'p{i}']:.1%})" for i in range(1, k + 1)))
 
 
 if __name__ == "__main__":
     main()
+else:  # `vision_exp.predict(...)` in a notebook
+    make_module_callable(__name__, "predict")

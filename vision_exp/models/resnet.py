@@ -24,6 +24,10 @@ class BasicBlock(nn.Module):
     shortcut = identity, or downsample = conv1x1 + BN when stride or width changes.
     """
 
+    # ResNet(zero_init_residual=True) zeroes bn2's scale so that each block starts as its shortcut; a block for
+    # which that does not hold, or whose branch could then not train, says why here, and ResNet refuses it.
+    zero_init_refusal: str | None = None
+
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
         super().__init__()
         self.conv1 = conv3x3(in_channels, out_channels, stride)
@@ -84,6 +88,8 @@ class BasicBlockv3(BasicBlock):
     ReLU passes no gradient at 0, so no branch would ever train.
     """
 
+    zero_init_refusal = "its branch ends in a ReLU, which passes no gradient at the zeroed output"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
@@ -121,9 +127,9 @@ class ResNet(nn.Module):
     ):
         super().__init__()
         block = resolve_block(block, BLOCKS)
-        if zero_init_residual and issubclass(block, BasicBlockv3):  # see BasicBlockv3: the branches would stay dead
-            raise ValueError("zero_init_residual=True cannot train BasicBlockv3: its branch ends in a ReLU, which "
-                             "passes no gradient at the zeroed output; use zero_init_residual=False or another block")
+        if zero_init_residual and block.zero_init_refusal:
+            raise ValueError(f"zero_init_residual=True cannot train {block.__name__}: {block.zero_init_refusal}; use "
+                             f"zero_init_residual=False or another block")
         if len(layers) != 4 or len(widths) != 4:
             raise ValueError(f"layers and widths need 4 stages, got {list(layers)} and {list(widths)}")
         if min(*layers, *widths, stem_stride) < 1:

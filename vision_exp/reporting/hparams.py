@@ -3,14 +3,48 @@
 Each run writes a session start (its hyper-parameters) and, once it completes, a session end into
 its own tb/ folder and no experiment summary: TensorBoard then builds the sweep's table from all
 sessions under the log dir, with every scalar of a run and its sub-runs as a metric column.
+
+The table shows what a run computes, not where its files lie (see `table_hparams`).
 """
 from __future__ import annotations
 
+import os
 import time
+from pathlib import PurePath
 
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from tensorboard.plugins.hparams.summary_v2 import hparams_pb
+
+from vision_exp.reporting.records import INCIDENTAL_SETTINGS, flatten
+
+# Settings that hold a file or folder, besides INCIDENTAL_SETTINGS (paths.*, data.cache_dir). The dataset folder and
+# a class-list file say which data by their names (imagenette2-160, imagenet100.txt), so the table shows those names;
+# where they lie (a Kaggle input, a local copy) is no hyper-parameter. A teacher checkpoint's name says nothing
+# (best.pt, last.pt) and its path is where it lies: it is left out (loss.distillation.kind says whether one taught).
+SHOWN_BY_NAME = ("data.root", "data.classes")
+PATH_SETTINGS = ("loss.distillation.teacher",)
+
+
+def is_path(value) -> bool:
+    """A string that names a file or folder by an absolute, home or relative path."""
+    return isinstance(value, str) and (os.path.isabs(value) or value.startswith(("~", "./", "../", ".\\", "..\\")))
+
+
+def table_hparams(config: dict) -> dict:
+    """The flattened config as the HParams table shows it: without the incidental settings (paths, device,
+    logging) and without paths; the dataset folder and a class-list file by their names. Any other setting
+    whose value is a path (a key added later) is left out too, rather than showing one machine's folders."""
+    table = {}
+    for key, value in flatten(config).items():
+        if key.startswith(INCIDENTAL_SETTINGS + PATH_SETTINGS):
+            continue
+        if key in SHOWN_BY_NAME and isinstance(value, str) and value != "None" and not value.startswith("["):
+            value = PurePath(value).name  # a list of classes (shown as "[...]") is no path
+        elif is_path(value):
+            continue
+        table[key] = value
+    return table
 
 
 def session_start(hparams: dict, trial_id: str) -> summary_pb2.Summary:

@@ -3,8 +3,10 @@
 The trainer says what happened (`log_epoch`, `finish`, `close`); this class decides how it is
 stored (a run that does not complete is recorded by `records.record_failure`). TensorBoard gets one sub-run
 per metric family (tb/train, tb/train_running, tb/val) with the same tags, so train and val overlay
-in one chart, and the run itself (tb/) carries the hyper-parameters for the HParams dashboard. The
-x-axis is training samples seen, so runs with other batch sizes or subsets line up.
+in one chart, and the run itself (tb/) carries the hyper-parameters for the HParams dashboard. Within
+epochs, the run charts train_step/loss and train_step/lr every few steps (`log_step`), under tags of
+their own so that the per-epoch charts keep overlaying train and val. The x-axis is training samples
+seen, so runs with other batch sizes or subsets line up.
 """
 from __future__ import annotations
 
@@ -12,25 +14,37 @@ import json
 import math
 import shutil
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from vision_exp.reporting.curves import FAMILIES, plot_curves
 from vision_exp.reporting.figures import confusion_figure, image_grid
-from vision_exp.reporting.hparams import session_end, session_start
+from vision_exp.reporting.hparams import session_end, session_start, table_hparams
 from vision_exp.reporting.files import read_jsonl, write_json_atomic, write_text_atomic
-from vision_exp.reporting.records import INCIDENTAL_SETTINGS, METRICS_FILE, flatten
+from vision_exp.reporting.records import METRICS_FILE
 
 SESSION_SUFFIX = ".session"
+STEP_FAMILY = "train_step"  # per-step charts: tags of their own, apart from the epochs' loss/acc overlays
+STEP_POINTS_EVERY = 50      # steps between two per-step points by default ...
+STEP_POINTS_PER_EPOCH = 4   # ... or fewer, so that an epoch has at least this many
+
+
+def step_interval(log_every_steps: Optional[int], steps_per_epoch: int) -> int:
+    """Steps between two train_step/* points: trainer.log_every_steps, by default every 50 steps, or more
+    often where an epoch has fewer than 200 (4 points an epoch, every step in epochs of under 8)."""
+    return log_every_steps or max(1, min(STEP_POINTS_EVERY, steps_per_epoch // STEP_POINTS_PER_EPOCH))
 
 
 class RunReporter:
     def __init__(self, run_dir: Path, hparams: dict, completed_epochs: int = 0, resume_samples: int = 0, title: str = "",
-                 config_text: str = "") -> None:
+                 config_text: str = "", log_every_steps: Optional[int] = None, steps_per_epoch: int = 0) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = Path(run_dir)
-        self.hparams = {k: v for k, v in flatten(hparams).items() if not k.startswith(INCIDENTAL_SETTINGS)}
+        self.hparams = table_hparams(hparams)
+        self.step_every = step_interval(log_every_steps, steps_per_epoch)
+        self._step_losses: list = []  # (mean loss on the device, samples) of each step since the last point
         self.title = title
         self.jsonl = self.run_dir / "metrics.jsonl"
         # A resumed run drops what was logged after its checkpoint: those epochs run again.
@@ -79,6 +93,30 @@ class RunReporter:
                 self.writer.add_scalar(key, value, step)
         for writer in (self.writer, *self.family_writers.values()):
             writer.flush()
+
+    def log_step(self, step: int, samples_seen: int, loss: torch.Tensor, count: int, lr: float) -> None:
+        """One optimizer step (counted from 1 over the whole run): its mean loss over its `count` samples, a
+        tensor left on the device, and the learning rate it used. Every `step_every`-th step, the sample-weighted
+        mean loss of the steps since the last point and that step's lr become train_step/loss and train_step/lr
+        at `samples_seen`: the only wait for the device is there, none at the other steps. The points fall on the
+        same steps in a resumed run (whose first window starts at its checkpoint), and a resumed run's purge_step
+        drops the points an interrupted attempt logged after its checkpoint."""
+        self._step_losses.append((loss.detach(), count))
+        if step % self.step_every:
+            if len(self._step_losses) >= 64:  # a long interval: one entry instead of a tensor a step (no wait either)
+                self._step_losses = [self._window_mean()]
+            return
+        mean = self._window_mean()[0].item()
+        self._step_losses = []
+        self.writer.add_scalar(f"{STEP_FAMILY}/loss", mean, samples_seen)
+        self.writer.add_scalar(f"{STEP_FAMILY}/lr", lr, samples_seen)
+
+    def _window_mean(self) -> tuple:
+        """(the sample-weighted mean loss of the steps since the last point, on the device; their samples)."""
+        losses = torch.stack([value.double() for value, _ in self._step_losses])
+        counts = [n for _, n in self._step_losses]
+        weights = torch.tensor(counts, dtype=torch.float64).to(losses.device, non_blocking=True)
+        return (losses * weights).sum() / sum(counts), sum(counts)
 
     def plot_curves(self) -> None:
         """curves.png from every epoch logged so far (a second of matplotlib: the trainer throttles it)."""

@@ -225,8 +225,10 @@ class Trainer:
 
     @property
     def class_info(self) -> dict:
-        """Stored in every checkpoint, so evaluate/predict can name classes without the dataset."""
-        return {"classes": list(self.data.classes), "class_names": list(self.data.class_names)}
+        """Stored in every checkpoint, so evaluate/predict can name classes without the dataset, and build the
+        model from a checkpoint shared alone (a Kaggle dataset), without its run folder's config.yaml."""
+        return {"classes": list(self.data.classes), "class_names": list(self.data.class_names),
+                **({"config": self.config_text} if self.config_text else {})}
 
     def resume_source(self) -> Optional[Path]:
         mode = self.cfg.resume
@@ -296,7 +298,7 @@ class Trainer:
         reporter = None
         if self.dist.is_main:  # the other ranks train and evaluate their shards, and write nothing
             reporter = RunReporter(self.run_dir, self.hparams, self.position.epoch, self.position.samples_seen,
-                                   self.title, self.config_text)
+                                   self.title, self.config_text, self.cfg.log_every_steps, self.budget.steps_per_full_epoch)
         self.reporter = reporter
         try:
             with self.signals:
@@ -402,6 +404,9 @@ class Trainer:
                 position.step += 1
                 position.samples_seen += take
                 running["count"] += take
+                if self.reporter is not None:  # the lr this step used, before the schedule moves it on
+                    self.reporter.log_step(position.step, position.samples_seen, loss, len(labels),
+                                           self.optimizer.param_groups[0]["lr"])
                 self.scheduler.step_update(num_updates=position.step)
                 if position.batch % check_every == 0:
                     self._check_finite(loss_sum, position.step, check_every)
