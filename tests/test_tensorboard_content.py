@@ -296,3 +296,25 @@ def test_a_long_interval_charts_the_sample_weighted_mean_of_all_its_steps(tmp_pa
     assert step_points(tmp_path, "loss") == [(1200, pytest.approx(mean(range(150)))),
                                              (2400, pytest.approx(mean(range(150, 300))))]
     assert step_points(tmp_path, "lr") == [(1200, pytest.approx(0.149)), (2400, pytest.approx(0.299))]
+
+
+def test_the_hparams_name_the_config_groups_a_run_was_composed_of(tiny_folder, tmp_path):
+    """In the enhancement study's HParams table a row says which enhancement (and experiment, model, ...) it
+    is: a preset's values alone would not; where it ran (env, paths) and Hydra's own groups are no column."""
+    import vision_exp
+
+    run = tmp_path / "run"
+    vision_exp.run(tiny_vit_overrides(tiny_folder, "experiment=cpu_vit", "enhancement=label_smoothing"), run_dir=str(run))
+    choices = {key.removeprefix("choices."): value for key, value in session_hparams(run).items()
+               if key.startswith("choices.")}
+    assert choices["experiment"] == "cpu_vit" and choices["enhancement"] == "label_smoothing"
+    assert choices["model"] == "vit_v1" and choices["data"] == "folder" and choices["debug"] == "none"
+    assert not [group for group in choices if group.startswith(("hydra", "env", "paths"))]
+
+
+def test_a_preset_sweeps_job_is_named_by_the_experiment_it_ran():
+    from vision_exp.conf_dir import group_choices
+
+    composed = {"experiment@_global_": "e2_vit", "experiment": "resnet_vs_vit", "model": "vit_v1", "env": "kaggle",
+                "hydra/launcher": "basic", "enhancement": None}
+    assert group_choices(composed) == {"experiment": "e2_vit", "model": "vit_v1", "enhancement": "none"}

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Optional, Union
 
 from omegaconf import OmegaConf, open_dict
 
-from vision_exp.conf_dir import CONF_DIR, apply_debug_last
+from vision_exp.conf_dir import CONF_DIR, apply_debug_last, group_choices
 
 
 def compose_config(overrides: Iterable[str] = (), with_hydra: bool = False):
@@ -80,7 +80,7 @@ def run(overrides: Iterable[str] = (), run_dir: Optional[str] = None) -> dict:
     folder = Path(run_dir or cfg.hydra.run.dir)
     try:
         with recorded_failures(folder, missing_folders(folder)):
-            return _train(cfg, folder, overrides)
+            return _train(cfg, folder, overrides, group_choices(cfg.hydra.runtime.choices))
     except Interrupted as exc:
         if exc.completed:
             raise
@@ -116,14 +116,14 @@ def _composition_error(exc: Exception):
     return ConfigError(str(exc).split("\nConfig search path")[0].strip())
 
 
-def _train(cfg, folder: Path, overrides: list) -> dict:
+def _train(cfg, folder: Path, overrides: list, choices: dict) -> dict:
     from vision_exp.experiment import run_experiment
 
     with open_dict(cfg):
         cfg.pop("hydra", None)
     _show_logs()
     with _log_file(folder / "train.log"):
-        result = run_experiment(cfg, folder, overrides)
+        result = run_experiment(cfg, folder, overrides, choices)
     return {**result, "run_dir": str(folder)}
 
 
@@ -161,6 +161,7 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
         except ConfigError as exc:
             raise ConfigError(f"run {number} ({' '.join(runs[number])}): {exc}") from None
     folder = Path(sweep_dir or configs[0].hydra.sweep.dir)
+    choices = [group_choices(cfg.hydra.runtime.choices) for cfg in configs]
     for cfg in configs:  # the runs' configs, as run_experiment takes them
         with open_dict(cfg):
             del cfg["hydra"]
@@ -176,7 +177,7 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
         marker[NOTEBOOK_CALL] = {"runs": runs, "common": common}
     write_text_atomic(folder / "multirun.yaml", OmegaConf.to_yaml(marker))
     _show_logs()
-    for number, (overrides, cfg) in enumerate(zip(jobs, configs)):
+    for number, (overrides, cfg, groups) in enumerate(zip(jobs, configs, choices)):
         job_dir = folder / str(number)
         job_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -184,7 +185,7 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
                 with before_start():
                     finished = prepare_job(cfg, job_dir, overrides)
                 if finished is None:
-                    _train(cfg, job_dir, overrides)
+                    _train(cfg, job_dir, overrides, groups)
                 else:
                     log.info("run %d skipped: already completed (%s)", number, job_dir / "metrics.json")
         except UserError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -111,10 +112,12 @@ def check_continued_run(run_dir: Path, cfg: DictConfig, resume: str) -> None:
                           f"{'; ...' if len(differences) > 3 else ''}); resume with its model and optimizer settings")
 
 
-def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
-    """Train the run described by `cfg` into `run_dir`; returns the content of metrics.json."""
+def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list, choices: Optional[dict] = None) -> dict:
+    """Train the run described by `cfg` into `run_dir`; returns the content of metrics.json. `choices`, the
+    config groups' options it was composed of (conf_dir.group_choices), join its hyper-parameters in TensorBoard."""
     with before_start():
         settings = run_settings(cfg)
+        check_teacher(settings.distillation)  # a typo in its path is one line, before the data is read
         data_cfg, aug_cfg, trainer_cfg = settings.data, settings.augmentation, settings.trainer
         dist_env, device = distributed.setup(trainer_cfg.device)
     run_dir = Path(distributed.same_on_all_ranks(str(run_dir)))
@@ -146,7 +149,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list) -> dict:
             config_text = OmegaConf.to_yaml(cfg, resolve=True)
             trainer = Trainer(
                 model, data, optimizer_factory, scheduler_factory, trainer_cfg, run_dir, device, dist_env,
-                train_loss=train_loss, batch_augment=batch_augment, distillation=distillation, hparams=plain(cfg),
+                train_loss=train_loss, batch_augment=batch_augment, distillation=distillation, hparams={**plain(cfg), **({"choices": choices} if choices else {})},
                 title=f"{cfg.name}: {type(model).__name__}", config_text=config_text,
             )
             trainer.restore()

@@ -27,7 +27,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from vision_exp.cli import CheckOutputFolder, ignore_further_ctrl_c
-from vision_exp.conf_dir import CONF_DIR, apply_debug_last
+from vision_exp.conf_dir import CONF_DIR, apply_debug_last, group_choices
 from vision_exp.errors import ConfigError, Interrupted, UserError
 from vision_exp.reporting.files import last_checkpoint
 from vision_exp.reporting.records import before_start, check_not_busy, recorded_failures
@@ -126,7 +126,7 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
 
             if multirun:
                 job.enter_context(parallel_job_device(cfg, run_dir, hydra_cfg))
-            result = run_experiment(cfg, run_dir, list(hydra_cfg.overrides.task))
+            result = run_experiment(cfg, run_dir, list(hydra_cfg.overrides.task), group_choices(hydra_cfg.runtime.choices))
             log.info("%s", where_it_ended(result, run_dir))
             return result
     except UserError as exc:
