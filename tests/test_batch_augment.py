@@ -1,5 +1,6 @@
 """Batched device-side augmentation: shapes, ranges, determinism, and agreement with torchvision."""
 
+import pytest
 import torch
 from torchvision.transforms import RandomResizedCrop
 
@@ -165,3 +166,56 @@ def test_without_random_crops_a_square_stored_at_twice_the_eval_size_gives_exact
     train = TrainBatchTransform(16, (0.08, 1.0), (3 / 4, 4 / 3), 0.0, False, MEAN, STD, CPU, eval_resize=23)
     evaluate = EvalBatchTransform(16, MEAN, STD, CPU, eval_resize=23)
     torch.testing.assert_close(train(x, torch.Generator().manual_seed(0)), evaluate(x), atol=1e-4, rtol=0)
+
+
+def test_crop_boxes_are_distributed_as_torchvisions_random_resized_crop():
+    """Same areas, aspect ratios (log-uniform: as many wide boxes as tall ones) and positions as torchvision's sampler,
+    whose boxes reach every position, the right and bottom edges included."""
+    height, width, n = 30, 40, 4000
+    scale, ratio = (0.08, 1.0), (3 / 4, 4 / 3)
+    ours = sample_crop_boxes(n, height, width, scale, ratio, torch.Generator().manual_seed(0), CPU)
+    torch.manual_seed(0)
+    image = torch.zeros(3, height, width)
+    theirs = torch.tensor([RandomResizedCrop.get_params(image, list(scale), list(ratio)) for _ in range(n)],
+                          dtype=ours.dtype)[:, [1, 0, 3, 2]]  # (top, left, h, w) -> (x0, y0, w, h)
+    quantiles = torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9], dtype=ours.dtype)
+    for boxes in (ours, theirs):
+        x0, y0, w, h = boxes.unbind(1)
+        assert ((x0 + w == width) & (w < width)).any() and ((y0 + h == height) & (h < height)).any()
+    full_height = [(boxes[:, 3] == height).double().mean().item() for boxes in (ours, theirs)]  # w <= width, h <= height fit
+    assert full_height[0] == pytest.approx(full_height[1], abs=0.02) and full_height[1] > 0.03
+
+    def statistics(boxes):
+        x0, y0, w, h = boxes.unbind(1)
+        centre_x, centre_y = (x0 + w / 2) / width, (y0 + h / 2) / height
+        return [(w * h / (height * width)).quantile(quantiles), (w / h).log().quantile(quantiles),
+                centre_x.quantile(quantiles), centre_y.quantile(quantiles)]
+
+    for name, a, b in zip(("area", "log aspect", "centre x", "centre y"), statistics(ours), statistics(theirs)):
+        torch.testing.assert_close(a, b, atol=0.04, rtol=0, msg=name)  # 4000 draws: within 0.025
+
+
+def test_eval_transform_is_torchvisions_resize_and_centre_crop():
+    """Odd margins: torchvision rounds the centre crop's offset (23 - 16 = 7 starts at 4, not 3), in resized pixels."""
+    from torchvision.transforms.v2 import functional as TF
+
+    for stored, eval_resize in ((23, None), (21, None), (46, 23), (40, 19)):
+        x = batch(3, stored)
+        out = EvalBatchTransform(16, MEAN, STD, CPU, eval_resize=eval_resize)(x)
+        images = x.permute(0, 3, 1, 2).float()
+        if eval_resize:
+            images = TF.resize(images, [eval_resize, eval_resize], antialias=True)
+        reference = Normalize(MEAN, STD, CPU)(TF.center_crop(images, [16, 16]))
+        torch.testing.assert_close(out, reference, atol=1e-4, rtol=0, msg=f"{stored} px resized to {eval_resize}")
+
+
+def test_a_shard_gets_the_crops_and_flips_its_images_get_in_the_whole_batch():
+    """Under torchrun each rank augments its positions of the global batch: the same images as one process makes."""
+    x = batch(8, 16)
+    for random_resized_crop in (True, False):
+        tf = TrainBatchTransform(12, (0.08, 1.0), (3 / 4, 4 / 3), 0.5, random_resized_crop, MEAN, STD, CPU)
+        whole = tf(x, torch.Generator().manual_seed(4))
+        assert not torch.allclose(whole, tf(x, torch.Generator().manual_seed(5)))  # the draws matter
+        for positions in (torch.tensor([0, 2, 4, 6]), torch.tensor([7, 1, 3])):
+            part = tf(x[positions], torch.Generator().manual_seed(4), positions=positions, batch_total=8)
+            torch.testing.assert_close(part, whole[positions], atol=1e-5, rtol=0)

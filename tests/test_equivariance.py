@@ -120,3 +120,12 @@ def test_the_script_refuses_a_size_its_models_do_not_tile(size, message):
     done = subprocess.run([sys.executable, "scripts/equivariance.py", "--img-size", str(size)],
                           cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and done.stderr.strip().startswith(message) and not done.stdout, done.stderr
+
+
+def test_the_error_over_several_shifts_is_that_of_the_worst_shift(images):
+    """A probe reports the largest error among its shifts, so one symmetric shift (here no shift) hides nothing."""
+    conv = torch.nn.Conv2d(8, 4, 3, padding=1)  # zero padding: neither equivariant nor invariant
+    for probe in (shift_equivariance_error, shift_invariance_error):
+        singles = [probe(conv, images, [s]) for s in SHIFTS]
+        assert min(singles) > 1e-3
+        assert probe(conv, images, [(0, 0), *SHIFTS]) == pytest.approx(max(singles), rel=1e-6)

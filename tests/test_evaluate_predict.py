@@ -394,3 +394,60 @@ def test_a_run_whose_initialisation_is_refused_for_training_still_loads(trained_
     OmegaConf.save(config, checkpoints.parent / "config.yaml")
     model, run_cfg, _ = load_trained_model(checkpoints / "best.pt")
     assert type(model.layer1[0]).__name__ == "BasicBlockv3" and run_cfg.model.zero_init_residual
+
+
+def test_evaluation_counts_top1_top5_loss_and_confusion_as_a_count_by_hand():
+    """On known logits: top-1/top-5 from the true class's rank, the mean cross-entropy over every image (batches of
+    different sizes), the confusion matrix with rows the true class; in eval mode (a dropout model would change the
+    logits), the model's mode restored after."""
+    import torch
+    import torch.nn.functional as F
+
+    from vision_exp.training.evaluation import evaluate
+
+    torch.manual_seed(0)
+    classes = 7
+    labels = torch.randint(0, classes, (16,))
+    logits = torch.randn(16, classes) + 2 * F.one_hot(labels, classes) * (torch.arange(16) % 2)[:, None]  # half easy
+    batches = [(logits[:5], labels[:5]), (logits[5:13], labels[5:13]), (logits[13:], labels[13:])]
+    model = torch.nn.Dropout(0.9).train()
+    result = evaluate(model, batches, torch.device("cpu"), num_classes=classes)
+    assert model.training
+    rank = (logits > logits.gather(1, labels[:, None])).sum(1)  # classes scored above the true one
+    expected_confusion = torch.zeros(classes, classes, dtype=torch.long)
+    for true, predicted in zip(labels.tolist(), logits.argmax(1).tolist()):
+        expected_confusion[true, predicted] += 1
+    assert 0 < (rank == 0).sum() < (rank < 5).sum() < len(labels), "the test needs misses at both ranks"
+    assert (rank == 0).sum() != (rank == 1).sum()
+    assert not torch.equal(expected_confusion, expected_confusion.T)
+    assert result["count"] == 16
+    assert result["acc"] == pytest.approx(100 * (rank == 0).double().mean().item())
+    assert result["acc5"] == pytest.approx(100 * (rank < 5).double().mean().item())
+    assert result["loss"] == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-6)
+    assert torch.equal(result["confusion"], expected_confusion)
+
+
+def test_predictions_are_the_evaluated_model_with_its_class_names(trained_run, tiny_folder):
+    """With every class listed, predict's probabilities of the val images give the run's own evaluation of best.pt
+    (its accuracy and loss: the same normalised pixels, eval mode, names in the order of the head's outputs), and an
+    image's probabilities do not depend on the images predicted beside it."""
+    import math
+    from pathlib import Path
+
+    from vision_exp.predict import predict
+    from vision_exp.training.checkpoint import load_checkpoint
+
+    checkpoint = trained_run / "checkpoints" / "best.pt"
+    state = load_checkpoint(checkpoint)
+    name_of = dict(zip(state["classes"], state["class_names"]))
+    rows = predict(checkpoint, tiny_folder / "val", topk=3, device="cpu")
+    assert len(rows) == 12
+    summary = json.loads((trained_run / "metrics.json").read_text())
+    epochs = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    best = next(e for e in epochs if e["epoch"] == summary["best_epoch"])
+    probability = [dict(top)[name_of[Path(path).parent.name]] for path, top in rows]
+    right = [top[0][0] == name_of[Path(path).parent.name] for path, top in rows]
+    assert 100 * sum(right) / len(rows) == pytest.approx(summary["best_val_acc"], abs=1e-6)
+    assert -sum(map(math.log, probability)) / len(rows) == pytest.approx(best["val/loss"], rel=1e-4)
+    alone = predict(checkpoint, Path(rows[5][0]), topk=3, device="cpu")
+    assert alone[0][1] == [(name, pytest.approx(p, abs=1e-5)) for name, p in rows[5][1]]

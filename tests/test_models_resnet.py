@@ -60,11 +60,9 @@ def test_resnet_loads_torchvision_resnet18_with_identical_logits():
 def test_torchvision_reference_network_equals_ours(mode, memory_format):
     """The network scripts/benchmark.py compares against computes our function."""
     torch.manual_seed(0)
-    ours = ResNet(**TINY).to(memory_format=memory_format)
+    ours = ResNet(**TINY).to(memory_format=memory_format).train(mode == "train")
     randomize_batchnorms(ours)
-    reference = torchvision_resnet_from(ours).to(memory_format=memory_format)
-    ours.train(mode == "train")
-    reference.train(mode == "train")
+    reference = torchvision_resnet_from(ours).to(memory_format=memory_format)  # in ours's mode
     x = torch.randn(4, 3, 32, 32).contiguous(memory_format=memory_format)
     torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=1e-5)
 
@@ -208,3 +206,20 @@ def test_zero_init_residual_with_relu_before_addition_is_refused():
     """BasicBlockv3's branch ends in ReLU: zeroed, it is ReLU(0), whose gradient is 0, so it would never train."""
     with pytest.raises(ValueError, match="zero_init_residual.*BasicBlockv3"):
         ResNet(block="BasicBlockv3", zero_init_residual=True, **TINY)
+
+
+@pytest.mark.parametrize("block", [BasicBlockv2, BasicBlockv3])
+def test_the_last_blocks_unrectified_output_goes_through_a_relu_before_pooling(block):
+    """v2 and v3 blocks end in an addition that can be negative: the network's documented extra ReLU sits between
+    the last block and the average pool, for every block type."""
+    torch.manual_seed(0)
+    model = ResNet(block=block, **TINY).eval()
+    randomize_batchnorms(model)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        h = model.maxpool(torch.relu(model.bn1(model.conv1(x))))
+        for stage in (model.layer1, model.layer2, model.layer3, model.layer4):
+            h = stage(h)
+        assert (h < 0).any(), "the test needs negative block outputs"
+        expected = model.fc(torch.relu(h).mean(dim=(2, 3)))
+        torch.testing.assert_close(model(x), expected, rtol=0, atol=1e-5)

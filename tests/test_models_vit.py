@@ -434,3 +434,33 @@ def test_block_given_by_name_or_class(block):
     model = ViT(block=block, **TINY)
     expected = block if isinstance(block, type) else {"Block": Block, "Blockv2": Blockv2, "Blockv3": Blockv3}[block]
     assert all(type(blk) is expected for blk in model.blocks)
+
+
+def test_the_parallel_block_drops_its_two_branches_independently():
+    """Blockv2 is x + DropPath(Attn(LN1(x))) + DropPath(MLP(LN2(x))): in training each sample keeps neither, either
+    or both branches (scaled by 1 / keep), not both or none together."""
+    torch.manual_seed(0)
+    block = Blockv2(16, 2, drop_path=0.5)
+    x = torch.randn(64, 5, 16)
+    with torch.no_grad():
+        attn, mlp = block.attn(block.norm1(x)), block.mlp(block.norm2(x))
+        delta = block.train()(x) - x
+    outcomes = [torch.zeros_like(x), 2 * attn, 2 * mlp, 2 * (attn + mlp)]
+    matches = torch.stack([(delta - o).flatten(1).abs().amax(1) < 1e-5 for o in outcomes], 1)  # (samples, outcomes)
+    assert torch.all(matches.sum(1) == 1), "every sample keeps some of the two branches, scaled"
+    assert torch.all(matches.any(0)), f"all four outcomes in 64 samples, got counts {matches.sum(0).tolist()}"
+
+
+@pytest.mark.parametrize("dropout,attn_dropout", [(0.5, 0.0), (0.0, 0.5)])
+def test_dropout_not_attn_dropout_acts_on_the_embedded_tokens(dropout, attn_dropout):
+    """The tokens entering the first block (patches + class token + positions) pass the `dropout` rate, as timm's
+    pos_drop; attn_dropout acts on attention probabilities only."""
+    torch.manual_seed(0)
+    model = ViT(**TINY, dropout=dropout, attn_dropout=attn_dropout)
+    seen = []
+    model.blocks[0].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        model.eval()(x)
+        model.train()(x)
+    assert torch.equal(seen[0], seen[1]) == (dropout == 0)
