@@ -67,10 +67,10 @@ def test_a_run_that_crashes_is_recorded_and_the_sweep_goes_on(tiny_folder, tmp_p
 
     original = vision_exp.experiment.run_experiment
 
-    def crash_on_seed_1(cfg, run_dir, overrides):
+    def crash_on_seed_1(cfg, run_dir, overrides, choices):
         if cfg.seed == 1:
             raise RuntimeError("CUDA out of memory (simulated)")
-        return original(cfg, run_dir, overrides)
+        return original(cfg, run_dir, overrides, choices)
 
     monkeypatch.setattr(vision_exp.experiment, "run_experiment", crash_on_seed_1)
     summary = vision_exp.sweep([["seed=1"], ["seed=0"]], common=tiny_overrides(tiny_folder),
@@ -111,7 +111,7 @@ def test_a_failed_run_raises_after_recording_why_like_the_command_line(tiny_fold
     assert json.loads((tmp_path / "kept" / "metrics.json").read_text())["status"] == "failed"
     assert (tmp_path / "kept" / "train.log").read_text().startswith("an earlier run's log")
 
-    def out_of_memory(cfg, run_dir, overrides):
+    def out_of_memory(cfg, run_dir, overrides, choices):
         raise RuntimeError("CUDA out of memory (simulated)")
 
     monkeypatch.setattr(vision_exp.experiment, "run_experiment", out_of_memory)
@@ -195,7 +195,7 @@ def test_a_failure_that_cannot_be_recorded_still_raises_the_runs_own_error(tiny_
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    def failing_run(cfg, run_dir, overrides):
+    def failing_run(cfg, run_dir, overrides, choices):
         raise CheckpointError("could not write checkpoint last.pt: the disk is full")
 
     monkeypatch.setattr(vision_exp.experiment, "run_experiment", failing_run)

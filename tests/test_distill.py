@@ -209,3 +209,12 @@ def test_soft_distillation_averages_over_the_images_of_a_batch():
     per_image = torch.stack([soft(zero, student[i:i + 1], teacher[i:i + 1]) for i in range(2)])
     assert (per_image > 0).all()
     torch.testing.assert_close(soft(zero, student, teacher), per_image.mean())
+
+
+def test_a_missing_teacher_is_refused_before_the_data_is_read(tiny_folder, tmp_path):
+    """A typo in the teacher's path is one line at once, not after the data is indexed and checked (28 s on the
+    GPU machine before the first student of a lease said so): here the data's class count would refuse it first."""
+    cfg = distilled(tiny_folder, tmp_path / "no_such.pt")
+    cfg.model.num_classes = 7  # the tiny folder has 3: refused once the data is read
+    with pytest.raises(CheckpointError, match="loss.distillation.teacher: checkpoint not found: .*no_such.pt"):
+        run_experiment(cfg, tmp_path / "run", [])

@@ -7,8 +7,10 @@ from torchvision.models.resnet import BasicBlock as TorchvisionBasicBlock
 
 from vision_exp.models import BasicBlock, BasicBlockv2, BasicBlockv3, ResNet
 from vision_exp.models.references import torchvision_resnet_from
+from vision_exp.models.resnet import BLOCKS
 
-VARIANTS = [BasicBlock, BasicBlockv2, BasicBlockv3]
+VARIANTS = list(BLOCKS)  # a block order added there gets every test of the family
+ZERO_INIT_BLOCKS = [block for block in BLOCKS if not block.zero_init_refusal]
 TINY = dict(layers=(1, 1, 1, 1), widths=(8, 16, 32, 64), stem="small", stem_stride=2, num_classes=5)
 
 
@@ -182,7 +184,7 @@ def test_initialisation_follows_torchvision(stem):
         assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
 
 
-@pytest.mark.parametrize("block", [BasicBlock, BasicBlockv2])
+@pytest.mark.parametrize("block", ZERO_INIT_BLOCKS)
 def test_zero_init_residual_makes_identity_blocks_start_as_the_identity(block):
     model = ResNet(block=block, zero_init_residual=True, **TINY).eval()
     identity_block = model.layer1[0]  # 8 -> 8 channels, stride 1
@@ -191,7 +193,7 @@ def test_zero_init_residual_makes_identity_blocks_start_as_the_identity(block):
         torch.testing.assert_close(identity_block(x), x)
 
 
-@pytest.mark.parametrize("block", [BasicBlock, BasicBlockv2])
+@pytest.mark.parametrize("block", ZERO_INIT_BLOCKS)
 def test_zero_init_residual_branches_still_train(block):
     """Each zeroed bn2 must still receive a gradient, or its branch stays zero for the whole run."""
     torch.manual_seed(0)
@@ -206,6 +208,21 @@ def test_zero_init_residual_with_relu_before_addition_is_refused():
     """BasicBlockv3's branch ends in ReLU: zeroed, it is ReLU(0), whose gradient is 0, so it would never train."""
     with pytest.raises(ValueError, match="zero_init_residual.*BasicBlockv3"):
         ResNet(block="BasicBlockv3", zero_init_residual=True, **TINY)
+    assert ZERO_INIT_BLOCKS == [BasicBlock, BasicBlockv2]
+
+
+def test_a_block_that_declares_a_zero_init_refusal_is_refused_with_its_reason():
+    """A block order added later (here BN after the addition: a zeroed bn2 would not make it its shortcut) says why
+    in one attribute, and ResNet refuses the setting with that reason; without the setting it builds."""
+    class PostAdditionBatchNorm(BasicBlock):
+        zero_init_refusal = "its BatchNorm comes after the addition"
+
+        def forward(self, x):
+            return self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))) + self.shortcut(x)))
+
+    with pytest.raises(ValueError, match="cannot train PostAdditionBatchNorm: its BatchNorm comes after the addition"):
+        ResNet(block=PostAdditionBatchNorm, zero_init_residual=True, **TINY)
+    assert ResNet(block=PostAdditionBatchNorm, **TINY)(torch.randn(2, 3, 16, 16)).shape == (2, 5)
 
 
 @pytest.mark.parametrize("block", [BasicBlockv2, BasicBlockv3])

@@ -12,9 +12,9 @@ from timm.optim import create_optimizer_v2
 
 from vision_exp.models import Attention, Block, Blockv2, Blockv3, ViT
 from vision_exp.models.references import timm_vit_from
-from vision_exp.models.vit import patchify, sincos_pos_embed
+from vision_exp.models.vit import BLOCKS, patchify, sincos_pos_embed
 
-VARIANTS = [Block, Blockv2, Blockv3]
+VARIANTS = list(BLOCKS)  # a block order added there gets every test of the family
 TINY = dict(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2, num_classes=5)
 
 

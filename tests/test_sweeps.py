@@ -952,3 +952,14 @@ def test_a_refused_folder_names_three_differences_and_counts_the_rest(tmp_path):
     assert "a: 1 -> 2; b: 1 -> 2; c: 1 -> 2)" in str(three.value) and "more" not in str(three.value)
     with pytest.raises(ConfigError, match="c: 1 -> 2; and 1 more\\)"):
         check_same_config(tmp_path, {"a": 2, "b": 2, "c": 2, "d": 2})
+
+
+def test_a_report_says_why_its_baseline_gives_no_difference(tmp_path):
+    """The baseline's only job failed: every Δ of the section is "—", and the section says why, as results.md does."""
+    sweep = tmp_path / "multirun"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("{}")
+    write_job(sweep, 0, ["model=resnet_v1", "seed=0"], error="Training diverged")
+    write_job(sweep, 1, ["model=resnet_v2", "seed=0"], 70.0)
+    text = report.build_report([sweep], tmp_path / "write-up")
+    assert "Baseline: **model=resnet_v1** (" in text and "so no Δ can be computed (choose another with --baseline)" in text

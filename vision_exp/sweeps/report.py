@@ -63,7 +63,7 @@ def sweep_section(summary, folder_name: str, names: list, report_dir: Path) -> s
         f"## {heading}",
         "",
         f"Sweep folder `{relative_link(summary.sweep_dir, report_dir)}`: {len(summary.jobs)} jobs, {completed} completed. "
-        f"Baseline: **{summary.baseline.label}**.",
+        f"Baseline: **{summary.baseline.label}** ({summary.baseline_reason}).",
         "",
     ]
     if summary.command:
