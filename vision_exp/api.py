@@ -8,10 +8,9 @@ predict.yaml) with Hydra's compose API and call the same code as the command lin
 from __future__ import annotations
 
 import inspect
-import io
 import logging
 import sys
-from contextlib import contextmanager, redirect_stderr
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
 
@@ -251,7 +250,7 @@ def _command(name: str, work: Callable, given: dict, overrides: Iterable[str], o
 def _compose_command(name: str, given: dict, overrides: list, out_dir: Optional[PathLike]):
     """conf/<name>.yaml composed with `given` (the values the call takes as arguments) and `overrides`, then
     checked by the command line's own Hydra callbacks, in its order (known settings, mandatory values, the
-    checkpoint, the output folder, which the last creates): their one-line refusal becomes a ConfigError.
+    checkpoint, the output folder): what they refuse is a ConfigError here, one line there.
 
     The arguments are set after composing, not as `ckpt=<path>` overrides, so that a path with a comma or a
     bracket is a path, not Hydra syntax."""
@@ -259,6 +258,7 @@ def _compose_command(name: str, given: dict, overrides: list, out_dir: Optional[
     from hydra.errors import HydraException
     from hydra.utils import instantiate
 
+    from vision_exp.cli import Refusal
     from vision_exp.errors import ConfigError
 
     for override in overrides:
@@ -274,13 +274,9 @@ def _compose_command(name: str, given: dict, overrides: list, out_dir: Optional[
         cfg[key] = str(value)
     if out_dir is not None:
         cfg.hydra.run.dir = str(out_dir)
-    for callback in cfg.hydra.callbacks.values():
-        said = io.StringIO()
-        try:
-            with redirect_stderr(said):
-                instantiate(callback).on_run_start(config=cfg)
-        except SystemExit:
-            raise ConfigError(said.getvalue().strip().removeprefix("error: ") or f"{name}: refused by {callback._target_}") from None
+    for callback in map(instantiate, cfg.hydra.callbacks.values()):
+        if isinstance(callback, Refusal):
+            callback.check(cfg)  # a ConfigError, which the command line prints in one line
     return cfg
 
 

@@ -62,24 +62,42 @@ def holds_no_result(folder: Path) -> bool:
 OmegaConf.register_new_resolver("vx.beside", beside, replace=True, use_cache=True)
 
 
-class RequireValues(Callback):
+class Refusal(Callback):
+    """A check of the composed config before the command starts: `check` raises a ConfigError, which the command
+    line prints as one line with exit status 2 (Hydra itself would show a traceback) and the notebook API
+    (vision_exp.api) raises as it is."""
+
+    def check(self, config: DictConfig) -> None:
+        raise NotImplementedError
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        refuse_on_the_command_line(self.check, config)
+
+
+def refuse_on_the_command_line(check, config: DictConfig) -> None:
+    try:
+        check(config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+class RequireValues(Refusal):
     """A mandatory value (`???`) left unset is one line naming it, not Hydra's traceback from resolving the
     output folder that is named after it."""
 
-    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+    def check(self, config: DictConfig) -> None:
         unset = [key for key in config if key != "hydra" and OmegaConf.is_missing(config, key)]
         if unset:
-            job = config.hydra.job.name
-            print(f"error: {', '.join(unset)} must be given, e.g. python -m vision_exp.{job} "
-                  + " ".join(f"{key}=..." for key in unset), file=sys.stderr)
-            sys.exit(2)
+            raise ConfigError(f"{', '.join(unset)} must be given, e.g. python -m vision_exp.{config.hydra.job.name} "
+                              + " ".join(f"{key}=..." for key in unset))
 
 
-class KnownSettings(Callback):
+class KnownSettings(Refusal):
     """A setting the command does not have (`+devic=cpu`, `+top_k=1`) is one line, not silently ignored; checked
     before RequireValues, so that `+ckp=...` hears "did you mean ckpt?" rather than "ckpt must be given"."""
 
-    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+    def check(self, config: DictConfig) -> None:
         from vision_exp.config_types import check_known_keys, declared_settings
         from vision_exp.settings import path_settings
 
@@ -92,37 +110,35 @@ class KnownSettings(Callback):
             from_env = env not in (None, "local") and str(exc).startswith("data is not a setting")
             hint = (f" (env={env} sets the data loader's workers, for training and evaluation; this command reads and "
                     f"writes only the paths it is given: leave env= out)" if from_env else "")
-            print(f"error: {exc}{hint}", file=sys.stderr)
-            sys.exit(2)
+            raise ConfigError(f"{exc}{hint}") from None
 
 
-class RequireCheckpoint(Callback):
+class RequireCheckpoint(Refusal):
     """`ckpt` must name a checkpoint file: a typo is one line, before the output folder named after it is created."""
 
-    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+    def check(self, config: DictConfig) -> None:
         from vision_exp.reporting.files import missing_checkpoint
 
         problem = missing_checkpoint(Path(config.ckpt))
         if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            sys.exit(2)
+            raise ConfigError(problem)
 
 
-class CheckOutputFolder(Callback):
+class CheckOutputFolder(Refusal):
     """Refuse an output folder that cannot be written, in one line, before Hydra creates it (Hydra
     itself would stop with a traceback), and note which folders this launch creates for the run or the
     sweep (`folders_made_for`): a run or sweep refused before it starts removes them again."""
 
     made: dict[str, list[Path]] = {}  # the output folder (absolute) -> it and its missing parents, deepest first
 
-    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+    def check(self, config: DictConfig) -> None:
         self._check(Path(config.hydra.run.dir))
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         if any(override.startswith("hydra.run.dir=") for override in config.hydra.overrides.hydra):
             print(f"warning: hydra.run.dir names a single run's folder and a sweep ignores it: its jobs go into "
                   f"hydra.sweep.dir={config.hydra.sweep.dir} (set that one to choose it)", file=sys.stderr)
-        self._check(Path(config.hydra.sweep.dir))
+        refuse_on_the_command_line(lambda _: self._check(Path(config.hydra.sweep.dir)), config)
 
     @staticmethod
     def folders_made_for(output_dir: Path) -> list[Path]:
@@ -137,6 +153,5 @@ class CheckOutputFolder(Callback):
         try:
             check_writable(folder)
         except ConfigError as exc:
-            print(f"error: {exc} (choose another with hydra.run.dir / hydra.sweep.dir; training runs: or "
-                  f"VISION_EXP_OUTPUT)", file=sys.stderr)
-            sys.exit(2)
+            raise ConfigError(f"{exc} (choose another with hydra.run.dir / hydra.sweep.dir; training runs: or "
+                              f"VISION_EXP_OUTPUT)") from None
