@@ -504,8 +504,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--e2e-steps", type=int, default=40)
     parser.add_argument("--e2e-repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    if args.json and not Path(args.json).absolute().parent.is_dir():  # found out after the measurements, they'd be lost
-        parser.error(f"--json {args.json}: no folder {Path(args.json).absolute().parent}")
+    if args.json:  # found out after the measurements, they would be lost
+        target = Path(args.json).absolute()
+        if not target.parent.is_dir():
+            parser.error(f"--json {args.json}: no folder {target.parent}")
+        if target.is_dir() or not os.access(target.parent, os.W_OK):
+            parser.error(f"--json {args.json}: {'a folder' if target.is_dir() else 'its folder cannot be written'}")
     args.scratch = Path(tempfile.mkdtemp(prefix="bench-"))  # caches, run folders, --quick's data: removed at the end
     try:
         return run_sections(args)

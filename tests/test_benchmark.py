@@ -179,6 +179,9 @@ def test_a_json_path_that_cannot_be_written_is_refused_before_measuring(tmp_path
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and f"--json {tmp_path}/no/b.json: no folder {tmp_path}/no" in result.stderr
     assert "[models]" not in result.stdout, "nothing measured only to be lost"
+    cmd[cmd.index("--json") + 1] = str(tmp_path)
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and f"--json {tmp_path}: a folder" in result.stderr and "[models]" not in result.stdout
 
 
 def test_model_summary_answers_a_size_a_model_cannot_take_in_one_line():

@@ -51,15 +51,19 @@ def test_debug_fast_scales_the_learning_rate_of_each_job_of_a_preset_sweep():
 
 def test_a_debug_run_on_the_command_line_records_the_scaling_base(tiny_folder, tmp_path):
     """Through `python -m vision_exp.train` (Hydra's own app), the written config names the preset's batch as the
-    base of the learning rate's scaling."""
-    run_dir = tmp_path / "run"
+    base of the learning rate's scaling; a model config of the user's own, found through hydra.searchpath, is
+    found again when debug composes the run without itself."""
+    run_dir, own = tmp_path / "run", tmp_path / "myconf"
+    (own / "model").mkdir(parents=True)
+    (own / "model" / "resnet_mine.yaml").write_text("defaults:\n  - resnet_v1\n  - _self_\n\nblock: BasicBlockv2\n")
     result = subprocess.run(
         [sys.executable, "-m", "vision_exp.train", "experiment=e2_resnet", "debug=fast", "data=folder",
          f"data.root={tiny_folder}", "data.num_workers=0", "model.layers=[1,1,1,1]", "model.widths=[8,8,8,8]",
+         f"hydra.searchpath=[file://{own}]", "model=resnet_mine",
          "trainer.device=cpu", f"hydra.run.dir={run_dir}"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     written = (run_dir / "config.yaml").read_text()
-    assert "lr_base_batch_size: 256" in written and "batch_size: 32" in written
+    assert "lr_base_batch_size: 256" in written and "batch_size: 32" in written and "block: BasicBlockv2" in written
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
 
 

@@ -963,3 +963,17 @@ def test_a_report_says_why_its_baseline_gives_no_difference(tmp_path):
     write_job(sweep, 1, ["model=resnet_v2", "seed=0"], 70.0)
     text = report.build_report([sweep], tmp_path / "write-up")
     assert "Baseline: **model=resnet_v1** (" in text and "so no Δ can be computed (choose another with --baseline)" in text
+
+
+def test_a_stopped_sweeps_summary_is_written_by_rank_0_only(tmp_path, monkeypatch):
+    """Under torchrun every rank of a stopped multirun stops: only rank 0 writes results.md, as at a sweep's end
+    (ranks writing the same plots at once would race on their temporary files)."""
+    from vision_exp.train import summarize_stopped_sweep
+
+    sweep = sweep_of(tmp_path, (["seed=0"], 70.0))
+    monkeypatch.setenv("RANK", "1")
+    summarize_stopped_sweep(sweep)
+    assert not (sweep / "results.md").exists()
+    monkeypatch.setenv("RANK", "0")
+    summarize_stopped_sweep(sweep)
+    assert (sweep / "results.md").is_file()

@@ -6,7 +6,7 @@ _PACKAGE = Path(__file__).resolve().parent
 CONF_DIR = next((folder for folder in (_PACKAGE / "conf", _PACKAGE.parent / "conf") if folder.is_dir()), _PACKAGE.parent / "conf")
 
 
-def apply_debug_last(cfg, choice, overrides) -> None:
+def apply_debug_last(cfg, choice, overrides, hydra_overrides=()) -> None:
     """debug=<choice>'s values over the composed config, but for those the command line sets itself (`overrides`,
     Hydra's task overrides). The defaults list applies the debug group after the experiment group, but a preset
     sweep appends its presets (`+experiment@_global_=...`) after the whole list, and their budgets would override
@@ -15,7 +15,8 @@ def apply_debug_last(cfg, choice, overrides) -> None:
     A smaller debug batch keeps the learning rate per image: a preset's optimizer.lr is tuned for its own batch
     (e2_resnet: 0.4 for 256), and at debug=fast's 32 it made the loss explode. Unless a scaling base is set
     already, optimizer.lr_base_batch_size becomes the batch the command trains without debug, so the lr scales
-    to the debug batch as optimizer.lr_scale_rule says."""
+    to the debug batch as optimizer.lr_scale_rule says. `hydra_overrides` (Hydra's own: hydra.searchpath) find
+    the configs that composition needs."""
     if not choice:
         return
     from omegaconf import OmegaConf
@@ -25,7 +26,8 @@ def apply_debug_last(cfg, choice, overrides) -> None:
     unscaled = "lr_base_batch_size" in cfg.optimizer and cfg.optimizer.lr_base_batch_size is None
     if ("batch_size" in debug.get("data", {}) and unscaled
             and not given & {"data.batch_size", "optimizer.lr_base_batch_size"}):
-        OmegaConf.update(cfg, "optimizer.lr_base_batch_size", composed_without_debug(overrides).data.batch_size)
+        search = [override for override in hydra_overrides if overridden_key(override) == "hydra.searchpath"]
+        OmegaConf.update(cfg, "optimizer.lr_base_batch_size", composed_without_debug([*overrides, *search]).data.batch_size)
     for section, values in debug.items():
         for key, value in values.items():
             if f"{section}.{key}" not in given:

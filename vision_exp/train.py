@@ -79,17 +79,21 @@ def stopped_at_once(run_dir: Path, sweep_dir: Optional[Path]) -> str:
     return f"stopped at once, before the run saved a checkpoint: nothing to resume in {run_dir}; run the command again"
 
 
-def summarize_stopped_sweep(sweep_dir: Path) -> str:
+def summarize_stopped_sweep(sweep_dir: Path) -> None:
     """The results of the jobs so far, which the end of the multirun would have written: a sweep stopped for the
-    night is read the next morning, before it resumes."""
+    night is read the next morning, before it resumes. Under torchrun rank 0 writes them, as at a sweep's end;
+    whatever goes wrong here is one line, and the stop keeps its exit status."""
     from vision_exp.sweeps.summary import RESULTS_MD, summarize_sweep
 
+    if os.environ.get("RANK", "0") != "0":
+        return
     try:
         summary = summarize_sweep(sweep_dir)
-    except (UserError, OSError) as exc:
-        return f"no summary of the jobs so far ({exc}); vx-summarize {sweep_dir} writes it once they have results"
-    return (f"the jobs so far ({summary.completed_count} of {len(summary.jobs)} completed) are summarized in "
-            f"{sweep_dir / RESULTS_MD}")
+    except Exception as exc:  # no job with results yet, a full disk, ...
+        log.info("no summary of the jobs so far (%s); vx-summarize %s writes it once they have results", exc, sweep_dir)
+        return
+    log.info("the jobs so far (%d of %d completed) are summarized in %s", summary.completed_count, len(summary.jobs),
+             sweep_dir / RESULTS_MD)
 
 
 def where_it_ended(result: dict, run_dir: Path) -> str:
@@ -103,7 +107,7 @@ def where_it_ended(result: dict, run_dir: Path) -> str:
 
 def run_task(cfg: DictConfig) -> Optional[dict]:
     hydra_cfg = HydraConfig.get()
-    apply_debug_last(cfg, hydra_cfg.runtime.choices.get("debug"), hydra_cfg.overrides.task)
+    apply_debug_last(cfg, hydra_cfg.runtime.choices.get("debug"), hydra_cfg.overrides.task, hydra_cfg.overrides.hydra)
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     verbose = bool(hydra_cfg.verbose)
@@ -143,7 +147,7 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
         if multirun:  # the process that runs every job got it: it was meant for the sweep
             log.error("%s\nThe sweep stops; run the same command with hydra.sweep.dir=%s to resume it.",
                       exc, run_dir.parent)
-            log.info("%s", summarize_stopped_sweep(run_dir.parent))
+            summarize_stopped_sweep(run_dir.parent)
         elif exc.completed:
             log.error("%s", exc)
         else:
@@ -153,7 +157,7 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
         ignore_further_ctrl_c()
         log.error("%s", stopped_at_once(run_dir, run_dir.parent if multirun else None))
         if multirun:
-            log.info("%s", summarize_stopped_sweep(run_dir.parent))
+            summarize_stopped_sweep(run_dir.parent)
         raise SystemExit(130) from None
     except Exception:  # a bug, out of memory, ...: recorded, and a sweep goes on
         if not multirun:

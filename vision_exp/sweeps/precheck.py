@@ -107,7 +107,7 @@ def sweep_job_config(config: DictConfig, overrides: list[str], config_loader, nu
     job_config = config_loader.load_sweep_config(config, list(overrides))
     with open_dict(job_config):
         job_config.hydra.job.id = job_config.hydra.job.num = number
-    apply_debug_last(job_config, job_config.hydra.runtime.choices.get("debug"), overrides)
+    apply_debug_last(job_config, job_config.hydra.runtime.choices.get("debug"), overrides, job_config.hydra.overrides.hydra)
     HydraConfig.instance().set_config(job_config)
     with open_dict(job_config):
         del job_config["hydra"]

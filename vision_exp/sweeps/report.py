@@ -11,20 +11,15 @@ seeds) are told apart by their folders, in headings and in the plots beside the 
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 from vision_exp.sweeps.plots import plot_bars, plot_curves
 from vision_exp.sweeps.summary import (CURVES_PNG, EmptySweep, bars_png, failures_table, folder_labels, load_sweep,
-                                      results_table)
+                                      relative_link, results_table)
 
 
 REPORT_PREFIX = "report_"
-
-
-def relative_link(path: Path, report_dir: Path) -> str:
-    return Path(os.path.relpath(Path(path).resolve(), Path(report_dir).resolve())).as_posix()
 
 
 def draw_plots(summary, report_dir: Path, folder_name: str) -> tuple:

@@ -550,9 +550,14 @@ def configuration_of(summary: SweepSummary) -> dict:
     return {id(job): c for c in summary.configurations for job in c.jobs}
 
 
+def relative_link(path: Path, folder: Path) -> str:
+    """A path as seen from `folder`, as Markdown and CSV files there link it."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(folder).resolve())).as_posix()
+
+
 def results_link(path: Path, summary: SweepSummary) -> str:
     """A path as seen from the results folder (a job's folder in results.csv, a sweep's in results.md)."""
-    return Path(os.path.relpath(Path(path).resolve(), Path(summary.sweep_dir).resolve())).as_posix()
+    return relative_link(path, summary.sweep_dir)
 
 
 def failures_table(summary: SweepSummary) -> str:
