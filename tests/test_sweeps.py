@@ -770,6 +770,10 @@ def test_a_sweep_whose_summary_cannot_be_written_ends_with_status_1(tmp_path, mo
         SummarizeSweep().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
     assert ended.value.code == 1
     assert f"No space left on device: '{sweep / 'results.csv'}'); rebuild it with: vx-summarize {sweep}" in caplog.text
+    assert "Traceback" not in caplog.text
+    with pytest.raises(SystemExit):  # hydra.verbose=true: a bug in the summary shows where it is
+        SummarizeSweep().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}, "verbose": True}}))
+    assert "Traceback" in caplog.text and "disk_full" in caplog.text
 
 
 def test_a_parallel_job_takes_a_free_gpu_and_holds_it_until_it_ends(tmp_path):

@@ -29,7 +29,7 @@ class SummarizeSweep(Callback):
             summary = summarize_sweep(sweep_dir)
         except Exception as exc:  # Hydra would make it a warning, and the sweep would end with status 0
             log.error("the sweep's summary could not be written (%s: %s); rebuild it with: vx-summarize %s",
-                      type(exc).__name__, exc, sweep_dir)
+                      type(exc).__name__, exc, sweep_dir, exc_info=bool(config.hydra.get("verbose")))  # a bug's traceback
             sys.exit(1)
         log.info("sweep summary: %s (rebuild it with: vx-summarize %s)", sweep_dir / RESULTS_MD, sweep_dir)
         if summary.unsuccessful:
