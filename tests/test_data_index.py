@@ -172,3 +172,27 @@ def test_draft_decoding_of_a_long_image_keeps_its_shorter_side(tmp_path):
     Image.new("RGB", (400, 100), (1, 2, 3)).save(tmp_path / "long.jpg")
     img = open_rgb(str(tmp_path / "long.jpg"), min_size=50)
     assert min(img.size) >= 50 and img.size[0] < 400
+
+
+def test_hidden_folders_and_files_are_not_classes_or_images(tmp_path):
+    """Jupyter leaves `.ipynb_checkpoints/` and macOS `.DS_Store` and `._<name>` (AppleDouble) files in the
+    folders they touch: neither a class nor an image, they must not stop a run or shift the labels."""
+    root = write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
+    clean = index_image_folder(cfg(root, on_bad_image="error"))
+    (root / "train" / ".ipynb_checkpoints").mkdir()
+    (root / "train" / ".ipynb_checkpoints" / "x.JPEG").write_bytes((root / "train" / TINY_CLASSES[0]).joinpath(
+        f"{TINY_CLASSES[0]}_1.JPEG").read_bytes())
+    (root / "train" / TINY_CLASSES[0] / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (root / "val" / TINY_CLASSES[1] / f"._{TINY_CLASSES[1]}_0.JPEG").write_bytes(b"\0\5\26\7AppleDouble")
+    index = index_image_folder(cfg(root, on_bad_image="error"))
+    assert index.classes == clean.classes and index.train == clean.train and index.val == clean.val
+
+
+def test_a_root_and_cache_dir_under_home_written_with_a_tilde_are_found(tmp_path, monkeypatch):
+    """`data.root=~/x` reaches Python unexpanded (the shell leaves a `~` after `data.root=` alone), as does a
+    quoted VISION_EXP_DATA="~/x": the run must read that folder, and not cache into a folder named `~`."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
+    data = cfg("~/d", cache_dir="~/cache")
+    assert index_image_folder(data).root == str(tmp_path / "d")
+    assert data.cache_entry("train").parent == tmp_path / "cache"

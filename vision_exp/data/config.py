@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -53,6 +54,9 @@ class DataConfig:
         if not self.root:
             raise ConfigError(f"data.root is not set: data={self.name} needs the dataset's folder, data.root=<dir> "
                               f"(<dir>/{self.train_split}/<class>/*, <dir>/{self.val_split}/<class>/*)")
+        # `data.root=~/x` reaches here unexpanded (the shell expands no `~` after `data.root=`), and so does a quoted
+        # VISION_EXP_DATA or VISION_EXP_CACHE: unexpanded, the data is "not found" and the cache lands in ./~/.
+        self.root, self.cache_dir = os.path.expanduser(str(self.root)), os.path.expanduser(str(self.cache_dir))
         # Per RGB channel (every image is decoded to RGB); a zero std divides by zero, and training runs on NaN.
         self.mean = fixed_numbers("data.mean", self.mean, 3, ", one per RGB channel, e.g. [0.485, 0.456, 0.406]")
         self.std = fixed_numbers("data.std", self.std, 3, " above 0, one per RGB channel, e.g. [0.229, 0.224, 0.225]",

@@ -25,6 +25,7 @@ from vision_exp.data.index import (
     report_ignored,
     require_root,
     select_classes,
+    visible,
 )
 from vision_exp.errors import DataError
 
@@ -127,7 +128,7 @@ def index_imagenet_kaggle(cfg: DataConfig) -> DatasetIndex:
     for folder in (train_dir, val_dir):
         if not folder.is_dir():
             raise DataError(f"missing split folder: {folder} (is {root} the Kaggle ImageNet folder?)")
-    available = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
+    available = sorted(p.name for p in train_dir.iterdir() if p.is_dir() and visible(p))
     classes = select_classes(available, cfg)
     train_files, ignored = class_images(train_dir, classes)
     solution = root / f"LOC_{cfg.val_split}_solution.csv"

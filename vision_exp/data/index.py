@@ -74,21 +74,28 @@ def distinct_names(names: Sequence[str], classes: Sequence[str]) -> tuple:
     return tuple(f"{name} ({wnid})" if counts[name] > 1 else name for name, wnid in zip(names, classes))
 
 
+def visible(path: Path) -> bool:
+    """Not a hidden entry: Jupyter's `.ipynb_checkpoints/`, macOS's `.DS_Store` and `._<name>` (AppleDouble, an
+    image's name with no image in it) are neither classes nor images, and would otherwise shift the labels or stop
+    the run."""
+    return not path.name.startswith(".")
+
+
 def list_images(folder: Path) -> tuple:
-    """([sorted image paths], [other files]) directly inside `folder`."""
-    files = sorted(p for p in folder.iterdir() if p.is_file())
+    """([sorted image paths], [other files]) directly inside `folder`, hidden files left out."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and visible(p))
     return ([str(p) for p in files if p.suffix.lower() in IMAGE_EXTENSIONS],
             [str(p) for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS])
 
 
 def list_class_folders(split_dir: Path) -> tuple:
-    """({class name: sorted image paths}, [other files]) for an ImageFolder split."""
+    """({class name: sorted image paths}, [other files]) for an ImageFolder split (hidden folders are no class)."""
     if not split_dir.is_dir():
         downloaded = split_dir.parent.name in (*IMAGENETTE_SIZES, *IMAGEWOOF_FOLDERS)
         raise DataError(f"missing split folder: {split_dir}" + (
             f" (left by an interrupted download? delete {split_dir.parent} and run again with data.download=true)"
             if downloaded else ""))
-    folders = sorted(p for p in split_dir.iterdir() if p.is_dir())
+    folders = sorted(p for p in split_dir.iterdir() if p.is_dir() and visible(p))
     if not folders:
         raise DataError(f"no class folders in {split_dir} (expected {split_dir}/<class>/<image>)")
     images, ignored = {}, []
