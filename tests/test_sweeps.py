@@ -960,9 +960,7 @@ def test_a_refused_folder_names_three_differences_and_counts_the_rest(tmp_path):
 
 def test_a_report_says_why_its_baseline_gives_no_difference(tmp_path):
     """The baseline's only job failed: every Δ of the section is "—", and the section says why, as results.md does."""
-    sweep = tmp_path / "multirun"
-    sweep.mkdir()
-    (sweep / "multirun.yaml").write_text("{}")
+    sweep = sweep_of(tmp_path)
     write_job(sweep, 0, ["model=resnet_v1", "seed=0"], error="Training diverged")
     write_job(sweep, 1, ["model=resnet_v2", "seed=0"], 70.0)
     text = report.build_report([sweep], tmp_path / "write-up")
