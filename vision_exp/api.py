@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Optional, Union
 
 from omegaconf import OmegaConf, open_dict
 
-from vision_exp.conf_dir import CONF_DIR, apply_debug_last, group_choices
+from vision_exp.conf_dir import CONF_DIR, apply_debug_last, group_choices, overridden_key
 
 
 def compose_config(overrides: Iterable[str] = (), with_hydra: bool = False):
@@ -262,7 +262,7 @@ def _compose_command(name: str, given: dict, overrides: list, out_dir: Optional[
     from vision_exp.errors import ConfigError
 
     for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
+        key = overridden_key(override)
         if key in given:
             raise ConfigError(f"{override}: {key} is {name}()'s argument, not an override")
     try:

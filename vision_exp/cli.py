@@ -71,12 +71,15 @@ class Refusal(Callback):
         raise NotImplementedError
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        refuse_on_the_command_line(self.check, config)
+        with refused_in_one_line():
+            self.check(config)
 
 
-def refuse_on_the_command_line(check, config: DictConfig) -> None:
+@contextlib.contextmanager
+def refused_in_one_line():
+    """A ConfigError in the block ends the command with its message and exit status 2."""
     try:
-        check(config)
+        yield
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -138,7 +141,8 @@ class CheckOutputFolder(Refusal):
         if any(override.startswith("hydra.run.dir=") for override in config.hydra.overrides.hydra):
             print(f"warning: hydra.run.dir names a single run's folder and a sweep ignores it: its jobs go into "
                   f"hydra.sweep.dir={config.hydra.sweep.dir} (set that one to choose it)", file=sys.stderr)
-        refuse_on_the_command_line(lambda _: self._check(Path(config.hydra.sweep.dir)), config)
+        with refused_in_one_line():
+            self._check(Path(config.hydra.sweep.dir))
 
     @staticmethod
     def folders_made_for(output_dir: Path) -> list[Path]:

@@ -147,9 +147,10 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list, choices: Opt
             with distributed.main_first(dist_env):  # rank 0 builds the data cache, the others then read it
                 data = build_loaders(index, data_cfg, aug_cfg, device, cfg.seed, trainer_cfg.train_eval_samples, dist_env.shard)
             config_text = OmegaConf.to_yaml(cfg, resolve=True)
+            hparams = {**plain(cfg), "choices": choices} if choices else plain(cfg)
             trainer = Trainer(
                 model, data, optimizer_factory, scheduler_factory, trainer_cfg, run_dir, device, dist_env,
-                train_loss=train_loss, batch_augment=batch_augment, distillation=distillation, hparams={**plain(cfg), **({"choices": choices} if choices else {})},
+                train_loss=train_loss, batch_augment=batch_augment, distillation=distillation, hparams=hparams,
                 title=f"{cfg.name}: {type(model).__name__}", config_text=config_text,
             )
             trainer.restore()

@@ -201,6 +201,11 @@ def config_differences(saved: dict, current: dict) -> list:
     return differences
 
 
+def first_differences(differences: list) -> str:
+    """config_differences' first three lines, and how many more: what a message about two configs shows."""
+    return "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
+
+
 def check_same_config(run_dir: Path, current: dict, may_change: tuple = (), sweep_job: bool = False) -> None:
     """Refuse to skip or resume a folder whose config.yaml describes another experiment, but for the settings
     `may_change` names: a single run resumed by hand its budget and memory settings, a sweep job (its folder
@@ -208,7 +213,7 @@ def check_same_config(run_dir: Path, current: dict, may_change: tuple = (), swee
     saved = OmegaConf.to_container(OmegaConf.load(Path(run_dir) / CONFIG_FILE))
     differences = [d for d in config_differences(saved, current) if d.split(":")[0] not in may_change]
     if differences:
-        shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
+        shown = first_differences(differences)
         changeable = f" (only {' or '.join(may_change)} may change)" if may_change else ""
         advice = (f"resume a sweep with the command that started it{changeable}, or choose a new hydra.sweep.dir "
                   f"(sweep_dir= in vision_exp.sweep)" if sweep_job else

@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 from vision_exp.errors import UserError
 from vision_exp.reporting.files import read_json, write_text_atomic
 from vision_exp.reporting.records import (CONFIG_FILE, INCIDENTAL_SETTINGS, MEMORY_SETTINGS, METRICS_FILE, OVERRIDES_FILE,
-                                         config_differences, identity_value)
+                                         config_differences, first_differences, identity_value)
 from vision_exp.sweeps.jobs import REFUSED_FILE
 from vision_exp.sweeps.statistics import Difference, mean, paired_difference, sample_std, welch_difference
 
@@ -440,9 +440,8 @@ def cross_sweep_differences(configurations: list) -> list:
             differences = [d for d in config_differences(reference[1], settings)
                            if not d.split(":")[0].startswith(MEMORY_SETTINGS)]
             if differences:
-                shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
                 cautions.append(f"{configuration.label}: job {job.name} ran with other settings than job "
-                                f"{reference[0].name} ({shown})")
+                                f"{reference[0].name} ({first_differences(differences)})")
                 break
     return cautions
 
