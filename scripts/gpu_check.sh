@@ -18,7 +18,7 @@
 # patches: 64 tokens instead of 256, the same multiply-adds in its linear layers and a quarter of them in
 # attention; on the CPU, twice the width at 8x8 led the stem's width-128 runs by 1.1 points at 10 epochs
 # on the mean of two seeds, 74.36 against 73.25, and taught by 2.5 on each of two seeds, 76.36 against 73.88
-# on their mean, 2026-12-05), then mixup/cutmix under the teacher (Beyer et al. 2022: a patient
+# on their mean, 2026-12-05), then that wide ViT with mixup/cutmix, then mixup/cutmix under the teacher (Beyer et al. 2022: a patient
 # teacher labelling mixed images is what lets a student match it; untaught, mixup cost 1.9 points with
 # the AdamW bundle on the H200, and 2.9 with the teacher at 10 CPU epochs, where the ViT underfits), then
 # without label smoothing (the teacher's predictions are soft targets already); then e2_vit_distilled as
@@ -157,6 +157,7 @@ pool() {
 PLAN=(
   "e2_resnet e2_resnet"
   "distill_wide8 e2_vit_distilled model.patch_size=8 model.embed_dim=384 loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"
+  "distill_wide8_mixup e2_vit_distilled model.patch_size=8 model.embed_dim=384 enhancement=mixup_cutmix loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"
   "distill_mixup e2_vit_distilled enhancement=mixup_cutmix loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"
   "distill_no_ls e2_vit_distilled loss.label_smoothing=0 loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"
   "e2_vit_distilled e2_vit_distilled data.num_workers=15 loss.distillation.teacher={runs}/e2_resnet/checkpoints/best.pt"

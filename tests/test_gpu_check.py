@@ -231,8 +231,8 @@ def test_every_run_of_the_plan_composes():
 
     planned = [[word.replace("{runs}", "/call/runs") for word in spec] for spec in planned_runs()]
     assert len(planned) >= 5 and len({name for name, *_ in planned}) == len(planned)
-    assert [name for name, *_ in planned[:6]] == ["e2_resnet", "distill_wide8", "distill_mixup", "distill_no_ls",
-                                                  "e2_vit_distilled", "e2_vit_enhanced"], \
+    assert [name for name, *_ in planned[:7]] == ["e2_resnet", "distill_wide8", "distill_wide8_mixup", "distill_mixup",
+                                                  "distill_no_ls", "e2_vit_distilled", "e2_vit_enhanced"], \
         "the teacher, candidates on its student, the student as it is, then the goal's other runs"
     assert planned[-1][0] == "e2_vit", "measured twice, epoch by epoch the same: last"
     runs = {name: compose_config([f"experiment={preset}", *overrides]) for name, preset, *overrides in planned}
@@ -259,6 +259,10 @@ def test_every_run_of_the_plan_composes():
     assert (distilled.model.patch_size, distilled.model.embed_dim) == (4, 192)
     wide.model.patch_size, wide.model.embed_dim = distilled.model.patch_size, distilled.model.embed_dim
     assert wide == distilled, "coarser tokens and twice the width, nothing else"
+    wide_mixing = copy.deepcopy(runs["distill_wide8_mixup"])
+    wide_mixing.augmentation = runs["distill_wide8"].augmentation
+    assert wide_mixing == runs["distill_wide8"], "the wide ViT with mixup/cutmix, nothing else"
+    assert runs["distill_wide8_mixup"].augmentation == runs["distill_mixup"].augmentation
     cfg = runs["enh_adamw"]
     assert (cfg.optimizer.name, cfg.optimizer.weight_decay) == ("adamw", 0.05), "Adam's 1e-4 must not stay"
 
