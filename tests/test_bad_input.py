@@ -155,6 +155,19 @@ def test_nan_loss_from_the_command_line_is_recorded_as_failed(folder, tmp_path):
     assert metrics["status"] == "failed" and "NaN" in metrics["error"]
 
 
+@pytest.mark.parametrize("flags", [["-m", "--cfg", "job"], ["--multirun", "-cjob"]])
+def test_a_sweep_asked_for_its_config_is_one_line_saying_how_to_preview_a_job(tmp_path, flags):
+    """Hydra does one of -m and --cfg and says so with a traceback; the line names the command that previews."""
+    result = run_cli([*flags, "seed=0,1"], cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in output, output
+    [line] = output.strip().splitlines()
+    assert line.startswith("error: -m runs a sweep and --cfg prints one run's config") and "without -m" in line
+    assert not list(tmp_path.iterdir()), "a refused command makes no folder"
+    preview = run_cli(["--cfg", "job", "seed=0"], cwd=tmp_path)
+    assert preview.returncode == 0 and "seed: 0" in preview.stdout.splitlines(), preview.stderr
+
+
 @pytest.mark.parametrize("override", [
     "data.batch_size=-2", "optimizer.lr=0", "data.img_size=4", "trainer.grad_clip=-1", "trainer.ema_decay=1.5",
     "augmentation.mix_prob=2", "optimizer.betas=[0.9]", "optimizer.betas=[0.9,1.5]",

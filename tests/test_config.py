@@ -1,5 +1,6 @@
 """Every config group option composes, and the composed config builds its objects."""
 
+import math
 from typing import Optional, Union
 
 import pytest
@@ -103,6 +104,26 @@ def test_debug_fast_makes_any_preset_one_short_epoch(preset):
     cfg = compose([f"experiment={preset}", "debug=fast"])
     assert cfg.trainer.train_samples is None and cfg.trainer.epochs == 1
     assert cfg.data.max_train_per_class == 16 and cfg.data.max_val_per_class == 8
+
+
+@pytest.mark.parametrize("optimizer", options("optimizer"))
+def test_each_optimizer_scales_its_lr_with_the_batch_by_the_rule_for_its_kind(optimizer):
+    """SGD's lr scales linearly with the batch (Goyal et al. 2017), an Adam-style optimizer's by the square root
+    (Malladi et al. 2022): inheriting sgd's linear rule, Adam scaled to a smaller batch stepped too little."""
+    cfg = compose([f"optimizer={optimizer}"])
+    assert cfg.optimizer.lr_scale_rule == ("sqrt" if cfg.optimizer.name in ("adam", "adamw", "lamb") else "linear")
+
+
+def test_debug_fast_scales_an_adamw_preset_lr_by_the_square_root_of_the_batch_ratio():
+    """debug=fast trains a preset at its own small batch: AdamW's lr follows it by the square root rule."""
+    from vision_exp.api import _compose_run
+    from vision_exp.builder import build
+
+    preset = _compose_run(["experiment=e2_vit", "optimizer=adamw"])
+    debug = _compose_run(["experiment=e2_vit", "optimizer=adamw", "debug=fast"])
+    trained_lr = build(debug.optimizer, "optimizer")(torch.nn.Linear(2, 2)).param_groups[0]["lr"]
+    assert debug.data.batch_size < preset.data.batch_size == debug.optimizer.lr_base_batch_size
+    assert trained_lr == pytest.approx(preset.optimizer.lr * math.sqrt(debug.data.batch_size / preset.data.batch_size))
 
 
 def test_a_wheel_carries_every_package_and_the_configs(tmp_path):

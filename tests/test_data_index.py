@@ -7,7 +7,7 @@ from PIL import Image
 from conftest import TINY_CLASSES, TINY_TRAIN_PER_CLASS, TINY_VAL_PER_CLASS, write_image_folder
 from vision_exp.data.config import DataConfig
 from vision_exp.data.images import open_rgb
-from vision_exp.data.index import index_image_folder
+from vision_exp.data.index import build_split, index_image_folder
 from vision_exp.errors import ConfigError, DataError
 
 
@@ -71,6 +71,28 @@ def test_per_class_limits_are_seeded_subsets(tiny_folder):
     other = index_image_folder(cfg(tiny_folder, max_train_per_class=5, subset_seed=1))
     assert other.train.paths != small.train.paths
     assert set(small.train.paths) < set(index_image_folder(cfg(tiny_folder)).train.paths)
+
+
+def drawn_per_class(index) -> dict:
+    """{class: the training images drawn for it}."""
+    return {name: [path for path, y in zip(index.train.paths, index.train.labels) if y == label]
+            for label, name in enumerate(index.classes)}
+
+
+def test_a_class_keeps_its_drawn_images_whichever_other_classes_are_chosen(tiny_folder):
+    """The per-class draw is seeded by the class's name, not its label: in another class subset, or another order,
+    a class has another label and the same images, so runs on different subsets compare on them; subset_seed still
+    redraws every class."""
+    every = drawn_per_class(index_image_folder(cfg(tiny_folder, max_train_per_class=5)))
+    for subset in (TINY_CLASSES[1:], TINY_CLASSES[::2]):
+        chosen = drawn_per_class(index_image_folder(cfg(tiny_folder, classes=list(subset), max_train_per_class=5)))
+        assert chosen == {name: every[name] for name in subset}, subset
+    redrawn = [drawn_per_class(index_image_folder(cfg(tiny_folder, max_train_per_class=5, subset_seed=seed)))
+               for seed in (1, 2)]
+    assert all(any(draw[name] != every[name] for draw in redrawn) for name in TINY_CLASSES)
+    files = {name: [f"{name}/{number}.JPEG" for number in range(12)] for name in ("a", "b")}
+    forward, backward = (build_split(files, order, 5, 0, str) for order in (["a", "b"], ["b", "a"]))
+    assert sorted(forward.paths) == sorted(backward.paths)
 
 
 def test_too_many_classes_is_a_config_error(tiny_folder):

@@ -37,7 +37,9 @@ def test_hard_distillation_adds_the_teacher_top_class_as_a_second_label():
 
 
 def test_soft_distillation_is_the_tempered_kl_divergence_and_vanishes_when_student_agrees():
-    student, teacher = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([[0.0, 1.0, 3.0]])
+    """KL(teacher || student): the teacher's distribution is the target. The logits must not make two distributions
+    that are each other reversed (as [0, 1, 3] and [2, 0, -1] do at T=2): for those both directions give one number."""
+    student, teacher = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([[0.0, 1.0, 4.0]])
     soft = Distillation(torch.nn.Identity(), "soft", weight=1.0, temperature=2.0)
     p_teacher = torch.softmax(teacher / 2, 1)
     kl = (p_teacher * (p_teacher.log() - torch.log_softmax(student / 2, 1))).sum() * 4
@@ -53,6 +55,18 @@ def test_soft_distillation_is_the_tempered_kl_divergence_and_vanishes_when_stude
 def test_bad_distillation_settings(values, phrase):
     with pytest.raises(ConfigError, match=phrase):
         DistillConfig(**values)
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+def test_a_distillation_weight_at_either_end_of_its_range_leaves_one_term(weight):
+    """loss.distillation.weight lies in [0, 1], both ends included: 1 learns from the teacher alone, 0 from the
+    labels alone (a control run that pays for the teacher)."""
+    student, teacher = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([[0.0, 0.0, 3.0]])
+    label_loss = torch.tensor(1.25)
+    config = DistillConfig(kind="hard", weight=weight)
+    loss = Distillation(torch.nn.Identity(), config.kind, weight=config.weight)(label_loss, student, teacher)
+    teacher_loss = F.cross_entropy(student, teacher.argmax(1))
+    torch.testing.assert_close(loss, teacher_loss if weight == 1 else label_loss)
 
 
 def test_the_teacher_sees_the_students_mixed_inputs_stays_frozen_and_shapes_the_loss(teacher_checkpoint, tmp_path,

@@ -1,5 +1,7 @@
 """Recipes: optimizer groups, schedules, augmentations, mixup targets, EMA, and every option running."""
 import json
+import re
+from functools import partial
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from vision_exp.experiment import run_experiment
 from vision_exp.models.vit import ViT
 from vision_exp.recipe.augment import BatchAugment, per_image_transform
 from vision_exp.recipe.config import AugmentConfig
+from vision_exp.recipe.loss import create_train_loss
 from vision_exp.recipe.optim import create_optimizer, scaled_lr
 from vision_exp.recipe.schedule import create_scheduler, warmup_steps
 from vision_exp.training.checkpoint import load_checkpoint
@@ -46,6 +49,7 @@ def test_sgd_nesterov_flag_and_fused_only_on_gpu():
     model = torch.nn.Linear(2, 2)
     assert create_optimizer(model, "sgd", nesterov=True).param_groups[0]["nesterov"] is True
     assert create_optimizer(model, "sgd", nesterov=False).param_groups[0]["nesterov"] is False
+    assert create_optimizer(model, "SGD", nesterov=False).param_groups[0]["nesterov"] is False  # timm's sgd: Nesterov
     assert not create_optimizer(model, "adamw", lr=1e-3).defaults.get("fused")
     with pytest.raises(ConfigError, match="optimizer.lr=0"):
         create_optimizer(model, "sgd", lr=0)
@@ -411,6 +415,17 @@ def test_cutmix_alone_turns_batch_augmentation_on():
     assert batch_augment is not None and batch_augment.soft_targets
 
 
+def mixed_share_and_blend(batch_augment, seed) -> tuple:
+    """(the share of the other image in a mixed batch, whether the batch is mixup's convex blend
+    lam x + (1 - lam) x.flip(0)), with lam read off the unsmoothed targets."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    images = torch.randn(4, 3, 8, 8)
+    mixed, targets = batch_augment(images.clone(), torch.arange(4))
+    lam = targets[0, 0].item()
+    return 1 - lam, torch.allclose(mixed, lam * images + (1 - lam) * images.flip(0), atol=1e-5)
+
+
 @pytest.mark.parametrize("switch_prob, convex", [(0.0, True), (1.0, False)])
 def test_mix_switch_prob_chooses_between_mixup_and_cutmix(switch_prob, convex):
     """mix_switch_prob is the chance of CutMix over mixup when both are on: at 0 every batch is the convex blend
@@ -418,13 +433,7 @@ def test_mix_switch_prob_chooses_between_mixup_and_cutmix(switch_prob, convex):
     aug = AugmentConfig(mixup_alpha=0.8, cutmix_alpha=1.0, mix_switch_prob=switch_prob)
     batch_augment = BatchAugment.create(aug, 4, 0.0, torch.device("cpu"))
     for seed in range(4):
-        torch.manual_seed(seed)
-        np.random.seed(seed)
-        images = torch.randn(4, 3, 8, 8)
-        mixed, targets = batch_augment(images.clone(), torch.arange(4))
-        lam = targets[0, 0].item()
-        blend = lam * images + (1 - lam) * images.flip(0)
-        assert torch.allclose(mixed, blend, atol=1e-5) is convex, seed
+        assert mixed_share_and_blend(batch_augment, seed)[1] is convex, seed
 
 
 def test_the_optimizer_trains_at_the_rate_scaled_to_its_batch_size():
@@ -445,8 +454,6 @@ def test_warmup_rises_linearly_from_warmup_lr_init():
 
 def test_values_at_the_edge_of_their_range_are_refused():
     """momentum=1 never lets an update fade; label_smoothing=1 makes every target uniform (nothing to learn)."""
-    from vision_exp.recipe.loss import create_train_loss
-
     with pytest.raises(ConfigError, match=r"optimizer.momentum=1 must lie in \[0, 1\)"):
         create_optimizer(torch.nn.Linear(2, 2), "sgd", lr=0.1, momentum=1)
     with pytest.raises(ConfigError, match=r"loss.label_smoothing=1 must lie in \[0, 1\)"):
@@ -454,8 +461,148 @@ def test_values_at_the_edge_of_their_range_are_refused():
     assert isinstance(create_train_loss(label_smoothing=0.99), torch.nn.CrossEntropyLoss)
 
 
-def test_warmup_epochs_round_to_the_nearest_step():
+def test_warmups_round_to_the_nearest_step():
     """scheduler.warmup_epochs x the steps of an epoch is rounded, not cut: 0.9 epoch of 3 steps is 3 steps, and 0.29
-    epoch of 100 steps (28.999... in floats) is 29."""
+    epoch of 100 steps (28.999... in floats) is 29; so is scheduler.warmup_fraction=0.29 of a run of 100 steps."""
     assert warmup_steps(1000, 3, None, 0.9) == 3
     assert warmup_steps(1000, 100, None, 0.29) == 29
+    assert warmup_steps(100, 10, 0.29, None) == 29
+
+
+def test_the_step_schedule_multiplies_by_step_decay_at_each_decay():
+    """scheduler.step_decay is the factor of each decay, not a fixed x0.1: 0.5 halves the rate every step_epochs."""
+    values = lrs("step", step_epochs=3, step_decay=0.5)
+    assert values[29] == pytest.approx(1.0) and values[30] == pytest.approx(0.5) and values[60] == pytest.approx(0.25)
+    assert values[90] == pytest.approx(0.5 ** 3)
+
+
+def test_a_step_as_long_as_the_run_is_reported_as_never_decaying(caplog):
+    """step_epochs equal to the run's length decays after its last step: every step it trains is at the peak rate."""
+    used = lrs("step", step_epochs=10)[:100]  # 100 steps of 10 per epoch: the run is 10 epochs
+    assert set(used) == {1.0}
+    assert "scheduler.step_epochs=10 never decays in a run of 10 epochs" in caplog.text
+
+
+def test_optimizer_settings_reach_the_parameter_groups():
+    """optimizer.momentum, betas and eps are the ones the optimizer steps with, not timm's defaults."""
+    model = torch.nn.Linear(2, 2)
+    assert all(group["momentum"] == 0.8 for group in create_optimizer(model, "sgd", momentum=0.8).param_groups)
+    adamw = create_optimizer(model, "adamw", lr=1e-3, betas=[0.8, 0.95], eps=1e-6)
+    assert all(group["betas"] == (0.8, 0.95) and group["eps"] == 1e-6 for group in adamw.param_groups)
+
+
+def test_randaugment_fills_uncovered_pixels_with_the_dataset_mean():
+    """A translated image's uncovered strip takes the colour of the data's mean (its pixel value rounded), not
+    timm's default grey, so that a normalised batch sees zeros there."""
+    mean = (0.485, 0.456, 0.406)
+    policy = per_image_transform(AugmentConfig(randaugment="rand-m9"), mean)
+    (translate,) = [op for op in policy.transforms[0].ops if op.name == "TranslateXRel"]
+    translate.prob = 1.0
+    shifted = np.asarray(translate(Image.new("RGB", (32, 32), (255, 255, 255))))
+    edges = {tuple(shifted[0, 0]), tuple(shifted[0, -1])}  # the strip is on the left or on the right
+    assert tuple(round(255 * m) for m in mean) in edges
+
+
+def test_randaugment_and_trivialaugment_together_apply_both_in_turn():
+    """augmentation.randaugment and trivialaugment set together: each image goes through both in turn."""
+    policy = per_image_transform(AugmentConfig(randaugment="rand-m9", trivialaugment=True), (0.5, 0.5, 0.5))
+    assert [type(op).__name__ for op in policy.transforms] == ["RandAugment", "TrivialAugmentWide"]
+
+
+def test_random_erasing_erases_its_probability_share_of_the_images():
+    """augmentation.random_erasing is a chance per image: about a quarter of a large batch at 0.25."""
+    import random
+
+    random.seed(0)
+    batch_augment = BatchAugment.create(AugmentConfig(random_erasing=0.25), 5, 0.0, torch.device("cpu"))
+    erased, _ = batch_augment(torch.zeros(400, 3, 16, 16), torch.zeros(400, dtype=torch.long))
+    share = (erased != 0).flatten(1).any(1).float().mean().item()
+    assert share == pytest.approx(0.25, abs=0.05)
+
+
+def test_random_erasing_also_applies_to_batches_that_are_mixed():
+    """Erasing comes before mixing, whatever mixing does: with mix_prob=0 the erased images are what remains."""
+    batch_augment = BatchAugment.create(AugmentConfig(random_erasing=1.0, mixup_alpha=0.8, mix_prob=0.0), 5, 0.0,
+                                        torch.device("cpu"))
+    erased, _ = batch_augment(torch.zeros(4, 3, 16, 16), torch.arange(4))
+    assert (erased != 0).flatten(1).any(1).all()
+
+
+def test_mix_prob_is_the_chance_that_a_batch_is_mixed():
+    """At mix_prob=0 the images stay as they are and each target is the image's own label, smoothed."""
+    batch_augment = BatchAugment.create(AugmentConfig(mixup_alpha=0.8, cutmix_alpha=1.0, mix_prob=0.0), 4, 0.1,
+                                        torch.device("cpu"))
+    images, labels = torch.randn(4, 3, 8, 8), torch.arange(4)
+    mixed, targets = batch_augment(images.clone(), labels)
+    assert torch.equal(mixed, images)
+    torch.testing.assert_close(targets, torch.nn.functional.one_hot(labels, 4) * (1 - 0.1) + 0.1 / 4)
+
+
+@pytest.mark.parametrize("mode, shared", [("batch", True), ("elem", False)])
+def test_mix_mode_elem_draws_a_mixing_weight_for_each_image(mode, shared):
+    """batch mode mixes every image with the same lam; elem draws one per image (read off its own label's share)."""
+    np.random.seed(0)
+    batch_augment = BatchAugment.create(AugmentConfig(mixup_alpha=0.8, mix_mode=mode), 4, 0.0, torch.device("cpu"))
+    _, targets = batch_augment(torch.randn(4, 3, 8, 8), torch.arange(4))
+    own_share = targets.diagonal()
+    assert (len(own_share.unique()) == 1) is shared
+
+
+@pytest.mark.parametrize("mixup_alpha, cutmix_alpha, convex", [(0.8, 0.0, True), (0.0, 1.0, False)])
+def test_mixup_alone_blends_and_cutmix_alone_pastes_a_box(mixup_alpha, cutmix_alpha, convex):
+    """Each alpha drives its own method: a batch that is mixed at all (CutMix's box may come out empty) is a blend
+    with mixup only and a pasted box with CutMix only."""
+    aug = AugmentConfig(mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha)
+    batch_augment = BatchAugment.create(aug, 4, 0.0, torch.device("cpu"))
+    draws = [mixed_share_and_blend(batch_augment, seed) for seed in range(6)]
+    assert all(blend is convex for share, blend in draws if share > 0) and any(share > 0 for share, _ in draws)
+
+
+@pytest.mark.parametrize("name", ["weights", "3aw"])
+def test_a_weighted_randaugment_set_draws_at_most_all_its_ops(name):
+    """A weighted set draws its n ops without replacement: n as large as the set runs, one more is refused before
+    training (timm would fail at the first image)."""
+    from timm.data.auto_augment import rand_augment_choices
+
+    size = len(rand_augment_choices(name))
+    policy = per_image_transform(AugmentConfig(randaugment=f"rand-n{size}-t{name}"), (0.5, 0.5, 0.5))
+    assert np.asarray(policy(Image.new("RGB", (16, 16), (90, 120, 200)))).shape == (16, 16, 3)
+    with pytest.raises(ConfigError, match=f"n{size + 1}: the weighted set t{name} has only {size} ops"):
+        AugmentConfig(randaugment=f"rand-n{size + 1}-t{name}")
+
+
+@pytest.mark.parametrize("build, settings, phrase", [
+    (lrs, {"name": "cosine", "warmup_fraction": 1.0}, "scheduler.warmup_fraction=1.0 must lie in [0, 1)"),
+    (lrs, {"name": "cyclic"}, "scheduler.name='cyclic': choose one of cosine, linear, step, constant"),
+    (scaled_lr, {"lr": 0.1, "batch_size": 512, "base_batch_size": 0, "rule": "linear"},
+     "optimizer.lr_base_batch_size=0 must be positive (or null: no scaling)"),
+    (scaled_lr, {"lr": 0.1, "batch_size": 512, "base_batch_size": 256, "rule": "cubic"},
+     "optimizer.lr_scale_rule='cubic': choose linear or sqrt"),
+    (partial(create_optimizer, torch.nn.Linear(2, 2), lr=1e-3), {"name": "adamw", "weight_decay": -0.1},
+     "optimizer.weight_decay=-0.1 must not be negative"),
+    (partial(create_optimizer, torch.nn.Linear(2, 2), lr=1e-3), {"name": "adamw", "betas": [0.9, 1.0]},
+     "optimizer.betas=[0.9, 1.0] must be two numbers in [0, 1)"),
+    (partial(create_optimizer, torch.nn.Linear(2, 2), lr=1e-3), {"name": "adamx"}, "optimizer 'adamx': "),
+    (create_train_loss, {"label_smoothing": -0.1}, "loss.label_smoothing=-0.1 must lie in [0, 1)"),
+    (AugmentConfig, {"random_erasing": 1.5}, "augmentation.random_erasing=1.5 is a probability in [0, 1]"),
+    (AugmentConfig, {"mix_switch_prob": -0.1}, "augmentation.mix_switch_prob=-0.1 is a probability in [0, 1]"),
+    (AugmentConfig, {"cutmix_alpha": -1.0}, "augmentation.mixup_alpha and cutmix_alpha must not be negative"),
+    (AugmentConfig, {"mix_mode": "row"}, "augmentation.mix_mode='row': choose batch, pair or elem"),
+    (AugmentConfig, {"repeats": 0}, "augmentation.repeats=0 must be at least 1"),
+])
+def test_recipe_values_out_of_their_range_are_config_errors(build, settings, phrase):
+    """Each would train on nonsense (a warm-up as long as the run, a negative decay or smoothing, a beta of 1 that never
+    forgets, a schedule or scaling rule silently replaced, an image never drawn) or fail inside timm without naming
+    the setting."""
+    with pytest.raises(ConfigError, match=re.escape(phrase)):
+        build(**settings)
+
+
+def test_recipe_values_at_the_closed_end_of_their_range_are_accepted():
+    """The ranges their messages give include these ends: step_decay=1 keeps the rate (a step schedule as a control),
+    a crop scale of exactly [1, 1] (whole images, only the aspect ratio drawn), RandAugment's p0 (no op applied)."""
+    assert set(lrs("step", step_decay=1.0)) == {1.0}
+    assert AugmentConfig(scale=[1, 1]).scale == (1.0, 1.0)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    policy = per_image_transform(AugmentConfig(randaugment="rand-p0"), (0.5, 0.5, 0.5))
+    assert np.array_equal(np.asarray(policy(image)), np.asarray(image))

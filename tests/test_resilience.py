@@ -3,6 +3,7 @@ import errno
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -194,13 +195,14 @@ def test_a_kill_at_any_step_of_a_save_leaves_a_loadable_checkpoint(tmp_path, mon
     assert int(state["step"]) in (3, 4)
 
 
+def no_space(*args, **kwargs):
+    """What a write to a full disk raises."""
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
 def test_full_disk_while_checkpointing_keeps_the_earlier_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
     save_checkpoint({"step": torch.tensor(1)}, path)
-
-    def no_space(*args, **kwargs):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
     monkeypatch.setattr(checkpoint_mod.torch, "save", no_space)
     with pytest.raises(CheckpointError, match="disk is full.*earlier checkpoint"):
         save_checkpoint({"step": torch.tensor(2)}, path)
@@ -209,11 +211,67 @@ def test_full_disk_while_checkpointing_keeps_the_earlier_checkpoint(tmp_path, mo
     assert not list(tmp_path.glob(".*tmp*")), "no temp file is left behind"
 
 
+def test_a_full_disk_after_the_checkpoint_was_moved_aside_names_the_file_that_now_holds_it(tmp_path, monkeypatch):
+    """The disk fills while the new digest is written, after last.pt became last.prev.pt: the message names
+    last.prev.pt as the earlier checkpoint kept (last.pt is gone), and a resume loads it from there."""
+    path = tmp_path / "last.pt"
+    save_checkpoint({"step": torch.tensor(1)}, path)
+    monkeypatch.setattr(checkpoint_mod, "write_text_atomic", no_space)
+    kept = tmp_path / "last.prev.pt"
+    with pytest.raises(CheckpointError, match=re.escape(f"disk is full; the earlier checkpoint {kept} is kept")):
+        save_checkpoint({"step": torch.tensor(2)}, path)
+    monkeypatch.undo()
+    state, used = load_latest(path)
+    assert state["step"] == 1 and used.name == "last.prev.pt"
+
+
+def test_a_full_disk_at_the_first_write_claims_no_earlier_checkpoint(tmp_path, monkeypatch):
+    """A first checkpoint that does not fit on the disk has none before it to go back to: the message must not name
+    a last.prev.pt that was never written."""
+    monkeypatch.setattr(checkpoint_mod.torch, "save", no_space)
+    with pytest.raises(CheckpointError, match=r"last\.pt: the disk is full; there is no earlier checkpoint to keep$"):
+        save_checkpoint({"step": torch.tensor(1)}, tmp_path / "last.pt")
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_interrupt_while_a_checkpoint_is_written_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """Ctrl-C (no OSError) in the middle of torch.save: the earlier checkpoint stays as it was, and the half-written
+    temporary file goes with the interrupt instead of lying beside it."""
+    path = tmp_path / "last.pt"
+    save_checkpoint({"step": torch.tensor(1)}, path)
+
+    def interrupted(state, handle):
+        handle.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint_mod.torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"step": torch.tensor(2)}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "last.pt.sha256"]
+
+
 def test_pickled_code_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"model": {}, "payload": os.system}, path)  # a reference to code, not weights
     with pytest.raises(CheckpointError, match="weights-only"):
         load_checkpoint(path)
+
+
+def test_a_stop_signal_is_a_flag_a_second_one_stops_at_once_and_the_handlers_are_put_back():
+    """The first SIGTERM/SIGINT asks for a checkpoint after the step; a second (an impatient Ctrl-C) interrupts at
+    once; the run's end puts back the handlers it found (a notebook's Ctrl-C, the next job of a sweep)."""
+    from vision_exp.training.trainer import StopSignals
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        before = signal.getsignal(signum)
+        with StopSignals() as signals:
+            signal.raise_signal(signum)
+            assert signals.received == signum
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signum)
+        assert signal.getsignal(signum) is before, signal.Signals(signum).name
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -851,6 +851,24 @@ def test_a_baseline_names_a_dataset_by_its_folder_as_given_or_by_its_name(tmp_pa
         assert load_sweep(sweep, baseline=given).baseline.label == "data.root=setB", given
 
 
+def test_a_baseline_matches_its_configuration_however_hydra_lets_it_be_spelled(tmp_path):
+    """Jobs record an override as it was given (a sweep `[8,8]`, the notebook API `[8, 8]` as typed): a baseline
+    names the same value in any spelling Hydra reads alike, and a list with spaces inside is one override."""
+    sweep = sweep_of(tmp_path, (["model=vit_v1", "model.patch_sizes=[8, 8]", "optimizer.lr=0.001", "seed=0"], 60.0),
+                     (["model=vit_v1", "model.patch_sizes=[16,16]", "optimizer.lr=0.001", "seed=0"], 50.0),
+                     (["model=vit_v1", "model.patch_sizes=[16,16]", "optimizer.lr=0.01", "seed=0"], 40.0))
+    for given in ("model.patch_sizes=[8,8]", "model.patch_sizes=[8, 8]", "model='vit_v1' model.patch_sizes=[ 8,  8 ]"):
+        assert load_sweep(sweep, baseline=given).baseline.values("val_acc") == [60.0], given
+    for given, val_acc in (("model.patch_sizes=[16, 16] optimizer.lr=1e-3", 50.0), ("optimizer.lr=1e-2", 40.0)):
+        assert load_sweep(sweep, baseline=given).baseline.values("val_acc") == [val_acc], given
+    with pytest.raises(SweepError, match=r"baseline 'model.patch_sizes=\[8\]' matches no configuration"):
+        load_sweep(sweep, baseline="model.patch_sizes=[8]")
+    with pytest.raises(SweepError, match=r"matches no configuration"):
+        load_sweep(sweep, baseline="optimizer.lr='0.01'")  # a string, not the number 0.01
+    with pytest.raises(SweepError, match=r"baseline 'model.patch_sizes=\[8, 8' is not overrides Hydra can read"):
+        load_sweep(sweep, baseline="model.patch_sizes=[8, 8")
+
+
 def test_another_run_kept_in_a_sweep_folder_is_no_job(tmp_path):
     """A teacher trained into the sweep's folder has metrics.json but no overrides.json and no job number."""
     sweep = sweep_of(tmp_path, (["model=resnet_v1", "seed=0"], 70.0), (["model=resnet_v2", "seed=0"], 75.0))

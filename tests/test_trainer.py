@@ -1,5 +1,6 @@
 """The trainer on a few batches: outputs, metric families, checkpoints and exact resume."""
 import json
+import re
 import signal
 
 import pytest
@@ -96,6 +97,33 @@ def test_save_interval_must_not_be_negative(tiny_folder, tmp_path):
         train(tiny_folder, tmp_path / "run", "trainer.save_interval_s=-1")
 
 
+@pytest.mark.parametrize("key, value", [("train_samples", 0), ("epochs", 0), ("train_eval_samples", 0),
+                                        ("grad_clip", 0.0), ("grad_accum_steps", 0), ("ema_decay", 0.0),
+                                        ("ema_decay", 1.0), ("checkpoint_every_steps", 0), ("log_every_steps", 0)])
+def test_trainer_settings_at_the_edge_of_their_range_are_refused(key, value):
+    """Each of these 0s (or an EMA decay of 1) would be read as "off" or "the default" further on (a grad_clip of 0
+    clips nothing, an ema_decay of 1 freezes the average at the initial weights): refused, naming the setting."""
+    from vision_exp.training.config import TrainerConfig
+
+    with pytest.raises(ConfigError, match=re.escape(f"trainer.{key}={value} must")):
+        TrainerConfig(**{key: value})
+
+
+@pytest.mark.parametrize("key, value, phrase", [
+    ("progress", "bars", "trainer.progress='bars': choose one of auto, bar,"),
+    ("channels_last", "yes", "trainer.channels_last='yes': use true, false or auto"),
+    ("amp", "bf32", "trainer.amp='bf32': choose one of auto, bf16, fp16, off"),
+    ("resume", True, "trainer.resume=true: use auto (this folder's last"),
+])
+def test_trainer_settings_outside_their_choices_are_refused(key, value, phrase):
+    """Checked without torch, before anything starts: a misspelt choice would otherwise pass unnoticed (progress,
+    channels_last compare against their choices) or fail deep inside a run."""
+    from vision_exp.training.config import TrainerConfig
+
+    with pytest.raises(ConfigError, match=re.escape(phrase)):
+        TrainerConfig(**{key: value})
+
+
 class Crash(RuntimeError):
     pass
 
@@ -149,6 +177,19 @@ def test_resume_with_a_longer_budget_follows_the_longer_schedule(tiny_folder, tm
     assert "trained toward 36 samples; this run's budget is 108" in caplog.text
 
 
+@pytest.mark.parametrize("every, logged_after", [("null", [2, 4, 6, 8]), ("3", [3, 6, 9])])
+def test_progress_lines_come_four_times_an_epoch_or_every_log_every_steps(tiny_folder, tmp_path, caplog, every,
+                                                                           logged_after):
+    """trainer.progress=log on 36 images in batches of 4, 9 steps an epoch: by default a line every 9 // 4 = 2 steps
+    (four an epoch, not one a step), with trainer.log_every_steps=3 every third step."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger=trainer_mod.__name__):
+        train(tiny_folder, tmp_path / "run", "data.batch_size=4", "trainer.progress=log",
+              f"trainer.log_every_steps={every}")
+    assert [int(step) for step in re.findall(r"epoch 1 \[(\d+)/9\] loss", caplog.text)] == logged_after
+
+
 def test_existing_run_dir_is_not_trained_over(tiny_folder, tmp_path):
     run = tmp_path / "run"
     train(tiny_folder, run)
@@ -171,11 +212,14 @@ def recorded_sizes(monkeypatch, method: str) -> list:
 
 
 def test_train_samples_budget_stops_exactly(tiny_folder, tmp_path, monkeypatch):
-    """36 training images in batches of 8: a full epoch of 8,8,8,8,4, then 14 more samples, 8 and 6."""
+    """36 training images in batches of 8: a full epoch of 8,8,8,8,4, then 14 more samples, 8 and 6. The cut
+    epoch's record says how far into it the run got (the x axis of curves.png), not that it was whole."""
     batch_sizes = recorded_sizes(monkeypatch, "_step")
     summary = train(tiny_folder, tmp_path / "run", "trainer.train_samples=50")
     assert batch_sizes == [8, 8, 8, 8, 4, 8, 6]
     assert summary["samples_seen"] == 50 and summary["epochs"] == 2 and summary["steps"] == 5 + 2
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["samples_seen"], r["epoch_progress"]) for r in records] == [(36, 1.0), (50, pytest.approx(50 / 36))]
 
 
 @pytest.mark.parametrize("augmentation", ["basic", "mixup_cutmix"])
@@ -291,7 +335,27 @@ def test_train_and_val_metrics_are_eval_mode_passes_of_the_final_weights(tiny_fo
     assert abs(mean_loss(trainer.model, train_eval, training=True) - summary["train_loss"]) > 1e-3
 
 
+def test_a_model_handed_over_in_eval_mode_trains_in_train_mode(tiny_folder, tmp_path, monkeypatch):
+    """A Trainer given a model in eval mode (one just evaluated in a notebook) still trains it in train mode
+    (BatchNorm on each batch's statistics, dropout on), in every epoch after the eval-mode passes too."""
+    modes, fit, forward_backward = [], Trainer.fit, Trainer._forward_backward
+
+    def fit_from_eval_mode(self):
+        self.model.eval()
+        return fit(self)
+
+    def recording(self, images, targets, share):
+        modes.append(self.model.training)
+        return forward_backward(self, images, targets, share)
+
+    monkeypatch.setattr(Trainer, "fit", fit_from_eval_mode)
+    monkeypatch.setattr(Trainer, "_forward_backward", recording)
+    train(tiny_folder, tmp_path / "run", "trainer.epochs=2")
+    assert modes == [True] * 10
+
+
 def test_evaluation_leaves_batchnorm_statistics_and_the_mode_as_they_were(tiny_folder, tmp_path, monkeypatch):
+    """A model in train mode goes back to it, one in eval mode (the EMA's copy) stays there."""
     from vision_exp.training.evaluation import evaluate
 
     _, trainer = finished_trainer(monkeypatch, tiny_overrides(tiny_folder), tmp_path / "run")
@@ -300,6 +364,8 @@ def test_evaluation_leaves_batchnorm_statistics_and_the_mode_as_they_were(tiny_f
     result = evaluate(model, trainer.data.val.epoch(0), torch.device("cpu"))
     assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert result["loss"] == pytest.approx(mean_loss(model, trainer.data.val), rel=1e-5)
+    evaluate(model.eval(), trainer.data.val.epoch(0), torch.device("cpu"))
+    assert not model.training
 
 
 @pytest.mark.parametrize("extra, autotune", [((), True), (("trainer.cudnn_benchmark=false",), False),
@@ -309,6 +375,17 @@ def test_cudnn_autotuning_follows_the_config(tiny_folder, tmp_path, extra, autot
     train(tiny_folder, tmp_path / "run", *extra)
     assert torch.backends.cudnn.benchmark is autotune
     torch.use_deterministic_algorithms(False)
+
+
+@pytest.mark.parametrize("setting, channels_last", [("auto", False), ("true", True)])
+def test_channels_last_is_automatic_for_convnets_on_cuda_only(tiny_folder, tmp_path, monkeypatch, setting,
+                                                              channels_last):
+    """trainer.channels_last=auto: the NHWC layout that tensor cores want, for ConvNets on CUDA; on the CPU the
+    ResNet keeps PyTorch's default layout unless trainer.channels_last=true asks for it."""
+    _, trainer = finished_trainer(monkeypatch, tiny_overrides(tiny_folder, f"trainer.channels_last={setting}"),
+                                  tmp_path / "run")
+    stem = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert stem.weight.is_contiguous(memory_format=torch.channels_last) is channels_last
 
 
 def tensorboard_events(folder) -> list:
@@ -428,6 +505,18 @@ def test_mixed_precision_asked_for_on_the_cpu_is_said_to_be_off(caplog):
     assert amp_dtype("auto", torch.device("cpu")) is None and not caplog.records
     assert amp_dtype("bf16", torch.device("cpu")) is None
     assert "trainer.amp=bf16: mixed precision runs on a GPU only; on cpu the run computes in float32" in caplog.text
+
+
+def test_automatic_precision_on_cuda_is_bf16_from_ampere_on_and_fp16_before(monkeypatch):
+    """Compute capability 8.0 (A100) and newer compute bf16 natively; older cards (7.5, a T4) would emulate it
+    slowly and get fp16 with a GradScaler instead; trainer.amp=off stays off on any card."""
+    from vision_exp.training.runtime import amp_dtype
+
+    cuda = torch.device("cuda")
+    for capability, dtype in (((7, 5), torch.float16), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: capability)
+        assert amp_dtype("auto", cuda) is dtype, capability
+        assert amp_dtype("off", cuda) is None and amp_dtype("fp16", cuda) is torch.float16
 
 
 def test_another_folders_checkpoint_resumes_only_on_its_batches_and_with_budget_left(tiny_folder, tmp_path):
@@ -553,6 +642,29 @@ def test_checkpoint_writes_inside_an_epoch_are_not_training_time(tiny_folder, tm
     assert len(written) >= 4 and train_time < 10 < 40 <= summary["wall_time_s"]
 
 
+def test_the_save_interval_counts_from_the_last_write(tiny_folder, tmp_path, monkeypatch):
+    """Epochs of 400 s (the trainer's clock moved on at each epoch's end) and trainer.save_interval_s=600: the first
+    write comes after epoch 2 (800 s); the next is due 600 s after it, so epoch 3 (400 s later) waits, and the
+    run's end writes epoch 4."""
+    import time
+
+    real_clock, end_epoch, save, epochs_ended, saved_after = time.perf_counter, Trainer._end_epoch, Trainer.save, [], []
+
+    def slow_epochs(self):
+        epochs_ended.append(self.position.epoch + 1)
+        return end_epoch(self)
+
+    def recording_save(self, name):
+        saved_after.append(self.position.epoch)
+        save(self, name)
+
+    monkeypatch.setattr(trainer_mod.time, "perf_counter", lambda: real_clock() + 400.0 * len(epochs_ended))
+    monkeypatch.setattr(Trainer, "_end_epoch", slow_epochs)
+    monkeypatch.setattr(Trainer, "save", recording_save)
+    train(tiny_folder, tmp_path / "run", "trainer.epochs=4", "trainer.save_interval_s=600")
+    assert saved_after == [2, 4]
+
+
 def test_a_step_checkpoint_due_at_an_epochs_last_step_is_written(tiny_folder, tmp_path, monkeypatch):
     """5 steps per epoch and trainer.checkpoint_every_steps=5: each checkpoint falls on an epoch's last step,
     which the in-epoch write leaves to the epoch end; that write must not then wait for trainer.save_interval_s."""
@@ -599,9 +711,28 @@ def test_weights_that_evaluate_to_nan_stop_the_run_before_they_are_saved(tiny_fo
     assert not list(run.glob("checkpoints/*.pt"))
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_nan_or_infinite_training_loss_stops_the_run_at_its_step(tiny_folder, tmp_path, monkeypatch, bad):
+    """On the CPU the loss is checked after every step: a NaN or an infinite loss at step 2 stops the run there,
+    not at the epoch's end, and no checkpoint holds the weights it produced."""
+    taken, step = [], Trainer._step
+
+    def diverging_at_step_2(self, images, labels, global_count):
+        loss, correct = step(self, images, labels, global_count)
+        taken.append(self.position.step + 1)
+        return (loss + bad if len(taken) == 2 else loss), correct
+
+    monkeypatch.setattr(Trainer, "_step", diverging_at_step_2)
+    stopped = r"NaN or infinite at step 2 \(epoch 1\).*checkpoint: none yet"
+    with pytest.raises(trainer_mod.TrainingDiverged, match=stopped):
+        train(tiny_folder, tmp_path / "run", "trainer.epochs=2")
+    assert taken == [1, 2] and not list((tmp_path / "run").glob("checkpoints/*.pt"))
+
+
 def test_running_metrics_are_the_sample_weighted_means_of_the_training_steps(tiny_folder, tmp_path, monkeypatch):
-    """train_running/loss and /acc average over the epoch's samples: each step's mean loss counts for its batch's
-    size (the last batch of 4 half as much as one of 8), and the accuracy is a percentage of the samples."""
+    """train_running/loss and /acc average over each epoch's own samples: each step's mean loss counts for its batch's
+    size (the last batch of 4 half as much as one of 8), the accuracy is a percentage of the samples, and the
+    sums start afresh with each epoch."""
     steps, original = [], Trainer._step
 
     def recording(self, images, labels, global_count):
@@ -610,35 +741,55 @@ def test_running_metrics_are_the_sample_weighted_means_of_the_training_steps(tin
         return loss, correct
 
     monkeypatch.setattr(Trainer, "_step", recording)
-    train(tiny_folder, tmp_path / "run")
-    (record,) = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    sizes = [size for _, _, size in steps]
-    assert sizes == [8, 8, 8, 8, 4]
-    correct = sum(c for _, c, _ in steps)
-    assert correct > 0, "a run with no correct prediction could not tell a percentage from a fraction"
-    assert record["train_running/loss"] == pytest.approx(sum(loss * size for loss, _, size in steps) / 36, rel=1e-6)
-    assert record["train_running/acc"] == pytest.approx(100.0 * correct / 36)
+    train(tiny_folder, tmp_path / "run", "trainer.epochs=2")
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [size for _, _, size in steps] == [8, 8, 8, 8, 4] * 2 and len(records) == 2
+    for record, epoch_steps in zip(records, (steps[:5], steps[5:])):
+        correct = sum(c for _, c, _ in epoch_steps)
+        assert correct > 0, "a run with no correct prediction could not tell a percentage from a fraction"
+        loss_sum = sum(loss * size for loss, _, size in epoch_steps)
+        assert record["train_running/loss"] == pytest.approx(loss_sum / 36, rel=1e-6)
+        assert record["train_running/acc"] == pytest.approx(100.0 * correct / 36)
 
 
-def test_a_tied_validation_accuracy_keeps_the_earlier_best_checkpoint(tiny_folder, tmp_path, monkeypatch):
+@pytest.mark.parametrize("interval", [0, 3600])
+def test_a_tied_validation_accuracy_keeps_the_earlier_best_checkpoint(tiny_folder, tmp_path, monkeypatch, interval):
     """best.pt is replaced only by a strictly better validation accuracy: on a tie (common on small validation
-    sets) best_epoch and best.pt stay at the first epoch that reached it."""
-    evaluate = trainer_mod.evaluate
+    sets) best_epoch and best.pt stay at the first epoch that reached it. best.pt is written once, at the first
+    write after that epoch (rewritten at each write, best.prev.pt would become a copy of it), with the weights
+    that epoch evaluated: a copy kept until trainer.save_interval_s lets it be written, not the live weights."""
+    evaluate, save, validated, saved = trainer_mod.evaluate, trainer_mod.save_checkpoint, [], []
 
     def tied_validation(model, batches, device, amp=None, num_classes=None, memory_format=torch.contiguous_format):
         result = evaluate(model, batches, device, amp, num_classes, memory_format)
-        return {**result, "acc": 50.0} if num_classes else result  # only the validation pass asks for a confusion
+        if num_classes:  # only the validation pass asks for a confusion
+            validated.append({key: value.clone() for key, value in model.state_dict().items()})
+            result = {**result, "acc": 50.0}
+        return result
+
+    def recording_save(state, path):
+        saved.append(path.name)
+        save(state, path)
 
     monkeypatch.setattr(trainer_mod, "evaluate", tied_validation)
-    summary = train(tiny_folder, tmp_path / "run", "trainer.epochs=3")
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", recording_save)
+    summary = train(tiny_folder, tmp_path / "run", "trainer.epochs=3", f"trainer.save_interval_s={interval}")
     best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
     assert (summary["best_epoch"], summary["best_val_acc"]) == (1, 50.0)
-    assert (best["epoch"], best["samples_seen"]) == (1, 36)
+    assert (best["epoch"], best["samples_seen"]) == (1, 36) and saved.count("best.pt") == 1
+    first, last = validated[0], validated[-1]
+    assert len(validated) == 3 and any(not torch.equal(value, last[key]) for key, value in first.items())
+    for key, value in first.items():
+        assert torch.equal(best["model"][key], value), key
 
 
-def test_grad_clip_bounds_the_gradient_norm_of_every_step(tiny_folder, tmp_path, monkeypatch):
+@pytest.mark.parametrize("fp16", [False, True])
+def test_grad_clip_bounds_the_gradient_norm_of_every_step(tiny_folder, tmp_path, monkeypatch, fp16):
     """trainer.grad_clip: the optimizer steps with the gradients' total norm scaled down to the limit (a
-    cross-entropy gradient of a fresh model is far above 0.01, so each step is clipped to it exactly)."""
+    cross-entropy gradient of a fresh model is far above 0.01, so each step is clipped to it exactly). Under fp16
+    (a GradScaler, as on a T4) the gradients are unscaled before they are clipped, not clipped at the loss scale."""
+    if fp16:
+        monkeypatch.setattr(trainer_mod, "amp_dtype", lambda mode, device: torch.float16)
     norms, fit = [], Trainer.fit
 
     def watching_fit(self):
@@ -675,6 +826,38 @@ def test_a_resumed_run_continues_its_ema_from_the_checkpoint(tiny_folder, tmp_pa
     """The EMA is part of the state: a run stopped in its second epoch and resumed ends with the EMA weights (the
     ones evaluated and kept as best.pt) and metrics of the run that never stopped."""
     stopped_and_resumed_like_uninterrupted(monkeypatch, tiny_folder, tmp_path, 6, "ema", "val_loss", "trainer.ema_decay=0.9")
+
+
+@pytest.mark.parametrize("warmup", [False, True])
+def test_the_ema_copies_the_first_update_then_keeps_its_decay_of_the_average(tiny_folder, tmp_path, monkeypatch,
+                                                                              warmup):
+    """timm's EMA copies the weights at the first update; each later one keeps `decay` of the average: 0.9 with
+    trainer.ema_warmup=false, and with the warmup the smaller decay of the updates done, 1 - 2^(-2/3) at the
+    second (timm's power 2/3), so that a short run does not average in its random initial weights."""
+    live, step = [], Trainer._step
+
+    def recording(self, images, labels, global_count):
+        result = step(self, images, labels, global_count)
+        live.append({key: value.clone() for key, value in self.model.state_dict().items()})
+        return result
+
+    monkeypatch.setattr(Trainer, "_step", recording)
+    train(tiny_folder, tmp_path / "run", "trainer.train_samples=16", "trainer.ema_decay=0.9",
+          f"trainer.ema_warmup={str(warmup).lower()}")
+    saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["ema"]
+    ema = {key.removeprefix("module."): value for key, value in saved.items()}
+    decay = 1 - 2 ** (-2 / 3) if warmup else 0.9
+    first, second = live
+    for key, value in second.items():
+        expected = decay * first[key] + (1 - decay) * value if value.is_floating_point() else value
+        torch.testing.assert_close(ema[key], expected, msg=key)
+
+
+def test_a_run_stopped_inside_its_last_epoch_resumes_the_running_metrics_of_that_epoch(tiny_folder, tmp_path,
+                                                                                         monkeypatch):
+    """The running sums of the batches trained before a stop are part of the checkpoint: stopped after 2 of the
+    last epoch's 5 steps and resumed, the run reports train_running/* over all 5, as the run that never stopped."""
+    stopped_and_resumed_like_uninterrupted(monkeypatch, tiny_folder, tmp_path, 6, "model", "train_running_loss")
 
 
 def test_a_run_with_random_batch_augmentation_resumes_exactly(tiny_folder, tmp_path, monkeypatch):

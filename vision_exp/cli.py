@@ -85,6 +85,17 @@ def refused_in_one_line():
         sys.exit(2)
 
 
+def check_hydra_arguments(argv: Sequence[str]) -> None:
+    """`-m` with `--cfg` as a ConfigError that says how to preview a job: Hydra does one or the other, and stops with
+    its traceback ("Only one of --run, --multirun, --cfg, ...")."""
+    from hydra._internal.utils import get_args_parser
+
+    flags, _ = get_args_parser().parse_known_args(list(argv))
+    if flags.multirun and flags.cfg:
+        raise ConfigError("-m runs a sweep and --cfg prints one run's config, not both: to preview a job's config, run "
+                          "the same command without -m, with one value for each swept setting (seed=0,1 -> seed=0)")
+
+
 class RequireValues(Refusal):
     """A mandatory value (`???`) left unset is one line naming it, not Hydra's traceback from resolving the
     output folder that is named after it."""

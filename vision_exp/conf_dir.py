@@ -12,8 +12,8 @@ def apply_debug_last(cfg, choice, overrides, hydra_overrides=()) -> None:
     sweep appends its presets (`+experiment@_global_=...`) after the whole list, and their budgets would override
     the seconds debug=fast asks for.
 
-    A smaller debug batch keeps the learning rate per image: a preset's optimizer.lr is tuned for its own batch
-    (e2_resnet: 0.4 for 256), and at debug=fast's 32 it made the loss explode. Unless a scaling base is set
+    A smaller debug batch scales the learning rate by the optimizer's lr_scale_rule: a preset's optimizer.lr is
+    tuned for its own batch (e2_resnet: 0.4 for 256), and at debug=fast's 32 it made the loss explode. Unless a scaling base is set
     already, optimizer.lr_base_batch_size becomes the batch the command trains without debug, so the lr scales
     to the debug batch as optimizer.lr_scale_rule says. `hydra_overrides` (Hydra's own: hydra.searchpath) find
     the configs that composition needs."""

@@ -1,7 +1,9 @@
 """Which images a run uses: scan a dataset, pick the class subset and the per-class samples.
 
 Everything here is deterministic given the config (sorted listings, seeded sampling), so two
-runs with the same settings see the same images, and a cache built once can be reused.
+runs with the same settings see the same images, and a cache built once can be reused. A class's
+per-class subset (max_train_per_class, max_val_per_class) is drawn with subset_seed and the class's
+name, not its label: it is the same whichever other classes are chosen.
 """
 from __future__ import annotations
 
@@ -154,20 +156,22 @@ def select_classes(available: Sequence[str], cfg: DataConfig) -> list:
     return sorted(random.Random(cfg.subset_seed).sample(sorted(available), cfg.num_classes))
 
 
-def take_per_class(files: list, limit: Optional[int], seed: int) -> list:
-    """At most `limit` files, drawn with a seed so the subset does not depend on listing order."""
+def take_per_class(files: list, limit: Optional[int], seed: int, name: str) -> list:
+    """At most `limit` files of class `name`, drawn with `seed` and that name, so the subset depends neither on
+    listing order nor on the class's label (its place among the chosen classes). random hashes a str seed with
+    SHA-512, not with Python's salted hash(): every process draws alike."""
     if limit is None or len(files) <= limit:
         return files
-    return sorted(random.Random(seed).sample(files, limit))
+    return sorted(random.Random(f"{seed}:{name}").sample(files, limit))
 
 
 def build_split(per_class: dict, classes: list, limit: Optional[int], seed: int,
                 no_images: Callable[[str], str]) -> Split:
-    """The images of `classes` (at most `limit` each) labelled by position; `no_images(class)` is the
-    error message for a class that has none, worded for the layout it was listed from."""
+    """The images of `classes` (at most `limit` each, drawn by class name: take_per_class) labelled by position;
+    `no_images(class)` is the error message for a class that has none, worded for the layout it was listed from."""
     paths, labels = [], []
     for label, name in enumerate(classes):
-        files = take_per_class(per_class.get(name, []), limit, seed + label)
+        files = take_per_class(per_class.get(name, []), limit, seed, name)
         if not files:
             raise DataError(no_images(name))
         paths += files

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
 from vision_exp.errors import UserError
@@ -34,6 +38,8 @@ NOTEBOOK_CALL = "vision_exp_sweep"  # where multirun.yaml of a vision_exp.sweep(
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
 CURVES_PNG = "val_acc_curves.png"
+# Hydra's reader of command-line overrides: a requested baseline matches the jobs' overrides by the values it reads.
+HYDRA_OVERRIDES = OverridesParser.create()
 # The option that means "no change" in a group (enhancement=none): the natural baseline of its axis.
 NO_CHANGE = "none"
 # What the metrics a sweep is usually compared on mean, for results.md's "How to read it".
@@ -284,10 +290,42 @@ def group_configurations(jobs: list, axes: dict) -> list:
     return list(configurations.values())
 
 
+def override_identity(override: str) -> tuple:
+    """(setting, value) of an override, the value as Hydra parses it and written one way (JSON), so that
+    `model.patch_sizes=[8,8]` and `[8, 8]`, `model='resnet_v1'` and `resnet_v1`, `1e-3` and `0.001` are one value;
+    `1` and `1.0`, `true` and `1` stay apart, as in the composed config. data.root is its folder's name
+    (identity_value); a recorded value Hydra cannot parse (a folder's name with parentheses) is the text itself."""
+    key, text = split_override(override)
+    key = display_key(key)
+    try:
+        value = HYDRA_OVERRIDES.parse_override(override).value()
+    except HydraException:
+        value = text
+    return key, json.dumps(identity_value(key, value), sort_keys=True, default=repr)
+
+
 def matches(configuration: Configuration, wanted: list) -> bool:
-    """Every `key=value` of `wanted` is among the configuration's overrides (`+`/`@_global_` optional)."""
-    present = {(display_key(k), v) for k, v in map(split_override, configuration.overrides)}
-    return all((display_key(k), identity_value(display_key(k), v)) in present for k, v in map(split_override, wanted))
+    """Every override of `wanted` is among the configuration's overrides (`+`/`@_global_` optional), by value."""
+    present = {override_identity(override) for override in configuration.overrides}
+    return all(override_identity(override) in present for override in wanted)
+
+
+def requested_overrides(requested: str) -> list:
+    """The overrides of a requested baseline, split at spaces but not within brackets or quotes
+    (`model.patch_sizes=[8, 8] model=vit_v2` is two), as a shell hands them to Hydra one by one."""
+    overrides, piece = [], ""
+    for word in re.findall(r"\S+\s*", requested):
+        piece += word
+        try:
+            HYDRA_OVERRIDES.parse_override(piece.rstrip())
+        except HydraException:
+            continue  # an unclosed [ or quote: the next word may close it
+        overrides.append(piece.rstrip())
+        piece = ""
+    if piece:
+        raise SweepError(f"baseline {requested!r} is not overrides Hydra can read ({piece.rstrip()!r} does not parse): "
+                         f"name the configuration as on the command line, e.g. 'model=resnet_v1'")
+    return overrides
 
 
 def choose_baseline(configurations: list, axes: dict, requested: Optional[str], metric: str) -> tuple:
@@ -300,7 +338,7 @@ def choose_baseline(configurations: list, axes: dict, requested: Optional[str], 
 
 def requested_or_default_baseline(configurations: list, axes: dict, requested: Optional[str]) -> tuple:
     if requested:
-        wanted = requested.split()
+        wanted = requested_overrides(requested)
         found = [c for c in configurations if matches(c, wanted)]
         if len(found) != 1:
             known = "; ".join(c.label for c in configurations)

@@ -76,9 +76,10 @@ def save_checkpoint(state: dict, path: Path) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-        kept = previous_path(path) if not path.is_file() else path
+        kept = next((earlier for earlier in (path, previous_path(path)) if earlier.is_file()), None)
         raise CheckpointError(
-            f"could not write checkpoint {path}: {reason}; the earlier checkpoint {kept} is kept"
+            f"could not write checkpoint {path}: {reason}; "
+            + (f"the earlier checkpoint {kept} is kept" if kept else "there is no earlier checkpoint to keep")
         ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
