@@ -368,12 +368,18 @@ def test_evaluation_leaves_batchnorm_statistics_and_the_mode_as_they_were(tiny_f
     assert not model.training
 
 
-@pytest.mark.parametrize("extra, autotune", [((), True), (("trainer.cudnn_benchmark=false",), False),
-                                             (("trainer.deterministic=true",), False)])
-def test_cudnn_autotuning_follows_the_config(tiny_folder, tmp_path, extra, autotune):
+@pytest.mark.parametrize("extra, autotune, deterministic", [((), True, False),
+                                                            (("trainer.cudnn_benchmark=false",), False, False),
+                                                            (("trainer.deterministic=true",), False, True)])
+def test_cudnn_autotuning_and_deterministic_kernels_follow_the_config(tiny_folder, tmp_path, extra, autotune,
+                                                                      deterministic):
+    """Each run sets both, whatever the one before it in the process (a sweep's jobs, a notebook) left: a run
+    after a deterministic one must not keep its slower kernels."""
     torch.backends.cudnn.benchmark = not autotune
+    torch.use_deterministic_algorithms(not deterministic)
     train(tiny_folder, tmp_path / "run", *extra)
     assert torch.backends.cudnn.benchmark is autotune
+    assert torch.are_deterministic_algorithms_enabled() is deterministic
     torch.use_deterministic_algorithms(False)
 
 
@@ -686,6 +692,7 @@ def test_a_checkpoint_without_fp16_state_resumes_where_fp16_is_used(tiny_folder,
     failing to load it."""
     run = tmp_path / "run"
     train(tiny_folder, run, "trainer.epochs=1")
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["scaler"] == {}
     monkeypatch.setattr(trainer_mod, "amp_dtype", lambda mode, device: torch.float16)  # as on a T4
     assert train(tiny_folder, run, "trainer.epochs=2", "trainer.resume=auto")["samples_seen"] == 72
 
