@@ -7,6 +7,8 @@ through the same `run_experiment` the command line calls.
 import json
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -166,6 +168,21 @@ def test_a_sweep_asked_for_its_config_is_one_line_saying_how_to_preview_a_job(tm
     assert not list(tmp_path.iterdir()), "a refused command makes no folder"
     preview = run_cli(["--cfg", "job", "seed=0"], cwd=tmp_path)
     assert preview.returncode == 0 and "seed: 0" in preview.stdout.splitlines(), preview.stderr
+
+
+@pytest.mark.parametrize("module, flags, named", [
+    ("train", ["-m", "--info"], "-m and --info"), ("train", ["--run", "-m"], "--run and -m"),
+    ("train", ["--cfg", "job", "-i"], "--cfg and --info"), ("evaluate", ["-m", "--run"], "--run and -m"),
+    ("predict", ["--info", "defaults", "--multirun"], "-m and --info")])
+def test_two_hydra_commands_at_once_are_one_line_naming_both(tmp_path, module, flags, named):
+    """Every entry point refuses, before Hydra's traceback, flags that ask for two things; the line names them."""
+    result = subprocess.run([sys.executable, "-m", f"vision_exp.{module}", *flags], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in output, output
+    [line] = output.strip().splitlines()
+    assert line.startswith(f"error: {named} each choose what the command does; give one"), line
+    assert not list(tmp_path.iterdir()), "a refused command makes no folder"
 
 
 @pytest.mark.parametrize("override", [

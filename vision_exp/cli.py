@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
@@ -86,14 +86,32 @@ def refused_in_one_line():
 
 
 def check_hydra_arguments(argv: Sequence[str]) -> None:
-    """`-m` with `--cfg` as a ConfigError that says how to preview a job: Hydra does one or the other, and stops with
-    its traceback ("Only one of --run, --multirun, --cfg, ...")."""
+    """Flags that ask Hydra for two things at once (`-m --cfg job`, `-m --info`, `--run -m`) as a ConfigError that
+    says which to keep: Hydra does one of --run, --multirun, --cfg, --info and --shell-completion, and stops with
+    its traceback otherwise."""
     from hydra._internal.utils import get_args_parser
 
     flags, _ = get_args_parser().parse_known_args(list(argv))
     if flags.multirun and flags.cfg:
         raise ConfigError("-m runs a sweep and --cfg prints one run's config, not both: to preview a job's config, run "
                           "the same command without -m, with one value for each swept setting (seed=0,1 -> seed=0)")
+    asked = [name for name, given in [("--run", flags.run), ("-m", flags.multirun), ("--cfg", flags.cfg),
+                                      ("--info", flags.info is not None), ("--shell-completion", flags.shell_completion)]
+             if given]
+    if len(asked) > 1:
+        raise ConfigError(f"{' and '.join(asked)} each choose what the command does; give one: --run (the default) "
+                          f"runs one job, -m a sweep, --cfg prints the config, --info the config's sources and defaults")
+
+
+def command(hydra_main: Callable[[], object]) -> Callable[[], None]:
+    """The console entry point of a @hydra.main function: Hydra's, once its flags ask for one thing."""
+
+    def main() -> None:
+        with refused_in_one_line():
+            check_hydra_arguments(sys.argv[1:])
+        hydra_main()
+
+    return main
 
 
 class RequireValues(Refusal):

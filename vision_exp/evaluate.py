@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vision_exp.api import make_module_callable
 from vision_exp.conf_dir import CONF_DIR
-from vision_exp.cli import CheckOutputFolder, user_errors
+from vision_exp.cli import CheckOutputFolder, command, user_errors
 from vision_exp.config_types import typed
 from vision_exp.data.config import DataConfig
 
@@ -92,11 +92,13 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     with user_errors(log, CheckOutputFolder.folders_made_for(out_dir)):
         evaluate_checkpoint(cfg, out_dir)
 
+
+main = command(hydra_main)
 
 if __name__ == "__main__":
     main()

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from vision_exp.api import make_module_callable
 from vision_exp.conf_dir import CONF_DIR
-from vision_exp.cli import CheckOutputFolder, user_errors
+from vision_exp.cli import CheckOutputFolder, command, user_errors
 from vision_exp.config_types import typed
 from vision_exp.data.config import DataConfig
 from vision_exp.data.index import IMAGE_EXTENSIONS
@@ -121,13 +121,15 @@ def predict_images(cfg: DictConfig, out_dir: Path) -> list:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     with user_errors(log, CheckOutputFolder.folders_made_for(out_dir)):
         for row in predict_images(cfg, out_dir):
             k = (len(row) - 1) // 2
             print(f"{row['image']}: " + ", ".join(f"{row[f'top{i}']} ({row[f'p{i}']:.1%})" for i in range(1, k + 1)))
 
+
+main = command(hydra_main)
 
 if __name__ == "__main__":
     main()

@@ -26,7 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
-from vision_exp.cli import CheckOutputFolder, check_hydra_arguments, ignore_further_ctrl_c, refused_in_one_line
+from vision_exp.cli import CheckOutputFolder, command, ignore_further_ctrl_c
 from vision_exp.conf_dir import CONF_DIR, apply_debug_last, group_choices
 from vision_exp.errors import ConfigError, Interrupted, UserError
 from vision_exp.reporting.files import last_checkpoint
@@ -171,12 +171,7 @@ def hydra_main(cfg: DictConfig) -> Optional[dict]:
     return run_task(cfg)
 
 
-def main() -> None:
-    """The command (vx-train, python -m vision_exp.train): Hydra's, once its flags ask for one thing
-    (check_hydra_arguments: `-m --cfg job` is one line and exit status 2, not Hydra's traceback)."""
-    with refused_in_one_line():
-        check_hydra_arguments(sys.argv[1:])
-    hydra_main()
+main = command(hydra_main)
 
 
 if __name__ == "__main__":
