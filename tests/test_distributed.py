@@ -142,12 +142,12 @@ def test_the_ranks_score_the_model_the_checkpoint_saves(tiny_folder, tmp_path):
     assert alone["loss"] == pytest.approx(reported["val_loss"], abs=TOLERANCE)
 
 
-SIGTERM_TO_RANK_1_AS_THE_RUN_ENDS = """
+SIGTERM_AS_THE_RUN_ENDS = """
 import os, signal
 from vision_exp.training.trainer import Trainer
 end_epoch = Trainer._end_epoch
 def signalled(self):
-    if os.environ["RANK"] == "1" and self.position.epoch + 1 == self.budget.num_epochs:
+    if os.environ["RANK"] in os.environ["SIGNALLED_RANKS"] and self.position.epoch + 1 == self.budget.num_epochs:
         os.kill(os.getpid(), signal.SIGTERM)
     return end_epoch(self)
 Trainer._end_epoch = signalled
@@ -156,17 +156,31 @@ main()
 """
 
 
+def run_signalled_as_the_run_ends(folder, tmp_path, signalled_ranks: str, *args) -> str:
+    """torchrun's output, each rank in `signalled_ranks` sending itself SIGTERM as the last epoch ends."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    wrapper = tmp_path / "wrapper.py"
+    wrapper.write_text(SIGTERM_AS_THE_RUN_ENDS)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO),
+               SIGNALLED_RANKS=signalled_ranks)
+    done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", str(wrapper), *args, *vit_args(folder)],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert done.returncode != 0
+    return done.stdout + done.stderr
+
+
 def test_a_signal_as_a_sweep_job_ends_stops_every_rank(tiny_folder, tmp_path):
     """One rank signalled while the last epoch evaluates: the job completes, and no rank starts the next job (rank
     0, not signalled, started it alone; the signalled rank went on as if nothing had come)."""
-    torchrun = Path(sys.executable).with_name("torchrun")
-    wrapper, sweep = tmp_path / "wrapper.py", tmp_path / "sweep"
-    wrapper.write_text(SIGTERM_TO_RANK_1_AS_THE_RUN_ENDS)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", str(wrapper), "-m",
-                           *vit_args(tiny_folder), "seed=0,1", f"hydra.sweep.dir={sweep}"],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
-    output = done.stdout + done.stderr
-    assert done.returncode != 0 and "SIGTERM arrived as the run ended: it completed first" in output, output
+    sweep = tmp_path / "sweep"
+    output = run_signalled_as_the_run_ends(tiny_folder, tmp_path, "1", "-m", "seed=0,1", f"hydra.sweep.dir={sweep}")
+    assert "SIGTERM arrived as the run ended: it completed first" in output, output
     assert json.loads((sweep / "0" / "metrics.json").read_text())["status"] == "completed"
     assert not (sweep / "1").exists(), output
+
+
+def test_the_same_signal_to_every_rank_is_named_as_sent(tiny_folder, tmp_path):
+    """SLURM signals every task: SIGTERM on both ranks is SIGTERM (15), not the sum of the two (30, SIGPWR)."""
+    output = run_signalled_as_the_run_ends(tiny_folder, tmp_path, "01", f"hydra.run.dir={tmp_path / 'run'}")
+    assert "SIGTERM arrived as the run ended: it completed first" in output and "SIGPWR" not in output, output
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"

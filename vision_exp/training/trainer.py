@@ -317,7 +317,7 @@ class Trainer:
 
     def _signal_on_any_rank(self) -> int:
         """The stop signal this or any rank received (the largest number: a sum would name another signal when
-        only some ranks got one), 0 for none; every rank must call it at the same point."""
+        several ranks got one, SIGTERM twice as SIGPWR), 0 for none; every rank must call it at the same point."""
         received = self.signals.received or 0
         return int(all_reduce_max(torch.tensor(received, device=self.device)).item()) if self.dist.enabled else received
 
