@@ -845,6 +845,20 @@ def test_plus_prefixed_and_plain_overrides_of_a_setting_are_one_configuration(tm
         ("model=resnet_v1", [70.0, 72.0]), ("model=resnet_v2", [75.0, 77.0])]
 
 
+def test_one_value_in_two_spellings_is_one_configuration_and_no_axis(tmp_path):
+    """A sweep records `[8,8]`, the notebook API `[8, 8]` as typed, a rerun `1e-3` for `0.001`: Hydra composes the
+    same config, so the summary shows one configuration per model and neither setting as a swept axis."""
+    sweep = sweep_of(tmp_path, (["model=resnet_v1", "model.widths=[8,8]", "optimizer.lr=0.001", "seed=0"], 70.0),
+                     (["model=resnet_v1", "model.widths=[8, 8]", "optimizer.lr=1e-3", "seed=1"], 72.0),
+                     (["model=resnet_v2", "model.widths=[ 8,8 ]", "optimizer.lr=0.001", "seed=0"], 75.0),
+                     (["model=resnet_v2", "model.widths=[8,8]", "optimizer.lr=1e-3", "seed=1"], 77.0),
+                     (["model=resnet_v2", "model.widths=[8,16]", "optimizer.lr=0.001", "seed=0"], 79.0))
+    summary = load_sweep(sweep)
+    assert [(c.label, c.values("val_acc")) for c in summary.configurations] == [
+        ("model=resnet_v1 model.widths=[8,8]", [70.0, 72.0]), ("model=resnet_v2 model.widths=[ 8,8 ]", [75.0, 77.0]),
+        ("model=resnet_v2 model.widths=[8,16]", [79.0])]
+
+
 def test_a_baseline_names_a_dataset_by_its_folder_as_given_or_by_its_name(tmp_path):
     sweep = sweep_of(tmp_path, (["data.root=/d/setA", "seed=0"], 90.0), (["data.root=/d/setB", "seed=0"], 50.0))
     for given in ("data.root=/d/setB", "data.root=setB", "data.root=/elsewhere/setB"):

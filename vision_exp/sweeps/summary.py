@@ -264,12 +264,14 @@ def swept_axes(jobs: list) -> dict:
     """Override keys whose value is not the same in every job, with their values in job order; a job of unknown
     overrides says nothing of them (counted, it would make every common override an axis)."""
     jobs = [job for job in jobs if job.overrides is not None]
-    values, present = {}, {}
+    values, seen, present = {}, {}, {}
     for job in jobs:
-        for key, value in map(split_override, job.config_overrides):
-            values.setdefault(key, [])
-            if value not in values[key]:
-                values[key].append(value)
+        for override in job.config_overrides:
+            key, value = split_override(override)
+            identity = configuration_identity(override)
+            if identity not in seen.setdefault(key, set()):  # a value in another spelling is no new value
+                seen[key].add(identity)
+                values.setdefault(key, []).append(value)
             present[key] = present.get(key, 0) + 1
     return {key: vals for key, vals in values.items() if len(vals) > 1 or present[key] < len(jobs)}
 
@@ -279,8 +281,8 @@ def group_configurations(jobs: list, axes: dict) -> list:
     baseline is a configuration of known overrides."""
     configurations = {}
     for job in sorted(jobs, key=lambda job: job.overrides is None):
-        # the same configuration, whatever the order of its overrides
-        key = None if job.overrides is None else tuple(sorted(job.config_overrides))
+        # the same configuration, whatever the order and spelling of its overrides
+        key = None if job.overrides is None else tuple(sorted(map(configuration_identity, job.config_overrides)))
         if key not in configurations:
             given = dict(map(split_override, job.config_overrides))
             swept = [f"{display_key(k)}={given.get(k, '(default)')}" for k in axes]
@@ -302,6 +304,11 @@ def override_identity(override: str) -> tuple:
     except HydraException:
         value = text
     return key, json.dumps(identity_value(key, value), sort_keys=True, default=repr)
+
+
+def configuration_identity(override: str) -> tuple:
+    """override_identity, a deletion (`~key`) apart from setting the key."""
+    return override.startswith("~"), *override_identity(override)
 
 
 def matches(configuration: Configuration, wanted: list) -> bool:
