@@ -45,6 +45,26 @@ def test_no_weight_decay_on_norms_biases_and_embeddings():
     assert "blocks.0.attn.qkv.weight" in decayed and "head.weight" in decayed
 
 
+@pytest.mark.parametrize("name, settings", [("sgd", {"lr": 0.1}), ("adam", {"lr": 1e-2}), ("adamw", {"lr": 1e-2})])
+def test_fused_kernels_asked_for_are_used_and_take_the_same_steps(name, settings):
+    """optimizer.fused=true reaches torch (which has CPU kernels too), and the fused update is the one the
+    for-each kernels compute: choosing it on a GPU changes speed, not results."""
+    weights = {}
+    for fused in (False, True):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 3))
+        initial = torch.cat([p.detach().flatten() for p in model.parameters()])
+        optimizer = create_optimizer(model, name, weight_decay=0.05, fused=fused, **settings)
+        assert bool(optimizer.defaults.get("fused")) is fused
+        for _ in range(3):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(torch.randn(16, 4)), torch.randint(3, (16,))).backward()
+            optimizer.step()
+        weights[fused] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    torch.testing.assert_close(weights[True], weights[False])
+    assert (weights[True] - initial).abs().min() > 0  # every weight took the steps
+
+
 def test_sgd_nesterov_flag_and_fused_only_on_gpu():
     model = torch.nn.Linear(2, 2)
     assert create_optimizer(model, "sgd", nesterov=True).param_groups[0]["nesterov"] is True
