@@ -14,13 +14,13 @@ FAMILIES = (
 
 def plot_curves(records: list, path: Path, title: str = "") -> None:
     plt = pyplot()
-    epochs = [r["epoch_progress"] for r in records]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, metric, label in ((axes[0], "loss", "loss"), (axes[1], "acc", "top-1 accuracy (%)")):
         for family, name, style in FAMILIES:
-            values = [r.get(f"{family}/{metric}") for r in records]
-            if any(v is not None for v in values):
-                ax.plot(epochs, values, style, marker="o", markersize=3, label=name)
+            # the epochs that have the value: trainer.eval_every_epochs evaluates only some
+            points = [(r["epoch_progress"], r[f"{family}/{metric}"]) for r in records if f"{family}/{metric}" in r]
+            if any(value is not None for _, value in points):
+                ax.plot(*zip(*points), style, marker="o", markersize=3, label=name)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

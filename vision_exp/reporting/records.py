@@ -162,8 +162,9 @@ def _record(write, *args, **kwargs) -> None:
 # How much memory a training step or an evaluation takes, not what it computes (the same steps, samples and
 # metrics): a run or sweep job that ran out of memory goes on with other values.
 MEMORY_SETTINGS = ("trainer.grad_accum_steps", "data.eval_batch_size")
-# What a run resumed by hand may change: besides those, a longer budget, which continues on the longer schedule.
-RESUMABLE_CHANGES = ("trainer.train_samples", "trainer.epochs", *MEMORY_SETTINGS)
+# What a run resumed by hand may change: besides those, a longer budget, which continues on the longer schedule,
+# and how often it evaluates.
+RESUMABLE_CHANGES = ("trainer.train_samples", "trainer.epochs", "trainer.eval_every_epochs", *MEMORY_SETTINGS)
 
 # Null in the composed config and filled in from the dataset when the run starts.
 FILLED_AT_START = ("data.num_classes", "model.num_classes")

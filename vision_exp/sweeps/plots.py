@@ -12,7 +12,8 @@ from vision_exp.sweeps.statistics import mean, sample_std
 
 
 def mean_curve(histories: list) -> tuple:
-    """(samples seen, mean, std) of val accuracy per epoch over the seeds' metrics.jsonl records."""
+    """(samples seen, mean, std) of val accuracy per evaluated epoch over the seeds' metrics.jsonl records."""
+    histories = [[record for record in history if "val/acc" in record] for history in histories]
     length = min(len(h) for h in histories)
     x = [mean([h[i]["samples_seen"] for h in histories]) for i in range(length)]
     values = [[h[i]["val/acc"] for h in histories] for i in range(length)]

@@ -31,6 +31,7 @@ class TrainerConfig:
     cudnn_benchmark: bool = True
     progress: str = "auto"
     log_every_steps: Optional[int] = None
+    eval_every_epochs: int = 1
 
     def __post_init__(self) -> None:
         if self.train_samples is not None and self.train_samples <= 0:
@@ -50,6 +51,9 @@ class TrainerConfig:
         if self.log_every_steps is not None and self.log_every_steps < 1:  # the trainer would log on negative multiples
             raise ConfigError(f"trainer.log_every_steps={self.log_every_steps} must be at least 1 "
                               f"(or null: 4 lines an epoch)")
+        if not isinstance(self.eval_every_epochs, int) or self.eval_every_epochs < 1:
+            raise ConfigError(f"trainer.eval_every_epochs={self.eval_every_epochs} must be a whole number, at least 1 "
+                              f"(the last epoch is always evaluated)")
         if self.save_interval_s is None or self.save_interval_s < 0:
             raise ConfigError(f"trainer.save_interval_s={self.save_interval_s} must be 0 (every epoch) or more seconds")
         if isinstance(self.resume, bool):

@@ -516,7 +516,7 @@ class Trainer:
     def _check_evaluation_finite(self, record: dict) -> None:
         """A finite training loss can still end an epoch with weights that evaluate to NaN or infinity (its last
         update diverged, or a BatchNorm running statistic became NaN): stop before they are saved as last.pt."""
-        bad = [key for key in ("val/loss", "train/loss") if not math.isfinite(record[key])]
+        bad = [key for key in ("val/loss", "train/loss") if key in record and not math.isfinite(record[key])]
         if bad:
             raise self._diverged(f"the evaluation loss ({' and '.join(bad)}) became NaN or infinite at step "
                                  f"{record['step']} (end of epoch {record['epoch']}), though the training loss was finite")
@@ -538,18 +538,22 @@ class Trainer:
             self._share_batchnorm_statistics()
         model, fmt = self.eval_model, self.memory_format
         eval_start = time.perf_counter()
-        val = evaluate(model, self.data.val.epoch(0), self.device, self.amp, self.data.num_classes, fmt)
-        train = evaluate(model, self.data.train_eval.epoch(0), self.device, self.amp, memory_format=fmt)
+        position.epoch += 1
+        evaluated = {}
+        if self._evaluates_after(position.epoch):
+            val = evaluate(model, self.data.val.epoch(0), self.device, self.amp, self.data.num_classes, fmt)
+            train = evaluate(model, self.data.train_eval.epoch(0), self.device, self.amp, memory_format=fmt)
+            if val["acc"] > position.best_val_acc:
+                position.best_val_acc, position.best_epoch = val["acc"], position.epoch
+                if self.dist.is_main:  # kept on the device until the next write: a copy is cheap, a file is not
+                    self._best_unsaved = {**self.class_info, "epoch": position.epoch, "val_acc": val["acc"],
+                                          "samples_seen": position.samples_seen,
+                                          "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                    self._best_confusion = (val["confusion"], position.epoch, position.samples_seen)
+            evaluated = {"train/loss": train["loss"], "train/acc": train["acc"], "val/loss": val["loss"],
+                         "val/acc": val["acc"], "val/acc5": val["acc5"], "val/acc_best": position.best_val_acc}
         eval_time = time.perf_counter() - eval_start
         count = max(running["count"], 1)
-        position.epoch += 1
-        if val["acc"] > position.best_val_acc:
-            position.best_val_acc, position.best_epoch = val["acc"], position.epoch
-            if self.dist.is_main:  # kept on the device until the next write: a copy is cheap, a file is not
-                self._best_unsaved = {**self.class_info, "epoch": position.epoch, "val_acc": val["acc"],
-                                      "samples_seen": position.samples_seen,
-                                      "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-                self._best_confusion = (val["confusion"], position.epoch, position.samples_seen)
         record = {
             "epoch": position.epoch,
             "epoch_progress": position.samples_seen / self.budget.samples_per_epoch,
@@ -557,12 +561,7 @@ class Trainer:
             "samples_seen": position.samples_seen,
             "train_running/loss": running["loss_sum"] / count,
             "train_running/acc": 100.0 * running["correct"] / count,
-            "train/loss": train["loss"],
-            "train/acc": train["acc"],
-            "val/loss": val["loss"],
-            "val/acc": val["acc"],
-            "val/acc5": val["acc5"],
-            "val/acc_best": position.best_val_acc,
+            **evaluated,
             "lr": self.optimizer.param_groups[0]["lr"],
             "images_per_s": running["count"] / max(running["time_s"], 1e-9),
             "data_wait_frac": running["wait_s"] / max(running["time_s"], 1e-9),
@@ -571,10 +570,18 @@ class Trainer:
         position.batch = 0
         position.running = Position().running
         position.elapsed_s = self._elapsed_before + time.perf_counter() - self._session_start
-        log.info("epoch %d/%d: train_running acc %.2f loss %.4f | train acc %.2f loss %.4f | val acc %.2f loss %.4f | %.0f img/s",
-                 position.epoch, self.budget.num_epochs, record["train_running/acc"], record["train_running/loss"],
-                 record["train/acc"], record["train/loss"], record["val/acc"], record["val/loss"], record["images_per_s"])
+        line = (f"epoch {position.epoch}/{self.budget.num_epochs}: train_running acc {record['train_running/acc']:.2f} "
+                f"loss {record['train_running/loss']:.4f}")
+        if evaluated:
+            line += (f" | train acc {record['train/acc']:.2f} loss {record['train/loss']:.4f} | val acc "
+                     f"{record['val/acc']:.2f} loss {record['val/loss']:.4f}")
+        log.info("%s | %.0f img/s", line, record["images_per_s"])
         return record
+
+    def _evaluates_after(self, epoch: int) -> bool:
+        """Whether the end of `epoch` (from 1) evaluates: every trainer.eval_every_epochs-th epoch, and the last,
+        whose numbers are the run's. Evaluation draws no random number, so it changes no step of training."""
+        return epoch % self.cfg.eval_every_epochs == 0 or epoch >= self.budget.num_epochs
 
     def _save_checkpoints(self) -> None:
         """best.pt when a better epoch came since the last write, then last.pt. In this order a kill between
