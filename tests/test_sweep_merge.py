@@ -244,3 +244,40 @@ def test_a_configuration_run_with_other_settings_in_another_sweep_is_flagged(tmp
             text = (job / "config.yaml").read_text()
             (job / "config.yaml").write_text(text.replace("epochs: 20", "epochs: 10"))
     assert load_sweeps([first, more], tmp_path / "merged").cautions == []
+
+
+def test_a_sweep_folder_named_as_its_own_output_folder_writes_into_itself(tmp_path, capsys):
+    """`vx-summarize <sweep> --output <sweep>` (a script that always passes --output) asks for the sweep's own
+    results: it must write them there, not refuse the folder as another sweep's."""
+    first, _ = two_sweeps(tmp_path)
+    assert summarize.main([str(first), "--output", f"{first.parent}/../ablation/{first.name}/"]) == 0
+    assert capsys.readouterr().err == ""
+    assert [row["job"] for row in csv.DictReader((first / "results.csv").open())] == [str(n) for n in range(6)]
+    assert load_sweeps([first], first).sweep_dir == first
+
+
+def test_a_job_folder_reached_from_two_sweep_folders_is_refused(tmp_path):
+    """A sweep folder holding a link to another's job (a copy made with links) would count that job's seed twice
+    in one configuration, narrowing its interval with a repeat: refused, naming both paths."""
+    first, more = two_sweeps(tmp_path)
+    (more / "7").symlink_to(first / "1", target_is_directory=True)
+    with pytest.raises(SweepError, match=f"the job folder {more / '7'} is {first / '1'} too"):
+        load_sweeps([first, more], tmp_path / "merged")
+
+
+def test_only_jobs_of_one_configuration_in_different_sweeps_are_compared_for_other_settings(tmp_path):
+    """The caution is about sweeps: within one sweep the resume check already compared the jobs, and the jobs of
+    unknown overrides (failed before writing overrides.json) are no configuration whose settings should agree."""
+    first, more = two_sweeps(tmp_path)
+    for sweep in (first, more):
+        for job in sorted(p for p in sweep.iterdir() if p.is_dir()):
+            (job / "config.yaml").write_text("trainer:\n  epochs: 10\n")
+    (first / "1" / "config.yaml").write_text("trainer:\n  epochs: 11\n")  # within the first sweep
+    for sweep, epochs in ((first, 30), (more, 40)):
+        job = sweep / "9"
+        job.mkdir()
+        (job / "metrics.json").write_text(json.dumps({"status": "failed", "error": "no space left on device"}))
+        (job / "config.yaml").write_text(f"trainer:\n  epochs: {epochs}\n")
+    summary = load_sweeps([first, more], tmp_path / "merged")
+    assert summary.configurations[-1].label == "(unknown: no overrides.json)" and len(summary.configurations[-1].jobs) == 2
+    assert summary.cautions == []

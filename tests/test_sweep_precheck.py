@@ -132,3 +132,82 @@ def test_a_sweep_whose_values_name_hydras_job_settings_is_checked_and_runs(tiny_
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["0", "1"]
     bad = run_cli([*args[:-1], "model.depth=0", f"hydra.sweep.dir={tmp_path / 'other'}"])
     assert bad.returncode == 2 and "model: depth=0 must be a whole number, at least 1 (every job)" in bad.stderr, bad.stderr
+
+
+def test_a_rerun_is_refused_for_each_job_whose_folder_holds_another_configuration(tmp_path):
+    """Changed or reordered swept values point job numbers at other configurations' folders: each such job is
+    named before any job starts; a folder of its own configuration, or one never trained in, is no conflict."""
+    from omegaconf import OmegaConf
+
+    from vision_exp.sweeps.precheck import folder_conflicts
+
+    jobs = [["model=resnet_v1", "seed=0"], ["model=resnet_v1", "seed=1"], ["model=resnet_v2", "seed=0"],
+            ["model=resnet_v2", "seed=1"]]
+    for number, saved in ((1, ["model=resnet_v2", "seed=1"]), (2, jobs[2])):
+        (tmp_path / str(number)).mkdir()
+        (tmp_path / str(number) / "config.yaml").write_text(OmegaConf.to_yaml(compose(saved), resolve=True))
+    (tmp_path / "3").mkdir()  # made, but its job failed before it wrote config.yaml
+    conflicts = folder_conflicts(jobs, lambda number: compose(jobs[number]), tmp_path)
+    assert list(conflicts.values()) == [[1]]
+    assert f"{tmp_path / '1'} holds a run of another configuration (model" in next(iter(conflicts))
+
+
+def test_a_value_only_a_jobs_own_start_resolves_does_not_stop_the_sweep():
+    """`${hydra:...}` in a job's values resolves only once that job runs: the pre-check must let the job go rather
+    than refuse it for an interpolation it cannot resolve ahead."""
+    from omegaconf.errors import InterpolationResolutionError
+
+    from vision_exp.sweeps.precheck import failing_jobs
+
+    def unresolved(number):
+        raise InterpolationResolutionError("hydra:job.num is not set")
+
+    assert failing_jobs([["seed=0"], ["seed=1"]], unresolved) == {}
+
+
+def test_the_precheck_puts_back_hydras_config_it_set_for_each_job():
+    """The pre-check makes each job's config Hydra's current one while it checks it; the sweep's own must be back
+    afterwards, even when a check raised, or the launcher would compose jobs from the last one checked."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from vision_exp.sweeps.precheck import hydra_config_kept
+
+    before = HydraConfig.instance().cfg
+    with pytest.raises(RuntimeError), hydra_config_kept():
+        HydraConfig.instance().cfg = OmegaConf.create({"hydra": {"job": {"num": 3}}})
+        raise RuntimeError("a check failed")
+    assert HydraConfig.instance().cfg is before
+
+
+def test_the_slurm_launcher_on_a_cluster_node_is_let_through(tmp_path, monkeypatch):
+    """Where srun is on the PATH (a SLURM login node) the launcher check stays silent; elsewhere it stops the sweep
+    with status 2."""
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    from vision_exp.sweeps.precheck import CheckLauncher
+
+    config = OmegaConf.create({"hydra": {"launcher": {"_target_": "hydra_plugins.hydra_submitit_launcher."
+                                                                  "submitit_launcher.SlurmLauncher"},
+                                         "sweep": {"dir": str(tmp_path / "sweep")}}})
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/srun" if name == "srun" else None)
+    CheckLauncher().on_multirun_start(config)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(SystemExit) as stopped:
+        CheckLauncher().on_multirun_start(config)
+    assert stopped.value.code == 2
+
+
+def test_one_mistake_of_several_jobs_is_found_once_and_named_with_every_job_in_order():
+    """A bad value shared by a configuration's seeds is checked once and stops all of them; job numbers gathered
+    from several configurations come out in order and as runs."""
+    from vision_exp.sweeps.precheck import failing_jobs
+
+    jobs = [["data.batch_size=0", "seed=0"], ["data.batch_size=0", "seed=1"], ["seed=0"], ["data.batch_size=0", "seed=2"]]
+    composed = []
+    failing = failing_jobs(jobs, lambda number: composed.append(number) or compose(jobs[number]))
+    assert composed == [0, 2]  # the first job of each configuration
+    assert list(failing.values()) == [[0, 1, 3]] and "data.batch_size=0 must be positive" in next(iter(failing))
+    assert refusals(jobs, {"seed=-1 is no seed": [3, 1, 2]})[0] == "error: seed=-1 is no seed (jobs 1-3)"

@@ -275,6 +275,40 @@ def test_a_sweep_job_skips_when_completed_and_resumes_when_begun(tmp_path):
         prepare_sweep_job(compose(["model=resnet_v2", "seed=2"]), tmp_path, hydra_cfg)
 
 
+def test_a_refused_job_records_why_until_a_command_of_its_own_configuration_runs_it(tmp_path):
+    """The summary lists a refused job from its refused.json: the file must say why and with which overrides, leave
+    the folder's results as they were, and go once the folder's own configuration runs there again."""
+    from omegaconf import OmegaConf
+
+    from vision_exp.sweeps.jobs import prepare_job
+
+    own = ["model=resnet_v2", "seed=1"]
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(compose(own), resolve=True))
+    finished = {"status": "completed", "val_acc": 50.0}
+    (tmp_path / "metrics.json").write_text(json.dumps(finished))
+    other = ["model=resnet_v1", "seed=1"]
+    with pytest.raises(ConfigError, match="another configuration") as refused:
+        prepare_job(compose(other), tmp_path, other)
+    assert json.loads((tmp_path / "refused.json").read_text()) == {"error": str(refused.value), "overrides": other}
+    assert json.loads((tmp_path / "metrics.json").read_text()) == finished and not (tmp_path / "overrides.json").exists()
+    assert prepare_job(compose(own), tmp_path, own) == finished
+    assert not (tmp_path / "refused.json").exists()
+
+
+def test_a_resumed_job_keeps_a_checkpoint_it_was_told_to_resume_from(tmp_path):
+    """Only the default `never` becomes `auto` in a folder with an earlier attempt: a checkpoint path given on the
+    command line is what the user asked to resume from."""
+    from omegaconf import OmegaConf
+
+    from vision_exp.sweeps.jobs import prepare_job
+
+    own = ["model=resnet_v2", "seed=1"]
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(compose(own), resolve=True))
+    cfg = compose([*own, f"trainer.resume={tmp_path / 'elsewhere.pt'}"])
+    assert prepare_job(cfg, tmp_path, own) is None
+    assert cfg.trainer.resume == str(tmp_path / "elsewhere.pt")
+
+
 def test_parallel_launchers_and_simultaneous_sweeps_keep_every_job_in_its_own_folder(finished_sweep, tiny_folder, tmp_path):
     """joblib (2 jobs at once; TrivialAugment runs in DataLoader workers inside each joblib worker) and
     submitit_local start at the same moment under the same name: their workers re-resolve the sweep
@@ -475,6 +509,18 @@ def test_a_report_notes_a_sweep_folder_without_jobs_and_reports_the_others(enhan
 
 
 
+def test_a_reports_section_lists_the_jobs_that_did_not_complete(enhancement_sweep, tmp_path):
+    """The means of a report's table leave failed jobs out: the section must list them with their errors, as
+    results.md does, or a reader takes two seeds for the three that ran."""
+    text = report.build_report([enhancement_sweep], tmp_path / "write-up")
+    section = text.split("Jobs that did not complete (left out of the means):")[1]
+    assert "| 7 | enhancement=randaugment | 1 | failed | Training diverged |" in section
+    assert "| 9 | enhancement=smaller_patch | 0 | unfinished | no metrics.json" in section
+    (tmp_path / "all_done").mkdir()
+    done = sweep_of(tmp_path / "all_done", (["seed=0"], 70.0))
+    assert "did not complete" not in report.build_report([done], tmp_path / "write-up")
+
+
 def test_sweeps_of_one_name_are_told_apart_by_folder_and_a_folder_named_twice_is_one_section(tmp_path):
     """A rerun or a sweep of more seeds keeps its preset's name: two sections headed alike, with one link anchor,
     could not be told apart. A folder matched by two overlapping globs is one sweep."""
@@ -492,6 +538,14 @@ def test_sweeps_of_one_name_are_told_apart_by_folder_and_a_folder_named_twice_is
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     assert headings == ["## ablation (first/multirun)", "## ablation (second/multirun)", "## vit"]
     assert "3 sweep(s)" in text
+
+
+def test_a_sweep_folder_given_in_two_spellings_is_one_section_of_the_report(tmp_path):
+    """`results/multirun` and `results/../results/multirun` (a glob and a path typed by hand) are one sweep: two
+    sections would show it twice, as if it were a rerun."""
+    sweep = sweep_of(tmp_path, (["model=resnet_v1", "seed=0"], 70.0), (["model=resnet_v2", "seed=0"], 72.0))
+    text = report.build_report([sweep, f"{tmp_path}/../{tmp_path.name}/{sweep.name}"], tmp_path / "write-up")
+    assert [line for line in text.splitlines() if line.startswith("## ")] == ["## multirun"] and "1 sweep(s)" in text
 
 
 def test_read_only_sweeps_in_folders_of_one_name_keep_their_own_plots_beside_the_report(tmp_path, monkeypatch):
@@ -591,6 +645,131 @@ def test_vx_summarize_on_a_read_only_sweep_folder_is_one_message(enhancement_swe
                             f"vx-report {enhancement_sweep} --output") and "Traceback" not in error
 
 
+def test_a_refused_job_is_listed_with_why_and_its_folders_results_are_not_counted(tmp_path):
+    """A refused job's folder keeps the metrics.json of the configuration that ran there before: those numbers are
+    another experiment's, so they must stay out of the mean and of results.csv, and the refusal must be shown."""
+    sweep = sweep_of(tmp_path, (["model=resnet_v1", "seed=0"], 70.0), (["model=resnet_v1", "seed=1"], 72.0),
+                     (["model=resnet_v1", "seed=2"], 99.0))
+    why = "the folder holds another configuration (model.block: BasicBlock -> BasicBlockv2)"
+    (sweep / "2" / "refused.json").write_text(json.dumps({"error": why, "overrides": ["model=resnet_v1", "seed=2"]}))
+    summary = summarize_sweep(sweep)
+    refused = summary.jobs[2]
+    assert refused.status == "refused" and refused.error == why and not refused.completed
+    assert summary.configurations[0].values("val_acc") == [70.0, 72.0]
+    assert summary.unsuccessful == [refused]
+    text = (sweep / "results.md").read_text()
+    assert "3 jobs: 2 completed, 1 not completed (listed below; they are left out of every mean)." in text
+    assert f"| 2 | all jobs | 2 | refused | {why} |" in text
+    row = list(csv.DictReader((sweep / "results.csv").open()))[2]
+    assert (row["status"], row["val_acc"], row["error"]) == ("refused", "", why)
+
+
+def test_a_jobs_seed_is_its_last_seed_override_else_the_one_in_its_config_yaml(tmp_path):
+    """Hydra applies the last of repeated overrides, and a sweep over presets alone takes the seed from its config:
+    the seed column and the pairing by seed must name the seed the job ran with."""
+    sweep = sweep_of(tmp_path, (["seed=0", "model=resnet_v1", "seed=3"], 70.0), (["model=resnet_v2"], 75.0),
+                     (["model=resnet_v3"], 76.0))
+    (sweep / "1" / "config.yaml").write_text("seed: 7\nmodel:\n  name: resnet_v2\n")
+    summary = summarize_sweep(sweep)
+    assert [job.seed for job in summary.jobs] == ["3", "7", None]
+    assert [row["seed"] for row in csv.DictReader((sweep / "results.csv").open())] == ["3", "7", ""]
+
+
+def test_the_baseline_has_no_difference_to_itself_and_a_single_seed_has_no_interval(tmp_path):
+    """One seed on a side gives an estimate but no interval: results.md must say why rather than show a bare
+    number that reads like a resolved difference."""
+    sweep = sweep_of(tmp_path, (["model=resnet_v1", "seed=0"], 70.0), (["model=resnet_v2", "seed=0"], 75.5))
+    summary = load_sweep(sweep)
+    baseline, other = summary.configurations
+    assert summary.difference(baseline) is None
+    difference = summary.difference(other)
+    assert difference.estimate == pytest.approx(75.5 - 70.0) and not difference.has_interval
+    assert f"| model=resnet_v2 | 1 | 75.50 | {75.5 - 70.0:+.2f} (no interval: n < 2) |" in results_markdown(summary)
+
+
+def test_a_hidden_folder_or_an_overrides_json_that_is_no_list_makes_no_configuration(tmp_path):
+    """A hidden folder (a backup, a tool's state) is no job even with an overrides.json; an overrides.json that
+    holds no list (cut short, written by hand) is an unknown configuration, not one made of its characters."""
+    sweep = sweep_of(tmp_path, (["model=resnet_v1", "seed=0"], 70.0), (["model=resnet_v2", "seed=0"], 75.0))
+    write_job(sweep, 2, ["model=resnet_v1", "seed=1"], 72.0)
+    (sweep / "2" / "overrides.json").write_text(json.dumps("model=resnet_v1 seed=1"))
+    (sweep / ".backup").mkdir()
+    (sweep / ".backup" / "overrides.json").write_text(json.dumps(["model=resnet_v9", "seed=0"]))
+    summary = load_sweep(sweep)
+    assert [job.name for job in summary.jobs] == ["0", "1", "2"]
+    assert [c.label for c in summary.configurations] == ["model=resnet_v1", "model=resnet_v2", "(unknown: no overrides.json)"]
+    assert list(summary.axes) == ["model"]
+
+
+def test_a_failed_jobs_error_shows_its_first_line_cut_to_300_characters_and_a_pipe_keeps_the_table(tmp_path):
+    """A traceback's first line says what failed; a longer message or a `|` in it must not break results.md's
+    table (each row keeps its five cells)."""
+    sweep = sweep_of(tmp_path, (["seed=0"], 70.0))
+    long_line = "x" * 400
+    write_job(sweep, 1, ["seed=1"], error="ValueError: a|b\n  File 'train.py', line 3\n")
+    write_job(sweep, 2, ["seed=2"], error=long_line + "\nmore")
+    rows = results_markdown(load_sweep(sweep)).split("## Jobs that did not complete")[1].strip().splitlines()[2:]
+    assert rows == ["| 1 | all jobs | 1 | failed | ValueError: a\\|b |", f"| 2 | all jobs | 2 | failed | {'x' * 300} |"]
+
+
+def test_check_baseline_refuses_a_baseline_no_planned_configuration_matches():
+    """vision_exp.sweep checks its baseline before any job trains: a typo must stop it then, not after hours."""
+    from vision_exp.sweeps.summary import check_baseline
+
+    planned = [["model=resnet_v1", "seed=0"], ["model=resnet_v1", "seed=1"], ["model=vit_v1", "seed=0"]]
+    check_baseline(planned, "model=vit_v1")
+    with pytest.raises(SweepError, match="'model=vit_v9' matches no configuration"):
+        check_baseline(planned, "model=vit_v9")
+    with pytest.raises(SweepError, match="matches 2 configurations"):
+        check_baseline([["model=resnet_v1", "optimizer.lr=0.1"], ["model=resnet_v1", "optimizer.lr=0.2"]],
+                       "model=resnet_v1")
+
+
+def test_a_notebook_sweep_names_its_call_as_the_command(tmp_path):
+    """vision_exp.sweep() records its runs in multirun.yaml, where a command-line sweep has Hydra's overrides."""
+    sweep = sweep_of(tmp_path, (["model=resnet_v1", "seed=0"], 70.0))
+    runs, common = ["model=resnet_v1"], ["trainer.epochs=2"]
+    (sweep / "multirun.yaml").write_text(json.dumps({"vision_exp_sweep": {"runs": runs, "common": common},
+                                                     "hydra": {"overrides": {"task": ["seed=0"]}}}))
+    assert load_sweep(sweep).command == f"vision_exp.sweep({runs!r}, common={common!r})"
+    (sweep / "multirun.yaml").write_text("{}")
+    summary = load_sweep(sweep)
+    assert summary.command is None and "Command:" not in results_markdown(summary)
+
+
+def test_jobs_whose_seed_is_unknown_make_no_pairs(tmp_path):
+    """A job with neither a seed override nor a config.yaml has an unknown seed: pairing it with another unknown
+    seed would treat two unrelated runs as one seed's pair, so the comparison is Welch's."""
+    sweep = sweep_of(tmp_path, (["model=resnet_v1"], 70.0), (["model=resnet_v1", "seed=1"], 74.0),
+                     (["model=resnet_v2"], 75.0), (["model=resnet_v2", "seed=1"], 78.0))
+    summary = load_sweep(sweep)
+    assert summary.configurations[0].by_seed("val_acc") is None
+    difference = summary.difference(summary.configurations[1])
+    assert not difference.paired and difference == welch_difference([75.0, 78.0], [70.0, 74.0])
+
+
+def test_deleting_a_setting_and_setting_it_to_null_are_two_configurations(tmp_path):
+    """`~key=null` removes the setting (null) from the composed config, `key=null` keeps it as null: Hydra composes
+    two configs from the same value, so their seeds must not be averaged together."""
+    sweep = sweep_of(tmp_path, (["model=resnet_v1", "~trainer.grad_clip=null", "seed=0"], 70.0),
+                     (["model=resnet_v1", "trainer.grad_clip=null", "seed=0"], 75.0))
+    assert [c.values("val_acc") for c in load_sweep(sweep).configurations] == [[70.0], [75.0]]
+
+
+def test_once_jobs_completed_the_metric_must_be_one_they_recorded(tmp_path):
+    """A known metric no completed job recorded (val_acc5 of runs that did not log it) would give a table of
+    dashes: refused with the metrics there are; a metric of the project's own (test_acc) that they did record is
+    summarized like val_acc."""
+    sweep = sweep_of(tmp_path, (["model=resnet_v1", "seed=0"], 70.0), (["model=resnet_v2", "seed=0"], 75.0))
+    for job, test_acc in (("0", 68.0), ("1", 71.0)):
+        record = json.loads((sweep / job / "metrics.json").read_text())
+        (sweep / job / "metrics.json").write_text(json.dumps({**record, "test_acc": test_acc}))
+    with pytest.raises(SweepError, match="metric 'val_acc5' has no numeric value.*choose one of best_val_acc, samples_seen"):
+        load_sweep(sweep, metric="val_acc5")
+    summary = load_sweep(sweep, metric="test_acc")
+    assert summary.difference(summary.configurations[1]).estimate == pytest.approx(71.0 - 68.0)
+
+
 # ------------------------------------------------------------------------------- statistics
 @pytest.mark.parametrize("df, quantile", [  # two-sided 95%: the 0.975 quantile of a printed t table
     (1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (5, 2.5706), (10, 2.2281), (30, 2.0423), (1e9, 1.9600),
@@ -664,6 +843,36 @@ def test_the_curves_average_seeds_epoch_by_epoch_up_to_the_shortest():
     assert x == [100, 200] and center == [15.0, 30.0]
     assert spread == [pytest.approx(math.sqrt(50)), pytest.approx(math.sqrt(200))]
     assert mean_curve([longer])[2] == [0.0, 0.0, 0.0]  # one seed: no band
+
+
+@pytest.mark.parametrize("p, df", [(0.0, 4), (1.0, 4), (0.975, 0), (0.975, -2)])
+def test_t_quantile_refuses_a_probability_or_degrees_of_freedom_it_has_no_answer_for(p, df):
+    """p = 0 or 1 is an infinite quantile (the bisection would never end) and df <= 0 no distribution: a clear
+    error, rather than a hang or a number."""
+    with pytest.raises(ValueError, match="t_quantile needs 0 < p < 1 and df > 0"):
+        t_quantile(p, df)
+
+
+@pytest.mark.parametrize("t", [-25.0, -3.0, -0.5, 0.3, 1.7, 4.0, 60.0])
+def test_t_cdf_matches_the_closed_forms_of_small_degrees_of_freedom(t):
+    """At 1, 2 and 3 degrees of freedom Student's t has a closed-form distribution function: the continued
+    fraction must agree to full precision on both tails, where the interval of 2-4 seeds is read."""
+    closed = {1: 0.5 + math.atan(t) / math.pi,
+              2: 0.5 + t / (2.0 * math.sqrt(2.0 + t * t)),
+              3: 0.5 + (t / math.sqrt(3.0) / (1.0 + t * t / 3.0) + math.atan(t / math.sqrt(3.0))) / math.pi}
+    for df, expected in closed.items():
+        assert t_cdf(t, df) == pytest.approx(expected, rel=1e-12, abs=1e-14), df
+
+
+def test_the_curves_x_axis_is_the_seeds_mean_samples_seen():
+    """Seeds of one configuration can see other numbers of samples per epoch (a resumed job with another
+    train_samples, a last partial batch dropped): each point sits at their mean, not at the first seed's."""
+    from vision_exp.sweeps.plots import mean_curve
+
+    first = [{"samples_seen": 100 * e, "val/acc": 10.0 * e} for e in (1, 2)]
+    second = [{"samples_seen": 120 * e, "val/acc": 20.0 * e} for e in (1, 2)]
+    x, center, _ = mean_curve([first, second])
+    assert x == [statistics.mean([100, 120]), statistics.mean([200, 240])] and center == [15.0, 30.0]
 
 
 # --------------------------------------------------------------------------- presets, launchers
@@ -776,6 +985,27 @@ def test_a_sweep_whose_summary_cannot_be_written_ends_with_status_1(tmp_path, mo
     assert "Traceback" in caplog.text and "disk_full" in caplog.text
 
 
+def test_a_sweeps_end_names_its_first_five_unsuccessful_jobs_and_counts_the_rest(tmp_path, caplog):
+    """The sweep's last log line says which jobs to look at, in a line that stays short for a sweep of hundreds,
+    and ends with status 1; a sweep whose jobs all completed ends quietly with status 0."""
+    from omegaconf import OmegaConf
+
+    from vision_exp.sweeps.callback import SummarizeSweep
+
+    sweep = sweep_of(tmp_path, (["seed=0"], 70.0))
+    for number in range(1, 8):
+        write_job(sweep, number, [f"seed={number}"], error="out of memory")
+    with pytest.raises(SystemExit) as ended:
+        SummarizeSweep().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert ended.value.code == 1
+    listed = ", ".join(f"job {number} (failed)" for number in range(1, 6))
+    assert f"7 of 8 jobs did not complete: {listed} and 2 more (errors in {sweep / 'results.md'})" in caplog.text
+    (tmp_path / "done").mkdir()
+    done = sweep_of(tmp_path / "done", (["seed=0"], 70.0))
+    SummarizeSweep().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(done)}}}))
+    assert (done / "results.md").is_file()
+
+
 def test_a_parallel_job_takes_a_free_gpu_and_holds_it_until_it_ends(tmp_path):
     """joblib gives job 2 to whichever worker is free: it must not join job 0 on GPU 0 while GPU 1 idles."""
     with claimed_gpu(tmp_path, 0, 2) as first:
@@ -790,6 +1020,21 @@ def test_a_parallel_job_takes_a_free_gpu_and_holds_it_until_it_ends(tmp_path):
     for count in (0, 1):
         with claimed_gpu(tmp_path, 3, count) as gpu:
             assert gpu is None
+
+
+def test_a_joblib_worker_gives_back_the_platforms_start_method_and_leaves_others_alone(monkeypatch):
+    """loky makes itself the default start method inside its workers, and a DataLoader worker started there fails
+    ("'Process' object has no attribute 'env'"): the job resets it, and only that one."""
+    import multiprocessing
+
+    from vision_exp.sweeps.launch import restore_default_start_method
+
+    calls = []
+    monkeypatch.setattr(multiprocessing, "set_start_method", lambda method, force=False: calls.append((method, force)))
+    for current in ("fork", None, "loky"):
+        monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False, current=current: current)
+        restore_default_start_method()
+    assert calls == [(None, True)]
 
 
 def test_a_job_resumed_on_another_device_stays_in_its_configuration(tmp_path):
