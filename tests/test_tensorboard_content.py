@@ -318,3 +318,186 @@ def test_a_preset_sweeps_job_is_named_by_the_experiment_it_ran():
     composed = {"experiment@_global_": "e2_vit", "experiment": "resnet_vs_vit", "model": "vit_v1", "env": "kaggle",
                 "hydra/launcher": "basic", "enhancement": None}
     assert group_choices(composed) == {"experiment": "e2_vit", "model": "vit_v1", "enhancement": "none"}
+
+
+def test_step_points_come_as_asked_or_every_fifty_steps_with_four_an_epoch_at_least():
+    """trainer.log_every_steps wins; by default a point every 50 steps, more often on epochs of under 200 steps,
+    and every step on the shortest epochs (never an interval of 0, which would divide by zero)."""
+    from vision_exp.reporting.run import step_interval
+
+    assert step_interval(7, 1000) == 7
+    assert step_interval(None, 1000) == 50 and step_interval(None, 200) == 50
+    assert step_interval(None, 40) == 10 and step_interval(None, 9) == 2
+    assert step_interval(None, 3) == 1 and step_interval(None, 0) == 1
+
+
+def test_an_infinite_metric_is_null_in_metrics_jsonl_and_only_metrics_are_charted(tmp_path):
+    """A diverged loss is inf as often as NaN: strict JSON has neither. The counters (epoch, samples seen, progress)
+    are the x-axis, not charts of their own; the other numbers (lr) are charted."""
+    from vision_exp.reporting.run import RunReporter
+
+    reporter = RunReporter(tmp_path, {"seed": 0})
+    reporter.log_epoch({"epoch": 1, "epoch_progress": 1.0, "step": 2, "samples_seen": 8, "lr": 0.1,
+                        "train_running/loss": float("inf"), "val/loss": -float("inf"), "val/acc": 10.0})
+    reporter.close()
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    line = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0], parse_constant=refuse)
+    assert line["train_running/loss"] is None and line["val/loss"] is None and line["val/acc"] == 10.0
+    assert set(load(tmp_path / "tb")["scalars"]) == {"lr"}
+    assert scalars(tmp_path / "tb" / "val", "acc") == [(8, 10.0)]
+
+
+def session_events(run) -> tuple:
+    """(the session start's group name, the session end's status name or None) of the run's tb/ folder."""
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    accumulator = EventAccumulator(str(run / "tb"))
+    accumulator.Reload()
+    content = accumulator.PluginTagToContent(metadata.PLUGIN_NAME)
+    start = plugin_data_pb2.HParamsPluginData.FromString(content[metadata.SESSION_START_INFO_TAG]).session_start_info
+    if metadata.SESSION_END_INFO_TAG not in content:
+        return start.group_name, None
+    end = plugin_data_pb2.HParamsPluginData.FromString(content[metadata.SESSION_END_INFO_TAG]).session_end_info
+    return start.group_name, api_pb2.Status.Name(end.status)
+
+
+def test_only_a_finished_run_ends_its_hparams_session_as_a_success(tmp_path):
+    """TensorBoard keeps the first session end it reads: a stopped run that ended its session would stay marked
+    so after it was resumed to completion. Each run is a session of its own (its folder), even where two runs
+    share every hyper-parameter; metrics.json says completed with the final numbers charted, a 0 % accuracy too."""
+    from vision_exp.reporting.run import RunReporter
+
+    (tmp_path / "a").mkdir()
+    stopped = RunReporter(tmp_path / "a", {"seed": 0})
+    stopped.close()
+    assert session_events(tmp_path / "a") == (str(tmp_path / "a"), None)
+    reporter = RunReporter(tmp_path / "a", {"seed": 0}, completed_epochs=1, resume_samples=8)
+    reporter.finish({"samples_seen": 16, "val_acc": 0.0, "best_val_acc": 12.5})
+    assert session_events(tmp_path / "a") == (str(tmp_path / "a"), "STATUS_SUCCESS")
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["status"] == "completed"
+    assert scalars(tmp_path / "a" / "tb", "final/val_acc") == [(16, 0.0)]
+    assert scalars(tmp_path / "a" / "tb", "final/best_val_acc") == [(16, 12.5)]
+    assert len(list((tmp_path / "a" / "tb").glob("*.session"))) == 1  # the resumed attempt's session replaced the first
+
+
+def test_a_fresh_start_drops_the_points_of_an_attempt_killed_before_its_first_checkpoint(tmp_path):
+    """Such an attempt starts over from nothing: its points would mix with the new run's in every chart. A
+    resumed run keeps the epochs its checkpoint covers, in metrics.jsonl, curves.png and TensorBoard."""
+    from vision_exp.reporting.run import RunReporter
+
+    def epoch(n):
+        return {"epoch": n, "epoch_progress": float(n), "samples_seen": 8 * n, "val/acc": 10.0 * n}
+
+    killed = RunReporter(tmp_path, {"seed": 0})
+    killed.log_epoch(epoch(1))
+    killed.close()
+    fresh = RunReporter(tmp_path, {"seed": 0})
+    assert fresh.records == [] and (tmp_path / "metrics.jsonl").read_text() == ""
+    for n in (1, 2, 3):
+        fresh.log_epoch(epoch(n))
+    fresh.close()
+    assert scalars(tmp_path / "tb" / "val", "acc") == [(8, 10.0), (16, 20.0), (24, 30.0)]
+    resumed = RunReporter(tmp_path, {"seed": 0}, completed_epochs=2, resume_samples=16)
+    assert resumed.records == [epoch(1), epoch(2)]
+    assert [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [epoch(1), epoch(2)]
+    resumed.log_epoch(epoch(3))
+    resumed.close()
+    assert scalars(tmp_path / "tb" / "val", "acc") == [(8, 10.0), (16, 20.0), (24, 30.0)]
+
+
+def test_the_reporters_curves_show_every_epoch_logged(tmp_path, monkeypatch):
+    """curves.png is drawn from the records the reporter keeps: an epoch logged but not kept would be missing."""
+    from vision_exp.reporting import run as run_mod
+
+    drawn = []
+    monkeypatch.setattr(run_mod, "plot_curves", lambda records, path, title: drawn.append((list(records), path, title)))
+    reporter = run_mod.RunReporter(tmp_path, {"seed": 0}, title="tiny")
+    records = [{"epoch": n, "epoch_progress": float(n), "samples_seen": 8 * n, "val/acc": 5.0 * n} for n in (1, 2)]
+    for record in records:
+        reporter.log_epoch(record)
+    reporter.plot_curves()
+    reporter.close()
+    assert drawn == [(records, tmp_path / "curves.png", "tiny")]
+
+
+def test_the_confusion_figure_normalises_each_true_class_and_writes_its_counts_where_they_belong():
+    """Rows are true classes, columns predictions: each row is scaled by its own images (a class without any is
+    a row of zeros, not NaN), the counts stand in their cells (a transposed count would blame the wrong class),
+    none for empty cells, white on dark cells; up to 30 classes have counts, up to 50 names."""
+    from vision_exp.reporting.figures import MAX_COUNTED_CLASSES, MAX_FIGURE_INCHES, MAX_NAMED_CLASSES, confusion_figure
+
+    confusion = torch.tensor([[6, 2, 0], [1, 0, 3], [0, 0, 0]])
+    figure = confusion_figure(confusion, ["a", "b", "c"], "val, epoch 3")
+    ax = figure.axes[0]
+    rows = confusion.double()
+    expected = [[v / max(row.sum().item(), 1) for v in row.tolist()] for row in rows]
+    drawn = ax.get_images()[0].get_array().tolist()
+    assert [v for row in drawn for v in row] == pytest.approx([v for row in expected for v in row])
+    texts = {(t.get_position(), t.get_text()): t.get_color() for t in ax.texts}
+    cells = {((j, i), str(v)): ("white" if expected[i][j] > 0.5 else "black")
+             for i, row in enumerate(confusion.tolist()) for j, v in enumerate(row) if v}
+    assert texts == cells and ax.get_title() == "val, epoch 3"
+    bigger = confusion_figure(torch.eye(10, dtype=torch.long), [str(i) for i in range(10)])
+    assert max(figure.get_size_inches()) < max(bigger.get_size_inches()) <= MAX_FIGURE_INCHES
+    for n, named, counted in ((MAX_COUNTED_CLASSES, True, True), (MAX_COUNTED_CLASSES + 1, True, False),
+                              (MAX_NAMED_CLASSES, True, False), (MAX_NAMED_CLASSES + 1, False, False)):
+        names = [f"class {i}" for i in range(n)]
+        ax = confusion_figure(torch.eye(n, dtype=torch.long), names).axes[0]
+        assert ([t.get_text() for t in ax.get_yticklabels()] == names) == named, n
+        assert (len(ax.texts) == n) == counted and (len(ax.texts) == 0) == (not counted), n
+
+
+def test_the_attention_overlay_tints_each_image_by_its_own_map_from_none_to_full_red():
+    """Each image's map is stretched to [0, 1] on its own (a faint map still shows where it looks), upsampled to
+    the image's patches, and only the red channel carries it."""
+    from vision_exp.reporting.figures import attention_overlay
+
+    images = torch.full((2, 3, 4, 4), 0.5)
+    attention = torch.tensor([[[1.0, 3.0], [2.0, 3.0]], [[0.1, 0.1], [0.1, 0.2]]])
+    overlay = attention_overlay(images, attention)
+    for b in range(2):
+        lo, hi = attention[b].min(), attention[b].max()
+        for y in range(4):
+            for x in range(4):
+                heat = float((attention[b, y // 2, x // 2] - lo) / (hi - lo))
+                assert overlay[b, 0, y, x].item() == pytest.approx(min(1.0, 0.55 * 0.5 + 0.45 * heat))
+                assert overlay[b, 1:, y, x].tolist() == pytest.approx([0.55 * 0.5] * 2)
+
+
+def test_the_classifier_attention_reads_the_tokens_the_head_reads():
+    """With pool=cls the head reads the class token: its attention to each patch; with average pooling it reads the
+    patches: their mean attention to each patch. The class token as a key is no patch, in neither map."""
+    from vision_exp.reporting.figures import classifier_attention
+
+    class Attending(torch.nn.Module):
+        def __init__(self, pool, maps):
+            super().__init__()
+            self.pool, self.maps = pool, maps
+
+        def attention_maps(self, images):
+            return self.maps
+
+    generator = torch.Generator().manual_seed(0)
+    last = torch.rand(2, 3, 5, 5, generator=generator)  # (batch, heads, 1 + 4 tokens, 1 + 4 tokens)
+    maps = [torch.zeros_like(last), last]
+    cls = classifier_attention(Attending("cls", maps), torch.zeros(2, 3, 4, 4))
+    avg = classifier_attention(Attending("avg", maps), torch.zeros(2, 3, 4, 4))
+    for b in range(2):
+        for patch in range(4):
+            by_head = [last[b, h, :, 1 + patch] for h in range(3)]
+            from_cls = sum(float(column[0]) for column in by_head) / 3
+            from_patches = sum(float(column[q]) for column in by_head for q in range(1, 5)) / 12
+            assert cls[b, patch // 2, patch % 2].item() == pytest.approx(from_cls), (b, patch)
+            assert avg[b, patch // 2, patch % 2].item() == pytest.approx(from_patches), (b, patch)
+
+
+def test_the_input_grid_shows_eight_images_a_row():
+    from vision_exp.reporting.figures import image_grid
+
+    images = torch.rand(10, 3, 4, 6)
+    grid = image_grid(images)
+    assert grid.shape == (3, 2 * (4 + 2) + 2, 8 * (6 + 2) + 2)  # 2 rows of 8, 2 px padding
+    assert torch.equal(grid[:, 2:6, 2:8], images[0]) and torch.equal(grid[:, 8:12, 2:8], images[8])
