@@ -219,3 +219,12 @@ def test_a_shard_gets_the_crops_and_flips_its_images_get_in_the_whole_batch():
         for positions in (torch.tensor([0, 2, 4, 6]), torch.tensor([7, 1, 3])):
             part = tf(x[positions], torch.Generator().manual_seed(4), positions=positions, batch_total=8)
             torch.testing.assert_close(part, whole[positions], atol=1e-5, rtol=0)
+
+
+def test_crop_boxes_fall_back_to_torchvisions_centre_crop_when_every_ratio_is_taller_than_the_image():
+    """The other side of the clamp: with every aspect ratio taller than the image, the fallback is the full height
+    and the widest ratio allowed, centred, as torchvision takes it."""
+    g = torch.Generator().manual_seed(0)
+    boxes = sample_crop_boxes(200, 16, 16, (0.95, 1.0), (0.5, 0.6), g, CPU)
+    top, left, h, w = RandomResizedCrop.get_params(torch.zeros(3, 16, 16), [0.95, 1.0], [0.5, 0.6])
+    assert torch.equal(boxes, torch.tensor([[left, top, w, h]], dtype=boxes.dtype).expand(200, 4))

@@ -361,3 +361,116 @@ def test_prepare_data_builds_the_cache_a_run_then_reuses(tiny_folder, tmp_path, 
     assert prepare_data.main(["+modle=vit_v1"]) == 2 and "modle is not a setting" in capsys.readouterr().err
     assert prepare_data.main([*data_overrides, "data.loader=folder"]) == 2
     assert "data.loader=folder decodes the image files at every access" in capsys.readouterr().err
+
+
+def test_images_past_the_first_chunk_are_stored_in_their_own_rows(tmp_path, monkeypatch):
+    """Decoding goes a chunk at a time (64 images; 4 here): every chunk's images go to their own rows, and an
+    unreadable image in a later chunk drops its own row, not one of the first chunk's."""
+    monkeypatch.setattr(cache_mod, "CHUNK", 4)
+    root = write_image_folder(tmp_path / "d", per_split={"train": 4, "val": 1})  # 12 training images: 3 chunks
+    victim = sorted((root / "train").rglob("*.JPEG"))[-2]
+    victim.write_bytes(victim.read_bytes()[:200])
+    index, split = build(settings(root, tmp_path / "c"))
+    kept = [i for i, path in enumerate(index.train.paths) if path != str(victim)]
+    assert index.train.paths.index(str(victim)) >= 2 * cache_mod.CHUNK
+    assert len(split.images) == len(kept) and list(split.labels) == [index.train.labels[i] for i in kept]
+    for stored, i in zip(split.images, kept):
+        np.testing.assert_array_equal(stored, np.asarray(resize_center_square(open_rgb(index.train.paths[i], 20), 20)))
+    assert len(split.skipped) == 1 and str(victim) in split.skipped[0]
+
+
+def test_a_cache_whose_folder_moved_is_rebuilt_for_another_file_list(tmp_path):
+    """A cache whose dataset folder is gone is matched on names and sizes alone: the same dataset found elsewhere with
+    an image fewer is another file list, and gets a rebuilt cache, not the pixels (and row count) of the old one."""
+    root = write_image_folder(tmp_path / "d", per_split={"train": 3, "val": 1})
+    before = build(settings(root, tmp_path / "c"))[1]
+    moved = tmp_path / "elsewhere" / root.name
+    shutil.move(str(root), str(moved))
+    sorted((moved / "train").rglob("*.JPEG"))[0].unlink()
+    index, after = build(settings(moved, tmp_path / "c"))
+    assert len(index.train) == len(before.images) - 1
+    assert len(after.images) == len(index.train) and list(after.labels) == list(index.train.labels)
+
+
+def test_without_the_dataset_a_cache_missing_one_split_is_not_used(tmp_path):
+    """A run starts from the cache alone only when both splits are cached: with the val split never built, a missing
+    dataset folder is reported as such, not read from half a cache."""
+    root = write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
+    data = settings(root, tmp_path / "c")
+    build(data)  # the train split alone
+    shutil.rmtree(root)
+    with pytest.raises(DataError, match="dataset folder not found"):
+        index_dataset(data)
+
+
+def test_the_folder_loader_does_not_take_its_index_from_a_cache(tmp_path):
+    """Only the cached loader can run from a cache alone: the folder loader decodes the image files, and without them
+    it says that the dataset folder is missing, not that every one of its images is unreadable."""
+    root = write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
+    data = settings(root, tmp_path / "c")
+    build(data)
+    build(data, split="val")
+    shutil.rmtree(root)
+    assert index_dataset(data).from_cache
+    with pytest.raises(DataError, match="dataset folder not found"):
+        index_dataset(settings(root, tmp_path / "c", loader="folder"))
+
+
+def test_an_entry_of_another_cache_format_or_with_labels_of_another_length_is_rebuilt(tmp_path):
+    """CACHE_FORMAT changes with the decoding or the layout: an entry written under another version is rebuilt, and
+    so is one whose labels do not match its images one for one."""
+    root = write_image_folder(tmp_path / "d", per_split={"train": 3, "val": 1})
+    data = settings(root, tmp_path / "c")
+    entry, first = data.cache_entry("train"), build(data)[1]
+    manifest = json.loads((entry / "manifest.json").read_text())
+    (entry / "manifest.json").write_text(json.dumps({**manifest, "format": cache_mod.CACHE_FORMAT + 1}))
+    assert cache_mod.load_split_cache(entry) is None
+    assert len(build(data)[1].images) == len(first.images)
+    assert json.loads((entry / "manifest.json").read_text())["format"] == cache_mod.CACHE_FORMAT
+    np.save(entry / "labels.npy", np.asarray(first.labels)[:-1])
+    assert cache_mod.load_split_cache(entry) is None
+    assert list(build(data)[1].labels) == list(first.labels)
+
+
+def test_every_setting_that_selects_the_images_names_its_own_cache_entry(tmp_path):
+    """An entry is found by its name alone (a run without its dataset starts from it): each setting that picks a
+    split's images must change that name, or two selections would share one entry and one run the other's pixels."""
+    base = settings(tmp_path, tmp_path / "c")
+    for split, changed in (("train", {"classes": ["n01440764", "n02102040"]}), ("train", {"num_classes": 2}),
+                           ("train", {"subset_seed": 1}), ("train", {"max_train_per_class": 2}),
+                           ("val", {"max_val_per_class": 2}), ("val", {"val_split": "validation"}),
+                           ("train", {"train_split": "training"})):
+        assert settings(tmp_path, tmp_path / "c", **changed).cache_entry(split) != base.cache_entry(split), changed
+
+
+def test_a_cache_damaged_after_it_was_indexed_without_its_dataset_is_one_message(tmp_path):
+    """Without the dataset, a damaged cache cannot be rebuilt: the run stops with a message that names both, not
+    with an error from deep inside the loader."""
+    root = write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
+    data = settings(root, tmp_path / "c")
+    build(data)
+    build(data, split="val")
+    shutil.rmtree(root)
+    index = index_dataset(data)
+    (data.cache_entry("val") / "images.npy").unlink()
+    with pytest.raises(DataError, match="is missing and its cached copy .* is unusable"):
+        cached_index_split(index, data, "val", 1)
+
+
+def test_a_cache_folder_that_cannot_be_made_is_one_message_with_the_setting_to_change(tmp_path):
+    """A cache folder that cannot be written (a read-only disk such as Kaggle's input, or a file in the way here) is
+    a DataError naming the folder and the settings that move it, not an OSError from deep inside the build."""
+    root = write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
+    (tmp_path / "file").write_text("in the way")
+    with pytest.raises(DataError, match=r"cannot write the data cache at .*file.*VISION_EXP_CACHE or data.cache_dir"):
+        build(settings(root, tmp_path / "file" / "cache"))
+
+
+def test_a_cached_val_split_left_without_readable_images_is_refused(tmp_path):
+    """Every val image unreadable leaves nothing to evaluate: refused before training, not found after an epoch."""
+    root = write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
+    for image in (root / "val").rglob("*.*"):
+        image.write_bytes(image.read_bytes()[:100])
+    data = settings(root, tmp_path / "c")
+    with pytest.raises(DataError, match="no readable images left"):
+        build_loaders(index_dataset(data), data, AugmentConfig(), torch.device("cpu"), 0)

@@ -299,6 +299,7 @@ KAGGLE_BREAKS = {
     "val class not in train": (edit_solution(",n02979186 10", ",n09999999 10"),
                                r"classes in val not in train: \['n09999999'\]"),
     "empty prediction": (edit_solution(",n01440764[^\n]*", ","), "malformed row in .*LOC_val_solution.csv"),
+    "no prediction field": (edit_solution(",n01440764[^\n]*", ""), "malformed row in .*LOC_val_solution.csv"),
     "no val folder": (lambda root: shutil.rmtree(root / "ILSVRC" / "Data" / "CLS-LOC" / "val"),
                       "missing split folder: .*CLS-LOC/val"),
 }
@@ -507,3 +508,26 @@ def test_hf_without_the_datasets_package_says_how_to_install_it(tmp_path, monkey
     monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets now raises ImportError
     with pytest.raises(ConfigError, match=r"pip install 'vision-exp\[hf\]'"):
         index_dataset(preset("hf", tmp_path))
+
+
+def test_the_class_subset_does_not_depend_on_the_order_of_wnids_txt(tmp_path):
+    """Tiny-ImageNet's classes are listed by wnids.txt in its own order: the seeded subset is drawn from them sorted,
+    so a list written in another order picks the same classes, as folder listings do."""
+    roots = write_tiny_imagenet(tmp_path / "listed"), write_tiny_imagenet(tmp_path / "reversed", TINY_CLASSES[::-1])
+    for seed in range(8):
+        picks = [INDEXERS["tiny_imagenet"](DataConfig(root=str(root), format="tiny_imagenet", num_classes=2,
+                                                      subset_seed=seed)).classes for root in roots]
+        assert picks[0] == picks[1], seed
+
+
+def test_a_dataset_already_there_is_not_downloaded_again(tmp_path, monkeypatch, imagewoof_root):
+    """data.download=true fetches a missing dataset only: with the folder there, a run reads it and downloads nothing
+    (a download per run would be minutes of network and disk each time)."""
+    import torchvision.datasets.utils as tv_utils
+
+    root = tmp_path / "imagewoof2-160"
+    shutil.copytree(imagewoof_root, root)
+    fetched = []
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", lambda url, download_root: fetched.append(url))
+    index = index_dataset(dataclasses.replace(preset("imagewoof", root), download=True, num_classes=None))
+    assert fetched == [] and index.classes == TINY_CLASSES

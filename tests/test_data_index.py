@@ -1,6 +1,8 @@
 """Which images a run uses: class subsets, per-class limits, readable names, and bad datasets."""
+import re
 import shutil
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -155,8 +157,12 @@ def test_draft_decoding_keeps_at_least_the_requested_size(tmp_path):
     assert min(img.size) >= 50 and img.size[0] < 160
 
 
-@pytest.mark.parametrize("bad", [{"img_size": 8}, {"batch_size": 0}, {"batch_size": -4}, {"loader": "fast"},
-                                 {"max_train_per_class": 0}, {"on_bad_image": "ignore"}])
+@pytest.mark.parametrize("bad", [{"img_size": 8}, {"img_size": 15}, {"batch_size": 0}, {"batch_size": -4},
+                                 {"loader": "fast"}, {"max_train_per_class": 0}, {"max_val_per_class": 0},
+                                 {"on_bad_image": "ignore"}, {"eval_batch_size": 0}, {"num_classes": 1},
+                                 {"num_workers": -1}, {"on_device": "yes"}, {"crop_pct": 1.01}, {"crop_pct": 0.09},
+                                 {"img_size": 32, "cache_size": 31}, {"format": "coco"}, {"train_split": ""},
+                                 {"label_column": ""}, {"std": [0.2, 0.0, 0.2]}])
 def test_invalid_values_are_config_errors(tmp_path, bad):
     with pytest.raises(ConfigError):
         cfg(tmp_path, **bad)
@@ -218,3 +224,108 @@ def test_a_root_and_cache_dir_under_home_written_with_a_tilde_are_found(tmp_path
     data = cfg("~/d", cache_dir="~/cache")
     assert index_image_folder(data).root == str(tmp_path / "d")
     assert data.cache_entry("train").parent == tmp_path / "cache"
+
+
+def test_a_32_bit_grey_image_keeps_its_grey_level(tmp_path):
+    """A 16-bit grey level kept in a 32-bit integer image (mode I, as TIFFs and older Pillows give them) is scaled
+    down to 8 bits like mode I;16: converted directly, every level above 255 would clip to white. A level beyond
+    16 bits is white, not wrapped round to a dark grey."""
+    level = 127
+    grey = np.full((6, 5), level * 257, dtype=np.int32)
+    grey[0, 0] = 2**16 + level * 257
+    Image.fromarray(grey).save(tmp_path / "grey32.tif")
+    assert Image.open(tmp_path / "grey32.tif").mode == "I"
+    pixels = np.asarray(open_rgb(str(tmp_path / "grey32.tif")))
+    assert pixels.shape == (6, 5, 3) and (pixels[0, 0] == 255).all() and (pixels.reshape(-1, 3)[1:] == level).all()
+
+
+def test_a_palette_image_with_a_transparent_colour_shows_white_there(tmp_path):
+    """A palette image marks one colour as transparent: like an RGBA image's clear pixels, those become white,
+    not the colour the palette happens to hold for them."""
+    hidden, shown = (10, 20, 30), (200, 100, 50)
+    image = Image.new("P", (4, 4), 0)
+    image.putpalette([*hidden, *shown] + [0, 0, 0] * 254)
+    image.putpixel((0, 0), 1)
+    image.save(tmp_path / "palette.png", transparency=0)
+    out = open_rgb(str(tmp_path / "palette.png"))
+    assert out.getpixel((1, 1)) == (255, 255, 255) and out.getpixel((0, 0)) == shown
+
+
+def test_a_non_image_file_among_the_val_images_is_ignored_or_refused_too(tmp_path):
+    """data.on_bad_image=error refuses every stray file of the dataset: one among the validation images as well as
+    one among the training images."""
+    root = write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
+    stray = root / "val" / TINY_CLASSES[2] / "labels.csv"
+    stray.write_text("not an image")
+    assert index_image_folder(cfg(root)).ignored_files == (str(stray),)
+    with pytest.raises(DataError, match="labels.csv"):
+        index_image_folder(cfg(root, on_bad_image="error"))
+
+
+def test_classes_of_one_size_are_not_given_the_same_draw(tmp_path):
+    """A class's draw is seeded with its name as well as subset_seed: with the seed alone, every class of the same
+    size would keep the images at the same places of its listing, one pick repeated in every class."""
+    names = ("a", "b", "c")
+    files = {name: [f"{name}/{number:02d}.JPEG" for number in range(40)] for name in names}
+    split = build_split(files, list(names), 5, 0, str)
+    places = {name: tuple(files[name].index(p) for p, y in zip(split.paths, split.labels) if y == label)
+              for label, name in enumerate(names)}
+    assert all(len(chosen) == 5 for chosen in places.values())
+    assert len(set(places.values())) == len(names), places
+
+
+def test_a_class_only_in_val_is_named(tmp_path):
+    """The refusal names the class folders each split lacks, the ones only in val as well as those only in train."""
+    root = write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
+    shutil.rmtree(root / "train" / TINY_CLASSES[0])
+    with pytest.raises(DataError, match=re.escape(f"only in train [], only in val ['{TINY_CLASSES[0]}']")):
+        index_image_folder(cfg(root))
+
+
+def test_a_class_listed_twice_is_refused(tiny_folder):
+    """A class listed twice would get two labels, and its images would be counted under both."""
+    with pytest.raises(ConfigError, match="lists a class twice"):
+        index_image_folder(cfg(tiny_folder, classes=[TINY_CLASSES[0], TINY_CLASSES[1], TINY_CLASSES[0]]))
+
+
+def test_a_missing_split_of_a_folder_of_ones_own_gives_no_download_advice(tmp_path):
+    """Deleting the folder and downloading again suits only a folder a download made: said of a folder of one's own
+    images, that advice would have them deleted."""
+    root = write_image_folder(tmp_path / "my_photos", per_split={"train": 1, "val": 1})
+    shutil.rmtree(root / "val")
+    with pytest.raises(DataError) as info:
+        index_image_folder(cfg(root))
+    assert str(info.value) == f"missing split folder: {root / 'val'}"
+
+
+def test_the_limits_of_the_data_settings_are_allowed(tmp_path):
+    """Each limit admits its own value: 16 px images, one image per class, two classes, a crop of the whole image or
+    of a tenth of it, a cache stored at the training size, no workers, batches of one."""
+    for allowed in ({"img_size": 16}, {"max_train_per_class": 1, "max_val_per_class": 1}, {"num_classes": 2},
+                    {"crop_pct": 1.0}, {"crop_pct": 0.1}, {"img_size": 32, "cache_size": 32}, {"num_workers": 0},
+                    {"batch_size": 1, "eval_batch_size": 1}):
+        data = cfg(tmp_path, **allowed)
+        assert all(getattr(data, key) == value for key, value in allowed.items()), allowed
+
+
+@pytest.mark.parametrize("img_size, crop_pct", [(64, 0.875), (32, 0.875), (16, 0.7), (24, 0.9)])
+def test_evaluation_resizes_to_img_size_over_crop_pct_rounded_to_the_nearest_pixel(tmp_path, img_size, crop_pct):
+    """Evaluation resizes the shorter side to img_size / crop_pct, rounded to the nearest whole pixel (32 / 0.875 =
+    36.57 gives 37, not 36), and the cache stores that size unless data.cache_size names another."""
+    data = cfg(tmp_path, img_size=img_size, crop_pct=crop_pct)
+    assert abs(data.eval_resize - img_size / crop_pct) <= 0.5 and data.resize_size == data.eval_resize
+    assert cfg(tmp_path, img_size=img_size, crop_pct=crop_pct, cache_size=2 * img_size).resize_size == 2 * img_size
+
+
+def test_evaluation_batches_are_twice_the_training_batches_unless_set(tmp_path):
+    """Evaluation keeps no gradients: by default it takes batches twice the training size; data.eval_batch_size
+    (the way out of running out of memory while evaluating) sets them."""
+    assert cfg(tmp_path, batch_size=12).eval_batch == 2 * 12
+    assert cfg(tmp_path, batch_size=12, eval_batch_size=5).eval_batch == 5
+
+
+def test_blank_lines_of_a_class_list_file_name_no_class(tiny_folder, tmp_path):
+    """A class-list file may group its classes with blank lines or end with some: they name no class."""
+    listing = tmp_path / "classes.txt"
+    listing.write_text(f"\n{TINY_CLASSES[1]} English springer\n\n   \n{TINY_CLASSES[0]}\n\n")
+    assert index_image_folder(cfg(tiny_folder, classes=str(listing))).classes == TINY_CLASSES[:2]

@@ -337,3 +337,56 @@ def test_the_bundles_mean_and_std_undo_the_loaders_normalisation(tiny_folder, tm
     by_hand = x * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)  # back to [0, 1]
     assert by_hand.min() > -0.01 and by_hand.max() < 1.01 and by_hand.max() - by_hand.min() > 0.5
     torch.testing.assert_close(denormalize(x, bundle.mean, bundle.std), by_hand.clamp(0, 1))
+
+
+@pytest.mark.parametrize("repeats", [2, 3, 4])
+def test_repeated_augmentation_gives_each_drawn_image_that_many_places_in_a_row(repeats):
+    """augmentation.repeats=r: each drawn image takes r consecutive places (its copies, augmented apart, in one batch),
+    ceil(10 / r) images fill an epoch of 10 samples, and the epoch keeps its length."""
+    order = epoch_order(10, 0, 0, shuffle=True, repeats=repeats).tolist()
+    assert len(order) == 10 and len(set(order)) == -(-10 // repeats)
+    assert all(len(set(order[start:start + repeats])) == 1 for start in range(0, 10, repeats))
+
+
+def test_an_unreadable_last_training_image_is_stood_in_for_by_the_first(tmp_path):
+    """In training the next readable image stands in for an unreadable one (batches and the sample budget stay
+    whole), counted on past the split's end to its start."""
+    from conftest import write_image_folder
+    from vision_exp.data.images import open_rgb
+    from vision_exp.data.loaders import FolderDataset
+
+    index = index_image_folder(DataConfig(root=str(write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1}))))
+    last = index.train.paths[-1]
+    with open(last, "rb+") as file:
+        file.truncate(100)
+    image, label = FolderDataset(index.train, transform=lambda image: image)[len(index.train) - 1, 0]
+    assert label == index.train.labels[0]
+    assert np.array_equal(np.asarray(image), np.asarray(open_rgb(index.train.paths[0])))
+
+
+def test_an_evaluation_batch_left_without_readable_images_is_not_yielded(tmp_path):
+    """The folder loader leaves unreadable images out of evaluation; a batch with none left is skipped, not passed on
+    empty (an empty batch would be averaged as 0 of 0)."""
+    from conftest import write_image_folder
+
+    root = write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
+    data = DataConfig(root=str(root), img_size=16, batch_size=1, eval_batch_size=1, loader="folder", num_workers=0)
+    index = index_image_folder(data)
+    with open(index.val.paths[0], "rb+") as file:
+        file.truncate(100)
+    batches = [y for _, y in build_loaders(index, data, AugmentConfig(), CPU, 0).val.epoch(0)]
+    assert [len(y) for y in batches] == [1] * (len(index.val) - 1)
+    assert torch.equal(torch.cat(batches), torch.tensor(index.val.labels[1:]))
+
+
+def test_copies_of_one_image_in_a_batch_get_seeds_of_their_own():
+    """Repeated augmentation puts an image's copies in one batch: each sample's augmentation seed comes from its
+    place in the epoch, not from the image, or the copies would be augmented alike."""
+    from vision_exp.data.loaders import SeededBatchSampler
+
+    sampler = SeededBatchSampler(seed=0)
+    rows = np.array([7, 7, 3, 3])
+    sampler.start([(0, np.arange(len(rows)), rows)], epoch=0)
+    samples = [sample for piece in sampler for sample in piece]
+    assert [row for row, _ in samples] == rows.tolist()
+    assert len({seed for _, seed in samples}) == len(rows)
