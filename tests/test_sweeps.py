@@ -754,6 +754,8 @@ def test_deleting_a_setting_and_setting_it_to_null_are_two_configurations(tmp_pa
     sweep = sweep_of(tmp_path, (["model=resnet_v1", "~trainer.grad_clip=null", "seed=0"], 70.0),
                      (["model=resnet_v1", "trainer.grad_clip=null", "seed=0"], 75.0))
     assert [c.values("val_acc") for c in load_sweep(sweep).configurations] == [[70.0], [75.0]]
+    assert [c.label for c in load_sweep(sweep).configurations] == [  # the deletion reads as one, not as `key=`
+        "~trainer.grad_clip=null trainer.grad_clip=(default)", "~trainer.grad_clip=(default) trainer.grad_clip=null"]
 
 
 def test_once_jobs_completed_the_metric_must_be_one_they_recorded(tmp_path):

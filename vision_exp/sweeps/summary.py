@@ -285,7 +285,7 @@ def group_configurations(jobs: list, axes: dict) -> list:
         key = None if job.overrides is None else tuple(sorted(map(configuration_identity, job.config_overrides)))
         if key not in configurations:
             given = dict(map(split_override, job.config_overrides))
-            swept = [f"{display_key(k)}={given.get(k, '(default)')}" for k in axes]
+            swept = [f"{'~' * k.startswith('~')}{display_key(k)}={given.get(k, '(default)')}" for k in axes]
             label = UNKNOWN_CONFIGURATION if key is None else " ".join(swept) or "all jobs"
             configurations[key] = Configuration(label, job.config_overrides)
         configurations[key].jobs.append(job)
