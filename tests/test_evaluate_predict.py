@@ -73,6 +73,29 @@ def test_evaluate_on_a_folder_with_only_a_val_split(trained_run, tiny_folder, tm
         json.loads((trained_run / "metrics.json").read_text())["best_val_acc"], abs=1e-6)
 
 
+@pytest.mark.parametrize("loader", ["folder", "cached"])
+def test_evaluate_leaves_an_unreadable_image_out_of_its_counts(trained_run, tiny_folder, tmp_path, loader):
+    """Training stands another image in for an unreadable one; an evaluation must not score a stand-in: 11 images
+    of 12, with either loader. With none readable, one message."""
+    import shutil
+
+    data = shutil.copytree(tiny_folder, tmp_path / "damaged")
+    images = sorted((data / "val").rglob("*.JPEG"))
+    images[0].write_bytes(b"not an image")
+    args = ["data=folder", f"data.root={data}", "data.name=damaged", f"data.loader={loader}", "data.num_workers=0"]
+    result = cli("vision_exp.evaluate", f"ckpt={trained_run / 'checkpoints' / 'best.pt'}", *args,
+                 f"hydra.run.dir={tmp_path / 'eval'}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["images"] == 11
+    for image in [*images, *(data / "val").rglob("*.png")]:
+        image.write_bytes(b"not an image")
+    refused = cli("vision_exp.evaluate", f"ckpt={trained_run / 'checkpoints' / 'best.pt'}", *args,
+                  f"hydra.run.dir={tmp_path / 'none'}")
+    output = refused.stdout + refused.stderr
+    last_line = output.strip().splitlines()[-1]
+    assert refused.returncode == 2 and "Traceback" not in output and "unreadable" in last_line, output
+
+
 def test_another_data_choice_keeps_the_run_preprocessing(tiny_folder):
     """The data group's own defaults (crop_pct, cache_size, normalisation) must not replace what the model was
     trained with; where the images are and how many to take are the user's choice."""
