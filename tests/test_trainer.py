@@ -321,7 +321,8 @@ def test_a_run_out_of_memory_resumes_with_its_batches_in_parts_and_ends_as_it_wo
     assert resumed["status"] == "completed" and resumed["samples_seen"] == uninterrupted["samples_seen"] == 72
     for key in ("train_running_loss", "train_loss", "val_loss"):
         assert resumed[key] == pytest.approx(uninterrupted[key], rel=1e-4), key
-    with pytest.raises(ConfigError, match=r"only trainer.train_samples or trainer.epochs or trainer.grad_accum_steps"):
+    with pytest.raises(ConfigError, match=r"only trainer.train_samples or trainer.epochs or trainer.eval_every_epochs or "
+                                           r"trainer.grad_accum_steps"):
         vision_exp.run([*overrides, "trainer.resume=auto", "trainer.train_samples=80", "optimizer.lr=0.1"], run_dir=str(run))
 
 

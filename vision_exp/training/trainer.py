@@ -538,11 +538,14 @@ class Trainer:
             self._share_batchnorm_statistics()
         model, fmt = self.eval_model, self.memory_format
         eval_start = time.perf_counter()
-        position.epoch += 1
-        evaluated = {}
-        if self._evaluates_after(position.epoch):
+        evaluates = self._evaluates_after(position.epoch + 1)
+        if evaluates:  # before the epoch counts as ended: running out of memory here names it
             val = evaluate(model, self.data.val.epoch(0), self.device, self.amp, self.data.num_classes, fmt)
             train = evaluate(model, self.data.train_eval.epoch(0), self.device, self.amp, memory_format=fmt)
+        eval_time = time.perf_counter() - eval_start
+        position.epoch += 1
+        evaluated = {}
+        if evaluates:
             if val["acc"] > position.best_val_acc:
                 position.best_val_acc, position.best_epoch = val["acc"], position.epoch
                 if self.dist.is_main:  # kept on the device until the next write: a copy is cheap, a file is not
@@ -552,7 +555,6 @@ class Trainer:
                     self._best_confusion = (val["confusion"], position.epoch, position.samples_seen)
             evaluated = {"train/loss": train["loss"], "train/acc": train["acc"], "val/loss": val["loss"],
                          "val/acc": val["acc"], "val/acc5": val["acc5"], "val/acc_best": position.best_val_acc}
-        eval_time = time.perf_counter() - eval_start
         count = max(running["count"], 1)
         record = {
             "epoch": position.epoch,
