@@ -213,6 +213,7 @@ def test_a_copied_cache_trains_without_the_original_images(tmp_path):
     index = index_dataset(moved)
     assert index.from_cache and index.classes == original.classes and index.class_names == original.class_names
     bundle = build_loaders(index, moved, AugmentConfig(), torch.device("cpu"), seed=0)
+    assert bundle.train_digest == original.train.digest(str(root)), "a run's checkpoint resumes on the cached copy"
     images, labels = next(bundle.train.epoch(0))
     assert images.shape[1:] == (3, 16, 16) and len(bundle.val.images) == 2 * 3
     with pytest.raises(DataError, match="dataset folder not found"):

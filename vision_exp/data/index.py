@@ -7,7 +7,9 @@ name, not its label: it is the same whichever other classes are chosen.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -36,6 +38,14 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def digest(self, root: str) -> str:
+        """SHA-256 of the images in order, named relative to `root` (a copy elsewhere matches), with their labels:
+        what a checkpoint's batch positions point into, so a resumed run can tell that it reads the same images."""
+        prefix, digest = str(Path(root)) + os.sep, hashlib.sha256()
+        for path, label in zip(self.paths, self.labels):
+            digest.update(f"{path.removeprefix(prefix)}\t{label}\n".encode())
+        return digest.hexdigest()
 
 
 @dataclass(frozen=True)

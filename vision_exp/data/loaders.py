@@ -405,7 +405,7 @@ class FolderLoader:
 
 @dataclass
 class DataBundle:
-    """What the trainer needs from the data: three loaders and the class names."""
+    """What the trainer needs from the data: three loaders, the class names and the training set's digest."""
 
     train: object
     val: object
@@ -414,6 +414,7 @@ class DataBundle:
     class_names: tuple
     mean: tuple
     std: tuple
+    train_digest: str  # Split.digest of the training images: a resumed checkpoint must have trained on them
 
     @property
     def num_classes(self) -> int:
@@ -528,6 +529,7 @@ def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, dev
             train_eval=CachedLoader(train_split.images, train_split.labels, data.eval_batch, eval_tf, indices=subset,
                                     device_images=train_on_device, **common),
             classes=index.classes, class_names=index.class_names, mean=data.mean, std=data.std,
+            train_digest=index.train.digest(index.root),
         )
     train_tf, eval_tf = folder_transforms(data, aug, per_image)
     subset = train_eval_indices(len(index.train), train_eval_samples or len(index.val), seed)
@@ -541,6 +543,7 @@ def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, dev
         train_eval=FolderLoader(train_eval_split, eval_tf, data.eval_batch, decode_size=data.resize_size,
                                 leave_out_unreadable=True, **common),
         classes=index.classes, class_names=index.class_names, mean=data.mean, std=data.std,
+        train_digest=index.train.digest(index.root),
     )
 
 

@@ -175,6 +175,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "budget": asdict(self.budget),
+            "train_digest": self.data.train_digest,
             "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "position": {k: v for k, v in vars(position).items()},
@@ -191,6 +192,11 @@ class Trainer:
         if "classes" in state and list(state["classes"]) != list(self.data.classes):  # its outputs would mean others
             there, here = (", ".join(map(str, list(classes)[:3])) for classes in (state["classes"], self.data.classes))
             raise ConfigError(f"cannot resume from {source}: it was trained on other classes ({there}...; here {here}...)")
+        if state.get("train_digest", self.data.train_digest) != self.data.train_digest:  # absent: saved before 2026-12-06
+            raise ConfigError(f"cannot resume from {source} ({state['position']['samples_seen']} samples in): it was "
+                              f"trained on other images (as many, of the same classes, but other files or labels: "
+                              f"another data.subset_seed, or a dataset folder whose files changed); resume with the "
+                              f"images it trained on")
         taught_by, teacher = state.get("teacher_digest"), self.distillation.source_digest if self.distillation else None
         if None not in (taught_by, teacher) and taught_by != teacher:
             raise ConfigError(f"cannot resume from {source}: the teacher's checkpoint has changed since this run began "
