@@ -362,3 +362,20 @@ def test_a_checkpoint_shared_without_its_run_folder_evaluates_and_predicts_as_in
     evaluated = vision_exp.evaluate(checkpoints / "best.pt")
     shared = vision_exp.evaluate(alone / "best.pt", [f"data.root={tiny_folder}"])
     assert {k: shared[k] for k in ("top1", "top5", "loss")} == {k: evaluated[k] for k in ("top1", "top5", "loss")}
+
+
+def test_debug_overfit_in_a_notebook_raises_when_the_batch_is_not_memorised(tiny_folder, tmp_path, caplog):
+    """vision_exp.run(["debug=overfit", ...]) gives the command line's verdict: a line when the network memorised
+    its batch, NotMemorised (a UserError) when it did not, with the run's completed metrics.json kept."""
+    from vision_exp.conf_dir import NotMemorised
+
+    small = ["data=folder", f"data.root={tiny_folder}", "data.num_classes=3", "data.batch_size=6", "data.img_size=16",
+             "data.num_workers=0", "model.widths=[8,8,16,16]", "model.stem_stride=1", "trainer.progress=none",
+             "debug=overfit", "trainer.epochs=30"]
+    assert vision_exp.run(small, run_dir=str(tmp_path / "fits"))["train_acc"] == 100.0
+    assert "overfit check passed: the training images were memorised (train top-1 100.00%" in caplog.text
+    with pytest.raises(NotMemorised, match=r"overfit check failed: .*after 30 steps\); a network wired right fits them"):
+        vision_exp.run([*small, "optimizer.lr=1e-9"], run_dir=str(tmp_path / "stuck"))
+    assert json.loads((tmp_path / "stuck" / "metrics.json").read_text())["status"] == "completed"
+    assert "[ERROR] - overfit check failed" in (tmp_path / "stuck" / "train.log").read_text()
+    assert "[INFO] - overfit check passed" in (tmp_path / "fits" / "train.log").read_text()

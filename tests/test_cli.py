@@ -332,3 +332,26 @@ def test_a_sweep_job_stopped_before_its_first_checkpoint_names_the_sweep_folder(
     message = stopped_at_once(sweep / "1", sweep)
     assert f"nothing to resume in {sweep / '1'}" in message
     assert f"run the same command with hydra.sweep.dir={sweep}" in message
+
+
+@pytest.mark.parametrize("lr, passed", [(None, True), (1e-9, False)])
+def test_debug_overfit_says_whether_the_network_memorised_its_batch(tmp_path, lr, passed):
+    """The run's last line is the check's verdict: a small ResNet memorises its 6 images (2 per class of 3); with a
+    learning rate that rounds to nothing it does not, and the command exits with status 2 saying what to look at,
+    the completed run's metrics.json kept as it was."""
+    folder = write_image_folder(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    overrides = ["data=folder", f"data.root={folder}", "data.num_classes=3", "data.batch_size=6", "data.img_size=16",
+                 "data.num_workers=0", "model.widths=[8,8,16,16]", "model.stem_stride=1", "debug=overfit",
+                 f"hydra.run.dir={run_dir}", *([f"optimizer.lr={lr}"] if lr else [])]
+    result = run_cli(overrides)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["steps"] == 100 and metrics["samples_seen"] == 600
+    if passed:
+        assert result.returncode == 0, result.stderr
+        assert metrics["train_acc"] == 100.0
+        assert "overfit check passed: the training images were memorised (train top-1 100.00% in eval mode" in result.stdout
+    else:
+        assert_clean_failure(result, "overfit check failed: the training images were not memorised (train top-1 ",
+                             "after 100 steps); a network wired right fits them")
+        assert metrics["train_acc"] < 100.0

@@ -94,3 +94,22 @@ def test_a_log_interval_below_one_step_is_refused(value):
     with pytest.raises(ConfigError, match=f"trainer.log_every_steps={value} must be at least 1"):
         run_settings(compose([f"trainer.log_every_steps={value}"]))
     assert run_settings(compose(["trainer.log_every_steps=1"])).trainer.log_every_steps == 1
+
+
+@pytest.mark.parametrize("preset", ["e2_vit_enhanced", "e2_resnet", None])
+def test_debug_overfit_trains_one_batch_of_clean_images_after_any_preset(preset):
+    """debug=overfit asks whether a network memorises 20 images: every augmentation (RandAugment, mixup/cutmix,
+    erasing, repeats, crops and flips) and weight averaging would keep the eval-mode pass from seeing what was
+    trained on, so each is off whatever the preset or the groups chose; the lr is the preset's, scaled to the batch."""
+    given = ([f"experiment={preset}"] if preset else []) + ["augmentation=deit", "enhancement=ema"]
+    without = _compose_run(given)
+    cfg = _compose_run([*given, "debug=overfit"])
+    assert without.augmentation.randaugment and without.augmentation.mixup_alpha and without.trainer.ema_decay
+    assert (cfg.data.num_classes, cfg.data.max_train_per_class, cfg.data.batch_size) == (10, 2, 20)
+    assert (cfg.trainer.epochs, cfg.trainer.train_samples, cfg.trainer.ema_decay) == (100, None, None)
+    augmentation = cfg.augmentation
+    assert not (augmentation.random_resized_crop or augmentation.hflip or augmentation.randaugment
+                or augmentation.trivialaugment or augmentation.random_erasing or augmentation.mixup_alpha
+                or augmentation.cutmix_alpha) and augmentation.repeats == 1
+    assert cfg.optimizer.lr_base_batch_size == without.data.batch_size and trained_lr(cfg) == pytest.approx(
+        trained_lr(_compose_run([*given, "data.batch_size=20", f"optimizer.lr_base_batch_size={without.data.batch_size}"])))

@@ -16,7 +16,9 @@ from typing import Callable, Iterable, Optional, Union
 
 from omegaconf import OmegaConf, open_dict
 
-from vision_exp.conf_dir import CONF_DIR, apply_debug_last, group_choices, overridden_key
+from vision_exp.conf_dir import CONF_DIR, NotMemorised, apply_debug_last, debug_verdict, group_choices, overridden_key
+
+log = logging.getLogger(__name__)
 
 
 def compose_config(overrides: Iterable[str] = (), with_hydra: bool = False):
@@ -68,7 +70,8 @@ def run(overrides: Iterable[str] = (), run_dir: Optional[str] = None) -> dict:
     The run folder is the one the command line would use (hydra.run.dir, by default
     outputs/<name>/<date>_<time>), unless `run_dir` is given. A run that fails or is interrupted
     raises, after recording why in its metrics.json as the command line does; one refused before it
-    started (a bad value, no dataset) leaves no folder that it created.
+    started (a bad value, no dataset) leaves no folder that it created. With debug=overfit, a run that did not
+    memorise its batch raises NotMemorised, its completed metrics.json kept.
     """
     from vision_exp.errors import Interrupted
     from vision_exp.reporting.files import missing_folders
@@ -76,16 +79,29 @@ def run(overrides: Iterable[str] = (), run_dir: Optional[str] = None) -> dict:
 
     overrides = list(overrides)
     cfg = _compose_run(overrides)
-    folder = Path(run_dir or cfg.hydra.run.dir)
+    folder, choices = Path(run_dir or cfg.hydra.run.dir), group_choices(cfg.hydra.runtime.choices)
     try:
         with recorded_failures(folder, missing_folders(folder)):
-            return _train(cfg, folder, overrides, group_choices(cfg.hydra.runtime.choices))
+            result = _train(cfg, folder, overrides, choices)
     except Interrupted as exc:
         if exc.completed:
             raise
         again = [override for override in overrides if not override.startswith("trainer.resume=")]
         raise Interrupted(f"{exc}. To continue: vision_exp.run({again + ['trainer.resume=auto']!r}, "
                           f"run_dir={str(folder)!r})", exc.signum) from None
+    with _log_file(folder / "train.log"):  # debug=overfit's verdict ends the run's log, as on the command line
+        _log_debug_verdict(choices.get("debug"), result)
+    return result
+
+
+def _log_debug_verdict(choice: str, result: dict) -> None:
+    try:
+        verdict = debug_verdict(choice, result)
+    except NotMemorised as exc:
+        log.error("%s", exc)
+        raise
+    if verdict:
+        log.info("%s", verdict)
 
 
 def _compose_run(overrides: list):

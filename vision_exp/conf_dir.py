@@ -1,6 +1,9 @@
 """Where the configs are: conf/ beside the package in a clone (and an editable install), vision_exp/conf
 inside an installed wheel (pyproject.toml maps it there)."""
 from pathlib import Path
+from typing import Optional
+
+from vision_exp.errors import UserError
 
 _PACKAGE = Path(__file__).resolve().parent
 CONF_DIR = next((folder for folder in (_PACKAGE / "conf", _PACKAGE.parent / "conf") if folder.is_dir()), _PACKAGE.parent / "conf")
@@ -32,6 +35,22 @@ def apply_debug_last(cfg, choice, overrides, hydra_overrides=()) -> None:
         for key, value in values.items():
             if f"{section}.{key}" not in given:
                 OmegaConf.update(cfg, f"{section}.{key}", value)
+
+
+class NotMemorised(UserError):
+    """debug=overfit's run ended without fitting its one batch of training images."""
+
+
+def debug_verdict(choice, result: dict) -> Optional[str]:
+    """The line a debug run ends with: debug=overfit checks that a network wired right memorised its one batch
+    (conf/debug/overfit.yaml says why) and raises NotMemorised if not; None for the other options."""
+    if choice != "overfit":
+        return None
+    fitted = f"train top-1 {result['train_acc']:.2f}% in eval mode, loss {result['train_loss']:.4f}, after {result['steps']} steps"
+    if result["train_acc"] < 100.0:
+        raise NotMemorised(f"overfit check failed: the training images were not memorised ({fitted}); a network "
+                           f"wired right fits them: look at the model's forward, the loss's targets and the learning rate")
+    return f"overfit check passed: the training images were memorised ({fitted})"
 
 
 def composed_without_debug(overrides):

@@ -27,7 +27,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from vision_exp.cli import CheckOutputFolder, command, ignore_further_ctrl_c
-from vision_exp.conf_dir import CONF_DIR, apply_debug_last, group_choices
+from vision_exp.conf_dir import CONF_DIR, apply_debug_last, debug_verdict, group_choices
 from vision_exp.errors import ConfigError, Interrupted, UserError
 from vision_exp.reporting.files import last_checkpoint
 from vision_exp.reporting.records import before_start, check_not_busy, recorded_failures
@@ -132,7 +132,10 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
                 job.enter_context(parallel_job_device(cfg, run_dir, hydra_cfg))
             result = run_experiment(cfg, run_dir, list(hydra_cfg.overrides.task), group_choices(hydra_cfg.runtime.choices))
             log.info("%s", where_it_ended(result, run_dir))
-            return result
+        verdict = debug_verdict(hydra_cfg.runtime.choices.get("debug"), result)  # a failed check keeps the run's record
+        if verdict:
+            log.info("%s", verdict)
+        return result
     except UserError as exc:
         log.error("%s", exc)
         if verbose:
