@@ -334,17 +334,20 @@ def test_a_sweep_job_stopped_before_its_first_checkpoint_names_the_sweep_folder(
     assert f"run the same command with hydra.sweep.dir={sweep}" in message
 
 
+def overfit_overrides(tmp_path) -> list:
+    """debug=overfit on 6 images (2 per class of 3) of 16 px, which a small ResNet memorises."""
+    folder = write_image_folder(tmp_path / "data")
+    return ["data=folder", f"data.root={folder}", "data.num_classes=3", "data.batch_size=6", "data.img_size=16",
+            "data.num_workers=0", "model.widths=[8,8,16,16]", "model.stem_stride=1", "debug=overfit"]
+
+
 @pytest.mark.parametrize("lr, passed", [(None, True), (1e-9, False)])
 def test_debug_overfit_says_whether_the_network_memorised_its_batch(tmp_path, lr, passed):
-    """The run's last line is the check's verdict: a small ResNet memorises its 6 images (2 per class of 3); with a
-    learning rate that rounds to nothing it does not, and the command exits with status 2 saying what to look at,
-    the completed run's metrics.json kept as it was."""
-    folder = write_image_folder(tmp_path / "data")
+    """The run's last line is the check's verdict: a small ResNet memorises its 6 images; with a learning rate that
+    rounds to nothing it does not, and the command exits with status 2 saying what to look at, the completed run's
+    metrics.json kept as it was."""
     run_dir = tmp_path / "run"
-    overrides = ["data=folder", f"data.root={folder}", "data.num_classes=3", "data.batch_size=6", "data.img_size=16",
-                 "data.num_workers=0", "model.widths=[8,8,16,16]", "model.stem_stride=1", "debug=overfit",
-                 f"hydra.run.dir={run_dir}", *([f"optimizer.lr={lr}"] if lr else [])]
-    result = run_cli(overrides)
+    result = run_cli([*overfit_overrides(tmp_path), f"hydra.run.dir={run_dir}", *([f"optimizer.lr={lr}"] if lr else [])])
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["steps"] == 100 and metrics["samples_seen"] == 600
     if passed:
@@ -355,3 +358,16 @@ def test_debug_overfit_says_whether_the_network_memorised_its_batch(tmp_path, lr
         assert_clean_failure(result, "overfit check failed: the training images were not memorised (train top-1 ",
                              "after 100 steps); a network wired right fits them")
         assert metrics["train_acc"] < 100.0
+
+
+def test_a_debug_overfit_sweep_ends_with_status_1_naming_the_jobs_that_did_not_memorise(tmp_path):
+    """`-m model=vit_v1,vit_v2,vit_v3 debug=overfit` checks several networks at once. Each job logs its verdict and
+    the sweep goes on; its last line names the jobs that failed the check, and it exits with status 1, though every
+    job completed."""
+    sweep = tmp_path / "sweep"
+    result = run_cli(["-m", *overfit_overrides(tmp_path), "optimizer.lr=0.001,1e-9", f"hydra.sweep.dir={sweep}"])
+    assert_clean_failure(result, "overfit check passed", "the overfit check failed in 1 of 2 completed jobs (their "
+                         "training images were not memorised): job 1 (train top-1 ", "a network wired right fits them",
+                         code=1)
+    assert "job 0 (" not in result.stdout + result.stderr
+    assert [json.loads((sweep / job / "metrics.json").read_text())["status"] for job in "01"] == ["completed"] * 2

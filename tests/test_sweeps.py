@@ -360,7 +360,7 @@ def test_the_enhancement_study_command_sweeps_every_enhancement_against_none(tmp
 
 
 # --------------------------------------------------------------------------- summary on files
-def write_job(sweep: Path, num: int, overrides: list, val_acc=None, error=None, curve=(20.0, 40.0)) -> None:
+def write_job(sweep: Path, num: int, overrides: list, val_acc=None, error=None, curve=(20.0, 40.0), train_acc=90.0) -> None:
     job = sweep / str(num)
     job.mkdir(parents=True)
     (job / "overrides.json").write_text(json.dumps(overrides))
@@ -368,7 +368,7 @@ def write_job(sweep: Path, num: int, overrides: list, val_acc=None, error=None, 
         (job / "metrics.json").write_text(json.dumps({"status": "failed", "error": error}))
     elif val_acc is not None:
         (job / "metrics.json").write_text(json.dumps({"status": "completed", "val_acc": val_acc, "best_val_acc": val_acc,
-                                                      "train_acc": 90.0, "samples_seen": 200, "wall_time_s": 3.0}))
+                                                      "train_acc": train_acc, "samples_seen": 200, "wall_time_s": 3.0}))
         records = [{"epoch": e + 1, "samples_seen": 100 * (e + 1), "val/acc": v} for e, v in enumerate((*curve[:-1], val_acc))]
         (job / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
@@ -1006,6 +1006,35 @@ def test_a_sweeps_end_names_its_first_five_unsuccessful_jobs_and_counts_the_rest
     done = sweep_of(tmp_path / "done", (["seed=0"], 70.0))
     SummarizeSweep().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(done)}}}))
     assert (done / "results.md").is_file()
+
+
+def test_a_sweeps_end_names_the_debug_overfit_jobs_that_did_not_memorise_their_batch(tmp_path, caplog):
+    """Jobs of a debug=overfit sweep all complete; those below 100% eval-mode train top-1 failed the check, and the
+    sweep says which and ends with status 1. The same accuracy without debug=overfit is a result, not a failure, and
+    the last debug= override is the one a job ran with."""
+    from omegaconf import OmegaConf
+
+    from vision_exp.sweeps.callback import SummarizeSweep
+
+    sweep = sweep_of(tmp_path)
+    for number, (overrides, train_acc) in enumerate([(["debug=overfit", "model=vit_v1"], 100.0),
+                                                     (["debug=overfit", "model=vit_v2"], 35.0),
+                                                     (["debug=fast", "debug=overfit", "model=vit_v3"], 62.5),
+                                                     (["debug=overfit", "debug=fast", "model=resnet_v1"], 50.0),
+                                                     (["model=resnet_v2"], 40.0)]):
+        write_job(sweep, number, overrides, 30.0, train_acc=train_acc)
+    with pytest.raises(SystemExit) as ended:
+        SummarizeSweep().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert ended.value.code == 1 and (sweep / "results.md").is_file()
+    assert ("the overfit check failed in 2 of 3 completed jobs (their training images were not memorised): "
+            "job 1 (train top-1 35.00%), job 2 (train top-1 62.50%); a network wired right fits them") in caplog.text
+    assert "did not complete" not in caplog.text
+    for number in (1, 2):  # trained again, after a fix
+        metrics = json.loads((sweep / str(number) / "metrics.json").read_text())
+        (sweep / str(number) / "metrics.json").write_text(json.dumps({**metrics, "train_acc": 100.0}))
+    caplog.clear()
+    SummarizeSweep().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert "overfit check failed" not in caplog.text
 
 
 def test_a_parallel_job_takes_a_free_gpu_and_holds_it_until_it_ends(tmp_path):

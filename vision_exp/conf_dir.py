@@ -41,15 +41,22 @@ class NotMemorised(UserError):
     """debug=overfit's run ended without fitting its one batch of training images."""
 
 
+OVERFIT_ADVICE = "a network wired right fits them: look at the model's forward, the loss's targets and the learning rate"
+
+
+def memorised(result: dict) -> bool:
+    """debug=overfit's test: the eval-mode pass over its training images is right on every one."""
+    return (result.get("train_acc") or 0.0) >= 100.0
+
+
 def debug_verdict(choice, result: dict) -> Optional[str]:
     """The line a debug run ends with: debug=overfit checks that a network wired right memorised its one batch
     (conf/debug/overfit.yaml says why) and raises NotMemorised if not; None for the other options."""
     if choice != "overfit":
         return None
     fitted = f"train top-1 {result['train_acc']:.2f}% in eval mode, loss {result['train_loss']:.4f}, after {result['steps']} steps"
-    if result["train_acc"] < 100.0:
-        raise NotMemorised(f"overfit check failed: the training images were not memorised ({fitted}); a network "
-                           f"wired right fits them: look at the model's forward, the loss's targets and the learning rate")
+    if not memorised(result):
+        raise NotMemorised(f"overfit check failed: the training images were not memorised ({fitted}); {OVERFIT_ADVICE}")
     return f"overfit check passed: the training images were memorised ({fitted})"
 
 

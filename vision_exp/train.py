@@ -5,7 +5,8 @@ traceback), and the run folder made for the command is removed again (one that w
 stays, its files untouched). In a multirun, a failing job is recorded in its metrics.json and the sweep goes on;
 a job whose folder already holds its completed run is skipped, an interrupted one resumes from
 its last checkpoint (see `prepare_sweep_job`), and the sweep summarizes itself at the end
-(vision_exp/sweeps/callback.py), exiting with status 1 if a job did not complete.
+(vision_exp/sweeps/callback.py), exiting with status 1 if a job did not complete (or, under
+debug=overfit, did not memorise its batch).
 
 torch, timm and the trainer are imported once Hydra has composed the config and the torch-free sections
 were checked (`vision_exp.settings`): `--help`, `--cfg job`, an override Hydra refuses and a bad data,
