@@ -115,9 +115,10 @@ def test_a_crop_is_the_bilinear_resize_of_its_box():
         torch.testing.assert_close(out[image : image + 1], resized, atol=1e-4, rtol=0)
 
 
-def stripes(n: int, size: int) -> torch.Tensor:
-    """(n, size, size, 3) uint8 one-pixel black and white columns: the pattern a skipping resize turns into moire."""
-    columns = (torch.arange(size) % 2 * 255).to(torch.uint8)
+def stripes(n: int, size: int, width: int = 1) -> torch.Tensor:
+    """(n, size, size, 3) uint8 black and white columns `width` pixels wide: the pattern a skipping resize turns
+    into moire."""
+    columns = (torch.arange(size) // width % 2 * 255).to(torch.uint8)
     return columns.view(1, 1, size, 1).expand(n, size, size, 3).contiguous()
 
 
@@ -136,6 +137,21 @@ def test_a_large_stored_image_is_cropped_without_aliasing_like_torchvisions_anti
     torch.testing.assert_close(ours, torchvision, atol=0.07, rtol=0)  # the halvings differ at the edges only
     skipping = F.interpolate(x.permute(0, 3, 1, 2).float(), size=(16, 16), mode="bilinear", align_corners=False)
     assert skipping.std() > 50 and ours.std() < 0.02
+
+
+def test_a_box_between_two_levels_is_sampled_from_the_nearer_one():
+    """A box 3.3x the output (120 px to 36) lies nearer two halvings (4x) than one (2x): sampled from the image
+    halved twice, its two-pixel stripes average to grey as under torchvision's antialiased resize; sampled at 1.67x
+    from the image halved once, they would come out as moire (pixels off by 0.47 of the range, std 0.33)."""
+    from torchvision.transforms.v2 import functional as TF
+
+    x = stripes(2, 120, width=2)
+    whole = dict(out_size=36, scale=(1.0, 1.0), ratio=(1.0, 1.0), random_resized_crop=True, mean=(0.5,) * 3,
+                 std=(0.5,) * 3, device=CPU)
+    ours = TrainBatchTransform(hflip=0.0, **whole)(x, torch.Generator().manual_seed(0))
+    torchvision = TF.resize(x.permute(0, 3, 1, 2).float(), [36, 36], antialias=True) / 127.5 - 1
+    torch.testing.assert_close(ours, torchvision, atol=0.07, rtol=0)
+    assert ours.std() < 0.1
 
 
 def test_crops_of_a_large_stored_image_keep_their_box_at_every_level():

@@ -16,7 +16,7 @@ from conftest import write_image_folder
 from vision_exp.data import cache as cache_mod
 from vision_exp.data.config import DataConfig, read_class_list
 from vision_exp.data.images import open_rgb, resize_center_square
-from vision_exp.data.loaders import build_loaders, cached_index_split, index_dataset
+from vision_exp.data.loaders import build_loaders, build_val_loader, cached_index_split, index_dataset
 from vision_exp.errors import DataError
 from vision_exp.recipe.config import AugmentConfig
 
@@ -468,10 +468,13 @@ def test_a_cache_folder_that_cannot_be_made_is_one_message_with_the_setting_to_c
 
 
 def test_a_cached_val_split_left_without_readable_images_is_refused(tmp_path):
-    """Every val image unreadable leaves nothing to evaluate: refused before training, not found after an epoch."""
+    """Every val image unreadable leaves nothing to evaluate: refused before training, not found after an epoch, and
+    before evaluating a checkpoint."""
     root = write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
     for image in (root / "val").rglob("*.*"):
         image.write_bytes(image.read_bytes()[:100])
     data = settings(root, tmp_path / "c")
     with pytest.raises(DataError, match="no readable images left"):
         build_loaders(index_dataset(data), data, AugmentConfig(), torch.device("cpu"), 0)
+    with pytest.raises(DataError, match="no readable images left"):  # evaluating a checkpoint on it (vx-evaluate)
+        build_val_loader(index_dataset(data), data, torch.device("cpu"))
