@@ -29,7 +29,8 @@ def test_evaluate_writes_metrics_per_class_and_confusion_beside_the_checkpoint(t
     metrics = json.loads((out / "metrics.json").read_text())
     run_metrics = json.loads((trained_run / "metrics.json").read_text())
     assert metrics["top1"] == pytest.approx(run_metrics["best_val_acc"], abs=1e-6)
-    assert metrics["top5"] == 100.0 and metrics["images"] == 12
+    assert metrics["top5"] is None and metrics["images"] == 12  # 3 classes: every label is among the 5 best
+    assert "top-5 n/a (5 classes or fewer)" in result.stdout + result.stderr
     assert set(metrics["per_class"]) == {"tench", "English springer", "cassette player"}
     rows = list(csv.reader((out / "confusion.csv").open()))
     assert len(rows) == 4 and sum(int(v) for row in rows[1:] for v in row[1:]) == 12
@@ -448,6 +449,8 @@ def test_evaluation_counts_top1_top5_loss_and_confusion_as_a_count_by_hand():
     assert result["acc5"] == pytest.approx(100 * (rank < 5).double().mean().item())
     assert result["loss"] == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-6)
     assert torch.equal(result["confusion"], expected_confusion)
+    five = evaluate(model, [(logits[:, :5], labels.clamp(max=4))], torch.device("cpu"))
+    assert five["acc5"] is None and five["acc"] < 100  # every label among the 5 best says nothing: no top-5
 
 
 def test_predictions_are_the_evaluated_model_with_its_class_names(trained_run, tiny_folder):

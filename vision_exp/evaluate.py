@@ -83,8 +83,8 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
                           f"{smaller}amp=bf16 or fp16 if it is off") from None
     meta = {"checkpoint": str(cfg.ckpt), "data": data.name, "root": data.root}
     summary = write_evaluation(out_dir, result, index.class_names, meta)
-    log.info("%s on %s val (%d images): top-1 %.2f%%, top-5 %.2f%%", cfg.ckpt, data.name, result["count"],
-             result["acc"], result["acc5"])
+    top5 = "n/a (5 classes or fewer)" if result["acc5"] is None else f"{result['acc5']:.2f}%"
+    log.info("%s on %s val (%d images): top-1 %.2f%%, top-5 %s", cfg.ckpt, data.name, result["count"], result["acc"], top5)
     for name, acc in summary["per_class"].items():
         log.info("  %-24s %s", name, "n/a" if acc is None else f"{acc:6.2f}%")
     log.info("written to %s", out_dir)

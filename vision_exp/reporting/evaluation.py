@@ -46,7 +46,8 @@ def write_evaluation(out_dir: Path, result: dict, class_names, meta: dict) -> di
 
     with SummaryWriter(str(out_dir / "tb")) as tb:
         tb.add_scalar("eval/top1", result["acc"], 0)
-        tb.add_scalar("eval/top5", result["acc5"], 0)
+        if result["acc5"] is not None:
+            tb.add_scalar("eval/top5", result["acc5"], 0)
         tb.add_scalar("eval/loss", result["loss"], 0)
         tb.add_figure("eval/confusion", figure, 0)
     return summary
