@@ -57,6 +57,53 @@ def test_a_batch_smaller_than_the_ranks_stops_before_training(tiny_folder, tmp_p
     assert not (run / "checkpoints").exists()
 
 
+def test_a_dataset_rank_0_cannot_find_stops_every_rank_with_its_message(tmp_path):
+    """Rank 0 indexes (or downloads) the data first while the others wait: when it stops, they stop with its message,
+    not with a traceback of the broken connection to a rank that has gone."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "vision_exp.train",
+                             *vit_args(tmp_path / "nowhere"), f"hydra.run.dir={tmp_path / 'run'}"],
+                            capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert output.count(f"dataset folder not found: {tmp_path / 'nowhere'}") == 2, output  # one line from each rank
+    assert "Error executing job" not in output and "Connection reset" not in output, output
+
+
+def test_rank_0_tells_the_others_whether_the_block_they_wait_for_failed(monkeypatch):
+    """main_first's message from rank 0: nothing when its block ran; a user error's own message; for a bug, a line
+    that points at rank 0's traceback. The others raise it as a user error (one line, exit 2) without running the block."""
+    from vision_exp.errors import DataError, UserError
+    from vision_exp.training import distributed
+
+    sent = []
+    monkeypatch.setattr(distributed.dist, "broadcast_object_list", lambda holder, src: sent.append(list(holder)))
+    main = distributed.DistEnv(rank=0, world_size=2)
+    with distributed.main_first(main):
+        pass
+    with pytest.raises(DataError), distributed.main_first(main):
+        raise DataError("dataset folder not found: /nowhere")
+    with pytest.raises(ZeroDivisionError), distributed.main_first(main):
+        1 / 0
+    assert sent == [[None], ["dataset folder not found: /nowhere"], ["rank 0 failed (ZeroDivisionError; its traceback is above)"]]
+
+    def receive(message):
+        def broadcast(holder, src):
+            holder[0] = message
+        return broadcast
+
+    ran = []
+    other = distributed.DistEnv(rank=1, world_size=2)
+    monkeypatch.setattr(distributed.dist, "broadcast_object_list", receive("dataset folder not found: /nowhere"))
+    with pytest.raises(UserError, match="^dataset folder not found: /nowhere$"), distributed.main_first(other):
+        ran.append(1)
+    monkeypatch.setattr(distributed.dist, "broadcast_object_list", receive(None))
+    with distributed.main_first(other):
+        ran.append(2)
+    assert ran == [2]
+
+
 def rank_pid(run_dir: Path, rank: int):
     """The pid of the torchrun worker of `rank` training into `run_dir`, or None."""
     for proc in Path("/proc").iterdir():

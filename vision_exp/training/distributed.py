@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from vision_exp.errors import UserError
 from vision_exp.training.runtime import select_device
 
 
@@ -73,12 +74,26 @@ def same_on_all_ranks(value):
 
 @contextlib.contextmanager
 def main_first(env: DistEnv):
-    """Run the block on rank 0 first, then on the other ranks (e.g. building a shared cache once)."""
-    if env.enabled and not env.is_main:
-        dist.barrier()
+    """Run the block on rank 0 first, then on the other ranks (e.g. building a shared cache once). Rank 0 tells
+    the others how it went: where it failed (a missing dataset), they stop with its message; a bare barrier left
+    them waiting for a rank that had gone, to end in a broken connection's traceback."""
+    if not env.enabled:
+        yield
+        return
+    if env.is_main:
+        try:
+            yield
+        except Exception as exc:
+            dist.broadcast_object_list([str(exc) if isinstance(exc, UserError) else
+                                        f"rank 0 failed ({type(exc).__name__}; its traceback is above)"], src=0)
+            raise
+        dist.broadcast_object_list([None], src=0)
+        return
+    failure = [None]
+    dist.broadcast_object_list(failure, src=0)
+    if failure[0] is not None:
+        raise UserError(failure[0])
     yield
-    if env.enabled and env.is_main:
-        dist.barrier()
 
 
 def teardown() -> None:
