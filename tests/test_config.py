@@ -77,6 +77,20 @@ def test_every_shipped_value_has_the_type_its_setting_declares(overrides, tmp_pa
     check_buildable(compose(overrides + extra))
 
 
+def test_the_trainer_settings_default_in_python_as_in_their_yaml():
+    """A notebook that builds TrainerConfig() itself trains as `python -m vision_exp.train` would: every field's
+    default is conf/trainer/default.yaml's value, and the yaml sets no key the dataclass lacks."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    from vision_exp.training.config import TrainerConfig
+
+    shipped = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "trainer" / "default.yaml"))
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainerConfig)}
+    assert defaults == shipped
+
+
 @pytest.mark.parametrize("value, expected, fits", [
     (3, int, True), (True, int, False), (3, float, True), ("3", float, False), (None, Optional[int], True),
     ("auto", Union[bool, str], True), (0.5, Union[bool, str], False), ([1, 2], tuple, True), ("ab", list, False),

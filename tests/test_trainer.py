@@ -905,5 +905,5 @@ def test_a_run_stopped_inside_its_last_epoch_resumes_the_running_metrics_of_that
 def test_a_run_with_random_batch_augmentation_resumes_exactly(tiny_folder, tmp_path, monkeypatch):
     """Mixup/CutMix and random erasing draw from the global RNGs (Python, NumPy, torch): the checkpoint restores them,
     so a run stopped mid-epoch draws the same mixes after the resume and ends with the uninterrupted run's weights."""
-    stopped_and_resumed_like_uninterrupted(monkeypatch, tiny_folder, tmp_path, 2, "model", "train_running_loss",
+    stopped_and_resumed_like_uninterrupted(monkeypatch, tiny_folder, tmp_path, 4, "model", "train_running_loss",
                                            "augmentation=deit")

@@ -12,7 +12,7 @@ AMP_MODES = ("auto", "bf16", "fp16", "off")
 
 @dataclass
 class TrainerConfig:
-    epochs: Optional[float] = 10
+    epochs: Optional[float] = 15  # conf/trainer/default.yaml's
     train_samples: Optional[int] = None
     train_eval_samples: Optional[int] = None
     device: str = "auto"
