@@ -95,6 +95,19 @@ def tiny_overrides(folder: Path, *extra: str) -> list:
     ]
 
 
+def lrs(name, total=100, per_epoch=10, **kw):
+    """The learning rate after each of `total` steps of a schedule (index 0: before the first)."""
+    from vision_exp.recipe.schedule import create_scheduler
+
+    optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0)
+    scheduler = create_scheduler(optimizer, total, per_epoch, name, **kw)
+    values = [optimizer.param_groups[0]["lr"]]
+    for step in range(1, total + 1):
+        scheduler.step_update(num_updates=step)
+        values.append(optimizer.param_groups[0]["lr"])
+    return values
+
+
 def run_cli(args, env_extra=None, timeout=600, cwd=REPO):
     """`python -m vision_exp.train <args>` in a subprocess; returns the CompletedProcess."""
     import subprocess

@@ -18,24 +18,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import lrs
 from vision_exp.errors import CheckpointError, ConfigError
 from vision_exp.recipe.augment import BatchAugment
 from vision_exp.recipe.config import AugmentConfig
 from vision_exp.recipe.optim import create_optimizer
-from vision_exp.recipe.schedule import create_scheduler, warmup_steps
+from vision_exp.recipe.schedule import warmup_steps
 
 CPU = torch.device("cpu")
-
-
-def lrs(name, total=100, per_epoch=10, **kw):
-    """The learning rate after each of `total` steps of a schedule (index 0: before the first)."""
-    optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0)
-    scheduler = create_scheduler(optimizer, total, per_epoch, name, **kw)
-    values = [optimizer.param_groups[0]["lr"]]
-    for step in range(1, total + 1):
-        scheduler.step_update(num_updates=step)
-        values.append(optimizer.param_groups[0]["lr"])
-    return values
 
 
 # --- recipe/augment.py: mixing on the device ---------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import CONF_DIR, compose, finished_trainer, mean_loss, tiny_overrides, tiny_vit_overrides
+from conftest import CONF_DIR, compose, finished_trainer, lrs, mean_loss, tiny_overrides, tiny_vit_overrides
 from vision_exp.errors import ConfigError
 from vision_exp.experiment import run_experiment
 from vision_exp.models.vit import ViT
@@ -16,22 +16,12 @@ from vision_exp.recipe.augment import BatchAugment, per_image_transform
 from vision_exp.recipe.config import AugmentConfig
 from vision_exp.recipe.loss import create_train_loss
 from vision_exp.recipe.optim import create_optimizer, scaled_lr
-from vision_exp.recipe.schedule import create_scheduler, warmup_steps
+from vision_exp.recipe.schedule import warmup_steps
 from vision_exp.training.checkpoint import load_checkpoint
 
 
 def option_names(group):
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-
-
-def lrs(name, total=100, per_epoch=10, **kw):
-    optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0)
-    scheduler = create_scheduler(optimizer, total, per_epoch, name, **kw)
-    values = [optimizer.param_groups[0]["lr"]]
-    for step in range(1, total + 1):
-        scheduler.step_update(num_updates=step)
-        values.append(optimizer.param_groups[0]["lr"])
-    return values
 
 
 def test_no_weight_decay_on_norms_biases_and_embeddings():
