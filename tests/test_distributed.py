@@ -58,8 +58,8 @@ def test_a_batch_smaller_than_the_ranks_stops_before_training(tiny_folder, tmp_p
 
 
 def test_a_dataset_rank_0_cannot_find_stops_every_rank_with_its_message(tmp_path):
-    """Rank 0 indexes (or downloads) the data first while the others wait: when it stops, they stop with its message,
-    not with a traceback of the broken connection to a rank that has gone."""
+    """Rank 0 indexes (or downloads) the data first while the others wait: when it stops, they stop with it, not with
+    a traceback of the broken connection to a rank that has gone; its message is printed and recorded once."""
     torchrun = Path(sys.executable).with_name("torchrun")
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "vision_exp.train",
@@ -67,14 +67,17 @@ def test_a_dataset_rank_0_cannot_find_stops_every_rank_with_its_message(tmp_path
                             capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert output.count(f"dataset folder not found: {tmp_path / 'nowhere'}") == 2, output  # one line from each rank
+    assert output.count(f"dataset folder not found: {tmp_path / 'nowhere'}") == 1, output  # rank 0's line alone
     assert "Error executing job" not in output and "Connection reset" not in output, output
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["error"].startswith(f"dataset folder not found: {tmp_path / 'nowhere'}")
 
 
 def test_rank_0_tells_the_others_whether_the_block_they_wait_for_failed(monkeypatch):
     """main_first's message from rank 0: nothing when its block ran; a user error's own message; for a bug, a line
-    that points at rank 0's traceback. The others raise it as a user error (one line, exit 2) without running the block."""
-    from vision_exp.errors import DataError, UserError
+    that points at rank 0's traceback. The others raise it as a user error that rank 0 printed (exit 2, no line of
+    their own) without running the block."""
+    from vision_exp.errors import DataError, RankZeroFailed
     from vision_exp.training import distributed
 
     sent = []
@@ -96,7 +99,7 @@ def test_rank_0_tells_the_others_whether_the_block_they_wait_for_failed(monkeypa
     ran = []
     other = distributed.DistEnv(rank=1, world_size=2)
     monkeypatch.setattr(distributed.dist, "broadcast_object_list", receive("dataset folder not found: /nowhere"))
-    with pytest.raises(UserError, match="^dataset folder not found: /nowhere$"), distributed.main_first(other):
+    with pytest.raises(RankZeroFailed, match="^dataset folder not found: /nowhere$"), distributed.main_first(other):
         ran.append(1)
     monkeypatch.setattr(distributed.dist, "broadcast_object_list", receive(None))
     with distributed.main_first(other):

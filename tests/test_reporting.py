@@ -71,7 +71,7 @@ def test_a_refused_command_keeps_an_earlier_attempts_status_and_another_process_
     """A mistyped resume (refused before it wrote anything) must not mark an earlier attempt failed: its status
     (interrupted, so resumable) stands; a folder another process trains in is that run's; any other refusal is
     recorded as failed, so the folder says why it holds no results."""
-    from vision_exp.errors import ConfigError
+    from vision_exp.errors import ConfigError, RankZeroFailed
     from vision_exp.reporting.records import CONFIG_FILE, folder_busy
 
     earlier = tmp_path / "earlier"
@@ -83,6 +83,8 @@ def test_a_refused_command_keeps_an_earlier_attempts_status_and_another_process_
     assert stop_inside(fresh, ConfigError("bad value"), before_start_=True)["status"] == "failed"
     busy = tmp_path / "busy"
     assert stop_inside(busy, folder_busy(busy)) == {} and not busy.exists()
+    # under torchrun, the ranks that stopped with rank 0 leave its record (a bug's traceback) as it wrote it
+    assert stop_inside(tmp_path / "rank1", RankZeroFailed("rank 0 failed (ValueError; its traceback is above)")) == {}
 
 
 def test_a_failure_that_cannot_be_recorded_still_raises_the_runs_own_error(tmp_path, monkeypatch):

@@ -29,6 +29,11 @@ class CheckpointError(UserError):
     """A checkpoint that cannot be loaded into this run."""
 
 
+class RankZeroFailed(UserError):
+    """Under torchrun, rank 0 stopped in a block the other ranks waited for (`distributed.main_first`). Rank 0
+    prints and records why; the others stop with its message, without printing it again or writing over its record."""
+
+
 class Interrupted(Exception):
     """SIGTERM or SIGINT arrived: a checkpoint was written and the run stopped; resume continues it. One that
     arrived after the last step is `completed`: the run finished first, and the stop is for the process (a sweep)."""

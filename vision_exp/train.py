@@ -29,7 +29,7 @@ from omegaconf import DictConfig, open_dict
 
 from vision_exp.cli import CheckOutputFolder, command, ignore_further_ctrl_c
 from vision_exp.conf_dir import CONF_DIR, apply_debug_last, debug_verdict, group_choices
-from vision_exp.errors import ConfigError, Interrupted, UserError
+from vision_exp.errors import ConfigError, Interrupted, RankZeroFailed, UserError
 from vision_exp.reporting.files import last_checkpoint
 from vision_exp.reporting.records import before_start, check_not_busy, recorded_failures
 from vision_exp.settings import run_settings
@@ -138,7 +138,8 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
             log.info("%s", verdict)
         return result
     except UserError as exc:
-        log.error("%s", exc)
+        if not isinstance(exc, RankZeroFailed):  # rank 0 printed it
+            log.error("%s", exc)
         if verbose:
             raise
         if not multirun:

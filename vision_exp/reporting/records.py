@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 from omegaconf import OmegaConf
 
-from vision_exp.errors import ConfigError, Interrupted, RunFolderBusy, UserError
+from vision_exp.errors import ConfigError, Interrupted, RankZeroFailed, RunFolderBusy, UserError
 from vision_exp.reporting.files import exclusive_lock, read_json, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -109,14 +109,16 @@ def before_start():
 @contextmanager
 def recorded_failures(run_dir: Path, made_for_it: Sequence[Path] = ()):
     """A run that does not complete leaves metrics.json saying why (failed, or interrupted and resumable;
-    a refusal as `record_user_error` rules), then the error goes on to the entry point. A run refused
-    before it started in a folder made for it (`made_for_it`: the run folder and the parents created with
-    it, deepest first) leaves no folder instead: a mistyped command is not a run."""
+    a refusal as `record_user_error` rules; under torchrun, rank 0's reason, not the ranks' that stopped with
+    it), then the error goes on to the entry point. A run refused before it started in a folder made for it
+    (`made_for_it`: the run folder and the parents created with it, deepest first) leaves no folder instead:
+    a mistyped command is not a run."""
     earlier_attempt = has_earlier_attempt(run_dir)
     try:
         yield
     except UserError as exc:
-        if not (made_for_it and exc.before_start and remove_unused_folders(made_for_it)):
+        if not (isinstance(exc, RankZeroFailed) or
+                (made_for_it and exc.before_start and remove_unused_folders(made_for_it))):
             _record(record_user_error, run_dir, exc, earlier_attempt)
         raise
     except Interrupted as exc:

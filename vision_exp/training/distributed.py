@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from vision_exp.errors import UserError
+from vision_exp.errors import RankZeroFailed, UserError
 from vision_exp.training.runtime import select_device
 
 
@@ -76,7 +76,7 @@ def same_on_all_ranks(value):
 def main_first(env: DistEnv):
     """Run the block on rank 0 first, then on the other ranks (e.g. building a shared cache once). Rank 0 tells
     the others how it went: where it failed (a missing dataset), they stop with its message; a bare barrier left
-    them waiting for a rank that had gone, to end in a broken connection's traceback."""
+    them waiting for a rank that had gone, to end in a broken connection's traceback. Rank 0 alone prints it."""
     if not env.enabled:
         yield
         return
@@ -92,7 +92,7 @@ def main_first(env: DistEnv):
     failure = [None]
     dist.broadcast_object_list(failure, src=0)
     if failure[0] is not None:
-        raise UserError(failure[0])
+        raise RankZeroFailed(failure[0])
     yield
 
 
