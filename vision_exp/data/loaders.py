@@ -508,6 +508,8 @@ def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, dev
     """The train, val and train-eval loaders of an indexed dataset; each rank gets its `shard`
     (rank, world size) of every batch."""
     per_image = per_image_transform(aug, data.mean)
+    described = dict(classes=index.classes, class_names=index.class_names, mean=data.mean, std=data.std,
+                     train_digest=index.train.digest(index.root))
     if data.loader == "cached":
         workers = max(1, usable_workers(data.num_workers))
         train_split, val_split = (cached_index_split(index, data, name, workers) for name in ("train", "val"))
@@ -528,8 +530,7 @@ def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, dev
             val=CachedLoader(val_split.images, val_split.labels, data.eval_batch, eval_tf, **common),
             train_eval=CachedLoader(train_split.images, train_split.labels, data.eval_batch, eval_tf, indices=subset,
                                     device_images=train_on_device, **common),
-            classes=index.classes, class_names=index.class_names, mean=data.mean, std=data.std,
-            train_digest=index.train.digest(index.root),
+            **described,
         )
     train_tf, eval_tf = folder_transforms(data, aug, per_image)
     subset = train_eval_indices(len(index.train), train_eval_samples or len(index.val), seed)
@@ -542,8 +543,7 @@ def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, dev
                          **common),
         train_eval=FolderLoader(train_eval_split, eval_tf, data.eval_batch, decode_size=data.resize_size,
                                 leave_out_unreadable=True, **common),
-        classes=index.classes, class_names=index.class_names, mean=data.mean, std=data.std,
-        train_digest=index.train.digest(index.root),
+        **described,
     )
 
 
