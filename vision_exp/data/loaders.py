@@ -252,7 +252,7 @@ def stack_as_arrays(items: list) -> tuple:
     """A worker's piece of a batch as two numpy arrays, which reach the main process pickled by value.
     A tensor would travel as a shared-memory file descriptor, which costs the main process about 2 ms
     per piece: with 16 workers that capped the loader near 3,000 images/s whatever the policy cost
-    (README, Data). Small uint8 images are cheaper copied."""
+    (docs/benchmarks.md, Worker transport). Small uint8 images are cheaper copied."""
     images, labels = zip(*items)
     return np.stack(images), np.stack(labels)
 
@@ -335,7 +335,7 @@ class WorkerPool:
 
     Starting workers anew each epoch cost about a second per epoch on an H200 machine (16 workers
     forked from a process that holds a CUDA context, then each filling a whole batch), a quarter of
-    an e2_vit_enhanced epoch (2026-11-27, README "On a GPU"). With `persistent` false they are
+    an e2_vit_enhanced epoch (2026-11-27; docs/benchmarks.md, Seeding per-image augmentation). With `persistent` false they are
     started each epoch and gone between epochs, which frees their memory. Pieces travel as numpy
     arrays (`stack_as_arrays`) unless `collate_fn` says otherwise.
     """
