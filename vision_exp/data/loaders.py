@@ -335,9 +335,9 @@ class WorkerPool:
 
     Starting workers anew each epoch cost about a second per epoch on an H200 machine (16 workers
     forked from a process that holds a CUDA context, then each filling a whole batch), a quarter of
-    an e2_vit_enhanced epoch (2026-11-27; docs/benchmarks.md, Seeding per-image augmentation). With `persistent` false they are
-    started each epoch and gone between epochs, which frees their memory. Pieces travel as numpy
-    arrays (`stack_as_arrays`) unless `collate_fn` says otherwise.
+    an e2_vit_enhanced epoch (2026-11-27; docs/benchmarks.md, Seeding per-image augmentation). With
+    `persistent` false they are started each epoch and gone between epochs, which frees their memory.
+    Pieces travel as numpy arrays (`stack_as_arrays`) unless `collate_fn` says otherwise.
     """
 
     def __init__(self, dataset: Dataset, seed: int, num_workers: int, persistent: bool = True,
