@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+# A suite started in the background (`nohup make test &`) inherits SIGINT ignored, and the processes it starts keep
+# it ignored across exec: the Ctrl-C tests would then see no Ctrl-C. Python's own handler is what a terminal gives.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
