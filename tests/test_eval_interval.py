@@ -1,5 +1,4 @@
 """trainer.eval_every_epochs: a long run evaluates every k-th epoch and at the last, and trains the same steps."""
-import json
 
 import pytest
 import torch
@@ -7,15 +6,12 @@ import torch
 from conftest import compose, tiny_overrides, tiny_vit_overrides
 from vision_exp.errors import ConfigError
 from vision_exp.experiment import run_experiment
+from vision_exp.reporting.files import read_jsonl
 from vision_exp.sweeps.plots import mean_curve
 from vision_exp.training.checkpoint import load_checkpoint
 from vision_exp.training.config import TrainerConfig
 
 EVALUATED = {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc5", "val/acc_best"}
-
-
-def records(run_dir) -> list:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def run(overrides, run_dir, every: int) -> dict:
@@ -33,11 +29,11 @@ def test_evaluating_less_often_trains_the_same_weights_to_the_same_numbers(tiny_
     overrides = make_overrides(tiny_folder, *model, "augmentation=basic", "trainer.train_samples=null",
                                "trainer.epochs=5", "trainer.deterministic=true")
     every_epoch, sparse = run(overrides, tmp_path / "every", 1), run(overrides, tmp_path / "sparse", 2)
-    sparse_records = records(tmp_path / "sparse")
+    sparse_records = read_jsonl(tmp_path / "sparse" / "metrics.jsonl")
     assert [r["epoch"] for r in sparse_records] == [1, 2, 3, 4, 5]
     assert [EVALUATED <= r.keys() for r in sparse_records] == [False, True, False, True, True]
     assert not EVALUATED & sparse_records[0].keys() and not EVALUATED & sparse_records[2].keys()
-    dense_records = records(tmp_path / "every")
+    dense_records = read_jsonl(tmp_path / "every" / "metrics.jsonl")
     for dense, thin in zip(dense_records, sparse_records):
         assert {key: thin[key] for key in thin if key.startswith("train_running/")} == pytest.approx(
             {key: dense[key] for key in thin if key.startswith("train_running/")}, abs=1e-6)
@@ -62,7 +58,7 @@ def test_the_skipped_epochs_spend_no_time_evaluating(tiny_folder, tmp_path, monk
     monkeypatch.setattr(trainer_module, "evaluate", lambda *args, **kwargs: passes.append(1) or evaluate(*args, **kwargs))
     run(tiny_overrides(tiny_folder, "trainer.epochs=7"), tmp_path / "run", 3)
     assert len(passes) == 2 * 3
-    assert [r["epoch"] for r in records(tmp_path / "run") if "val/acc" in r] == [3, 6, 7]
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "val/acc" in r] == [3, 6, 7]
 
 
 def test_a_sweeps_curves_average_the_evaluated_epochs():
@@ -80,7 +76,7 @@ def test_a_resumed_run_may_evaluate_at_another_interval(tiny_folder, tmp_path):
     first = run(overrides, tmp_path / "run", 1)
     summary = run([*overrides, "trainer.epochs=4", "trainer.resume=auto"], tmp_path / "run", 2)
     assert summary["status"] == "completed" and summary["samples_seen"] == 2 * first["samples_seen"]
-    assert [EVALUATED <= r.keys() for r in records(tmp_path / "run")] == [True, True, False, True]
+    assert [EVALUATED <= r.keys() for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [True, True, False, True]
 
 
 @pytest.mark.parametrize("value", [0, -1, 1.5])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import shutil
 import types
 
@@ -18,6 +17,7 @@ import torch
 from conftest import compose, finished_trainer, lrs, mean_loss, sigterm_at_step, tiny_overrides, tiny_vit_overrides
 from vision_exp.errors import CheckpointError, Interrupted
 from vision_exp.experiment import run_experiment
+from vision_exp.reporting.files import read_jsonl
 from vision_exp.reporting.run import RunReporter
 from vision_exp.training import trainer as trainer_mod
 from vision_exp.training.checkpoint import load_checkpoint, save_checkpoint
@@ -26,10 +26,6 @@ from vision_exp.training.trainer import Position, Trainer, TrainingDiverged
 
 def train(folder, run_dir, *extra):
     return run_experiment(compose(tiny_overrides(folder, *extra)), run_dir, list(extra))
-
-
-def records(run_dir) -> list:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 # --- the clock: throughput, data wait, epoch and wall times ---------------------------------------------------------
@@ -79,7 +75,7 @@ def test_throughput_data_wait_and_epoch_time_follow_the_clock(tiny_folder, tmp_p
     summary's throughput is over all training time and its wall time over everything: benchmarks compare these."""
     summary = train(tiny_folder, tmp_path / "run", "trainer.epochs=2")
     train_time = 5 * (STEP_S + FETCH_S)  # 36 images in batches of 8: 5 steps an epoch
-    for record in records(tmp_path / "run"):
+    for record in read_jsonl(tmp_path / "run" / "metrics.jsonl"):
         assert record["images_per_s"] == pytest.approx(36 / train_time)
         assert record["data_wait_frac"] == pytest.approx(5 * FETCH_S / train_time)
         assert record["epoch_time_s"] == pytest.approx(train_time + 2 * EVAL_S)
@@ -187,7 +183,7 @@ def test_the_epoch_record_names_each_evaluation_number_and_the_best_so_far(tiny_
                         lambda self, *args: confusions.append(args[2:]) or log_confusion(self, *args))
     monkeypatch.setattr(RunReporter, "log_inputs", lambda self, images: inputs.append(len(steps)) or log_inputs(self, images))
     summary = train(tiny_folder, tmp_path / "run", "trainer.epochs=2")
-    assert [(r["val/acc"], r["val/acc_best"], r["val/acc5"], r["train/acc"]) for r in records(tmp_path / "run")] == [
+    assert [(r["val/acc"], r["val/acc_best"], r["val/acc5"], r["train/acc"]) for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [
         (60.0, 60.0, 95.0, 80.0), (40.0, 60.0, 95.0, 90.0)]
     assert (summary["best_epoch"], summary["best_val_acc"], summary["val_acc5"]) == (1, 60.0, 95.0)
     assert confusions == [(1, 36)] and inputs == [1]
@@ -376,7 +372,7 @@ def test_step_checkpoints_leave_the_running_metrics_as_without_them_also_after_a
     train_running/* are those of a run without step checkpoints (no step counted twice), and a run that crashed
     right after the step-2 checkpoint and resumed reports them too (steps 1-2 not lost)."""
     base = ("trainer.epochs=1", "trainer.deterministic=true")
-    running = lambda run: {k: v for k, v in records(run)[0].items() if k.startswith("train_running/")}  # noqa: E731
+    running = lambda run: {k: v for k, v in read_jsonl(run / "metrics.jsonl")[0].items() if k.startswith("train_running/")}  # noqa: E731
     train(tiny_folder, tmp_path / "plain", *base)
     train(tiny_folder, tmp_path / "stepped", *base, "trainer.checkpoint_every_steps=2")
     assert running(tmp_path / "stepped") == pytest.approx(running(tmp_path / "plain"), abs=1e-6)
