@@ -437,18 +437,18 @@ def folder_transforms(data: DataConfig, aug: AugmentConfig, per_image: Optional[
     """(train, eval) PIL -> uint8 (H, W, 3) transforms of the folder path; `Normalize` finishes them."""
     from torchvision import transforms as T
 
-    if aug.random_resized_crop:
-        crop = [T.RandomResizedCrop(data.img_size, scale=aug.scale, ratio=aug.ratio)]
-    else:
-        crop = [T.Resize(data.eval_resize), T.CenterCrop(data.img_size)]
-    policy = [per_image] if per_image is not None else []
-    train = T.Compose(crop + [T.RandomHorizontalFlip(aug.hflip)] + policy + [uint8_pixels])
     # Resize, square centre crop, (resize to eval_resize,) then centre crop: the steps of the cached path (its
     # stored square, then the crop on the device), so both loaders evaluate on the same pixels.
     size = data.resize_size
     to_eval_size = [T.Resize(data.eval_resize)] if size != data.eval_resize else []
-    evaluate = T.Compose([T.Resize(size), T.CenterCrop(size), *to_eval_size, T.CenterCrop(data.img_size), uint8_pixels])
-    return train, evaluate
+    eval_crop = [T.Resize(size), T.CenterCrop(size), *to_eval_size, T.CenterCrop(data.img_size)]
+    if aug.random_resized_crop:
+        crop = [T.RandomResizedCrop(data.img_size, scale=aug.scale, ratio=aug.ratio)]
+    else:  # evaluation's pixels, not a crop of its own: two centrings round a non-square image's offset apart
+        crop = eval_crop
+    policy = [per_image] if per_image is not None else []
+    train = T.Compose(crop + [T.RandomHorizontalFlip(aug.hflip)] + policy + [uint8_pixels])
+    return train, T.Compose(eval_crop + [uint8_pixels])
 
 
 def index_from_cache(data: DataConfig) -> Optional[DatasetIndex]:
