@@ -4,7 +4,7 @@ import json
 import pytest
 
 from vision_exp.reporting.files import read_json
-from vision_exp.reporting.records import completed_record, record_failure
+from vision_exp.reporting.records import completed_record, first_differences, record_failure
 
 
 @pytest.mark.parametrize("content", ["[]", "null", '"completed"', "3"])
@@ -343,3 +343,11 @@ def test_the_folders_a_command_would_make_are_those_the_system_makes(tmp_path):
     missing = missing_folders(folder)
     folder.mkdir()
     assert missing == [tmp_path / "real" / "made"] and missing[0].is_dir()
+
+
+def test_a_message_about_two_configs_shows_three_differences_and_counts_the_others():
+    """A sweep refused for a folder of another configuration can differ in dozens of settings: the message
+    names three and says how many more, so that it stays one readable line and none is taken for all."""
+    differences = [f"setting{i}: {i} -> {i + 1}" for i in range(5)]
+    assert first_differences(differences) == "setting0: 0 -> 1; setting1: 1 -> 2; setting2: 2 -> 3; and 2 more"
+    assert first_differences(differences[:3]) == "setting0: 0 -> 1; setting1: 1 -> 2; setting2: 2 -> 3"
