@@ -1,6 +1,6 @@
 """vision_exp/data/, checked where mutation testing found behaviour no other test pinned down.
 
-Mutants of loaders.py, batch_augment.py and cache.py (a flipped comparison, a dropped argument, a seed that
+Mutants of loaders.py, batch_augment.py, cache.py and index.py (a flipped comparison, a dropped argument, a seed that
 leaves out a part) that the suite let pass: each test names the behaviour that would break. Most build a
 loader on a small array of one repeated image, so that whatever differs between two batches comes from the
 augmentation alone.
@@ -18,9 +18,10 @@ from PIL import Image
 from vision_exp.data import cache as cache_mod
 from vision_exp.data.batch_augment import TrainBatchTransform, sample_crop_boxes
 from vision_exp.data.config import DataConfig
-from vision_exp.data.index import index_image_folder
+from vision_exp.data.index import Split, index_image_folder, select_classes
 from vision_exp.data.loaders import (CachedLoader, build_loaders, cached_index_split, fits_on_device, folder_transforms,
                                      index_dataset, planned_batches, usable_workers)
+from vision_exp.errors import ConfigError
 from vision_exp.recipe.augment import ArrayAugment, per_image_transform
 from vision_exp.recipe.config import AugmentConfig
 
@@ -161,3 +162,19 @@ def test_a_daemonic_process_such_as_a_joblib_worker_loads_without_workers_of_its
     in_daemon = queue.get(timeout=60)
     process.join(timeout=60)
     assert (in_daemon, usable_workers(4)) == (0, 4)
+
+
+def test_a_splits_digest_names_its_images_relative_to_the_root_and_includes_their_labels(tmp_path):
+    """A checkpoint's digest must match the same dataset in another folder (a new Kaggle session mounts it
+    elsewhere) and must not match the same files labelled otherwise."""
+    split = lambda root, labels: Split(tuple(f"{root}/train/a/{i}.JPEG" for i in range(3)), labels)  # noqa: E731
+    here, there = tmp_path / "here", tmp_path / "there"
+    assert split(here, (0, 0, 1)).digest(str(here)) == split(there, (0, 0, 1)).digest(str(there))
+    assert split(here, (0, 0, 1)).digest(str(here)) != split(here, (0, 1, 1)).digest(str(here))
+
+
+def test_asking_for_one_class_more_than_the_dataset_has_is_one_config_error():
+    available = ["a", "b", "c"]
+    assert select_classes(available, DataConfig(root="data/x", num_classes=3)) == available
+    with pytest.raises(ConfigError, match=r"data.num_classes=4 but data/x has only 3 classes"):
+        select_classes(available, DataConfig(root="data/x", num_classes=4))
