@@ -108,6 +108,21 @@ def test_second_use_reuses_the_cache(tiny_folder, tmp_path, monkeypatch):
     assert calls == [] and len(split.images) > 0
 
 
+def test_a_cache_built_before_modification_times_were_recorded_is_still_used(tiny_folder, tmp_path, monkeypatch):
+    """Entries whose manifest has no `mtimes` (built before they were recorded) match on names, sizes and labels:
+    every such cache would otherwise be decoded again."""
+    data = settings(tiny_folder, tmp_path)
+    index, _ = build(data)
+    manifest_path = data.cache_entry("train") / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["mtimes"]
+    manifest_path.write_text(json.dumps(manifest))
+    rebuilt = []
+    monkeypatch.setattr(cache_mod, "build_split_cache", lambda *args, **kwargs: rebuilt.append(args))
+    _, split = build(data)
+    assert len(split.images) == len(index.train) and rebuilt == []
+
+
 def test_a_reused_cache_moves_to_the_device_without_warnings_and_is_never_written(tiny_folder, tmp_path):
     import warnings
 

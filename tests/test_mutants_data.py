@@ -1,13 +1,12 @@
 """vision_exp/data/, checked where mutation testing found behaviour no other test pinned down.
 
-Mutants of loaders.py, batch_augment.py, cache.py and index.py (a flipped comparison, a dropped argument, a seed that
+Mutants of loaders.py, batch_augment.py and index.py (cache.py's: in test_data_cache.py) (a flipped comparison, a dropped argument, a seed that
 leaves out a part) that the suite let pass: each test names the behaviour that would break. Most build a
 loader on a small array of one repeated image, so that whatever differs between two batches comes from the
 augmentation alone.
 """
 from __future__ import annotations
 
-import json
 import multiprocessing
 
 import numpy as np
@@ -15,12 +14,11 @@ import pytest
 import torch
 from PIL import Image
 
-from vision_exp.data import cache as cache_mod
 from vision_exp.data.batch_augment import TrainBatchTransform, sample_crop_boxes
 from vision_exp.data.config import DataConfig
 from vision_exp.data.index import Split, index_image_folder, select_classes
-from vision_exp.data.loaders import (CachedLoader, build_loaders, cached_index_split, fits_on_device, folder_transforms,
-                                     index_dataset, planned_batches, usable_workers)
+from vision_exp.data.loaders import (CachedLoader, build_loaders, fits_on_device, folder_transforms, planned_batches,
+                                     usable_workers)
 from vision_exp.errors import ConfigError
 from vision_exp.recipe.augment import ArrayAugment, per_image_transform
 from vision_exp.recipe.config import AugmentConfig
@@ -80,14 +78,13 @@ def test_repeated_augmentation_reaches_the_training_loader(tiny_folder, tmp_path
     assert not torch.equal(triples[0, 0], triples[1, 0])
 
 
-def folder_train_transform(**augmentation):
-    data = DataConfig(root="unused", img_size=16)
-    train, evaluate = folder_transforms(data, AugmentConfig(**augmentation), None)
-    return train, evaluate
+def folder_pipelines(**augmentation):
+    """The folder path's (train, eval) transforms at 16 px."""
+    return folder_transforms(DataConfig(root="unused", img_size=16), AugmentConfig(**augmentation), None)
 
 
 def test_the_folder_path_without_random_crops_trains_on_the_eval_crop():
-    train, evaluate = folder_train_transform(random_resized_crop=False, hflip=0.0)
+    train, evaluate = folder_pipelines(random_resized_crop=False, hflip=0.0)
     image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 48, 3), dtype=np.uint8))
     for seed in range(4):
         torch.manual_seed(seed)
@@ -97,7 +94,7 @@ def test_the_folder_path_without_random_crops_trains_on_the_eval_crop():
 def test_the_folder_paths_random_crop_takes_the_configured_ratio_and_flip_probability():
     """scale [1, 1] and ratio [2, 2] on a 2:1 image: the one box that fits is the whole image, never mirrored
     with hflip 0 (torchvision's default ratio would fall back to a centre crop, its default flip mirror half)."""
-    train, _ = folder_train_transform(scale=(1.0, 1.0), ratio=(2.0, 2.0), hflip=0.0)
+    train, _ = folder_pipelines(scale=(1.0, 1.0), ratio=(2.0, 2.0), hflip=0.0)
     image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 80, 3), dtype=np.uint8))
     whole = np.asarray(image.resize((16, 16), Image.BILINEAR))
     outputs = []
@@ -132,21 +129,6 @@ def test_cached_images_go_to_the_gpu_when_they_take_under_a_quarter_of_its_free_
     assert fits_on_device([np.zeros(900, np.uint8)], gpu, True)
     assert not fits_on_device([np.zeros(1, np.uint8)], gpu, False)
     assert not fits_on_device([np.zeros(1, np.uint8)], CPU, True)
-
-
-def test_a_cache_built_before_modification_times_were_recorded_is_still_used(tiny_folder, tmp_path, monkeypatch):
-    """Entries whose manifest has no `mtimes` (built before they were recorded) match on names, sizes and labels:
-    every such cache would otherwise be decoded again."""
-    data = DataConfig(root=str(tiny_folder), cache_dir=str(tmp_path), img_size=16)
-    index = index_dataset(data)
-    cached_index_split(index, data, "train", 1)
-    manifest_path = data.cache_entry("train") / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    del manifest["mtimes"]
-    manifest_path.write_text(json.dumps(manifest))
-    rebuilt = []
-    monkeypatch.setattr(cache_mod, "build_split_cache", lambda *args, **kwargs: rebuilt.append(args))
-    assert len(cached_index_split(index, data, "train", 1).images) == len(index.train) and rebuilt == []
 
 
 def report_usable_workers(queue) -> None:
