@@ -269,6 +269,7 @@ TINY_BREAKS = {
     "class without val images": (class_without_val_images, "no val images of class n02979186 in .*val_annotations.txt"),
     "no train images folder": (lambda root: shutil.rmtree(root / "train" / "n02102040" / "images"),
                                "missing image folder of class n02102040"),
+    "no val images folder": (lambda root: shutil.rmtree(root / "val" / "images"), "missing val image folder: .*val/images"),
 }
 
 
@@ -311,6 +312,43 @@ def test_broken_kaggle_layouts_are_named(kaggle_root, tmp_path, break_it, messag
     break_it(root)
     with pytest.raises(DataError, match=message):
         index_dataset(preset("imagenet_kaggle", root))
+
+
+def test_blank_annotation_lines_are_skipped_and_stray_files_in_class_folders_are_counted(tiny_imagenet_root, kaggle_root,
+                                                                                          tmp_path):
+    """Annotation files edited by hand end in blank lines; a notes file in a class folder is no image, for the
+    readers of both released layouts, in a train class folder or the flat val folder (reported, or refused with
+    on_bad_image=error, like an ImageFolder's)."""
+    tiny = shutil.copytree(tiny_imagenet_root, tmp_path / "tiny-imagenet-200")
+    (tiny / "wnids.txt").write_text("\n" + (tiny / "wnids.txt").read_text().replace("\n", "\n\n") + "  \n")
+    annotations = tiny / "val" / "val_annotations.txt"
+    annotations.write_text(annotations.read_text().replace("\n", "\n\n", 1) + "\n")
+    (tiny / "words.txt").write_text("n01440764\ttench , Tinca tinca\n")
+    (tiny / "train" / "n02102040" / "images" / "notes.txt").write_text("taken in 2009")
+    kaggle = shutil.copytree(kaggle_root, tmp_path / "kaggle")
+    (kaggle / "LOC_val_solution.csv").write_text((kaggle / "LOC_val_solution.csv").read_text() + "\n\n")
+    (kaggle / "ILSVRC" / "Data" / "CLS-LOC" / "val" / "notes.txt").write_text("")  # the flat val folder's too
+    for name, root, notes in (("tiny_imagenet", tiny, "train/n02102040/images/notes.txt"),
+                              ("imagenet_kaggle", kaggle, "ILSVRC/Data/CLS-LOC/val/notes.txt")):
+        index = index_dataset(preset(name, root))
+        assert (index.num_classes, len(index.train.paths), len(index.val.paths)) == (3, 3 * TRAIN, 3 * VAL)
+        assert [Path(path).relative_to(root).as_posix() for path in index.ignored_files] == [notes]
+        with pytest.raises(DataError, match=f"not an image file: .*{notes}"):
+            index_dataset(preset(name, root, "data.on_bad_image=error"))
+    assert index_dataset(preset("tiny_imagenet", tiny)).class_names[0] == "tench"
+
+
+def test_kaggle_split_names_choose_folder_and_labels_and_hidden_folders_are_no_classes(kaggle_root, tmp_path):
+    """data.val_split names both the image folder and its LOC_<split>_solution.csv; a notebook's
+    .ipynb_checkpoints among the class folders is not a class."""
+    root = shutil.copytree(kaggle_root, tmp_path / "kaggle")
+    images = root / "ILSVRC" / "Data" / "CLS-LOC"
+    (images / "val").rename(images / "holdout")
+    (root / "LOC_val_solution.csv").rename(root / "LOC_holdout_solution.csv")
+    (images / "train" / ".ipynb_checkpoints").mkdir()
+    index = index_dataset(preset("imagenet_kaggle", root, "data.val_split=holdout"))
+    assert index.classes == tuple(sorted(TINY_CLASSES)) and len(index.val.paths) == 3 * VAL
+    assert all(Path(path).parent == images / "holdout" for path in index.val.paths)
 
 
 def test_names_from_a_synset_file_that_repeat_get_their_class_id(tmp_path):
@@ -502,6 +540,21 @@ def test_broken_hf_datasets_are_named(tmp_path, write, overrides, message):
     write(root)
     with pytest.raises(DataError, match=message):
         index_dataset(preset("hf", root, *overrides))
+
+
+def test_hf_rows_keep_their_labels_when_the_classes_interleave(tmp_path):
+    """Shuffled datasets (most on the Hub) do not group their rows by class: each row named in the index must
+    carry its own label, in both splits."""
+    from vision_exp.data.hf_rows import parse_row_uri
+
+    rows = {"train": [2, 0, 1, 1, 0, 2, 0, 1, 2], "validation": [1, 0, 2, 2, 1, 0]}
+    save_dict(tmp_path / "hf", **{split: hf_split(TINY_CLASSES, 0, np.random.default_rng(0), labels=labels)
+                                  for split, labels in rows.items()})
+    index = index_dataset(preset("hf", tmp_path / "hf"))
+    for split, labels in ((index.train, rows["train"]), (index.val, rows["validation"])):
+        assert sorted(parse_row_uri(uri)[-1] for uri in split.paths) == list(range(len(labels)))
+        assert [TINY_CLASSES[labels[parse_row_uri(uri)[-1]]] for uri in split.paths] == [
+            index.classes[label] for label in split.labels]
 
 
 def test_hf_without_the_datasets_package_says_how_to_install_it(tmp_path, monkeypatch):

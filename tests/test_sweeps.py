@@ -788,6 +788,16 @@ def test_t_distribution_at_fractional_degrees_of_freedom():
     assert t_quantile(0.975, 4) > t_quantile(0.975, 4.0755) > t_quantile(0.975, 5)
 
 
+@pytest.mark.parametrize("df", [30, 1000, 1e5])
+@pytest.mark.parametrize("t", [0.01, 0.3])
+def test_t_distribution_near_its_centre_at_many_degrees_of_freedom(t, df):
+    """Near t = 0 the beta function's argument is near 1, where its continued fraction converges only through the
+    symmetry I_x(a, b) = 1 - I_(1-x)(b, a); there t_cdf must still approach the normal distribution function."""
+    normal = 0.5 * (1 + math.erf(t / math.sqrt(2)))
+    assert t_cdf(t, df) == pytest.approx(normal, abs=0.5 / df)
+    assert t_cdf(-t, df) == pytest.approx(1 - t_cdf(t, df), abs=1e-12)
+
+
 def test_mean_std_and_welch_interval_by_hand():
     assert mean([1.0, 2.0, 3.0]) == 2.0
     assert sample_std([1.0, 2.0, 3.0]) == 1.0 and sample_std([5.0]) is None
