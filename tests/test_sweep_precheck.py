@@ -136,14 +136,15 @@ def test_a_sweep_whose_values_name_hydras_job_settings_is_checked_and_runs(tiny_
 
 def test_a_rerun_is_refused_for_each_job_whose_folder_holds_another_configuration(tmp_path):
     """Changed or reordered swept values point job numbers at other configurations' folders: each such job is
-    named before any job starts; a folder of its own configuration, or one never trained in, is no conflict."""
+    named before any job starts; a folder of its own configuration (even one whose run split its batches to fit a
+    smaller card), or one never trained in, is no conflict."""
     from omegaconf import OmegaConf
 
     from vision_exp.sweeps.precheck import folder_conflicts
 
     jobs = [["model=resnet_v1", "seed=0"], ["model=resnet_v1", "seed=1"], ["model=resnet_v2", "seed=0"],
             ["model=resnet_v2", "seed=1"]]
-    for number, saved in ((1, ["model=resnet_v2", "seed=1"]), (2, jobs[2])):
+    for number, saved in ((1, ["model=resnet_v2", "seed=1"]), (2, [*jobs[2], "trainer.grad_accum_steps=2"])):
         (tmp_path / str(number)).mkdir()
         (tmp_path / str(number) / "config.yaml").write_text(OmegaConf.to_yaml(compose(saved), resolve=True))
     (tmp_path / "3").mkdir()  # made, but its job failed before it wrote config.yaml

@@ -1078,10 +1078,12 @@ def test_a_joblib_worker_gives_back_the_platforms_start_method_and_leaves_others
     assert calls == [(None, True)]
 
 
-def test_a_job_resumed_on_another_device_stays_in_its_configuration(tmp_path):
+def test_a_job_resumed_on_another_device_or_with_less_memory_stays_in_its_configuration(tmp_path):
+    """Where a job ran, and how its batches were split to fit in memory, do not change what it computes."""
     sweep = sweep_of(tmp_path, (["model=resnet_v1", "seed=0"], 70.0),
                      (["model=resnet_v1", "seed=1", "trainer.device=cpu"], 72.0),  # resumed on another machine
-                     (["model=resnet_v2", "seed=0"], 75.0), (["model=resnet_v2", "seed=1"], 77.0))
+                     (["model=resnet_v2", "seed=0", "trainer.grad_accum_steps=2"], 75.0),  # on a smaller card
+                     (["model=resnet_v2", "seed=1", "data.eval_batch_size=64"], 77.0))
     summary = load_sweep(sweep)
     assert [(c.label, c.values("val_acc")) for c in summary.configurations] == [
         ("model=resnet_v1", [70.0, 72.0]), ("model=resnet_v2", [75.0, 77.0])]
