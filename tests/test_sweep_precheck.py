@@ -132,6 +132,12 @@ def test_a_sweep_whose_values_name_hydras_job_settings_is_checked_and_runs(tiny_
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["0", "1"]
     bad = run_cli([*args[:-1], "model.depth=0", f"hydra.sweep.dir={tmp_path / 'other'}"])
     assert bad.returncode == 2 and "model: depth=0 must be a whole number, at least 1 (every job)" in bad.stderr, bad.stderr
+    # Each job is checked with its own number: mlp_ratio=${hydra:job.num} is 0 in job 0 only.
+    per_job = run_cli(["-m", "model=vit_v1", *tiny_vit_overrides(tiny_folder), "model.pool=cls,avg",
+                       "model.mlp_ratio=${hydra:job.num}", f"hydra.sweep.dir={tmp_path / 'per-job'}"])
+    refusals = [line for line in per_job.stderr.splitlines() if line.startswith("error:")]
+    assert per_job.returncode == 2 and len(refusals) == 1, per_job.stderr
+    assert refusals[0].startswith("error: job 0 (") and "model.pool=cls" in refusals[0] and "mlp_ratio=0" in refusals[0]
 
 
 def test_a_rerun_is_refused_for_each_job_whose_folder_holds_another_configuration(tmp_path):

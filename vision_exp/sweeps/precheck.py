@@ -147,7 +147,7 @@ class CheckLauncher(Callback):
 
 class CheckSweepJobs(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        if config.hydra.sweeper._target_ != BASIC_SWEEPER or config.hydra.job.config_name != "train":
+        if config.hydra.sweeper._target_ != BASIC_SWEEPER:
             return  # another sweeper chooses its jobs as it goes
         loader = GlobalHydra.instance().config_loader()
         arguments = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
