@@ -293,6 +293,8 @@ def test_a_refused_job_records_why_until_a_command_of_its_own_configuration_runs
     assert json.loads((tmp_path / "metrics.json").read_text()) == finished and not (tmp_path / "overrides.json").exists()
     assert prepare_job(compose(own), tmp_path, own) == finished
     assert not (tmp_path / "refused.json").exists()
+    on_a_smaller_card = [*own, "trainer.grad_accum_steps=4", "data.eval_batch_size=16"]  # the same computation
+    assert prepare_job(compose(on_a_smaller_card), tmp_path, on_a_smaller_card) == finished
 
 
 def test_a_resumed_job_keeps_a_checkpoint_it_was_told_to_resume_from(tmp_path):
@@ -951,6 +953,21 @@ def test_sweep_folder_is_fixed_once_and_unique():
     job = OmegaConf.create({**config, "name": "renamed_by_a_preset"})
     OmegaConf.copy_cache(from_config=first, to_config=job)  # what Hydra does for every job of a sweep
     assert job.dir == first.dir
+
+
+def test_under_torchrun_ranks_started_apart_name_one_run_folder():
+    """torchrun starts its ranks a moment apart, maybe on either side of a second: each dates the run folder by
+    the start of their parent (torchrun; here the test's process), which is one time, and a past one."""
+    import time
+
+    code = "from vision_exp.sweeps.launch import launch_time, run_folder; print(launch_time(), run_folder('out'))"
+    printed = []
+    for rank in ("0", "1"):
+        printed.append(subprocess.run([sys.executable, "-c", code], env={**os.environ, "LOCAL_RANK": rank}, cwd=REPO,
+                                      capture_output=True, text=True, check=True).stdout)
+        time.sleep(1.1)
+    assert printed[0] == printed[1] and printed[0].split()[1].startswith("out/20")
+    assert time.time() - 24 * 3600 < float(printed[0].split()[0]) < time.time()
 
 
 def test_under_torchrun_every_rank_shares_the_folder_and_rank_0_summarizes(enhancement_sweep, monkeypatch):

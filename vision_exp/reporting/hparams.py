@@ -39,8 +39,8 @@ def table_hparams(config: dict) -> dict:
     for key, value in flatten(config).items():
         if key.startswith(INCIDENTAL_SETTINGS + PATH_SETTINGS):
             continue
-        if key in SHOWN_BY_NAME and isinstance(value, str) and value != "None" and not value.startswith("["):
-            value = PurePath(value).name  # a list of classes (shown as "[...]") is no path
+        if key in SHOWN_BY_NAME and isinstance(value, str):
+            value = PurePath(value).name  # a list of class names ("['n01', 'n02']", no slash) or "None" keeps its text
         elif is_path(value):
             continue
         table[key] = value
