@@ -453,6 +453,22 @@ def test_evaluation_counts_top1_top5_loss_and_confusion_as_a_count_by_hand():
     assert five["acc5"] is None and five["acc"] < 100  # every label among the 5 best says nothing: no top-5
 
 
+def test_per_class_accuracy_reads_the_rows_and_has_none_for_a_class_without_images(tmp_path):
+    """Rows are the true class: a class's accuracy is its diagonal over its row. A class with no validation image
+    (a subset, a small split) has no accuracy, not 0%, in metrics.json and per_class.csv alike."""
+    import torch
+
+    from vision_exp.reporting.evaluation import per_class_accuracy, write_evaluation
+
+    confusion = torch.tensor([[3, 1, 0], [0, 0, 0], [2, 0, 2]])
+    assert per_class_accuracy(confusion) == [75.0, None, 50.0]
+    result = {"confusion": confusion, "acc": 62.5, "acc5": None, "loss": 1.0, "count": 8}
+    summary = write_evaluation(tmp_path, result, ["a", "b", "c"], {"checkpoint": "best.pt"})
+    assert summary["per_class"] == {"a": 75.0, "b": None, "c": 50.0}
+    assert (tmp_path / "per_class.csv").read_text().splitlines() == ["class,images,accuracy", "a,4,75.00", "b,0,",
+                                                                      "c,4,50.00"]
+
+
 def test_predictions_are_the_evaluated_model_with_its_class_names(trained_run, tiny_folder):
     """With every class listed, predict's probabilities of the val images give the run's own evaluation of best.pt
     (its accuracy and loss: the same normalised pixels, eval mode, names in the order of the head's outputs), and an

@@ -878,6 +878,20 @@ def test_t_cdf_matches_the_closed_forms_of_small_degrees_of_freedom(t):
         assert t_cdf(t, df) == pytest.approx(expected, rel=1e-12, abs=1e-14), df
 
 
+def test_the_curves_leave_out_a_job_that_did_not_complete(tmp_path, monkeypatch):
+    """A failed or interrupted job's metrics.jsonl stops early: its epochs must not shorten or bias the mean curve,
+    as its final accuracy is left out of the table's mean."""
+    from vision_exp.sweeps import plots
+
+    sweep = sweep_of(tmp_path, (["model=resnet_v1", "seed=0"], 70.0), (["model=resnet_v1", "seed=1"], 72.0))
+    write_job(sweep, 2, ["model=resnet_v1", "seed=2"], error="out of memory")
+    (sweep / "2" / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "samples_seen": 100, "val/acc": 5.0}) + "\n")
+    averaged = []
+    monkeypatch.setattr(plots, "mean_curve", lambda histories: averaged.append(histories) or ([1], [1.0], [0.0]))
+    plots.plot_curves(load_sweep(sweep), tmp_path / "curves.png")
+    assert [[record["val/acc"] for record in history] for history in averaged[0]] == [[20.0, 70.0], [20.0, 72.0]]
+
+
 def test_the_curves_x_axis_is_the_seeds_mean_samples_seen():
     """Seeds of one configuration can see other numbers of samples per epoch (a resumed job with another
     train_samples, a last partial batch dropped): each point sits at their mean, not at the first seed's."""
