@@ -1076,6 +1076,11 @@ def test_a_sweeps_end_names_the_debug_overfit_jobs_that_did_not_memorise_their_b
     caplog.clear()
     SummarizeSweep().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
     assert "overfit check failed" not in caplog.text
+    write_job(sweep, 5, ["debug=overfit", "model=vit_v3"], error="out of memory")  # no verdict: it did not complete
+    caplog.clear()
+    with pytest.raises(SystemExit):
+        SummarizeSweep().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert "1 of 6 jobs did not complete: job 5 (failed)" in caplog.text and "overfit check failed" not in caplog.text
 
 
 def test_a_parallel_job_takes_a_free_gpu_and_holds_it_until_it_ends(tmp_path):
