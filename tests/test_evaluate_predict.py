@@ -455,7 +455,8 @@ def test_evaluation_counts_top1_top5_loss_and_confusion_as_a_count_by_hand():
 
 def test_per_class_accuracy_reads_the_rows_and_has_none_for_a_class_without_images(tmp_path):
     """Rows are the true class: a class's accuracy is its diagonal over its row. A class with no validation image
-    (a subset, a small split) has no accuracy, not 0%, in metrics.json and per_class.csv alike."""
+    (a subset, a small split) has no accuracy, not 0%, in metrics.json and per_class.csv alike; TensorBoard gets top-5
+    only where it means something."""
     import torch
 
     from vision_exp.reporting.evaluation import per_class_accuracy, write_evaluation
@@ -467,6 +468,14 @@ def test_per_class_accuracy_reads_the_rows_and_has_none_for_a_class_without_imag
     assert summary["per_class"] == {"a": 75.0, "b": None, "c": 50.0}
     assert (tmp_path / "per_class.csv").read_text().splitlines() == ["class,images,accuracy", "a,4,75.00", "b,0,",
                                                                       "c,4,50.00"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    write_evaluation(tmp_path / "six", {**result, "acc5": 87.5}, ["a", "b", "c"], {})  # top-5 of more classes
+    for folder, scalars in ((tmp_path, ["eval/top1", "eval/loss"]), (tmp_path / "six", ["eval/top1", "eval/top5",
+                                                                                         "eval/loss"])):
+        events = EventAccumulator(str(folder / "tb"))
+        events.Reload()
+        assert events.Tags()["scalars"] == scalars
 
 
 def test_predictions_are_the_evaluated_model_with_its_class_names(trained_run, tiny_folder):
