@@ -470,6 +470,7 @@ def test_vx_summarize_and_vx_report(enhancement_sweep, tmp_path, capsys):
     assert report.main([str(enhancement_sweep), "--output", str(output)]) == 0
     text = output.read_text()
     assert "## cpu_vit" in text and "**enhancement=none**" in text
+    assert "Sweep folder `../multirun`: 10 jobs, 8 completed." in text  # relative to where the report lies
     assert "python -m vision_exp.train -m experiment=cpu_vit 'enhancement=glob(*)' seed=0,1,2" in text
     links = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
     assert links == ["../multirun/report_val_acc_bars.png", "../multirun/report_val_acc_curves.png"]
