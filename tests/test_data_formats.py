@@ -490,6 +490,28 @@ def test_hf_reads_a_folder_that_load_dataset_reads_and_converts_it_into_the_cach
     assert list((Path(data.cache_dir) / "huggingface").glob("parquet/**/*.arrow"))
 
 
+def test_hf_reads_an_image_folder_whose_rows_point_to_the_files(tiny_folder, tmp_path):
+    """load_dataset reads class folders ("imagefolder") into rows that keep each image's path instead of its bytes:
+    a row must open the file it points to, with the class of its folder."""
+    from vision_exp.data import hf_rows
+    from vision_exp.data.images import open_rgb
+
+    index = index_dataset(preset("hf", tiny_folder))  # HF names the val/ folder's split "validation"
+    assert index.classes == tuple(sorted(TINY_CLASSES)) and len(index.train) and len(index.val)
+    for uri, label in zip(index.val.paths, index.val.labels):
+        pointed = Path(hf_rows.row_image_file(uri))
+        assert pointed.parent == tiny_folder / "val" / index.classes[label]
+        assert np.array_equal(np.asarray(open_rgb(uri)), np.asarray(open_rgb(str(pointed))))
+
+
+def test_row_uris_name_folders_whatever_characters_they_hold():
+    """Dataset and cache folders are the user's: spaces, '&', '=', '?' and '%' must come back as they went in."""
+    from vision_exp.data.hf_rows import parse_row_uri, row_uri
+
+    parts = ("/data/my set&co=1?/hf", "train=2024", "image", "/cache/a b%20c", 17)
+    assert parse_row_uri(row_uri(*parts)) == parts
+
+
 def test_hf_conversion_into_a_cache_folder_it_cannot_make_is_one_message(tmp_path):
     """data.cache_dir under a file (or unwritable): a DataError naming the setting, not datasets' OSError."""
     rng = np.random.default_rng(0)
