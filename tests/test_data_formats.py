@@ -490,7 +490,7 @@ def test_hf_reads_a_folder_that_load_dataset_reads_and_converts_it_into_the_cach
     assert list((Path(data.cache_dir) / "huggingface").glob("parquet/**/*.arrow"))
 
 
-def test_hf_reads_an_image_folder_whose_rows_point_to_the_files(tiny_folder, tmp_path):
+def test_hf_reads_an_image_folder_whose_rows_point_to_the_files(tiny_folder):
     """load_dataset reads class folders ("imagefolder") into rows that keep each image's path instead of its bytes:
     a row must open the file it points to, with the class of its folder."""
     from vision_exp.data import hf_rows

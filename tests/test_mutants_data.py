@@ -1,9 +1,9 @@
 """vision_exp/data/, checked where mutation testing found behaviour no other test pinned down.
 
-Mutants of loaders.py, batch_augment.py and index.py (cache.py's: in test_data_cache.py) (a flipped comparison, a dropped argument, a seed that
-leaves out a part) that the suite let pass: each test names the behaviour that would break. Most build a
-loader on a small array of one repeated image, so that whatever differs between two batches comes from the
-augmentation alone.
+Mutants of loaders.py, batch_augment.py and index.py that the suite let pass (a flipped comparison, a dropped
+argument, a seed that leaves out a part; cache.py's are in test_data_cache.py): each test names the behaviour that
+would break. Most build a loader on a small array of one repeated image, so that whatever differs between two
+batches comes from the augmentation alone.
 """
 from __future__ import annotations
 
@@ -149,7 +149,9 @@ def test_a_daemonic_process_such_as_a_joblib_worker_loads_without_workers_of_its
 def test_a_splits_digest_names_its_images_relative_to_the_root_and_includes_their_labels(tmp_path):
     """A checkpoint's digest must match the same dataset in another folder (a new Kaggle session mounts it
     elsewhere) and must not match the same files labelled otherwise."""
-    split = lambda root, labels: Split(tuple(f"{root}/train/a/{i}.JPEG" for i in range(3)), labels)  # noqa: E731
+    def split(root, labels):
+        return Split(tuple(f"{root}/train/a/{i}.JPEG" for i in range(3)), labels)
+
     here, there = tmp_path / "here", tmp_path / "there"
     assert split(here, (0, 0, 1)).digest(str(here)) == split(there, (0, 0, 1)).digest(str(there))
     assert split(here, (0, 0, 1)).digest(str(here)) != split(here, (0, 1, 1)).digest(str(here))
