@@ -81,9 +81,25 @@ def test_vit_without_position_embeddings_is_invariant_to_patch_aligned_shifts():
     assert shift_invariance_error(pooled, x, [(1, 0)]) > 1e-2  # patches cut differently
 
 
-def test_shift_must_be_a_multiple_of_the_stride(images):
+@pytest.mark.parametrize("bad", [(2, 0), (0, 2)])
+def test_shift_must_be_a_multiple_of_the_stride(images, bad):
     with pytest.raises(ValueError, match="multiple of the stride 4"):
-        shift_equivariance_error(lambda x: x, images, [(2, 0)], stride=4)
+        shift_equivariance_error(lambda x: x, images, [bad], stride=4)
+
+
+def test_errors_are_relative_to_the_unshifted_output():
+    """f weighs column 1 twice: one pixel at (0, 0) shifted to (0, 1) gives f(T x) = 2 T f(x), so the errors
+    are ||2 T f(x) - T f(x)|| and ||2 T f(x) - f(x)|| (sqrt 5) over ||f(x)|| = 1, as the docstrings say."""
+    weight = torch.ones(4, 4)
+    weight[:, 1] = 2.0
+    x = torch.zeros(1, 1, 4, 4)
+    x[..., 0, 0] = 1.0
+
+    def column_1_twice(images):
+        return images * weight
+
+    assert shift_equivariance_error(column_1_twice, x, [(0, 1)]) == pytest.approx(1.0)
+    assert shift_invariance_error(column_1_twice, x, [(0, 1)]) == pytest.approx(5**0.5)
 
 
 def test_the_script_measures_the_symmetries_docs_equivariance_md_states():
@@ -123,9 +139,10 @@ def test_the_script_refuses_a_size_its_models_do_not_tile(size, message):
 
 
 def test_the_error_over_several_shifts_is_that_of_the_worst_shift(images):
-    """A probe reports the largest error among its shifts, so one symmetric shift (here no shift) hides nothing."""
+    """A probe reports the largest error among its shifts, so a symmetric shift (here no shift), first or last,
+    hides nothing."""
     conv = torch.nn.Conv2d(8, 4, 3, padding=1)  # zero padding: neither equivariant nor invariant
     for probe in (shift_equivariance_error, shift_invariance_error):
         singles = [probe(conv, images, [s]) for s in SHIFTS]
         assert min(singles) > 1e-3
-        assert probe(conv, images, [(0, 0), *SHIFTS]) == pytest.approx(max(singles), rel=1e-6)
+        assert probe(conv, images, [(0, 0), *SHIFTS, (0, 0)]) == pytest.approx(max(singles), rel=1e-6)

@@ -69,6 +69,16 @@ def test_vit_equals_timm_in_training_with_every_dropout_and_drop_path(attn_impl)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
 
 
+def test_the_timm_reference_of_a_model_in_eval_mode_drops_nothing():
+    """The reference takes our mode: in eval, a model with every dropout and drop-path equals it exactly,
+    where a reference left in timm's default train mode would drop at random."""
+    torch.manual_seed(0)
+    ours = random_head(ViT(**TINY, dropout=0.2, attn_dropout=0.3, drop_path=0.4)).eval()
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(timm_vit_from(ours)(x), ours(x), rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("block", VARIANTS)
 def test_drop_path_drops_whole_branches_in_training_only(block):
     """Rate 1 drops every branch: the block is the identity in training, not in eval. Rate 0.5 decides per
