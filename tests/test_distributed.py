@@ -1,4 +1,4 @@
-"""torchrun with two CPU processes (gloo) trains like one process with the same global batch."""
+"""torchrun with two CPU processes (gloo) trains like one process with the same global batch, and its ranks agree."""
 import json
 import os
 import signal
@@ -107,6 +107,32 @@ def test_rank_0_tells_the_others_whether_the_block_they_wait_for_failed(monkeypa
     assert ran == [2]
 
 
+def exchange(rank: int, world_size: int, store: str, results) -> None:
+    """One rank of test_two_ranks_agree_on_rank_0s_values_sums_and_maxima, in a process of its own."""
+    import torch
+    import torch.distributed as dist
+
+    from vision_exp.training import distributed
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size)
+    folder = distributed.same_on_all_ranks(f"outputs/run-of-rank-{rank}")
+    count = distributed.all_reduce_sum(torch.tensor([rank + 1.0])).item()
+    worst = distributed.all_reduce_max(torch.tensor([10.0 * (rank + 1)])).item()
+    results.put((rank, folder, count, worst))
+    distributed.teardown()
+
+
+def test_two_ranks_agree_on_rank_0s_values_sums_and_maxima(tmp_path):
+    """Over a real gloo group of two processes: each rank gets rank 0's run folder (a folder named from the clock
+    could differ by rank), the sum (of sample counts) and the maximum (of losses or signals)."""
+    import torch.multiprocessing as mp
+
+    results = mp.get_context("spawn").SimpleQueue()
+    mp.spawn(exchange, args=(2, str(tmp_path / "store"), results), nprocs=2)
+    assert sorted(results.get() for _ in range(2)) == [
+        (0, "outputs/run-of-rank-0", 3.0, 20.0), (1, "outputs/run-of-rank-0", 3.0, 20.0)]
+
+
 def rank_pid(run_dir: Path, rank: int):
     """The pid of the torchrun worker of `rank` training into `run_dir`, or None."""
     for proc in Path("/proc").iterdir():
@@ -139,6 +165,39 @@ def test_a_signal_to_one_rank_stops_every_rank_and_is_named_right(tiny_folder, t
     assert "stopped by SIGTERM" in text and "SIGBUS" not in text, text
     assert json.loads((run / "metrics.json").read_text())["status"] == "interrupted"
     assert (run / "checkpoints" / "last.pt").is_file()
+
+
+def test_a_rank_is_global_and_its_device_index_local(monkeypatch):
+    """On two nodes of two GPUs, the second node's first process is rank 2 of 4 (its shard of each batch) on that
+    node's GPU 0; one process, whatever torchrun set, is the single-process run."""
+    from vision_exp.training.distributed import DistEnv, env_from_torchrun
+
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    env = env_from_torchrun()
+    assert env == DistEnv(rank=2, world_size=4, local_rank=0)
+    assert env.enabled and not env.is_main and env.shard == (2, 4)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "0")
+    assert env_from_torchrun() == DistEnv() and not DistEnv().enabled and DistEnv().is_main
+
+
+def test_torchrun_without_cuda_trains_on_the_cpu_even_where_mps_is_there(monkeypatch):
+    """gloo, the backend without CUDA, moves CPU tensors only: trainer.device=auto under torchrun on a Mac is
+    the CPU, where a single process would take MPS."""
+    import torch
+
+    from vision_exp.training import distributed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)  # the process group exists: join nothing
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert distributed.setup("auto")[1] == torch.device("cpu")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert distributed.setup("auto")[1] == torch.device("mps")
 
 
 def test_ranks_after_the_first_draw_their_masks_from_streams_of_their_own():
