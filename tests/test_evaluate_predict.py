@@ -458,6 +458,7 @@ def test_per_class_accuracy_reads_the_rows_and_has_none_for_a_class_without_imag
     (a subset, a small split) has no accuracy, not 0%, in metrics.json and per_class.csv alike; TensorBoard gets top-5
     only where it means something."""
     import torch
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from vision_exp.reporting.evaluation import per_class_accuracy, write_evaluation
 
@@ -468,8 +469,6 @@ def test_per_class_accuracy_reads_the_rows_and_has_none_for_a_class_without_imag
     assert summary["per_class"] == {"a": 75.0, "b": None, "c": 50.0}
     assert (tmp_path / "per_class.csv").read_text().splitlines() == ["class,images,accuracy", "a,4,75.00", "b,0,",
                                                                       "c,4,50.00"]
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     write_evaluation(tmp_path / "six", {**result, "acc5": 87.5}, ["a", "b", "c"], {})  # top-5 of more classes
     for folder, scalars in ((tmp_path, ["eval/top1", "eval/loss"]), (tmp_path / "six", ["eval/top1", "eval/top5",
                                                                                          "eval/loss"])):

@@ -84,7 +84,7 @@ class RunReporter:
                                      for k, v in record.items()}, allow_nan=False) + "\n")
         step = record["samples_seen"]
         for key, value in record.items():
-            if value is None:  # val/acc5 of fewer than 5 classes
+            if value is None:  # val/acc5 of five classes or fewer
                 continue
             family, _, tag = key.partition("/")
             if family in self.family_writers and tag:
