@@ -93,7 +93,13 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
 @pytest.mark.parametrize("module, args, phrase, code", [
     ("train", ["--cfg", "job"], "batch_size:", 0),
     ("train", ["--help"], "vx-train -m experiment=ablation_vit_blocks", 0),
-    ("train", ["trainer.epochz=3"], "Key 'epochz' is not in struct", 1),
+    # a key the config lacks, set without +: Hydra's own advice (+trainer.epochz=3) leads to a refused run
+    ("train", ["trainer.epochz=3"], "error: trainer.epochz is not a setting (did you mean trainer.epochs?)", 2),
+    ("train", ["lr=0.1"], "error: lr is not a setting (did you mean optimizer.lr?)", 2),
+    ("train", ["model=vit_v1", "model.patch_sise=4"], "model.patch_sise is not a setting (did you mean model.patch_size?)", 2),
+    ("train", ["-m", "trainer.epoch=3", "seed=0,1"], "trainer.epoch is not a setting (did you mean trainer.epochs?)", 2),
+    ("train", ["hydra.run.dirr=x"], "hydra.run.dirr is not a setting (did you mean hydra.run.dir?)", 2),
+    ("evaluate", ["ckpt={tmp}/missing.pt", "trainer.epochs=3"], "error: trainer is not a setting", 2),
     ("train", ["model=vit_v9"], "Could not find 'model/vit_v9'", 1),
     ("train", ["data.batch_size=abc"], "data.batch_size='abc' must be an integer", 2),
     ("train", ["trainer.epochs=0"], "trainer.epochs=0 must be positive", 2),
@@ -168,7 +174,9 @@ def test_the_sweep_tools_are_installed_commands_that_work_from_any_folder(comman
 
 def test_unknown_option_is_one_clear_message(tiny_folder, tmp_path):
     result = run_cli(tiny_overrides(tiny_folder, "trainer.epochz=3", f"hydra.run.dir={tmp_path / 'run'}"))
-    assert_clean_failure(result, "trainer.epochz", code=1)
+    assert_clean_failure(result, "trainer.epochz is not a setting (did you mean trainer.epochs?)")
+    assert "+trainer.epochz" not in result.stderr  # Hydra's advice, which the run would refuse
+    assert not (tmp_path / "run").exists()
 
 
 def test_unknown_model_is_one_clear_message(tiny_folder, tmp_path):

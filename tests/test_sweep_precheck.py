@@ -51,6 +51,17 @@ def test_a_bad_value_in_one_job_stops_the_sweep_before_any_job_trains(tiny_folde
     assert not sweep.exists()  # not even the empty folder
 
 
+def test_a_swept_key_the_config_lacks_names_the_key_meant(tiny_folder, tmp_path):
+    """Composed job by job (Hydra's first composition leaves swept keys out), as the run names it, without the
+    +model.patch_sise advice Hydra gives."""
+    result = run_cli(["-m", "model=vit_v1", *tiny_vit_overrides(tiny_folder), "model.patch_sise=4,8",
+                      f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in output, output
+    assert "error: model.patch_sise is not a setting (did you mean model.patch_size?) (every job)" in output
+    assert "+model.patch_sise" not in output and not (tmp_path / "sweep").exists()
+
+
 def test_one_mistake_shared_by_many_jobs_is_one_line(tiny_folder, tmp_path):
     result = run_cli(["-m", "model=vit_v1", *tiny_vit_overrides(tiny_folder), "model.mlp_ratio=1,2,4", "seed=0,1",
                       "data.batch_size=0", f"hydra.sweep.dir={tmp_path / 'sweep'}"])

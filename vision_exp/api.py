@@ -125,10 +125,12 @@ def _compose_run(overrides: list):
 
 
 def _composition_error(exc: Exception):
-    """Hydra's message as a ConfigError, without the search path it lists after it."""
+    """Hydra's message as a ConfigError, without the search path it lists after it; a key the config lacks
+    with the one meant, as the command line says it."""
+    from vision_exp.config_types import unknown_setting
     from vision_exp.errors import ConfigError
 
-    return ConfigError(str(exc).split("\nConfig search path")[0].strip())
+    return unknown_setting(exc) or ConfigError(str(exc).split("\nConfig search path")[0].strip())
 
 
 def _train(cfg, folder: Path, overrides: list, choices: dict) -> dict:

@@ -103,12 +103,47 @@ def check_hydra_arguments(argv: Sequence[str]) -> None:
                           f"runs one job, -m a sweep, --cfg prints the config, --info the config's sources and defaults")
 
 
-def command(hydra_main: Callable[[], object]) -> Callable[[], None]:
-    """The console entry point of a @hydra.main function: Hydra's, once its flags ask for one thing."""
+def check_settings_exist(argv: Sequence[str], config_name: str) -> None:
+    """A key conf/<config_name>.yaml lacks, set without + (`trainer.epoch=3`), as a ConfigError suggesting the key
+    meant: Hydra's own message advises `+trainer.epoch=3`, which the run then refuses. Composes the config as
+    Hydra will before the command starts (about 0.1 s; a sweep's swept keys are its jobs', which the sweep's
+    pre-check composes); any other composition error is left for Hydra to report."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+    from hydra.errors import HydraException
+
+    from vision_exp.conf_dir import CONF_DIR
+    from vision_exp.config_types import unknown_setting
+
+    flags, _ = get_args_parser().parse_known_args(list(argv))
+    if flags.shell_completion or flags.config_path or flags.config_name or flags.config_dir or flags.experimental_rerun:
+        return  # a completion query (query=bash), or another config than conf/<config_name>.yaml
+    try:
+        overrides = [override for override in OverridesParser.create().parse_overrides(flags.overrides)
+                     if not override.is_sweep_override()]
+    except HydraException:
+        return  # not Hydra's syntax: Hydra says where
+    if not any(override.type == OverrideType.CHANGE for override in overrides):
+        return  # only + and ~: a key added is checked by the run (KnownSettings), one deleted by Hydra
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name=config_name):
+            compose(config_name=config_name, overrides=[override.input_line for override in overrides])
+    except HydraException as exc:
+        misspelt = unknown_setting(exc)
+        if misspelt:
+            raise misspelt from None
+
+
+def command(hydra_main: Callable[[], object], config_name: str) -> Callable[[], None]:
+    """The console entry point of a @hydra.main function on conf/<config_name>.yaml: Hydra's, once its flags ask
+    for one thing and every key set exists."""
 
     def main() -> None:
         with refused_in_one_line():
             check_hydra_arguments(sys.argv[1:])
+            check_settings_exist(sys.argv[1:], config_name)
         hydra_main()
 
     return main

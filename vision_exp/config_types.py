@@ -14,9 +14,10 @@ import numbers
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, Callable, Union
+from typing import Any, Callable, Optional, Union
 
-from omegaconf import ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from vision_exp.errors import ConfigError
 
@@ -101,6 +102,26 @@ def check_known_keys(values: dict, known: typing.Iterable, section: str, owner: 
             hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
             raise ConfigError(f"{prefix}{key} is not a setting{f' of {owner}' if owner else ''}{hint}")
 
+
+
+def unknown_setting(composition_error: Exception) -> Optional[ConfigError]:
+    """Hydra's refusal of a key the config lacks (`trainer.epoch=3`: "Could not override 'trainer.epoch'. To append
+    to your config use +trainer.epoch=3") as "trainer.epoch is not a setting (did you mean trainer.epochs?)": the
+    advice it gives leads to a run that refuses the key anyway. None for any other composition error."""
+    from hydra.errors import HydraException
+
+    missing = composition_error.__cause__
+    if not (isinstance(composition_error, HydraException)
+            and isinstance(missing, (ConfigAttributeError, ConfigKeyError)) and missing.full_key
+            and isinstance(getattr(missing, "parent_node", None), DictConfig)):
+        return None
+    section, _, key = missing.full_key.rpartition(".")
+    values = OmegaConf.to_container(missing.parent_node, resolve=False)
+    try:
+        check_known_keys({**values, key: None}, values, section)
+    except ConfigError as exc:
+        return exc
+    return None
 
 # Groups whose files are `# @package _global_`: they set other sections' values and add no key of their own.
 GLOBAL_GROUPS = ("hydra", "env", "experiment", "enhancement", "debug")

@@ -98,7 +98,7 @@ def hydra_main(cfg: DictConfig) -> None:
         evaluate_checkpoint(cfg, out_dir)
 
 
-main = command(hydra_main)
+main = command(hydra_main, "evaluate")
 
 if __name__ == "__main__":
     main()

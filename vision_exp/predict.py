@@ -129,7 +129,7 @@ def hydra_main(cfg: DictConfig) -> None:
             print(f"{row['image']}: " + ", ".join(f"{row[f'top{i}']} ({row[f'p{i}']:.1%})" for i in range(1, k + 1)))
 
 
-main = command(hydra_main)
+main = command(hydra_main, "predict")
 
 if __name__ == "__main__":
     main()

@@ -176,7 +176,7 @@ def hydra_main(cfg: DictConfig) -> Optional[dict]:
     return run_task(cfg)
 
 
-main = command(hydra_main)
+main = command(hydra_main, "train")
 
 
 if __name__ == "__main__":
