@@ -179,6 +179,15 @@ def test_unknown_option_is_one_clear_message(tiny_folder, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_primary_config_of_ones_own_is_not_checked_against_conf_train(tmp_path):
+    """`-cd <folder> -cn <name>` composes another config than conf/train.yaml, with keys of its own."""
+    (tmp_path / "mine.yaml").write_text("defaults:\n  - train\n  - _self_\nnote: 0\n")
+    result = subprocess.run([sys.executable, "-m", "vision_exp.train", "-cd", str(tmp_path), "-cn", "mine", "--cfg", "job",
+                             "note=1"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "\nnote: 1\n" in result.stdout
+
+
 def test_unknown_model_is_one_clear_message(tiny_folder, tmp_path):
     result = run_cli(tiny_overrides(tiny_folder, "model=resnet_v9", f"hydra.run.dir={tmp_path / 'run'}"))
     assert_clean_failure(result, "resnet_v9", code=1)

@@ -111,7 +111,6 @@ def check_settings_exist(argv: Sequence[str], config_name: str) -> None:
     from hydra import compose, initialize_config_dir
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import OverrideType
     from hydra.errors import HydraException
 
     from vision_exp.conf_dir import CONF_DIR
@@ -125,8 +124,8 @@ def check_settings_exist(argv: Sequence[str], config_name: str) -> None:
                      if not override.is_sweep_override()]
     except HydraException:
         return  # not Hydra's syntax: Hydra says where
-    if not any(override.type == OverrideType.CHANGE for override in overrides):
-        return  # only + and ~: a key added is checked by the run (KnownSettings), one deleted by Hydra
+    if not overrides:
+        return
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name=config_name):
             compose(config_name=config_name, overrides=[override.input_line for override in overrides])
