@@ -486,20 +486,23 @@ def test_refused_in_one_line_prints_the_config_error_and_exits_2(capsys):
             raise DataError("no images")
 
 
-def test_the_command_stops_before_hydra_on_flags_that_ask_two_things(monkeypatch, capsys):
-    """The console entry point checks the flags first and runs Hydra only if they pass."""
+def test_the_command_stops_before_hydra_on_flags_that_ask_two_things_or_a_key_its_config_lacks(monkeypatch, capsys):
+    """The console entry point checks the flags and the keys of its own config first, and runs Hydra only if
+    they pass."""
     from vision_exp.cli import command
 
     called = []
-    main = command(lambda: called.append(True))
-    monkeypatch.setattr(sys, "argv", ["vx-train", "seed=1"])
+    main = command(lambda: called.append(True), "evaluate")
+    monkeypatch.setattr(sys, "argv", ["vx-evaluate", "device=cpu"])
     main()
     assert called == [True]
-    monkeypatch.setattr(sys, "argv", ["vx-train", "-m", "--cfg", "job"])
-    with pytest.raises(SystemExit) as stopped:
-        main()
-    assert stopped.value.code == 2 and called == [True]
-    assert capsys.readouterr().err.startswith("error: -m runs a sweep and --cfg prints one run's config")
+    for argv, message in [(["-m", "--cfg", "job"], "error: -m runs a sweep and --cfg prints one run's config"),
+                          (["devise=cpu"], "error: devise is not a setting (did you mean device?)\n")]:
+        monkeypatch.setattr(sys, "argv", ["vx-evaluate", *argv])
+        with pytest.raises(SystemExit) as stopped:
+            main()
+        assert stopped.value.code == 2 and called == [True]
+        assert capsys.readouterr().err.startswith(message)
 
 
 def test_a_user_error_is_logged_exits_2_and_removes_the_folder_made_for_it(tmp_path, caplog):
