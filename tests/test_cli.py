@@ -74,11 +74,15 @@ def test_class_folder_without_images(tmp_path):
     ("model.layers=[1,0,1,1]", "must be at least 1"),
     ("trainer.grad_accum_steps=0", "trainer.grad_accum_steps=0 must be a whole number, at least 1"),
     ("trainer.grad_accum_steps=9", "into that many parts: at most 8"),
+    ("optimizer.momentum=1", "optimizer.momentum=1 must lie in [0, 1)"),
+    ("scheduler.lr_min=-1", "scheduler.lr_min=-1 must not be negative"),
 ])
 def test_invalid_values_stop_before_training(tiny_folder, tmp_path, override, phrase):
-    result = run_cli(tiny_overrides(tiny_folder, override, f"hydra.run.dir={tmp_path / 'run'}"))
+    """Before the images are read, too: decoding a large dataset into the cache can take hours."""
+    result = run_cli(tiny_overrides(tiny_folder, override, f"hydra.run.dir={tmp_path / 'run'}",
+                                    f"data.cache_dir={tmp_path / 'cache'}"))
     assert_clean_failure(result, phrase)
-    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "cache").exists()
 
 
 # `python -m MODULE ARGS` that says at its exit whether torch was imported.

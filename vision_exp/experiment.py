@@ -116,8 +116,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list, choices: Opt
     """Train the run described by `cfg` into `run_dir`; returns the content of metrics.json. `choices`, the
     config groups' options it was composed of (conf_dir.group_choices), join its hyper-parameters in TensorBoard."""
     with before_start():
+        check_buildable(cfg)  # a value that cannot work is one line before the data is read, which can take hours
         settings = run_settings(cfg)
-        check_teacher(settings.distillation)  # a typo in its path is one line, before the data is read
         data_cfg, aug_cfg, trainer_cfg = settings.data, settings.augmentation, settings.trainer
         dist_env, device = distributed.setup(trainer_cfg.device)
     run_dir = Path(distributed.same_on_all_ranks(str(run_dir)))
