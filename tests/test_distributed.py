@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, tiny_overrides
 
 TOLERANCE = 1e-4  # float sums in another order; stated in the README
 
@@ -55,6 +55,17 @@ def test_a_batch_smaller_than_the_ranks_stops_before_training(tiny_folder, tmp_p
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "the last training batch holds 1 sample(s), fewer than the 2 ranks" in output
     assert not (run / "checkpoints").exists()
+
+
+def test_sync_bn_without_cuda_stops_before_any_image_is_read(tiny_folder, tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "vision_exp.train",
+                             *tiny_overrides(tiny_folder), "trainer.sync_bn=true", f"data.cache_dir={tmp_path / 'cache'}",
+                             f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "trainer.sync_bn=true needs CUDA devices" in output, output
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_a_dataset_rank_0_cannot_find_stops_every_rank_with_its_message(tmp_path):

@@ -287,3 +287,18 @@ def test_on_the_cpu_a_nan_loss_stops_the_run_at_its_step_whatever_the_log_interv
     with pytest.raises(trainer_mod.TrainingDiverged, match=r"NaN or infinite at step 2 \(epoch 1\)"):
         tiny_run(tiny_folder, tmp_path / "run", "trainer.epochs=2", "trainer.log_every_steps=4")
     assert taken == [1, 2]
+
+
+@pytest.mark.parametrize("sync_bn, world_size, device, refused", [
+    (True, 2, "cpu", True), (True, 1, "cpu", False), (False, 2, "cpu", False), (True, 2, "cuda", False)])
+def test_sync_bn_is_refused_only_for_several_ranks_off_cuda(sync_bn, world_size, device, refused):
+    """One process has no batch statistics to share (sync_bn is then unused); on CUDA ranks SyncBatchNorm runs."""
+    from vision_exp.training.distributed import DistEnv
+    from vision_exp.training.trainer import check_sync_bn
+
+    arguments = (sync_bn, DistEnv(world_size=world_size), torch.device(device))
+    if refused:
+        with pytest.raises(ConfigError, match="trainer.sync_bn=true needs CUDA devices"):
+            check_sync_bn(*arguments)
+    else:
+        check_sync_bn(*arguments)

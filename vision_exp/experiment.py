@@ -33,7 +33,7 @@ from vision_exp.training import distributed
 from vision_exp.training.budget import Budget
 from vision_exp.training.checkpoint import file_digest
 from vision_exp.training.runtime import seed_everything, set_deterministic
-from vision_exp.training.trainer import Trainer
+from vision_exp.training.trainer import Trainer, check_sync_bn
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list, choices: Opt
         settings = run_settings(cfg)
         data_cfg, aug_cfg, trainer_cfg = settings.data, settings.augmentation, settings.trainer
         dist_env, device = distributed.setup(trainer_cfg.device)
+        check_sync_bn(trainer_cfg.sync_bn, dist_env, device)
     run_dir = Path(distributed.same_on_all_ranks(str(run_dir)))
     if not dist_env.is_main:
         logging.getLogger().setLevel(logging.WARNING)  # one rank's log is enough

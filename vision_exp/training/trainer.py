@@ -90,6 +90,13 @@ class Position:
     running: dict = field(default_factory=lambda: {"loss_sum": 0.0, "correct": 0.0, "count": 0, "wait_s": 0.0, "time_s": 0.0})
 
 
+def check_sync_bn(sync_bn: bool, dist: DistEnv, device: torch.device) -> None:
+    """SyncBatchNorm runs on CUDA only; checked as soon as the run knows its device (experiment.py), before
+    any image is read."""
+    if sync_bn and dist.enabled and device.type != "cuda":
+        raise ConfigError("trainer.sync_bn=true needs CUDA devices (SyncBatchNorm does not run on the CPU)")
+
+
 def uses_convolutions(model: torch.nn.Module) -> bool:
     return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
@@ -131,9 +138,8 @@ class Trainer:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
         self.num_params = sum(p.numel() for p in self.model.parameters())
+        check_sync_bn(config.sync_bn, self.dist, self.device)
         if self.dist.enabled and config.sync_bn:
-            if self.device.type != "cuda":
-                raise ConfigError("trainer.sync_bn=true needs CUDA devices (SyncBatchNorm does not run on the CPU)")
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.optimizer = optimizer_factory(self.model)
         self.scheduler = scheduler_factory(self.optimizer, total_steps=self.budget.total_steps,
