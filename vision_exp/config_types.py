@@ -103,7 +103,6 @@ def check_known_keys(values: dict, known: typing.Iterable, section: str, owner: 
             raise ConfigError(f"{prefix}{key} is not a setting{f' of {owner}' if owner else ''}{hint}")
 
 
-
 def unknown_setting(composition_error: Exception) -> Optional[ConfigError]:
     """Hydra's refusal of a key the config lacks (`trainer.epoch=3`: "Could not override 'trainer.epoch'. To append
     to your config use +trainer.epoch=3") as "trainer.epoch is not a setting (did you mean trainer.epochs?)": the
@@ -122,6 +121,7 @@ def unknown_setting(composition_error: Exception) -> Optional[ConfigError]:
     except ConfigError as exc:
         return exc
     return None
+
 
 # Groups whose files are `# @package _global_`: they set other sections' values and add no key of their own.
 GLOBAL_GROUPS = ("hydra", "env", "experiment", "enhancement", "debug")
