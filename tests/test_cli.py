@@ -104,7 +104,10 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
     ("train", ["-m", "trainer.epoch=3", "seed=0,1"], "trainer.epoch is not a setting (did you mean trainer.epochs?)", 2),
     ("train", ["hydra.run.dirr=x"], "hydra.run.dirr is not a setting (did you mean hydra.run.dir?)", 2),
     ("evaluate", ["ckpt={tmp}/missing.pt", "trainer.epochs=3"], "error: trainer is not a setting", 2),
-    ("train", ["model=vit_v9"], "Could not find 'model/vit_v9'", 1),
+    ("train", ["model=vit_v9"], "error: model=vit_v9 is not an option (did you mean vit_v3?): model is one of resnet_v1, "
+                                "resnet_v2, resnet_v3, vit_v1, vit_v2, vit_v3\n", 2),  # one line, not Hydra's dozen
+    ("train", ["experiment=e2vit"], "error: experiment=e2vit is not an option (did you mean e2_vit?): experiment is one of", 2),
+    ("train", ["hydra/launcher=jobib"], "error: hydra/launcher=jobib is not an option (did you mean joblib?)", 2),
     ("train", ["data.batch_size=abc"], "data.batch_size='abc' must be an integer", 2),
     ("train", ["trainer.epochs=0"], "trainer.epochs=0 must be positive", 2),
     ("train", ["augmentation.hflip=2"], "augmentation.hflip=2 is a probability in [0, 1]", 2),
@@ -194,7 +197,8 @@ def test_a_primary_config_of_ones_own_is_not_checked_against_conf_train(tmp_path
 
 def test_unknown_model_is_one_clear_message(tiny_folder, tmp_path):
     result = run_cli(tiny_overrides(tiny_folder, "model=resnet_v9", f"hydra.run.dir={tmp_path / 'run'}"))
-    assert_clean_failure(result, "resnet_v9", code=1)
+    assert_clean_failure(result, "model=resnet_v9 is not an option (did you mean resnet_v")
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "run").exists()  # not Hydra's list and search path
 
 
 def test_bad_input_leaves_an_earlier_run_untouched(tiny_folder, tmp_path):

@@ -6,6 +6,7 @@ import json
 import pytest
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 
 from conftest import CONF_DIR, compose, run_cli, tiny_vit_overrides
 from vision_exp.errors import ConfigError
@@ -51,15 +52,23 @@ def test_a_bad_value_in_one_job_stops_the_sweep_before_any_job_trains(tiny_folde
     assert not sweep.exists()  # not even the empty folder
 
 
-def test_a_swept_key_the_config_lacks_names_the_key_meant(tiny_folder, tmp_path):
-    """Composed job by job (Hydra's first composition leaves swept keys out), as the run names it, without the
-    +model.patch_sise advice Hydra gives."""
+def test_a_swept_key_or_option_the_configs_lack_names_the_one_meant(tiny_folder, tmp_path):
+    """Composed job by job (Hydra's first composition leaves swept values out), as a run names it: without the
+    +model.patch_sise advice Hydra gives, or its list of a group's options over a dozen lines."""
     result = run_cli(["-m", "model=vit_v1", *tiny_vit_overrides(tiny_folder), "model.patch_sise=4,8",
                       f"hydra.sweep.dir={tmp_path / 'sweep'}"])
     output = result.stdout + result.stderr
     assert result.returncode == 2 and "Traceback" not in output, output
     assert "error: model.patch_sise is not a setting (did you mean model.patch_size?) (every job)" in output
     assert "+model.patch_sise" not in output and not (tmp_path / "sweep").exists()
+    result = run_cli(["-m", "model=vit_v1", *tiny_vit_overrides(tiny_folder), "optimizer=adamw,adamww",
+                      f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert output.startswith("error: job 1 (") and output.count("error:") == 1, output
+    assert ("optimizer=adamww): optimizer=adamww is not an option (did you mean adamw?): optimizer is one of adam, adamw, "
+            "lamb, sgd, sgd_b256\n") in output
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_one_mistake_shared_by_many_jobs_is_one_line(tiny_folder, tmp_path):
@@ -229,3 +238,24 @@ def test_one_mistake_of_several_jobs_is_found_once_and_named_with_every_job_in_o
     assert composed == [0, 2]  # the first job of each configuration
     assert list(failing.values()) == [[0, 1, 3]] and "data.batch_size=0 must be positive" in next(iter(failing))
     assert refusals(jobs, {"seed=-1 is no seed": [3, 1, 2]})[0] == "error: seed=-1 is no seed (jobs 1-3)"
+
+
+def test_a_key_of_the_swept_options_but_not_the_default_one_is_set_with_plus_plus(tiny_folder, tmp_path):
+    """Hydra composes a sweep's config once with the group's default (the ResNet) before it chooses the swept
+    options, and refuses model.depth there, advising a + that every job then refuses: the line says ++, which works."""
+    data = [override for override in tiny_vit_overrides(tiny_folder) if not override.startswith("model.")]
+    model = ["model.embed_dim=16", "model.depth=1", "model.num_heads=2"]
+    refused = run_cli(["-m", "model=vit_v1,vit_v2", *model, *data, f"hydra.sweep.dir={tmp_path / 'refused'}"])
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr == ("error: model.embed_dim is not a setting of the default model, which Hydra composes before the "
+                              "sweep chooses model=vit_v1,vit_v2: write ++model.embed_dim=16 to set it in every job\n")
+    misspelt = run_cli(["-m", "model=vit_v1,vit_v2", "model.dept=1", *data, f"hydra.sweep.dir={tmp_path / 'refused'}"])
+    assert misspelt.stderr == "error: model.dept is not a setting of any model option (did you mean model.depth?)\n"
+    assert not (tmp_path / "refused").exists()
+    sweep = tmp_path / "sweep"
+    done = run_cli(["-m", "model=vit_v1,vit_v2", *[f"++{override}" for override in model], *data, f"hydra.sweep.dir={sweep}"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    for job, block in enumerate(["Block", "Blockv2"]):
+        config = OmegaConf.load(sweep / str(job) / "config.yaml")
+        status = json.loads((sweep / str(job) / "metrics.json").read_text())["status"]
+        assert (config.model.block, config.model.depth, config.model.embed_dim, status) == (block, 1, 16, "completed")

@@ -127,10 +127,10 @@ def _compose_run(overrides: list):
 def _composition_error(exc: Exception):
     """Hydra's message as a ConfigError, without the search path it lists after it; a key the config lacks
     with the one meant, as the command line says it."""
-    from vision_exp.config_types import unknown_setting
+    from vision_exp.config_types import misspelt_override
     from vision_exp.errors import ConfigError
 
-    return unknown_setting(exc) or ConfigError(str(exc).split("\nConfig search path")[0].strip())
+    return misspelt_override(exc) or ConfigError(str(exc).split("\nConfig search path")[0].strip())
 
 
 def _train(cfg, folder: Path, overrides: list, choices: dict) -> dict:

@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
@@ -114,25 +114,52 @@ def check_settings_exist(argv: Sequence[str], config_name: str) -> None:
     from hydra.errors import HydraException
 
     from vision_exp.conf_dir import CONF_DIR
-    from vision_exp.config_types import unknown_setting
+    from vision_exp.config_types import misspelt_override
 
     flags, _ = get_args_parser().parse_known_args(list(argv))
     if flags.shell_completion or flags.config_path or flags.config_name or flags.config_dir or flags.experimental_rerun:
         return  # a completion query (query=bash), or another config than conf/<config_name>.yaml
     try:
-        overrides = [override for override in OverridesParser.create().parse_overrides(flags.overrides)
-                     if not override.is_sweep_override()]
+        overrides = OverridesParser.create().parse_overrides(flags.overrides)
     except HydraException:
         return  # not Hydra's syntax: Hydra says where
-    if not overrides:
+    fixed = [override for override in overrides if not override.is_sweep_override()]
+    if not fixed:
         return
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name=config_name):
-            compose(config_name=config_name, overrides=[override.input_line for override in overrides])
+            compose(config_name=config_name, overrides=[override.input_line for override in fixed])
     except HydraException as exc:
-        misspelt = unknown_setting(exc)
+        misspelt = misspelt_override(exc)
         if misspelt:
-            raise misspelt from None
+            raise (set_in_swept_group(exc, overrides) or misspelt) from None
+
+
+def set_in_swept_group(composition_error: Exception, overrides: list) -> Optional[ConfigError]:
+    """`-m model=vit_v1,vit_v2 model.depth=4`: Hydra composes a sweep's config once before it chooses the swept
+    options, with the group's default (the ResNet, which has no depth), and refuses the key there; `++` sets it
+    whether or not that config has it, there and in every job. A key no option of the group has is named with
+    the nearest that one has. None unless the missing key is in a swept group."""
+    import difflib
+
+    from vision_exp.conf_dir import CONF_DIR
+
+    key = getattr(composition_error.__cause__, "full_key", "")
+    for swept in overrides:
+        group = swept.key_or_group
+        if not (key.startswith(f"{group}.") and swept.is_sweep_override() and (CONF_DIR / group).is_dir()):
+            continue
+        name = key[len(group) + 1:].split(".")[0]
+        known = {entry for path in (CONF_DIR / group).glob("*.yaml") for entry in OmegaConf.load(path) if entry != "defaults"}
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            return ConfigError(f"{key} is not a setting of any {group} option"
+                               + (f" (did you mean {group}.{close[0]}?)" if close else ""))
+        setting = next(override for override in overrides if override.key_or_group.startswith(key))
+        return ConfigError(f"{setting.key_or_group} is not a setting of the default {group}, which Hydra composes "
+                           f"before the sweep chooses {swept.input_line}: write ++{setting.input_line} "
+                           f"to set it in every job")
+    return None
 
 
 def command(hydra_main: Callable[[], object], config_name: str) -> Callable[[], None]:

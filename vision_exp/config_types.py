@@ -103,12 +103,18 @@ def check_known_keys(values: dict, known: typing.Iterable, section: str, owner: 
             raise ConfigError(f"{prefix}{key} is not a setting{f' of {owner}' if owner else ''}{hint}")
 
 
-def unknown_setting(composition_error: Exception) -> Optional[ConfigError]:
-    """Hydra's refusal of a key the config lacks (`trainer.epoch=3`: "Could not override 'trainer.epoch'. To append
-    to your config use +trainer.epoch=3") as "trainer.epoch is not a setting (did you mean trainer.epochs?)": the
-    advice it gives leads to a run that refuses the key anyway. None for any other composition error."""
-    from hydra.errors import HydraException
+def misspelt_override(composition_error: Exception) -> Optional[ConfigError]:
+    """Hydra's refusal of a name the configs lack as one line naming the nearest: a key (`trainer.epoch=3`: Hydra
+    advises `+trainer.epoch=3`, which the run then refuses) or an option of a group (`model=vit_v9`: Hydra lists
+    the options over a dozen lines, then its search path). None for any other composition error."""
+    from hydra.errors import HydraException, MissingConfigException
 
+    if isinstance(composition_error, MissingConfigException) and composition_error.options:
+        group, _, name = composition_error.missing_cfg_file.rpartition("/")
+        close = difflib.get_close_matches(name, composition_error.options, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return ConfigError(f"{group}={name} is not an option{hint}: {group} is one of "
+                           f"{', '.join(composition_error.options)}")
     missing = composition_error.__cause__
     if not (isinstance(composition_error, HydraException)
             and isinstance(missing, (ConfigAttributeError, ConfigKeyError)) and missing.full_key
