@@ -104,10 +104,11 @@ def check_hydra_arguments(argv: Sequence[str]) -> None:
 
 
 def check_settings_exist(argv: Sequence[str], config_name: str) -> None:
-    """A key conf/<config_name>.yaml lacks, set without + (`trainer.epoch=3`), as a ConfigError suggesting the key
-    meant: Hydra's own message advises `+trainer.epoch=3`, which the run then refuses. Composes the config as
-    Hydra will before the command starts (about 0.1 s; a sweep's swept keys are its jobs', which the sweep's
-    pre-check composes); any other composition error is left for Hydra to report."""
+    """A key conf/<config_name>.yaml lacks, set without + (`trainer.epoch=3`), or an option a group lacks
+    (`model=vit_v9`), as one ConfigError naming the nearest (config_types.misspelt_override): Hydra's own message
+    advises `+trainer.epoch=3`, which the run then refuses. Composes the config as Hydra will before the command
+    starts (about 0.1 s; swept values are the jobs', which the sweep's pre-check composes); any other composition
+    error is left for Hydra to report."""
     from hydra import compose, initialize_config_dir
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
