@@ -190,6 +190,30 @@ def test_progress_lines_come_four_times_an_epoch_or_every_log_every_steps(tiny_f
     assert [int(step) for step in re.findall(r"epoch 1 \[(\d+)/9\] loss", caplog.text)] == logged_after
 
 
+def test_each_epoch_line_but_the_last_says_how_long_the_run_has_left(tiny_folder, tmp_path, caplog):
+    """A log without a progress bar (Kaggle, a cluster) still says when the run ends."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger=trainer_mod.__name__):
+        train(tiny_folder, tmp_path / "run", "trainer.epochs=3")
+    lines = [line for line in caplog.text.splitlines() if re.search(r"epoch \d/3: train_running", line)]
+    assert len(lines) == 3
+    assert all(re.search(r"img/s \| (under a minute|about \d+ min) left$", line) for line in lines[:2]), lines
+    assert lines[2].endswith("img/s"), lines
+
+
+@pytest.mark.parametrize("elapsed_s, samples_seen, train_samples, said", [
+    (3.0, 100, 1000, " | under a minute left"),  # 27 s
+    (20.0, 100, 1000, " | about 3 min left"),
+    (600.0, 100, 1000, " | about 1 h 30 min left"),
+    (799.4, 100, 1000, " | about 2 h 00 min left"),  # 119.9 min, not "1 h 60 min"
+    (100.0, 1000, 1000, ""),
+    (5.0, 0, 1000, ""),
+])
+def test_time_left_is_the_pace_so_far_over_what_is_left(elapsed_s, samples_seen, train_samples, said):
+    assert trainer_mod.time_left(elapsed_s, samples_seen, train_samples) == said
+
+
 def test_existing_run_dir_is_not_trained_over(tiny_folder, tmp_path):
     run = tmp_path / "run"
     train(tiny_folder, run)

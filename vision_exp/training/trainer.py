@@ -97,6 +97,19 @@ def check_sync_bn(sync_bn: bool, dist: DistEnv, device: torch.device) -> None:
         raise ConfigError("trainer.sync_bn=true needs CUDA devices (SyncBatchNorm does not run on the CPU)")
 
 
+def time_left(elapsed_s: float, samples_seen: int, train_samples: int) -> str:
+    """" | about 12 min left" at the pace so far, evaluations and checkpoints included: a log read on Kaggle or a
+    cluster has no progress bar to say when the run ends. "" once the budget is spent."""
+    if samples_seen <= 0 or samples_seen >= train_samples:
+        return ""
+    minutes = round(elapsed_s / samples_seen * (train_samples - samples_seen) / 60)
+    if minutes < 1:
+        return " | under a minute left"
+    if minutes < 90:
+        return f" | about {minutes} min left"
+    return f" | about {minutes // 60} h {minutes % 60:02d} min left"
+
+
 def uses_convolutions(model: torch.nn.Module) -> bool:
     return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
@@ -589,7 +602,8 @@ class Trainer:
         if evaluated:
             line += (f" | train acc {record['train/acc']:.2f} loss {record['train/loss']:.4f} | val acc "
                      f"{record['val/acc']:.2f} loss {record['val/loss']:.4f}")
-        log.info("%s | %.0f img/s", line, record["images_per_s"])
+        log.info("%s | %.0f img/s%s", line, record["images_per_s"],
+                 time_left(position.elapsed_s, position.samples_seen, self.budget.train_samples))
         return record
 
     def _evaluates_after(self, epoch: int) -> bool:
