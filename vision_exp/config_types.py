@@ -135,8 +135,7 @@ GLOBAL_GROUPS = ("hydra", "env", "experiment", "enhancement", "debug")
 
 def declared_settings(config_name: str) -> tuple:
     """The top-level settings `conf/<config_name>.yaml` declares: its own keys and the packages of its groups.
-    Hydra lets `+key=value` add any other (it even suggests it after a misspelt group name, `modle=vit_v1`),
-    which a run would otherwise ignore."""
+    Hydra lets `+key=value` add any other, which a run would otherwise ignore."""
     from vision_exp.conf_dir import CONF_DIR
 
     primary = OmegaConf.load(CONF_DIR / f"{config_name}.yaml")
