@@ -135,8 +135,8 @@ def report_usable_workers(queue) -> None:
     queue.put(usable_workers(4))
 
 
-def test_a_daemonic_process_such_as_a_joblib_worker_loads_without_workers_of_its_own():
-    """A daemonic process cannot start children: under the joblib launcher every loader runs in the job's process."""
+def test_a_daemonic_process_loads_without_workers_of_its_own():
+    """A daemonic process (a multiprocessing.Pool's worker) cannot start children: its loaders run in the process."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=report_usable_workers, args=(queue,), daemon=True)
@@ -144,6 +144,34 @@ def test_a_daemonic_process_such_as_a_joblib_worker_loads_without_workers_of_its
     in_daemon = queue.get(timeout=60)
     process.join(timeout=60)
     assert (in_daemon, usable_workers(4)) == (0, 4)
+
+
+KEPT_POOLS = []
+
+
+def leave_a_worker_pool_running() -> None:
+    """A job whose loader workers outlive it, as when a reference cycle holds its trainer until the next garbage
+    collection: what a joblib worker (a multiprocessing child, not daemonic) is left with after a job."""
+    from vision_exp.data.loaders import ArrayDataset, WorkerPool
+
+    pool = WorkerPool(ArrayDataset(one_image_repeated(8), np.zeros(8, np.int64), np.asarray), seed=0, num_workers=2)
+    list(pool.epoch(planned_batches(np.arange(8), 4, 0, None, (0, 1)), 0))
+    KEPT_POOLS.append(pool)
+
+
+def test_a_child_process_whose_loader_workers_outlive_its_job_still_exits():
+    """multiprocessing ends a child by terminating its daemonic children (SIGTERM, which loader workers ignore)
+    and joining them, before any atexit handler: the workers must be stopped first, or a joblib sweep that
+    finished every job never exits."""
+    process = multiprocessing.get_context("spawn").Process(target=leave_a_worker_pool_running)
+    process.start()
+    process.join(timeout=60)
+    try:
+        assert process.exitcode == 0, "the child is still waiting for its loader workers"
+    finally:
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def test_a_splits_digest_names_its_images_relative_to_the_root_and_includes_their_labels(tmp_path):

@@ -8,11 +8,11 @@ exactly the batches an uninterrupted run would have seen (`epoch(e, start_batch=
 """
 from __future__ import annotations
 
-import logging
-import atexit
 import contextlib
 import itertools
+import logging
 import multiprocessing
+import multiprocessing.util
 import random
 import signal
 from dataclasses import dataclass
@@ -281,12 +281,13 @@ def batch_stream(batches: Iterable) -> Iterator[Iterator]:
         getattr(stream, "close", lambda: None)()
 
 
-@atexit.register
 def stop_leftover_workers() -> None:
-    """Workers ignore SIGTERM (above), and multiprocessing's own exit handler (registered earlier, so run after this
-    one) terminates daemonic children with SIGTERM and then joins them: the workers kept by a `WorkerPool`, or those
-    of an epoch abandoned by an exception whose traceback is still held, would make the program wait forever.
-    PyTorch's SIGCHLD handler is taken down first, else each kill is reported as a crashed worker."""
+    """Workers ignore SIGTERM (above), and multiprocessing's exit handler terminates daemonic children with SIGTERM
+    and then joins them: the workers kept by a `WorkerPool`, or those of an epoch abandoned by an exception whose
+    traceback is still held, would make the program wait forever. That handler runs at exit in the main process,
+    but in a multiprocessing child (a joblib launcher worker) when the child's task returns, before any atexit
+    handler: hence one of multiprocessing's finalizers, which that handler runs first. PyTorch's SIGCHLD handler is taken down first, else
+    each kill is reported as a crashed worker."""
     if hasattr(signal, "SIGCHLD"):  # not on Windows
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for child in multiprocessing.active_children():
@@ -294,8 +295,12 @@ def stop_leftover_workers() -> None:
             child.kill()
 
 
+multiprocessing.util.Finalize(None, stop_leftover_workers, exitpriority=0)
+
+
 def usable_workers(requested: int) -> int:
-    """DataLoader workers; none inside daemonic processes (e.g. joblib launcher workers), which cannot fork."""
+    """DataLoader workers; none inside daemonic processes (a multiprocessing.Pool's workers), which cannot have
+    children. The joblib launcher's loky workers are not daemonic: their jobs have workers."""
     return 0 if multiprocessing.current_process().daemon else requested
 
 
