@@ -141,9 +141,8 @@ def set_in_swept_group(composition_error: Exception, overrides: list) -> Optiona
     options, with the group's default (the ResNet, which has no depth), and refuses the key there; `++` sets it
     whether or not that config has it, there and in every job. A key no option of the group has is named with
     the nearest that one has. None unless the missing key is in a swept group."""
-    import difflib
-
     from vision_exp.conf_dir import CONF_DIR
+    from vision_exp.config_types import check_known_keys
 
     key = getattr(composition_error.__cause__, "full_key", "")
     for swept in overrides:
@@ -153,9 +152,10 @@ def set_in_swept_group(composition_error: Exception, overrides: list) -> Optiona
         name = key[len(group) + 1:].split(".")[0]
         known = {entry for path in (CONF_DIR / group).glob("*.yaml") for entry in OmegaConf.load(path) if entry != "defaults"}
         if name not in known:
-            close = difflib.get_close_matches(name, sorted(known), n=1)
-            return ConfigError(f"{key} is not a setting of any {group} option"
-                               + (f" (did you mean {group}.{close[0]}?)" if close else ""))
+            try:
+                check_known_keys({name: None}, sorted(known), group, owner=f"any {group} option")
+            except ConfigError as exc:
+                return exc
         setting = next(override for override in overrides if override.key_or_group.startswith(key))
         return ConfigError(f"{setting.key_or_group} is not a setting of the default {group}, which Hydra composes "
                            f"before the sweep chooses {swept.input_line}: write ++{setting.input_line} "

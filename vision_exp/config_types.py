@@ -90,16 +90,29 @@ def fixed_numbers(key: str, value: Any, count: int, rule: str = "",
     return tuple(float(item) for item in value)
 
 
+def nearest(name: str, candidates: typing.Iterable) -> list:
+    """The candidates nearest to `name` by difflib's ratio (0.6 or more, as its get_close_matches), every one of
+    them on a tie: `vit_v9` is as near vit_v1 as vit_v3, where get_close_matches would name the last alone."""
+    scored = [(difflib.SequenceMatcher(None, candidate, name).ratio(), candidate) for candidate in candidates]
+    best = max((score for score, _ in scored), default=0.0)
+    return [candidate for score, candidate in scored if score == best >= 0.6]
+
+
+def either(words: list) -> str:
+    """'a', 'a or b', 'a, b or c'."""
+    return " or ".join(filter(None, (", ".join(words[:-1]), words[-1])))
+
+
 def check_known_keys(values: dict, known: typing.Iterable, section: str, owner: str = "") -> None:
     """`section` "" for the top level of a config."""
     known = list(known)
     prefix = f"{section}." if section else ""
     for key in values:
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
+            close = [f"{prefix}{name}" for name in nearest(key, known)]
             if not close and not section:  # `+lr=0.1`: a setting of one of the sections
                 close = [f"{name}.{key}" for name in known if isinstance(values.get(name), Mapping) and key in values[name]]
-            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            hint = f" (did you mean {either(close)}?)" if close else ""
             raise ConfigError(f"{prefix}{key} is not a setting{f' of {owner}' if owner else ''}{hint}")
 
 
@@ -111,8 +124,8 @@ def misspelt_override(composition_error: Exception) -> Optional[ConfigError]:
 
     if isinstance(composition_error, MissingConfigException) and composition_error.options:
         group, _, name = composition_error.missing_cfg_file.rpartition("/")
-        close = difflib.get_close_matches(name, composition_error.options, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        close = nearest(name, composition_error.options)
+        hint = f" (did you mean {either(close)}?)" if close else ""
         return ConfigError(f"{group}={name} is not an option{hint}: {group} is one of "
                            f"{', '.join(composition_error.options)}")
     missing = composition_error.__cause__

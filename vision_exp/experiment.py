@@ -28,7 +28,7 @@ from vision_exp.reporting.files import (check_writable, exclusive_lock, missing_
 from vision_exp.reporting.records import (CONFIG_FILE, LOCK_FILE, RESUMABLE_CHANGES, before_start, check_same_config,
                                          completed_record, config_differences, folder_busy, has_earlier_attempt,
                                          set_aside_completed_record, write_overrides)
-from vision_exp.settings import run_settings
+from vision_exp.settings import RunSettings, run_settings
 from vision_exp.training import distributed
 from vision_exp.training.budget import Budget
 from vision_exp.training.checkpoint import file_digest
@@ -38,17 +38,19 @@ from vision_exp.training.trainer import Trainer, check_sync_bn
 log = logging.getLogger(__name__)
 
 
-def check_buildable(cfg: DictConfig) -> None:
-    """What a run checks before it reads any data: the torch-free sections, then that the model, the
-    optimizer and the scheduler build from their settings (e.g. a ViT's patch size divides its image).
+def check_buildable(cfg: DictConfig) -> RunSettings:
+    """What a run checks before it reads any data: the torch-free sections (returned, typed), then that the
+    model, the optimizer and the scheduler build from their settings (e.g. a ViT's patch size divides its image).
     A sweep checks every job with it before the first one trains (vision_exp/sweeps/precheck.py)."""
-    check_teacher(run_settings(cfg).distillation)
+    settings = run_settings(cfg)
+    check_teacher(settings.distillation)
     if cfg.data.num_classes:  # else known once the data is read
         check_model_outputs(cfg.model, cfg.data.num_classes)
     sized = OmegaConf.merge(cfg, {"data": {"num_classes": cfg.data.num_classes or 2}})
     optimizer = build(cfg.optimizer, "optimizer")(build(sized.model, "model"))
     # The real sizes need the data: a run long enough that no schedule of realistic settings is judged too long.
     build(cfg.scheduler, "scheduler")(optimizer, total_steps=10**6, steps_per_epoch=100)
+    return settings
 
 
 def check_model_outputs(model_cfg: DictConfig, num_classes: int) -> None:
@@ -116,8 +118,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list, choices: Opt
     """Train the run described by `cfg` into `run_dir`; returns the content of metrics.json. `choices`, the
     config groups' options it was composed of (conf_dir.group_choices), join its hyper-parameters in TensorBoard."""
     with before_start():
-        check_buildable(cfg)  # a value that cannot work is one line before the data is read, which can take hours
-        settings = run_settings(cfg)
+        settings = check_buildable(cfg)  # a value that cannot work is one line before the data is read (hours, at times)
         data_cfg, aug_cfg, trainer_cfg = settings.data, settings.augmentation, settings.trainer
         dist_env, device = distributed.setup(trainer_cfg.device)
         check_sync_bn(trainer_cfg.sync_bn, dist_env, device)
