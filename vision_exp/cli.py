@@ -131,7 +131,7 @@ def check_settings_exist(argv: Sequence[str], config_name: str) -> None:
         with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name=config_name):
             compose(config_name=config_name, overrides=[override.input_line for override in fixed])
     except HydraException as exc:
-        misspelt = misspelt_override(exc)
+        misspelt = misspelt_override(exc, [override.key_or_group for override in fixed])
         if misspelt:
             raise (set_in_swept_group(exc, overrides) or misspelt) from None
 

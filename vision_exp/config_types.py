@@ -116,10 +116,12 @@ def check_known_keys(values: dict, known: typing.Iterable, section: str, owner: 
             raise ConfigError(f"{prefix}{key} is not a setting{f' of {owner}' if owner else ''}{hint}")
 
 
-def misspelt_override(composition_error: Exception) -> Optional[ConfigError]:
+def misspelt_override(composition_error: Exception, keys: typing.Sequence[str] = ()) -> Optional[ConfigError]:
     """Hydra's refusal of a name the configs lack as one line naming the nearest: a key (`trainer.epoch=3`: Hydra
     advises `+trainer.epoch=3`, which the run then refuses) or an option of a group (`model=vit_v9`: Hydra lists
-    the options over a dozen lines, then its search path). None for any other composition error."""
+    the options over a dozen lines, then its search path). `keys`, the overrides' keys, name a setting the config
+    has under a section it lacks (vx-evaluate's `trainer.device=cpu`: `device`), which Hydra's error leaves out.
+    None for any other composition error."""
     from hydra.errors import HydraException, MissingConfigException
 
     if isinstance(composition_error, MissingConfigException) and composition_error.options:
@@ -135,6 +137,10 @@ def misspelt_override(composition_error: Exception) -> Optional[ConfigError]:
         return None
     section, _, key = missing.full_key.rpartition(".")
     values = OmegaConf.to_container(missing.parent_node, resolve=False)
+    for given in keys:
+        rest = given[len(missing.full_key) + 1:] if given.startswith(f"{missing.full_key}.") else ""
+        if rest.split(".")[0] in values:
+            return ConfigError(f"{given} is not a setting (did you mean {section + '.' if section else ''}{rest}?)")
     try:
         check_known_keys({**values, key: None}, values, section)
     except ConfigError as exc:
