@@ -8,7 +8,7 @@ slow data cache), and nothing but its lock file is written into the run folder b
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -125,7 +125,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list, choices: Opt
     run_dir = Path(distributed.same_on_all_ranks(str(run_dir)))
     if not dist_env.is_main:
         logging.getLogger().setLevel(logging.WARNING)  # one rank's log is enough
-    with hold_run_dir(run_dir, dist_env.is_main):
+    with hold_run_dir(run_dir, dist_env.is_main), ExitStack() as run_end:
         with before_start():
             check_run_dir(run_dir, trainer_cfg.resume)
             check_resumable(run_dir, cfg, trainer_cfg.resume)
@@ -147,7 +147,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list, choices: Opt
             train_loss = create_train_loss(cfg.loss.label_smoothing, soft_targets=bool(batch_augment and batch_augment.soft_targets))
             distillation = load_distillation(settings.distillation, index.classes, data_cfg)
             with distributed.main_first(dist_env):  # rank 0 builds the data cache, the others then read it
-                data = build_loaders(index, data_cfg, aug_cfg, device, cfg.seed, trainer_cfg.train_eval_samples, dist_env.shard)
+                data = run_end.enter_context(closing(build_loaders(index, data_cfg, aug_cfg, device, cfg.seed,
+                                                                   trainer_cfg.train_eval_samples, dist_env.shard)))
             config_text = OmegaConf.to_yaml(cfg, resolve=True)
             hparams = {**plain(cfg), "choices": choices} if choices else plain(cfg)
             trainer = Trainer(

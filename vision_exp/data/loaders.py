@@ -136,6 +136,10 @@ class CachedLoader:
                                       self.num_workers, self.persistent_workers)
         yield from self.workers.epoch(plan, epoch)
 
+    def close(self) -> None:
+        """Stop the workers now: the last reference to their DataLoader goes, which shuts them down."""
+        self.workers = None
+
     def epoch(self, epoch: int, start_batch: int = 0, limit: Optional[int] = None) -> Iterator[tuple]:
         """This rank's share of the epoch's batches, from `start_batch`, stopping after `limit` samples."""
         order = self.indices[epoch_order(self.num_samples, self.seed, epoch, self.shuffle, self.repeats).numpy()]
@@ -386,6 +390,10 @@ class FolderLoader:
     def __len__(self) -> int:
         return -(-self.num_samples // self.batch_size)
 
+    def close(self) -> None:
+        """Stop the workers now: the last reference to their DataLoader goes, which shuts them down."""
+        self.workers = None
+
     def epoch(self, epoch: int, start_batch: int = 0, limit: Optional[int] = None) -> Iterator[tuple]:
         order = epoch_order(self.num_samples, self.seed, epoch, self.shuffle, self.repeats).numpy()
         if self.workers is None:
@@ -424,6 +432,13 @@ class DataBundle:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def close(self) -> None:
+        """The loaders' workers stop when the run ends, not at the next garbage collection: a finished run's
+        trainer, which holds them, can outlive it in reference cycles (tracebacks kept by matplotlib's parser
+        hold the trainer's frames), and the next job in the same process would run beside them."""
+        for loader in (self.train, self.val, self.train_eval):
+            loader.close()
 
 
 def train_eval_indices(num_train: int, count: Optional[int], seed: int) -> np.ndarray:
