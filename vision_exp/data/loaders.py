@@ -290,8 +290,8 @@ def stop_leftover_workers() -> None:
     and then joins them: the workers kept by a `WorkerPool`, or those of an epoch abandoned by an exception whose
     traceback is still held, would make the program wait forever. That handler runs at exit in the main process,
     but in a multiprocessing child (a joblib launcher worker) when the child's task returns, before any atexit
-    handler: hence one of multiprocessing's finalizers, which that handler runs first. PyTorch's SIGCHLD handler is taken down first, else
-    each kill is reported as a crashed worker."""
+    handler: hence one of multiprocessing's finalizers, which that handler runs first. PyTorch's SIGCHLD handler
+    is taken down first, else each kill is reported as a crashed worker."""
     if hasattr(signal, "SIGCHLD"):  # not on Windows
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for child in multiprocessing.active_children():
