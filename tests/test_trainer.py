@@ -9,7 +9,7 @@ import torch
 from conftest import TINY_CLASSES, compose, finished_trainer, mean_loss, sigterm_at_step, tiny_overrides, tiny_vit_overrides
 from vision_exp.experiment import run_experiment
 from vision_exp.errors import ConfigError
-from vision_exp.training.checkpoint import load_checkpoint
+from vision_exp.training.checkpoint import load_checkpoint, save_checkpoint
 from vision_exp.reporting.run import RunReporter
 from vision_exp.training import trainer as trainer_mod
 from vision_exp.training.trainer import Trainer
@@ -202,16 +202,33 @@ def test_each_epoch_line_but_the_last_says_how_long_the_run_has_left(tiny_folder
     assert lines[2].endswith("img/s"), lines
 
 
-@pytest.mark.parametrize("elapsed_s, samples_seen, train_samples, said", [
-    (3.0, 100, 1000, " | under a minute left"),  # 27 s
-    (20.0, 100, 1000, " | about 3 min left"),
-    (600.0, 100, 1000, " | about 1 h 30 min left"),
-    (799.4, 100, 1000, " | about 2 h 00 min left"),  # 119.9 min, not "1 h 60 min"
-    (100.0, 1000, 1000, ""),
+@pytest.mark.parametrize("session_s, session_samples, samples_left, said", [
+    (3.0, 100, 900, " | under a minute left"),  # 27 s
+    (20.0, 100, 900, " | about 3 min left"),
+    (600.0, 100, 900, " | about 1 h 30 min left"),
+    (799.4, 100, 900, " | about 2 h 00 min left"),  # 119.9 min, not "1 h 60 min"
+    (100.0, 1000, 0, ""),
     (5.0, 0, 1000, ""),
 ])
-def test_time_left_is_the_pace_so_far_over_what_is_left(elapsed_s, samples_seen, train_samples, said):
-    assert trainer_mod.time_left(elapsed_s, samples_seen, train_samples) == said
+def test_time_left_is_this_sessions_pace_over_what_is_left(session_s, session_samples, samples_left, said):
+    assert trainer_mod.time_left(session_s, session_samples, samples_left) == said
+
+
+def test_a_resumed_run_is_timed_by_its_own_pace_not_by_the_session_it_resumes(tiny_folder, tmp_path, caplog):
+    """A run that took days on a CPU and resumes on a GPU must not be told it has days left."""
+    import logging
+
+    run = tmp_path / "run"
+    train(tiny_folder, run, "trainer.epochs=2")
+    last = run / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    state["position"]["elapsed_s"] = 1e7  # four months for the first 72 samples
+    save_checkpoint(state, last)
+    with caplog.at_level(logging.INFO, logger=trainer_mod.__name__):
+        train(tiny_folder, run, "trainer.epochs=4", "trainer.resume=auto")
+    line = next(line for line in caplog.text.splitlines() if re.search(r"epoch 3/4: train_running", line))
+    assert line.endswith("img/s | under a minute left"), line
+    assert json.loads((run / "metrics.json").read_text())["wall_time_s"] > 1e7  # the run's own time still adds up
 
 
 def test_existing_run_dir_is_not_trained_over(tiny_folder, tmp_path):

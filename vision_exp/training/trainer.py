@@ -97,12 +97,14 @@ def check_sync_bn(sync_bn: bool, dist: DistEnv, device: torch.device) -> None:
         raise ConfigError("trainer.sync_bn=true needs CUDA devices (SyncBatchNorm does not run on the CPU)")
 
 
-def time_left(elapsed_s: float, samples_seen: int, train_samples: int) -> str:
-    """" | about 12 min left" at the pace so far, evaluations and checkpoints included: a log read on Kaggle or a
-    cluster has no progress bar to say when the run ends. "" once the budget is spent."""
-    if samples_seen <= 0 or samples_seen >= train_samples:
+def time_left(session_s: float, session_samples: int, samples_left: int) -> str:
+    """" | about 12 min left" at this session's pace, evaluations and checkpoints included: a log read on Kaggle or
+    a cluster has no progress bar to say when the run ends. The pace is this session's, not the run's: a run
+    resumed on a faster (or slower) machine would otherwise be timed by the one it left. "" once the budget is
+    spent."""
+    if session_samples <= 0 or samples_left <= 0:
         return ""
-    minutes = round(elapsed_s / samples_seen * (train_samples - samples_seen) / 60)
+    minutes = round(session_s / session_samples * samples_left / 60)
     if minutes < 1:
         return " | under a minute left"
     if minutes < 90:
@@ -352,6 +354,7 @@ class Trainer:
                  type(self.model).__name__, f"{self.num_params:,}", budget.train_samples, budget.total_steps,
                  self.batch_size, budget.num_epochs, self.device, f" with {self.amp} autocast" if self.amp else "")
         self._session_start, self._elapsed_before = time.perf_counter(), self.position.elapsed_s
+        self._samples_before = self.position.samples_seen
         last = {}
         self._last_persist = time.perf_counter()
         while self.position.epoch < budget.num_epochs:
@@ -596,14 +599,16 @@ class Trainer:
         }
         position.batch = 0
         position.running = Position().running
-        position.elapsed_s = self._elapsed_before + time.perf_counter() - self._session_start
+        session_s = time.perf_counter() - self._session_start
+        position.elapsed_s = self._elapsed_before + session_s
         line = (f"epoch {position.epoch}/{self.budget.num_epochs}: train_running acc {record['train_running/acc']:.2f} "
                 f"loss {record['train_running/loss']:.4f}")
         if evaluated:
             line += (f" | train acc {record['train/acc']:.2f} loss {record['train/loss']:.4f} | val acc "
                      f"{record['val/acc']:.2f} loss {record['val/loss']:.4f}")
         log.info("%s | %.0f img/s%s", line, record["images_per_s"],
-                 time_left(position.elapsed_s, position.samples_seen, self.budget.train_samples))
+                 time_left(session_s, position.samples_seen - self._samples_before,
+                           self.budget.train_samples - position.samples_seen))
         return record
 
     def _evaluates_after(self, epoch: int) -> bool:
