@@ -105,6 +105,7 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
     ("train", ["hydra.run.dirr=x"], "hydra.run.dirr is not a setting (did you mean hydra.run.dir?)", 2),
     ("evaluate", ["ckpt={tmp}/missing.pt", "trainer.epochs=3"], "error: trainer is not a setting\n", 2),
     ("evaluate", ["ckpt={tmp}/missing.pt", "trainer.device=cpu"], "error: trainer.device is not a setting (did you mean device?)", 2),
+    ("evaluate", ["ckpt={tmp}/missing.pt", "trainer.dvice=cpu"], "error: trainer.dvice is not a setting (did you mean device?)", 2),
     ("train", ["model=vit_v9"], "error: model=vit_v9 is not an option (did you mean vit_v1, vit_v2 or vit_v3?): model is one of "
                                 "resnet_v1, resnet_v2, resnet_v3, vit_v1, vit_v2, vit_v3\n", 2),  # one line, not Hydra's dozen
     ("train", ["experiment=e2vit"], "error: experiment=e2vit is not an option (did you mean e2_vit?): experiment is one of", 2),

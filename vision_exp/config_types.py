@@ -120,8 +120,8 @@ def misspelt_override(composition_error: Exception, keys: typing.Sequence[str] =
     """Hydra's refusal of a name the configs lack as one line naming the nearest: a key (`trainer.epoch=3`: Hydra
     advises `+trainer.epoch=3`, which the run then refuses) or an option of a group (`model=vit_v9`: Hydra lists
     the options over a dozen lines, then its search path). `keys`, the overrides' keys, name a setting the config
-    has under a section it lacks (vx-evaluate's `trainer.device=cpu`: `device`), which Hydra's error leaves out.
-    None for any other composition error."""
+    has under a section it lacks (vx-evaluate's `trainer.device=cpu` or `trainer.dvice=cpu`: `device`), which
+    Hydra's error leaves out. None for any other composition error."""
     from hydra.errors import HydraException, MissingConfigException
 
     if isinstance(composition_error, MissingConfigException) and composition_error.options:
@@ -137,10 +137,15 @@ def misspelt_override(composition_error: Exception, keys: typing.Sequence[str] =
         return None
     section, _, key = missing.full_key.rpartition(".")
     values = OmegaConf.to_container(missing.parent_node, resolve=False)
+    prefix = f"{section}." if section else ""
     for given in keys:
-        rest = given[len(missing.full_key) + 1:] if given.startswith(f"{missing.full_key}.") else ""
-        if rest.split(".")[0] in values:
-            return ConfigError(f"{given} is not a setting (did you mean {section + '.' if section else ''}{rest}?)")
+        if not given.startswith(f"{missing.full_key}."):
+            continue
+        head, dot, tail = given[len(missing.full_key) + 1:].partition(".")
+        names = [head] if head in values else nearest(head, values)  # `trainer.dvice`: device
+        if names:
+            return ConfigError(f"{given} is not a setting (did you mean "
+                               f"{either([prefix + name + dot + tail for name in names])}?)")
     try:
         check_known_keys({**values, key: None}, values, section)
     except ConfigError as exc:
