@@ -2,6 +2,7 @@
 import json
 import re
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -948,3 +949,34 @@ def test_a_run_with_random_batch_augmentation_resumes_exactly(tiny_folder, tmp_p
     so a run stopped mid-epoch draws the same mixes after the resume and ends with the uninterrupted run's weights."""
     stopped_and_resumed_like_uninterrupted(monkeypatch, tiny_folder, tmp_path, 4, "model", "train_running_loss",
                                            "augmentation=deit")
+
+
+def test_a_finished_run_frees_its_model_at_once_in_a_fresh_process(tiny_folder, tmp_path):
+    """The next job of a one-process sweep (Hydra's basic launcher, a notebook) must not train beside the last
+    one's model, optimizer and data. In a fresh process the run's first figure imports matplotlib, whose import
+    leaves reference cycles that hold the trainer's frames; with the collector off only their prompt collection
+    frees the model."""
+    import subprocess
+    import sys
+
+    script = f"""
+import gc, sys, weakref
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from conftest import compose, tiny_overrides
+from vision_exp.experiment import run_experiment
+from vision_exp.training.trainer import Trainer
+assert "matplotlib.pyplot" not in sys.modules
+models, built = [], Trainer.__init__
+def recording(self, model, *args, **kwargs):
+    models.append(weakref.ref(model))
+    built(self, model, *args, **kwargs)
+Trainer.__init__ = recording
+gc.disable()
+overrides = tiny_overrides({str(tiny_folder)!r}, "data.cache_dir={tmp_path / 'cache'}")
+run_experiment(compose(overrides), Path({str(tmp_path / 'run')!r}), overrides)
+print("alive" if models[0]() is not None else "freed", flush=True)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "freed"

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -40,12 +42,21 @@ def write_json_atomic(path: Path, payload: dict) -> None:
 
 
 def pyplot():
-    """matplotlib's pyplot on the file-only Agg backend (no display on servers, in workers, on CI)."""
+    """matplotlib's pyplot on the file-only Agg backend (no display on servers, in workers, on CI).
+
+    The first call imports it, and the import leaves reference cycles behind (pyparsing's exceptions, whose
+    tracebacks hold every frame of the caller's stack): a run that first plots from inside its trainer would
+    otherwise keep its model, optimizer and data (on the GPU too) until the next full garbage collection,
+    alive while the next job of a one-process sweep trains. Collected at once, they are freed before the
+    caller's frames end."""
+    first = "matplotlib.pyplot" not in sys.modules
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if first:
+        gc.collect()
     return plt
 
 
