@@ -58,6 +58,8 @@ def test_an_override_hydra_cannot_compose_is_a_config_error_naming_the_run(tiny_
                          sweep_dir=str(tmp_path / "sweep"))
     with pytest.raises(ConfigError, match=r"^trainer.epochz is not a setting \(did you mean trainer.epochs\?\)$"):
         vision_exp.run(["trainer.epochz=3"], run_dir=str(tmp_path / "run"))
+    with pytest.raises(ConfigError, match=r"^trainr.epochz is not a setting \(did you mean trainer.epochs\?\)$"):
+        vision_exp.run(["trainr.epochz=3"], run_dir=str(tmp_path / "run"))
     with pytest.raises(ConfigError, match=r"^run 1 \(trainer.epochz=3\): trainer.epochz is not a setting \(did you mean "
                                           r"trainer.epochs\?\)$"):
         vision_exp.sweep([["seed=0"], ["trainer.epochz=3"]], common=tiny_overrides(tiny_folder),

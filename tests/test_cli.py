@@ -100,6 +100,9 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
     # a key the config lacks, set without +: Hydra's own advice (+trainer.epochz=3) leads to a refused run
     ("train", ["trainer.epochz=3"], "error: trainer.epochz is not a setting (did you mean trainer.epochs?)", 2),
     ("train", ["lr=0.1"], "error: lr is not a setting (did you mean optimizer.lr?)", 2),
+    # a misspelt section: the setting under the nearest one, its own misspelling mended, or else the section
+    ("train", ["trainr.epochz=3"], "error: trainr.epochz is not a setting (did you mean trainer.epochs?)", 2),
+    ("train", ["trainr.nonsense=3"], "error: trainr is not a setting (did you mean trainer?)\n", 2),
     ("train", ["model=vit_v1", "model.patch_sise=4"], "model.patch_sise is not a setting (did you mean model.patch_size?)", 2),
     ("train", ["-m", "trainer.epoch=3", "seed=0,1"], "trainer.epoch is not a setting (did you mean trainer.epochs?)", 2),
     ("train", ["hydra.run.dirr=x"], "hydra.run.dirr is not a setting (did you mean hydra.run.dir?)", 2),

@@ -61,6 +61,11 @@ def test_a_swept_key_or_option_the_configs_lack_names_the_one_meant(tiny_folder,
     assert result.returncode == 2 and "Traceback" not in output, output
     assert "error: model.patch_sise is not a setting (did you mean model.patch_size?) (every job)" in output
     assert "+model.patch_sise" not in output and not (tmp_path / "sweep").exists()
+    result = run_cli(["-m", "model=vit_v1", *tiny_vit_overrides(tiny_folder), "trainr.epochz=1,2",
+                      f"hydra.sweep.dir={tmp_path / 'sweep'}"])  # the section misspelt too
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "error: trainr.epochz is not a setting (did you mean trainer.epochs?) (every job)" in output
     result = run_cli(["-m", "model=vit_v1", *tiny_vit_overrides(tiny_folder), "optimizer=adamw,adamww",
                       f"hydra.sweep.dir={tmp_path / 'sweep'}"])
     output = result.stdout + result.stderr

@@ -114,7 +114,7 @@ def _compose_run(overrides: list):
     try:
         cfg = compose_config(overrides, with_hydra=True)
     except HydraException as exc:
-        raise _composition_error(exc) from None
+        raise _composition_error(exc, overrides) from None
     apply_debug_last(cfg, cfg.hydra.runtime.choices.get("debug"), overrides)
     swept = cfg.hydra.sweeper.get("params")
     if swept:
@@ -124,13 +124,14 @@ def _compose_run(overrides: list):
     return cfg
 
 
-def _composition_error(exc: Exception):
+def _composition_error(exc: Exception, overrides: list):
     """Hydra's message as a ConfigError, without the search path it lists after it; a key the config lacks
     with the one meant, as the command line says it."""
     from vision_exp.config_types import misspelt_override
     from vision_exp.errors import ConfigError
 
-    return misspelt_override(exc) or ConfigError(str(exc).split("\nConfig search path")[0].strip())
+    keys = [overridden_key(override) for override in overrides]
+    return misspelt_override(exc, keys) or ConfigError(str(exc).split("\nConfig search path")[0].strip())
 
 
 def _train(cfg, folder: Path, overrides: list, choices: dict) -> dict:
@@ -287,7 +288,7 @@ def _compose_command(name: str, given: dict, overrides: list, out_dir: Optional[
         with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name=name):
             cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
     except HydraException as exc:
-        raise _composition_error(exc) from None
+        raise _composition_error(exc, overrides) from None
     for key, value in given.items():
         cfg[key] = str(value)
     if out_dir is not None:

@@ -116,12 +116,24 @@ def check_known_keys(values: dict, known: typing.Iterable, section: str, owner: 
             raise ConfigError(f"{prefix}{key} is not a setting{f' of {owner}' if owner else ''}{hint}")
 
 
+def near_setting(path: str, section: Mapping) -> list:
+    """The settings of `section` that `path` names, each misspelt key replaced by its nearest (`epochz`:
+    epochs); none where a key has none near, or where `path` goes on below a value."""
+    head, dot, tail = path.partition(".")
+    names = [head] if head in section else nearest(head, section)
+    if not dot:
+        return names
+    return [f"{name}.{rest}" for name in names if isinstance(section[name], Mapping)
+            for rest in near_setting(tail, section[name])]
+
+
 def misspelt_override(composition_error: Exception, keys: typing.Sequence[str] = ()) -> Optional[ConfigError]:
     """Hydra's refusal of a name the configs lack as one line naming the nearest: a key (`trainer.epoch=3`: Hydra
     advises `+trainer.epoch=3`, which the run then refuses) or an option of a group (`model=vit_v9`: Hydra lists
     the options over a dozen lines, then its search path). `keys`, the overrides' keys, name a setting the config
     has under a section it lacks (vx-evaluate's `trainer.device=cpu` or `trainer.dvice=cpu`: `device`), which
-    Hydra's error leaves out. None for any other composition error."""
+    Hydra's error leaves out, and the settings meant under a misspelt section (`trainr.epochz=3`: trainer.epochs).
+    None for any other composition error."""
     from hydra.errors import HydraException, MissingConfigException
 
     if isinstance(composition_error, MissingConfigException) and composition_error.options:
@@ -138,14 +150,20 @@ def misspelt_override(composition_error: Exception, keys: typing.Sequence[str] =
     section, _, key = missing.full_key.rpartition(".")
     values = OmegaConf.to_container(missing.parent_node, resolve=False)
     prefix = f"{section}." if section else ""
+    sections = [name for name in nearest(key, values) if isinstance(values[name], Mapping)]
     for given in keys:
         if not given.startswith(f"{missing.full_key}."):
             continue
-        head, dot, tail = given[len(missing.full_key) + 1:].partition(".")
-        names = [head] if head in values else nearest(head, values)  # `trainer.dvice`: device
+        rest = given[len(missing.full_key) + 1:]
+        head, dot, tail = rest.partition(".")
+        if head in values:  # vx-evaluate's `trainer.device`: device
+            names = [head + dot + tail]
+        elif sections:  # `trainr.epochs`: trainer.epochs, not trainer
+            names = [f"{name}.{setting}" for name in sections for setting in near_setting(rest, values[name])]
+        else:  # `trainer.dvice`: device
+            names = [name + dot + tail for name in nearest(head, values)]
         if names:
-            return ConfigError(f"{given} is not a setting (did you mean "
-                               f"{either([prefix + name + dot + tail for name in names])}?)")
+            return ConfigError(f"{given} is not a setting (did you mean {either([prefix + name for name in names])}?)")
     try:
         check_known_keys({**values, key: None}, values, section)
     except ConfigError as exc:

@@ -24,7 +24,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import InterpolationResolutionError
 
-from vision_exp.conf_dir import apply_debug_last
+from vision_exp.conf_dir import apply_debug_last, overridden_key
 from vision_exp.config_types import misspelt_override
 from vision_exp.errors import UserError
 from vision_exp.reporting.records import MEMORY_SETTINGS, check_same_config, has_earlier_attempt, remove_unused_folders
@@ -70,7 +70,8 @@ def failing_jobs(jobs: list[list[str]], job_config: Callable[[int], DictConfig])
         except InterpolationResolutionError:  # a value only the job's own start resolves (its output folder)
             continue
         except Exception as exc:
-            failing.setdefault(str(misspelt_override(exc) or f"{type(exc).__name__}: {exc}"), []).extend(numbers)
+            misspelt = misspelt_override(exc, [overridden_key(override) for override in jobs[numbers[0]]])
+            failing.setdefault(str(misspelt or f"{type(exc).__name__}: {exc}"), []).extend(numbers)
             continue
         parser = OverridesParser.create()
         for number in numbers[1:]:  # composed alike but for the seed (as Hydra parses it: seed=abc is 'abc')
