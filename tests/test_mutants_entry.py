@@ -54,6 +54,9 @@ def test_the_path_settings_are_the_keys_of_the_paths_config():
     ("+loss.smoothing=0.1", "loss.smoothing is not a setting (did you mean loss.label_smoothing?)"),
     ("+paths.output=/big", "paths.output is not a setting (did you mean paths.output_dir?)"),
     ("+sed=1", "sed is not a setting (did you mean seed?)"),
+    ("+trainr.epochz=3", "trainr.epochz is not a setting (did you mean trainer.epochs?)"),  # both misspelt
+    ("+trainr.nonsense=3", "trainr is not a setting (did you mean trainer?)"),
+    ("+modle=vit_v1", "modle is not a setting (did you mean model?)"),
 ])
 def test_a_key_the_run_does_not_read_is_refused_with_the_closest_setting(override, message):
     """A key added with + at the top level, in loss or in paths would be silently ignored by a run."""

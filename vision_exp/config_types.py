@@ -110,10 +110,23 @@ def check_known_keys(values: dict, known: typing.Iterable, section: str, owner: 
     for key in values:
         if key not in known:
             close = [f"{prefix}{name}" for name in nearest(key, known)]
+            given = key
+            if not section and isinstance(values[key], Mapping) and values[key]:  # `+trainr.epochz=3`: trainer.epochs
+                path = first_setting(values[key])
+                meant = [f"{name}.{setting}" for name in close if isinstance(values.get(name), Mapping)
+                         for setting in near_setting(path, values[name])]
+                if meant:
+                    given, close = f"{key}.{path}", meant
             if not close and not section:  # `+lr=0.1`: a setting of one of the sections
                 close = [f"{name}.{key}" for name in known if isinstance(values.get(name), Mapping) and key in values[name]]
             hint = f" (did you mean {either(close)}?)" if close else ""
-            raise ConfigError(f"{prefix}{key} is not a setting{f' of {owner}' if owner else ''}{hint}")
+            raise ConfigError(f"{prefix}{given} is not a setting{f' of {owner}' if owner else ''}{hint}")
+
+
+def first_setting(section: Mapping) -> str:
+    """The dotted path of the first value in `section` (`{'epochs': 3}`: epochs), the one an override set."""
+    key, value = next(iter(section.items()))
+    return f"{key}.{first_setting(value)}" if isinstance(value, Mapping) and value else key
 
 
 def near_setting(path: str, section: Mapping) -> list:
