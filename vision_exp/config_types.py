@@ -168,13 +168,10 @@ def misspelt_override(composition_error: Exception, keys: typing.Sequence[str] =
         if not given.startswith(f"{missing.full_key}."):
             continue
         rest = given[len(missing.full_key) + 1:]
-        head, dot, tail = rest.partition(".")
-        if head in values:  # vx-evaluate's `trainer.device`: device
-            names = [head + dot + tail]
-        elif sections:  # `trainr.epochs`: trainer.epochs, not trainer
+        if rest.partition(".")[0] in values or not sections:  # vx-evaluate's `trainer.device`, `trainer.dvice`: device
+            names = near_setting(rest, values)
+        else:  # `trainr.epochz`: trainer.epochs, not trainer
             names = [f"{name}.{setting}" for name in sections for setting in near_setting(rest, values[name])]
-        else:  # `trainer.dvice`: device
-            names = [name + dot + tail for name in nearest(head, values)]
         if names:
             return ConfigError(f"{given} is not a setting (did you mean {either([prefix + name for name in names])}?)")
     try:
