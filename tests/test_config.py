@@ -77,6 +77,28 @@ def test_every_shipped_value_has_the_type_its_setting_declares(overrides, tmp_pa
     check_buildable(compose(overrides + extra))
 
 
+def test_the_check_before_a_run_builds_no_weights(monkeypatch):
+    """A sweep checks every job's model before the first trains: on the meta device, so checking a ViT-L with
+    mimetic init allocates no weights and draws no random numbers (a run's weights are its seed's alone)."""
+    import vision_exp.experiment as experiment
+
+    built = []
+
+    def recording_build(target, section):
+        built.append(experiment_build(target, section))
+        return built[-1]
+
+    experiment_build = experiment.build
+    monkeypatch.setattr(experiment, "build", recording_build)
+    rng_before = torch.random.get_rng_state()
+    check_buildable(compose(["experiment=cpu_vit", "enhancement=mimetic_init", "model.embed_dim=1024",
+                             "model.depth=24", "model.num_heads=16", "model.drop_path=0.1"]))
+    model = next(obj for obj in built if isinstance(obj, torch.nn.Module))
+    assert sum(p.numel() for p in model.parameters()) > 250_000_000
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    assert torch.equal(torch.random.get_rng_state(), rng_before)
+
+
 def test_the_trainer_settings_default_in_python_as_in_their_yaml():
     """A notebook that builds TrainerConfig() itself trains as `python -m vision_exp.train` would: every field's
     default is conf/trainer/default.yaml's value, and the yaml sets no key the dataclass lacks."""

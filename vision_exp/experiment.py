@@ -12,6 +12,7 @@ from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Optional
 
+import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vision_exp.builder import build, load_trained_model, run_dir_of
@@ -47,9 +48,12 @@ def check_buildable(cfg: DictConfig) -> RunSettings:
     if cfg.data.num_classes:  # else known once the data is read
         check_model_outputs(cfg.model, cfg.data.num_classes)
     sized = OmegaConf.merge(cfg, {"data": {"num_classes": cfg.data.num_classes or 2}})
-    optimizer = build(cfg.optimizer, "optimizer")(build(sized.model, "model"))
-    # The real sizes need the data: a run long enough that no schedule of realistic settings is judged too long.
-    build(cfg.scheduler, "scheduler")(optimizer, total_steps=10**6, steps_per_epoch=100)
+    # On the meta device: shapes and settings without weights, so the check neither allocates a large model
+    # nor pays for its initialisation (a ViT-L, or mimetic init's SVDs: seconds per run and per sweep job).
+    with torch.device("meta"):
+        optimizer = build(cfg.optimizer, "optimizer")(build(sized.model, "model"))
+        # The real sizes need the data: a run long enough that no schedule of realistic settings is judged too long.
+        build(cfg.scheduler, "scheduler")(optimizer, total_steps=10**6, steps_per_epoch=100)
     return settings
 
 

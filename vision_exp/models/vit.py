@@ -356,7 +356,7 @@ class ViT(nn.Module):
         self.pos_drop = nn.Dropout(dropout)
 
         # Stochastic depth rate grows linearly from 0 (first block) to drop_path (last), as DeiT.
-        rates = torch.linspace(0, drop_path, depth).tolist()
+        rates = torch.linspace(0, drop_path, depth, device="cpu").tolist()
         self.blocks = nn.Sequential(
             *(block(embed_dim, num_heads, mlp_ratio, dropout, attn_dropout, rate, attn_impl) for rate in rates)
         )
