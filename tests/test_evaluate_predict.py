@@ -420,6 +420,40 @@ def test_a_run_whose_initialisation_is_refused_for_training_still_loads(trained_
     assert type(model.layer1[0]).__name__ == "BasicBlockv3" and run_cfg.model.zero_init_residual
 
 
+def test_a_trained_model_loads_its_checkpoint_without_initialising_weights(tmp_path):
+    """evaluate, predict and a distillation teacher get the checkpoint's weights and buffers (a sin-cos position
+    table, BatchNorm statistics) exactly, on the CPU, without first drawing weights the checkpoint replaces:
+    no random numbers, and no mimetic SVDs, whose cost grows with the model."""
+    import torch
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from vision_exp.builder import load_trained_model
+    from vision_exp.training.checkpoint import save_checkpoint
+
+    model_cfg = {"_target_": "vision_exp.models.vit.ViT", "img_size": 16, "patch_size": 4, "num_classes": 3,
+                 "embed_dim": 16, "depth": 2, "num_heads": 2, "init": "mimetic", "pos_embed": "sincos",
+                 "stem": "conv", "drop_path": 0.1}
+    trained = instantiate(OmegaConf.create(model_cfg))
+    with torch.no_grad():
+        for parameter in trained.parameters():
+            parameter.add_(torch.randn_like(parameter))  # weights no initialisation would draw
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    OmegaConf.save({"model": model_cfg}, run / "config.yaml")
+    save_checkpoint({"model": trained.state_dict()}, run / "checkpoints" / "best.pt")
+
+    rng_before = torch.random.get_rng_state()
+    model, _, _ = load_trained_model(run / "checkpoints" / "best.pt")
+    assert torch.equal(torch.random.get_rng_state(), rng_before)
+    loaded = model.state_dict()
+    assert loaded.keys() == trained.state_dict().keys()
+    for key, value in trained.state_dict().items():
+        assert loaded[key].device.type == "cpu" and torch.equal(loaded[key], value), key
+    images = torch.randn(2, 3, 16, 16)
+    assert torch.equal(model.eval()(images), trained.eval()(images))
+
+
 def test_evaluation_counts_top1_top5_loss_and_confusion_as_a_count_by_hand():
     """On known logits: top-1/top-5 from the true class's rank, the mean cross-entropy over every image (batches of
     different sizes), the confusion matrix with rows the true class; in eval mode (a dropout model would change the

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -51,13 +52,15 @@ def load_trained_model(checkpoint: Path):
                               f"checkpoint written by an older version carries no config of its own)")
     try:
         run_cfg = OmegaConf.create(config_text)
-        # An initialisation the weights replace: BasicBlockv3 refuses zero_init_residual for training only.
-        model = build(OmegaConf.merge(run_cfg.model, {"zero_init_residual": False})
-                      if run_cfg.model.get("zero_init_residual") else run_cfg.model, "model")
+        # An initialisation the weights replace: BasicBlockv3 refuses zero_init_residual for training only, and
+        # on the meta device none is drawn (mimetic init's SVDs) nor any memory taken before the weights arrive.
+        with torch.device("meta"):
+            model = build(OmegaConf.merge(run_cfg.model, {"zero_init_residual": False})
+                          if run_cfg.model.get("zero_init_residual") else run_cfg.model, "model")
     except Exception as exc:  # unreadable YAML, no model section, a class since renamed: the run's, not the command's
         raise CheckpointError(f"the model of {checkpoint} cannot be built from {source}: "
                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
-    load_model_weights(model, evaluated_weights(state), str(checkpoint))
+    load_model_weights(model, evaluated_weights(state), str(checkpoint), assign=True)
     return model, run_cfg, state
 
 

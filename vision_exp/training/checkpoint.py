@@ -135,8 +135,9 @@ def load_latest(path: Path, map_location="cpu") -> tuple:
         return load_checkpoint(previous, map_location), previous
 
 
-def load_model_weights(model: torch.nn.Module, state_dict: dict, source: str) -> None:
-    """Load weights, naming the keys that do not match (e.g. a checkpoint of another model)."""
+def load_model_weights(model: torch.nn.Module, state_dict: dict, source: str, assign: bool = False) -> None:
+    """Load weights, naming the keys that do not match (e.g. a checkpoint of another model). assign=True takes
+    the checkpoint's tensors themselves, for a model built on the meta device, which has none to copy into."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
@@ -151,4 +152,4 @@ def load_model_weights(model: torch.nn.Module, state_dict: dict, source: str) ->
             shown = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}" for k in mismatched[:4]]
             parts.append(f"{len(mismatched)} shape mismatches (e.g. {', '.join(shown)})")
         raise CheckpointError(f"checkpoint {source} does not fit this model: " + "; ".join(parts))
-    model.load_state_dict(state_dict)
+    model.load_state_dict(state_dict, assign=assign)
