@@ -64,8 +64,21 @@ def test_sync_bn_without_cuda_stops_before_any_image_is_read(tiny_folder, tmp_pa
                              *tiny_overrides(tiny_folder), "trainer.sync_bn=true", f"data.cache_dir={tmp_path / 'cache'}",
                              f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     output = result.stdout + result.stderr
-    assert result.returncode != 0 and "trainer.sync_bn=true needs CUDA devices" in output, output
+    assert result.returncode != 0 and output.count("trainer.sync_bn=true needs CUDA devices") == 1, output  # rank 0's
     assert not (tmp_path / "cache").exists() and not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_misspelt_setting_is_refused_once_for_all_ranks(tiny_folder, tmp_path):
+    """Every rank composes the same config and refuses it before the ranks meet: rank 0 alone prints the line."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "vision_exp.train",
+                             *vit_args(tiny_folder), "trainer.epoch=3", f"hydra.run.dir={tmp_path / 'run'}"],
+                            capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert output.count("trainer.epoch is not a setting (did you mean trainer.epochs?)") == 1, output
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_dataset_rank_0_cannot_find_stops_every_rank_with_its_message(tmp_path):

@@ -75,13 +75,19 @@ class Refusal(Callback):
             self.check(config)
 
 
+def says_what_all_ranks_would() -> bool:
+    """Under torchrun every rank composes the same config and refuses it alike: rank 0 alone says so, once."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 @contextlib.contextmanager
 def refused_in_one_line():
     """A ConfigError in the block ends the command with its message and exit status 2."""
     try:
         yield
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if says_what_all_ranks_would():
+            print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
 
 

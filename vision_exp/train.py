@@ -27,7 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
-from vision_exp.cli import CheckOutputFolder, command, ignore_further_ctrl_c
+from vision_exp.cli import CheckOutputFolder, command, ignore_further_ctrl_c, says_what_all_ranks_would
 from vision_exp.conf_dir import CONF_DIR, apply_debug_last, debug_verdict, group_choices
 from vision_exp.errors import ConfigError, Interrupted, RankZeroFailed, UserError
 from vision_exp.reporting.files import last_checkpoint
@@ -97,6 +97,14 @@ def summarize_stopped_sweep(sweep_dir: Path) -> None:
              sweep_dir / RESULTS_MD)
 
 
+def printed_here(error: UserError) -> bool:
+    """Whether this process prints `error`: under torchrun a refused config and a RankZeroFailed are rank 0's
+    to say; any other error is this rank's own."""
+    if isinstance(error, RankZeroFailed):
+        return False
+    return not isinstance(error, ConfigError) or says_what_all_ranks_would()
+
+
 def where_it_ended(result: dict, run_dir: Path) -> str:
     """The run's last line: its numbers and the folder that holds them (the epoch lines name neither)."""
     def percent(key: str) -> str:
@@ -138,7 +146,7 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
             log.info("%s", verdict)
         return result
     except UserError as exc:
-        if not isinstance(exc, RankZeroFailed):  # rank 0 printed it
+        if printed_here(exc):
             log.error("%s", exc)
         if verbose:
             raise
