@@ -83,12 +83,12 @@ def test_the_check_before_a_run_builds_no_weights(monkeypatch):
     import vision_exp.experiment as experiment
 
     built = []
+    experiment_build = experiment.build
 
     def recording_build(target, section):
         built.append(experiment_build(target, section))
         return built[-1]
 
-    experiment_build = experiment.build
     monkeypatch.setattr(experiment, "build", recording_build)
     rng_before = torch.random.get_rng_state()
     check_buildable(compose(["experiment=cpu_vit", "enhancement=mimetic_init", "model.embed_dim=1024",
