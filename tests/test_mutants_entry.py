@@ -1114,6 +1114,19 @@ def small_sweep(tmp_path: Path) -> Path:
     return sweep
 
 
+def test_a_one_job_sweep_is_counted_in_the_singular(tmp_path, capsys):
+    """A long run launched with -m is a sweep of one job: "1 job", "1 configuration", not "1 jobs"."""
+    from test_sweeps import sweep_of
+
+    from vision_exp import summarize
+
+    sweep = sweep_of(tmp_path, (["experiment=cpu_vit", "seed=1"], 63.5))
+    assert summarize.main([str(sweep)]) == 0
+    assert capsys.readouterr().out == (f"{sweep}: 1 job (1 completed), 1 configuration; wrote results.csv, "
+                                       f"results.md and plots\n")
+    assert "\n1 job: 1 completed, 0 not completed.\n" in (sweep / "results.md").read_text()
+
+
 def test_vx_summarize_writes_the_results_and_says_what_it_summarized(tmp_path, capsys):
     """vx-summarize writes the results and one line counting jobs and configurations; val_acc by default."""
     from vision_exp import summarize

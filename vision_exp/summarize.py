@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from vision_exp.errors import UserError
-from vision_exp.sweeps.summary import load_sweeps, write_results
+from vision_exp.sweeps.summary import counted, load_sweeps, write_results
 
 
 def main(argv=None) -> int:
@@ -43,10 +43,10 @@ def main(argv=None) -> int:
     for caution in summary.cautions:
         print(f"warning: {caution}", file=sys.stderr)
     completed = summary.completed_count
-    jobs = f"{len(summary.jobs)} jobs ({completed} completed)"
+    jobs = f"{counted(len(summary.jobs), 'job')} ({completed} completed)"
     if summary.merged:
         jobs = f"{len(summary.sources)} sweeps, {jobs}"
-    print(f"{summary.sweep_dir}: {jobs}, {len(summary.configurations)} configurations; "
+    print(f"{summary.sweep_dir}: {jobs}, {counted(len(summary.configurations), 'configuration')}; "
           f"wrote results.csv, results.md and plots")
     return 0
 

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from vision_exp.sweeps.plots import plot_bars, plot_curves
-from vision_exp.sweeps.summary import (CURVES_PNG, EmptySweep, bars_png, failures_table, folder_labels, load_sweep,
-                                      relative_link, results_table)
+from vision_exp.sweeps.summary import (CURVES_PNG, EmptySweep, bars_png, counted, failures_table, folder_labels,
+                                      load_sweep, relative_link, results_table)
 
 
 REPORT_PREFIX = "report_"
@@ -57,7 +57,7 @@ def sweep_section(summary, folder_name: str, names: list, report_dir: Path) -> s
     parts = [
         f"## {heading}",
         "",
-        f"Sweep folder `{relative_link(summary.sweep_dir, report_dir)}`: {len(summary.jobs)} jobs, {completed} completed. "
+        f"Sweep folder `{relative_link(summary.sweep_dir, report_dir)}`: {counted(len(summary.jobs), 'job')}, {completed} completed. "
         f"Baseline: **{summary.baseline.label}** ({summary.baseline_reason}).",
         "",
     ]

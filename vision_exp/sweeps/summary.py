@@ -612,6 +612,11 @@ def failures_table(summary: SweepSummary) -> str:
     return "\n".join(lines)
 
 
+def counted(count: int, noun: str) -> str:
+    """"1 job", "3 jobs": a one-job sweep (a long run launched with -m) is summarized too."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def bars_png(summary: SweepSummary) -> str:
     return f"{summary.metric}_bars.png"
 
@@ -621,7 +626,7 @@ def sources_section(summary: SweepSummary) -> list:
     parts = [f"The jobs of {len(summary.sources)} sweeps, pooled into configurations by their overrides; a job is "
              f"named `<sweep>/<job number>`, its folder (run_dir in {RESULTS_CSV}) relative to this folder:", ""]
     for source in summary.sources:
-        parts += [f"- `{source.label}` (`{results_link(source.folder, summary)}`, {len(source.jobs)} jobs)"
+        parts += [f"- `{source.label}` (`{results_link(source.folder, summary)}`, {counted(len(source.jobs), 'job')})"
                   + (":" if source.command else ": its multirun.yaml records no command"), ""]
         if source.command:
             parts += ["  ```", f"  {source.command}", "  ```", ""]
@@ -642,7 +647,7 @@ def results_markdown(summary: SweepSummary) -> str:
     parts = [
         title,
         "",
-        f"{len(summary.jobs)} jobs: {completed} completed, {len(summary.unsuccessful)} not completed"
+        f"{counted(len(summary.jobs), 'job')}: {completed} completed, {len(summary.unsuccessful)} not completed"
         + (" (listed below; they are left out of every mean)." if summary.unsuccessful else "."),
         "",
     ]
