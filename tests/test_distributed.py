@@ -21,17 +21,29 @@ def vit_args(folder):
             "trainer.deterministic=true", "trainer.progress=none", "trainer.train_samples=60"]
 
 
+def torchrun_command(*overrides: str) -> list:
+    """`torchrun` with two CPU ranks running `python -m vision_exp.train <overrides>`."""
+    return [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node=2", "-m",
+            "vision_exp.train", *overrides]
+
+
+def torchrun_env() -> dict:
+    return dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")  # one thread per rank on 2 cores
+
+
+def on_two_ranks(*overrides: str) -> subprocess.CompletedProcess:
+    """The two-rank run to its end, its output captured."""
+    return subprocess.run(torchrun_command(*overrides), capture_output=True, text=True, env=torchrun_env(), cwd=REPO,
+                          timeout=300)
+
+
 @pytest.mark.parametrize("parts", [(), ("trainer.grad_accum_steps=3",)])
 def test_two_process_run_matches_one_process_run(tiny_folder, tmp_path, parts):
     """Also with each rank's share of the batch (4 samples, 2 in the last batch) in parts, whose gradients
     the ranks average once per step."""
     single = run_cli(vit_args(tiny_folder) + [f"hydra.run.dir={tmp_path / 'one'}"])
     assert single.returncode == 0, single.stdout + single.stderr
-    torchrun = Path(sys.executable).with_name("torchrun")
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    multi = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "vision_exp.train",
-                            *vit_args(tiny_folder), *parts, f"hydra.run.dir={tmp_path / 'two'}"],
-                           capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    multi = on_two_ranks(*vit_args(tiny_folder), *parts, f"hydra.run.dir={tmp_path / 'two'}")
     assert multi.returncode == 0, multi.stdout + multi.stderr
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
@@ -46,23 +58,16 @@ def test_two_process_run_matches_one_process_run(tiny_folder, tmp_path, parts):
 
 def test_a_batch_smaller_than_the_ranks_stops_before_training(tiny_folder, tmp_path):
     """37 samples of a 36-image set: the second epoch is one batch of 1, and one of two ranks would get nothing."""
-    torchrun = Path(sys.executable).with_name("torchrun")
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     run = tmp_path / "run"
-    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "vision_exp.train",
-                             *vit_args(tiny_folder), "trainer.train_samples=37", f"hydra.run.dir={run}"],
-                            capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    result = on_two_ranks(*vit_args(tiny_folder), "trainer.train_samples=37", f"hydra.run.dir={run}")
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "the last training batch holds 1 sample(s), fewer than the 2 ranks" in output
     assert not (run / "checkpoints").exists()
 
 
 def test_sync_bn_without_cuda_stops_before_any_image_is_read(tiny_folder, tmp_path):
-    torchrun = Path(sys.executable).with_name("torchrun")
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "vision_exp.train",
-                             *tiny_overrides(tiny_folder), "trainer.sync_bn=true", f"data.cache_dir={tmp_path / 'cache'}",
-                             f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    result = on_two_ranks(*tiny_overrides(tiny_folder), "trainer.sync_bn=true", f"data.cache_dir={tmp_path / 'cache'}",
+                          f"hydra.run.dir={tmp_path / 'run'}")
     output = result.stdout + result.stderr
     assert result.returncode != 0 and output.count("trainer.sync_bn=true needs CUDA devices") == 1, output  # rank 0's
     assert not (tmp_path / "cache").exists() and not (tmp_path / "run" / "checkpoints").exists()
@@ -70,11 +75,7 @@ def test_sync_bn_without_cuda_stops_before_any_image_is_read(tiny_folder, tmp_pa
 
 def test_a_misspelt_setting_is_refused_once_for_all_ranks(tiny_folder, tmp_path):
     """Every rank composes the same config and refuses it before the ranks meet: rank 0 alone prints the line."""
-    torchrun = Path(sys.executable).with_name("torchrun")
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "vision_exp.train",
-                             *vit_args(tiny_folder), "trainer.epoch=3", f"hydra.run.dir={tmp_path / 'run'}"],
-                            capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    result = on_two_ranks(*vit_args(tiny_folder), "trainer.epoch=3", f"hydra.run.dir={tmp_path / 'run'}")
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert output.count("trainer.epoch is not a setting (did you mean trainer.epochs?)") == 1, output
@@ -84,11 +85,7 @@ def test_a_misspelt_setting_is_refused_once_for_all_ranks(tiny_folder, tmp_path)
 def test_a_dataset_rank_0_cannot_find_stops_every_rank_with_its_message(tmp_path):
     """Rank 0 indexes (or downloads) the data first while the others wait: when it stops, they stop with it, not with
     a traceback of the broken connection to a rank that has gone; its message is printed and recorded once."""
-    torchrun = Path(sys.executable).with_name("torchrun")
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "vision_exp.train",
-                             *vit_args(tmp_path / "nowhere"), f"hydra.run.dir={tmp_path / 'run'}"],
-                            capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    result = on_two_ranks(*vit_args(tmp_path / "nowhere"), f"hydra.run.dir={tmp_path / 'run'}")
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert output.count(f"dataset folder not found: {tmp_path / 'nowhere'}") == 1, output  # rank 0's line alone
@@ -173,13 +170,11 @@ def rank_pid(run_dir: Path, rank: int):
 def test_a_signal_to_one_rank_stops_every_rank_and_is_named_right(tiny_folder, tmp_path):
     """SLURM or a user may signal one worker only: all ranks stop at the same step, rank 0 checkpoints,
     and the message names the signal received (a sum over ranks once turned SIGTERM into SIGBUS)."""
-    torchrun = Path(sys.executable).with_name("torchrun")
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     run, log = tmp_path / "run", tmp_path / "torchrun.log"
     with log.open("w") as output:
-        job = subprocess.Popen([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "vision_exp.train",
-                                *vit_args(tiny_folder), "trainer.train_samples=36000", f"hydra.run.dir={run}"],
-                               stdout=output, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        job = subprocess.Popen(torchrun_command(*vit_args(tiny_folder), "trainer.train_samples=36000",
+                                                f"hydra.run.dir={run}"),
+                               stdout=output, stderr=subprocess.STDOUT, env=torchrun_env(), cwd=REPO)
         deadline = time.monotonic() + 120
         while "training ViT" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.2)
