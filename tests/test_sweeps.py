@@ -648,6 +648,17 @@ def test_vx_summarize_on_a_read_only_sweep_folder_is_one_message(enhancement_swe
                             f"vx-report {enhancement_sweep} --output") and "Traceback" not in error
 
 
+def test_a_sweep_of_seeds_alone_compares_nothing(tmp_path):
+    """`-m seed=0,1,2` is one configuration: its mean ± std, with no baseline named and no Δ against itself."""
+    sweep = sweep_of(tmp_path, (["experiment=cpu_vit", "seed=0"], 58.0), (["experiment=cpu_vit", "seed=1"], 60.0),
+                     (["experiment=cpu_vit", "seed=2"], 62.0))
+    summarize_sweep(sweep)
+    text = (sweep / "results.md").read_text()
+    assert "One configuration: nothing to compare it with; its seeds give the mean ± std." in text
+    assert "Baseline:" not in text and "(baseline)" not in text
+    assert "| all jobs | 3 | 60.00 ± 2.00 | — |" in text
+
+
 def test_a_refused_job_is_listed_with_why_and_its_folders_results_are_not_counted(tmp_path):
     """A refused job's folder keeps the metrics.json of the configuration that ran there before: those numbers are
     another experiment's, so they must stay out of the mean and of results.csv, and the refusal must be shown."""

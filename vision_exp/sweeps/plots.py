@@ -28,7 +28,7 @@ def plot_curves(summary, path: Path) -> None:
         if not histories:
             continue
         x, center, spread = mean_curve(histories)
-        is_baseline = configuration is summary.baseline
+        is_baseline = summary.is_marked_baseline(configuration)
         (line,) = ax.plot(x, center, marker="o", markersize=3, linewidth=2.5 if is_baseline else 1.5,
                           label=f"{configuration.label}{' (baseline)' if is_baseline else ''}, n={len(histories)}")
         if len(histories) > 1:
@@ -50,11 +50,12 @@ def plot_bars(summary, path: Path) -> None:
     rows = range(len(configurations))
     means = [c.mean(summary.metric) or 0.0 for c in configurations]
     stds = [c.std(summary.metric) or 0.0 for c in configurations]
-    colors = ["tab:orange" if c is summary.baseline else "tab:blue" for c in configurations]
+    colors = ["tab:orange" if summary.is_marked_baseline(c) else "tab:blue" for c in configurations]
     ax.barh(rows, means, xerr=stds, color=colors, capsize=3)
     ax.set_yticks(list(rows), [f"{c.label} (n={len(c.values(summary.metric))})" for c in configurations], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel(f"{summary.metric}: mean over seeds, error bar ±1 std (orange: baseline)")
+    compared = " (orange: baseline)" if len(configurations) > 1 else ""
+    ax.set_xlabel(f"{summary.metric}: mean over seeds, error bar ±1 std{compared}")
     ax.set_title(summary.name)
     ax.grid(axis="x", alpha=0.3)
     save_figure_atomic(fig, path, bbox_inches="tight")

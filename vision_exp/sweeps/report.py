@@ -57,8 +57,8 @@ def sweep_section(summary, folder_name: str, names: list, report_dir: Path) -> s
     parts = [
         f"## {heading}",
         "",
-        f"Sweep folder `{relative_link(summary.sweep_dir, report_dir)}`: {counted(len(summary.jobs), 'job')}, {completed} completed. "
-        f"Baseline: **{summary.baseline.label}** ({summary.baseline_reason}).",
+        f"Sweep folder `{relative_link(summary.sweep_dir, report_dir)}`: {counted(len(summary.jobs), 'job')}, "
+        f"{completed} completed. {summary.baseline_sentence}",
         "",
     ]
     if summary.command:

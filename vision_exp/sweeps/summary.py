@@ -207,6 +207,17 @@ class SweepSummary:
         """A summary of several sweep folders."""
         return len(self.sources) > 1
 
+    def is_marked_baseline(self, configuration: Configuration) -> bool:
+        """The configuration the others are compared with; a sweep of seeds alone (one configuration) compares
+        nothing, so nothing is marked."""
+        return configuration is self.baseline and len(self.configurations) > 1
+
+    @property
+    def baseline_sentence(self) -> str:
+        if len(self.configurations) == 1:
+            return "One configuration: nothing to compare it with; its seeds give the mean ± std."
+        return f"Baseline: **{self.baseline.label}** ({self.baseline_reason})."
+
     @property
     def unsuccessful(self) -> list:
         return [job for job in self.jobs if not job.completed]
@@ -549,7 +560,7 @@ def mean_std(configuration: Configuration, metric: str) -> str:
 
 
 def difference_text(summary: SweepSummary, configuration: Configuration) -> str:
-    if configuration is summary.baseline:
+    if summary.is_marked_baseline(configuration):
         return "baseline"
     difference = summary.difference(configuration)
     if difference is None:
@@ -573,7 +584,7 @@ def results_table(summary: SweepSummary) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for configuration in summary.configurations:
-        label = f"**{configuration.label}** (baseline)" if configuration is summary.baseline else configuration.label
+        label = f"**{configuration.label}** (baseline)" if summary.is_marked_baseline(configuration) else configuration.label
         n = len(configuration.values(metric))  # the values behind the mean
         missing = len(configuration.jobs) - len(configuration.completed)
         lacking = len(configuration.completed) - n  # completed before the metric existed, or it is null
@@ -658,7 +669,7 @@ def results_markdown(summary: SweepSummary) -> str:
     if summary.common:
         parts += ["Overrides common to every job: " + " ".join(f"`{o}`" for o in summary.common), ""]
     parts += [
-        f"Baseline: **{summary.baseline.label}** ({summary.baseline_reason}).",
+        summary.baseline_sentence,
         "",
         results_table(summary),
         "",
