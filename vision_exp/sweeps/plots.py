@@ -54,8 +54,7 @@ def plot_bars(summary, path: Path) -> None:
     ax.barh(rows, means, xerr=stds, color=colors, capsize=3)
     ax.set_yticks(list(rows), [f"{c.label} (n={len(c.values(summary.metric))})" for c in configurations], fontsize=8)
     ax.invert_yaxis()
-    compared = " (orange: baseline)" if len(configurations) > 1 else ""
-    ax.set_xlabel(f"{summary.metric}: mean over seeds, error bar ±1 std{compared}")
+    ax.set_xlabel(f"{summary.metric}: mean over seeds, error bar ±1 std{' (orange: baseline)' if summary.compares else ''}")
     ax.set_title(summary.name)
     ax.grid(axis="x", alpha=0.3)
     save_figure_atomic(fig, path, bbox_inches="tight")

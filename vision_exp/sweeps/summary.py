@@ -207,14 +207,19 @@ class SweepSummary:
         """A summary of several sweep folders."""
         return len(self.sources) > 1
 
+    @property
+    def compares(self) -> bool:
+        """Whether there is a Δ to give: a sweep of seeds alone (one configuration) compares nothing, so nothing
+        is marked as its baseline."""
+        return len(self.configurations) > 1
+
     def is_marked_baseline(self, configuration: Configuration) -> bool:
-        """The configuration the others are compared with; a sweep of seeds alone (one configuration) compares
-        nothing, so nothing is marked."""
-        return configuration is self.baseline and len(self.configurations) > 1
+        """The configuration the others are compared with."""
+        return self.compares and configuration is self.baseline
 
     @property
     def baseline_sentence(self) -> str:
-        if len(self.configurations) == 1:
+        if not self.compares:
             return "One configuration: nothing to compare it with; its seeds give the mean ± std."
         return f"Baseline: **{self.baseline.label}** ({self.baseline_reason})."
 
