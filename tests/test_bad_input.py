@@ -227,6 +227,7 @@ def test_invalid_values_are_config_errors(folder, tmp_path, override):
     (["optimizer.lr_base_batch_size=-256", "optimizer.lr_scale_rule=sqrt"],
      "optimizer.lr_base_batch_size=-256 must be positive"),
     (["optimizer.momentum=2"], "optimizer.momentum=2 must lie in [0, 1)"),
+    (["loss.label_smoothing=1.5"], "loss.label_smoothing=1.5 must be a number in [0, 1)"),
 ])
 def test_recipe_and_data_values_are_refused_by_the_sweep_precheck(overrides, phrase):
     """check_buildable is what a sweep checks for every job before the first trains: each of these failed in

@@ -117,6 +117,7 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
     ("train", ["trainer.epochs=0"], "trainer.epochs=0 must be positive", 2),
     ("train", ["augmentation.hflip=2"], "augmentation.hflip=2 is a probability in [0, 1]", 2),
     ("train", ["loss.distillation.kind=soft", "loss.distillation.weight=2"], "loss.distillation.weight=2 must lie in [0, 1]", 2),
+    ("train", ["loss.label_smoothing=abc"], "loss.label_smoothing='abc' must be a number in [0, 1)", 2),
     ("train", ["+modle=vit_v1"], "modle is not a setting (did you mean model?)", 2),  # the + form of modle=vit_v1
     ("train", ["+lr=0.1"], "lr is not a setting (did you mean optimizer.lr?)", 2),
     ("train", ["+loss.smoothing=0.1"], "loss.smoothing is not a setting (did you mean loss.label_smoothing?)", 2),

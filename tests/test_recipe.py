@@ -466,7 +466,7 @@ def test_values_at_the_edge_of_their_range_are_refused():
     """momentum=1 never lets an update fade; label_smoothing=1 makes every target uniform (nothing to learn)."""
     with pytest.raises(ConfigError, match=r"optimizer.momentum=1 must lie in \[0, 1\)"):
         create_optimizer(torch.nn.Linear(2, 2), "sgd", lr=0.1, momentum=1)
-    with pytest.raises(ConfigError, match=r"loss.label_smoothing=1 must lie in \[0, 1\)"):
+    with pytest.raises(ConfigError, match=r"loss.label_smoothing=1 must be a number in \[0, 1\)"):
         create_train_loss(label_smoothing=1)
     assert isinstance(create_train_loss(label_smoothing=0.99), torch.nn.CrossEntropyLoss)
 
@@ -593,7 +593,7 @@ def test_a_weighted_randaugment_set_draws_at_most_all_its_ops(name):
     (partial(create_optimizer, torch.nn.Linear(2, 2), lr=1e-3), {"name": "adamw", "betas": [0.9, 1.0]},
      "optimizer.betas=[0.9, 1.0] must be two numbers in [0, 1)"),
     (partial(create_optimizer, torch.nn.Linear(2, 2), lr=1e-3), {"name": "adamx"}, "optimizer 'adamx': "),
-    (create_train_loss, {"label_smoothing": -0.1}, "loss.label_smoothing=-0.1 must lie in [0, 1)"),
+    (create_train_loss, {"label_smoothing": -0.1}, "loss.label_smoothing=-0.1 must be a number in [0, 1)"),
     (AugmentConfig, {"random_erasing": 1.5}, "augmentation.random_erasing=1.5 is a probability in [0, 1]"),
     (AugmentConfig, {"mix_switch_prob": -0.1}, "augmentation.mix_switch_prob=-0.1 is a probability in [0, 1]"),
     (AugmentConfig, {"cutmix_alpha": -1.0}, "augmentation.mixup_alpha and cutmix_alpha must not be negative"),

@@ -147,8 +147,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list, choices: Opt
             set_deterministic(trainer_cfg.deterministic, trainer_cfg.cudnn_benchmark)
             model = build(cfg.model, "model")
 
-            batch_augment = BatchAugment.create(aug_cfg, index.num_classes, cfg.loss.label_smoothing, device)
-            train_loss = create_train_loss(cfg.loss.label_smoothing, soft_targets=bool(batch_augment and batch_augment.soft_targets))
+            batch_augment = BatchAugment.create(aug_cfg, index.num_classes, settings.label_smoothing, device)
+            train_loss = create_train_loss(settings.label_smoothing, soft_targets=bool(batch_augment and batch_augment.soft_targets))
             distillation = load_distillation(settings.distillation, index.classes, data_cfg)
             with distributed.main_first(dist_env):  # rank 0 builds the data cache, the others then read it
                 data = run_end.enter_context(closing(build_loaders(index, data_cfg, aug_cfg, device, cfg.seed,

@@ -1,4 +1,4 @@
-"""The typed sections of a composed train config: data, augmentation, trainer and loss.distillation.
+"""The typed sections of a composed train config: data, augmentation, trainer and loss.
 
 Torch-free on purpose: `vision_exp.train` checks them before it imports torch and timm, so a bad value
 among them (`data.batch_size=abc`, `trainer.epochs=0`) is reported in about a second, not ten.
@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from vision_exp.config_types import check_known_keys, declared_settings, typed
 from vision_exp.data.config import DataConfig
 from vision_exp.errors import ConfigError
-from vision_exp.recipe.config import AugmentConfig, DistillConfig
+from vision_exp.recipe.config import AugmentConfig, DistillConfig, check_label_smoothing
 from vision_exp.training.config import TrainerConfig
 
 
@@ -21,6 +21,7 @@ class RunSettings:
     data: DataConfig
     augmentation: AugmentConfig
     trainer: TrainerConfig
+    label_smoothing: float
     distillation: DistillConfig
 
 
@@ -62,5 +63,6 @@ def run_settings(cfg: DictConfig) -> RunSettings:
         data=data,
         augmentation=augmentation,
         trainer=trainer,
+        label_smoothing=check_label_smoothing(cfg.loss.label_smoothing),
         distillation=typed(DistillConfig, cfg.loss.distillation, "loss.distillation"),
     )

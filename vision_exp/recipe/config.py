@@ -1,4 +1,4 @@
-"""`augmentation` and `loss.distillation`: the recipe's typed settings, checked without importing torch."""
+"""`augmentation`, `loss.label_smoothing` and `loss.distillation`: the recipe's typed settings, checked without importing torch."""
 from __future__ import annotations
 
 import re
@@ -90,6 +90,13 @@ class AugmentConfig:
             raise ConfigError(f"augmentation.repeats={self.repeats} must be at least 1")
         if not 0 <= self.hflip <= 1:
             raise ConfigError(f"augmentation.hflip={self.hflip} is a probability in [0, 1]")
+
+
+def check_label_smoothing(value) -> float:
+    """`loss.label_smoothing` as a float in [0, 1): 1 makes every target uniform, leaving nothing to learn."""
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1):
+        raise ConfigError(f"loss.label_smoothing={value!r} must be a number in [0, 1)")
+    return float(value)
 
 
 KINDS = ("none", "hard", "soft")
