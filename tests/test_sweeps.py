@@ -297,18 +297,25 @@ def test_a_refused_job_records_why_until_a_command_of_its_own_configuration_runs
     assert prepare_job(compose(on_a_smaller_card), tmp_path, on_a_smaller_card) == finished
 
 
-def test_a_resumed_job_keeps_a_checkpoint_it_was_told_to_resume_from(tmp_path):
-    """Only the default `never` becomes `auto` in a folder with an earlier attempt: a checkpoint path given on the
-    command line is what the user asked to resume from."""
+def test_a_resumed_job_keeps_a_checkpoint_it_was_told_to_resume_from_until_it_has_its_own(tmp_path):
+    """A checkpoint path given on the command line is what the user asked to resume from, while the job's folder
+    has no checkpoint (an attempt stopped before its first); once it has one, the same command goes on from it,
+    instead of starting again from the other folder over the job's progress."""
     from omegaconf import OmegaConf
 
     from vision_exp.sweeps.jobs import prepare_job
 
     own = ["model=resnet_v2", "seed=1"]
     (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(compose(own), resolve=True))
-    cfg = compose([*own, f"trainer.resume={tmp_path / 'elsewhere.pt'}"])
+    elsewhere = f"trainer.resume={tmp_path / 'elsewhere.pt'}"
+    cfg = compose([*own, elsewhere])
     assert prepare_job(cfg, tmp_path, own) is None
     assert cfg.trainer.resume == str(tmp_path / "elsewhere.pt")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"its own progress")
+    cfg = compose([*own, elsewhere])
+    assert prepare_job(cfg, tmp_path, own) is None
+    assert cfg.trainer.resume == "auto"
 
 
 def test_parallel_launchers_and_simultaneous_sweeps_keep_every_job_in_its_own_folder(finished_sweep, tiny_folder, tmp_path):

@@ -595,6 +595,22 @@ def test_another_folders_checkpoint_resumes_only_on_its_batches_and_with_budget_
     assert train(tiny_folder, tmp_path / "on", "trainer.epochs=2", f"trainer.resume={last}")["samples_seen"] == 72
 
 
+def test_a_continuation_is_not_started_again_over_its_own_checkpoints(tiny_folder, tmp_path):
+    """trainer.resume=<another folder's last.pt> into a folder with checkpoints of its own (an earlier attempt of
+    the same command) would start again from the other folder, cut the folder's curves back and rotate its
+    progress away: refused, every file as it was, and trainer.resume=auto goes on from the folder's own."""
+    train(tiny_folder, tmp_path / "first", "trainer.epochs=1")
+    last = tmp_path / "first" / "checkpoints" / "last.pt"
+    on = tmp_path / "on"
+    train(tiny_folder, on, "trainer.epochs=2", f"trainer.resume={last}")
+    before = {path: path.read_bytes() for path in on.rglob("*") if path.is_file()}
+    with pytest.raises(ConfigError, match=r"already holds checkpoints of its own: continue from them with "
+                                          r"trainer.resume=auto, or continue .*last.pt in another hydra.run.dir"):
+        train(tiny_folder, on, "trainer.epochs=3", f"trainer.resume={last}")
+    assert {path: path.read_bytes() for path in on.rglob("*") if path.is_file()} == before
+    assert train(tiny_folder, on, "trainer.epochs=3", "trainer.resume=auto")["samples_seen"] == 108
+
+
 def test_a_checkpoint_resumes_only_on_the_images_it_trained_on(tiny_folder, tmp_path):
     """As many images of the same classes are not the same training set: another per-class draw, or a dataset folder
     whose files were swapped between classes, would continue the run's batch positions over other images. Both

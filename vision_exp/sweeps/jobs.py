@@ -14,7 +14,7 @@ from typing import Optional
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vision_exp.errors import ConfigError
-from vision_exp.reporting.files import write_json_atomic
+from vision_exp.reporting.files import last_checkpoint, write_json_atomic
 from vision_exp.reporting.records import (MEMORY_SETTINGS, check_same_config, completed_record, has_earlier_attempt,
                                          write_overrides)
 
@@ -37,7 +37,7 @@ def prepare_job(cfg: DictConfig, run_dir: Path, overrides: list) -> Optional[dic
     """Make a sweep job rerunnable: returns the completed run's metrics.json to skip it, else None.
 
     A folder with an earlier attempt of the same config resumes from its checkpoint (trainer.resume
-    becomes auto); another config there refuses the job (check_sweep_job), its files untouched.
+    becomes auto, also where it named another folder's checkpoint); another config there refuses the job (check_sweep_job), its files untouched.
     overrides.json is written once the job is accepted, before training, so that the summary knows
     the configuration of a job that fails early too."""
     earlier_attempt = has_earlier_attempt(run_dir)
@@ -47,7 +47,7 @@ def prepare_job(cfg: DictConfig, run_dir: Path, overrides: list) -> Optional[dic
         if finished is not None:
             return finished
     write_overrides(run_dir, overrides)
-    with open_dict(cfg):
-        if earlier_attempt and cfg.trainer.resume == "never":
+    with open_dict(cfg):  # a job continuing another folder's checkpoint goes on from its own once it has one
+        if earlier_attempt and (cfg.trainer.resume == "never" or last_checkpoint(run_dir / "checkpoints") is not None):
             cfg.trainer.resume = "auto"
     return None
