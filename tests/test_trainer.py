@@ -703,6 +703,22 @@ def test_an_extension_that_is_stopped_does_not_leave_the_folder_saying_completed
     assert hparams_sessions(run) == (1, [api_pb2.Status.Value("STATUS_SUCCESS")])
 
 
+def test_a_signal_in_an_epochs_last_steps_stops_before_its_evaluation(tiny_folder, tmp_path, monkeypatch):
+    """On an accelerator the stop flag is read every 25 steps at most: a SIGTERM between the last reading and
+    the epoch's end must not wait for the validation and train-eval passes (minutes on a large set), nor for
+    25 steps of the next epoch. The checkpoint is at the epoch's last batch; resumed, the epoch is evaluated."""
+    monkeypatch.setattr(Trainer, "_finite_check_interval", lambda self, log_every: 1000)
+    evaluated = []
+    end_epoch = Trainer._end_epoch
+    monkeypatch.setattr(Trainer, "_end_epoch", lambda self: evaluated.append(self.position.epoch) or end_epoch(self))
+    run = tmp_path / "run"
+    with sigterm_at_step(monkeypatch, 3), pytest.raises(trainer_mod.Interrupted, match=r"epoch 1, batch 5/5"):
+        train(tiny_folder, run, "trainer.epochs=2")
+    assert evaluated == [] and load_checkpoint(run / "checkpoints" / "last.pt")["position"]["step"] == 5
+    assert train(tiny_folder, run, "trainer.epochs=2", "trainer.resume=auto")["samples_seen"] == 72
+    assert evaluated == [0, 1]
+
+
 def test_a_signal_after_the_last_step_lets_the_run_complete_then_stops(tiny_folder, tmp_path, monkeypatch):
     """SIGTERM while the last epoch evaluates: the run completes (nothing left to checkpoint), and the stop
     still reaches the caller, so that a sweep ends instead of starting its next job."""

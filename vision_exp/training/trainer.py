@@ -455,6 +455,7 @@ class Trainer:
         if bar is not None:
             bar.close()
         self._check_finite(loss_sum, position.step, check_every)
+        self._check_stop(loss_sum, correct, steps)  # a signal since the last check must not wait for the evaluation
         self._fold_running(loss_sum, correct)
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor, global_count: int):
