@@ -222,6 +222,8 @@ def test_a_folder_of_another_configuration_is_neither_skipped_nor_resumed(tmp_pa
     same = {"seed": 0, "model": {"block": "BasicBlock", "num_classes": None}, "trainer": {"resume": "auto", "device": "cuda:1"},
             "paths": {"output_dir": "/b"}, "data": {"num_classes": None, "root": "/b/data"}}
     check_same_config(tmp_path, same)  # where, how, and what the dataset fills in do not count
+    # where the images are gathered (the same pixels reach the augmentation) and how workers live do not either
+    check_same_config(tmp_path, {**same, "data": {**same["data"], "on_device": False, "persistent_workers": False}})
     check_same_config(tmp_path, {**same, "loss": {"label_smoothing": 0.1}})  # a setting added to the project since
     removed = {key: value for key, value in same.items() if key != "seed"}
     with pytest.raises(ConfigError, match=r"seed: 0 -> <unset>"):

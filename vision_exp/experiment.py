@@ -27,8 +27,8 @@ from vision_exp.recipe.loss import create_train_loss
 from vision_exp.reporting.files import (check_writable, exclusive_lock, last_checkpoint, missing_checkpoint,
                                        remove_leftover_temporaries, write_text_atomic)
 from vision_exp.reporting.records import (CONFIG_FILE, LOCK_FILE, RESUMABLE_CHANGES, before_start, check_same_config,
-                                         completed_record, config_differences, folder_busy, has_earlier_attempt,
-                                         set_aside_completed_record, write_overrides)
+                                         completed_record, config_differences, first_differences, folder_busy,
+                                         has_earlier_attempt, set_aside_completed_record, write_overrides)
 from vision_exp.settings import RunSettings, run_settings
 from vision_exp.training import distributed
 from vision_exp.training.budget import Budget
@@ -120,8 +120,8 @@ def check_continued_run(run_dir: Path, cfg: DictConfig, resume: str) -> None:
                                                 {key: current[key] for key in CONTINUED_SECTIONS})
                    if not d.startswith("optimizer.batch_size:")]  # data.batch_size's copy: the trainer names it
     if differences:
-        raise ConfigError(f"cannot resume from {resume}: its run trained with other settings ({'; '.join(differences[:3])}"
-                          f"{'; ...' if len(differences) > 3 else ''}); resume with its model and optimizer settings")
+        raise ConfigError(f"cannot resume from {resume}: its run trained with other settings "
+                          f"({first_differences(differences)}); resume with its model and optimizer settings")
 
 
 def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list, choices: Optional[dict] = None) -> dict:
