@@ -244,6 +244,19 @@ def png_claiming(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 4)) + chunk(b"IEND", b"")
 
 
+def test_predict_reads_the_images_a_folder_shows_not_its_hidden_files(tmp_path):
+    """macOS's AppleDouble `._<name>` files are no images (a warning each) and a notebook's checkpoint folder
+    holds copies (extra rows); a hidden folder above the one named is the user's choice, not skipped."""
+    from vision_exp.predict import image_files
+
+    folder = tmp_path / ".work" / "images"
+    for name in ("a.jpg", "._a.jpg", ".ipynb_checkpoints/a.jpg", "sub/b.png", "notes.txt"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"")
+    assert image_files(folder) == [folder / "a.jpg", folder / "sub" / "b.png"]
+    assert image_files(folder / "._a.jpg") == [folder / "._a.jpg"]  # named itself: read, and refused if no image
+
+
 def test_predict_skips_an_unreadable_image_and_caps_topk_at_the_classes(trained_run, tiny_folder, tmp_path):
     folder = tmp_path / "mixed"
     folder.mkdir()

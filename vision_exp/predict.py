@@ -21,7 +21,7 @@ from vision_exp.conf_dir import CONF_DIR
 from vision_exp.cli import CheckOutputFolder, command, user_errors
 from vision_exp.config_types import typed
 from vision_exp.data.config import DataConfig
-from vision_exp.data.index import IMAGE_EXTENSIONS
+from vision_exp.data.index import IMAGE_EXTENSIONS, visible
 from vision_exp.errors import ConfigError, DataError
 from vision_exp.recipe.config import AugmentConfig
 from vision_exp.reporting.files import write_text_atomic
@@ -30,10 +30,12 @@ log = logging.getLogger("vision_exp.predict")
 
 
 def image_files(target: Path) -> list:
+    """`target` itself, or the images under it but for hidden files and folders (as training's index skips them)."""
     if target.is_file():
         return [target]
     if target.is_dir():
-        files = sorted(p for p in target.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        files = sorted(p for p in target.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
+                       and all(visible(Path(part)) for part in p.relative_to(target).parts))
         if files:
             return files
         raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {target}")

@@ -68,7 +68,7 @@ def file_records(split: Split, root: str) -> tuple:
     return files, mtimes
 
 
-def is_current(manifest: Optional[dict], files: list, mtimes: list, root: str) -> bool:
+def is_current(manifest: Optional[dict], files: list, mtimes: list) -> bool:
     """The entry holds these files: the same names, sizes and labels, and the same modification times while the
     folder it was built from is there (that one, or another dataset of the same names and sizes beside it, as
     uncompressed images of one size are). A cache copied to another machine, or kept after its dataset moved,
@@ -246,7 +246,7 @@ def cached_split(entry: Path, split: Split, root: str, dataset_info: dict, size:
     """The split decoded at `size`: read from `entry`, or (re)built there first when its file list changed.
     `dataset_info` (root, classes, class names) goes into the manifest, so a run can start from the cache alone."""
     files, mtimes = file_records(split, root)
-    found = load_split_cache(entry) if is_current(read_manifest(entry), files, mtimes, root) else None
+    found = load_split_cache(entry) if is_current(read_manifest(entry), files, mtimes) else None
     if found is None:
         log.info("decoding %d images into %s", len(split), entry)
         try:
