@@ -1,7 +1,7 @@
 """From a config section or a trained run's checkpoint to the object it describes.
 
 Apart from `experiment.py`, which assembles a whole training run, `evaluate` and `predict` need a trained
-model and nothing of training: they import this module, not the trainer, the loaders or TensorBoard.
+model and nothing of training: they import this module, not the trainer.
 """
 from __future__ import annotations
 

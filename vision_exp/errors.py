@@ -29,6 +29,11 @@ class CheckpointError(UserError):
     """A checkpoint that cannot be loaded into this run."""
 
 
+class OutOfMemory(UserError):
+    """The device ran out of memory: a setting fixes it (batches in parts, smaller evaluation batches), so one
+    line says which."""
+
+
 class RankZeroFailed(UserError):
     """Under torchrun, rank 0 stopped in a block the other ranks waited for (`distributed.main_first`). Rank 0
     prints and records why; the others stop with its message, without printing it again or writing over its record."""

@@ -20,6 +20,7 @@ from vision_exp.conf_dir import CONF_DIR
 from vision_exp.cli import CheckOutputFolder, command, user_errors
 from vision_exp.config_types import typed
 from vision_exp.data.config import DataConfig
+from vision_exp.errors import OutOfMemory
 
 log = logging.getLogger("vision_exp.evaluate")
 
@@ -66,7 +67,6 @@ def evaluate_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
     from vision_exp.reporting.evaluation import write_evaluation
     from vision_exp.training.evaluation import evaluate
     from vision_exp.training.runtime import amp_dtype, select_device
-    from vision_exp.training.trainer import OutOfMemory
 
     model, run_cfg, state = load_trained_model(Path(cfg.ckpt))
     data = val_only_folder(evaluation_data(run_cfg.data, cfg.get("data"), state))

@@ -26,7 +26,7 @@ from typing import Callable, Optional
 import torch
 
 from vision_exp.data.loaders import batch_stream
-from vision_exp.errors import CheckpointError, ConfigError, Interrupted, UserError
+from vision_exp.errors import CheckpointError, ConfigError, Interrupted, OutOfMemory, UserError
 from vision_exp.recipe.distill import Distillation
 from vision_exp.reporting.figures import attention_overlay, classifier_attention, denormalize
 from vision_exp.reporting.files import last_checkpoint
@@ -43,10 +43,6 @@ log = logging.getLogger(__name__)
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
-
-
-class OutOfMemory(UserError):
-    """The device ran out of memory: a setting fixes it (batches in parts), so one line says which."""
 
 
 class StopSignals:
