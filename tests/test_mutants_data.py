@@ -185,6 +185,22 @@ def test_a_splits_digest_names_its_images_relative_to_the_root_and_includes_thei
     assert split(here, (0, 0, 1)).digest(str(here)) != split(here, (0, 1, 1)).digest(str(here))
 
 
+def test_a_splits_digest_names_hugging_face_rows_without_their_dataset_or_cache_folder(tmp_path):
+    """data.cache_dir is incidental (env=kaggle moves it) and a dataset may be mounted elsewhere: the rows' digest,
+    like the files', must not change with either, nor match other rows or other labels."""
+    from vision_exp.data.hf_rows import row_uri
+
+    def split(dataset, cache, rows=(0, 1, 2), labels=(0, 0, 1)):
+        return Split(tuple(row_uri(str(dataset), "train", "image", str(cache), row) for row in rows), labels)
+
+    here = split(tmp_path / "ds", tmp_path / "cache").digest(str(tmp_path / "ds"))
+    assert split(tmp_path / "moved", tmp_path / "kaggle_cache").digest(str(tmp_path / "moved")) == here
+    assert split(tmp_path / "ds", tmp_path / "cache", rows=(0, 1, 3)).digest(str(tmp_path / "ds")) != here
+    assert split(tmp_path / "ds", tmp_path / "cache", labels=(0, 1, 1)).digest(str(tmp_path / "ds")) != here
+    from_cache = Split(tuple(f"{tmp_path / 'ds'}/train/{row}" for row in (0, 1, 2)), (0, 0, 1))  # index_from_cache's
+    assert from_cache.digest(str(tmp_path / "ds")) == here
+
+
 def test_asking_for_one_class_more_than_the_dataset_has_is_one_config_error():
     available = ["a", "b", "c"]
     assert select_classes(available, DataConfig(root="data/x", num_classes=3)) == available

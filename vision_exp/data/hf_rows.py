@@ -89,8 +89,15 @@ def row_image_file(uri: str):
     return io.BytesIO(stored["bytes"]) if stored["bytes"] is not None else stored["path"]
 
 
+def row_name(uri: str) -> str:
+    """A row's name without a path (`train/17`), as a file's is relative to its dataset folder: the same rows read
+    from another copy, or converted into another cache folder, have the same names."""
+    _, split, _, _, row = parse_row_uri(uri)
+    return f"{split}/{row}"
+
+
 def row_content_id(uri: str) -> tuple:
     """(name, stamp) of a row for the cache's file list: a re-saved or changed dataset gets a new
     fingerprint, so its cache is rebuilt; the name holds no path, so a copied cache still matches."""
-    dataset_dir, split, column, cache_dir, row = parse_row_uri(uri)
-    return f"{split}/{row}", f"{open_split(dataset_dir, split, cache_dir)._fingerprint}:{column}"
+    dataset_dir, split, column, cache_dir, _ = parse_row_uri(uri)
+    return row_name(uri), f"{open_split(dataset_dir, split, cache_dir)._fingerprint}:{column}"

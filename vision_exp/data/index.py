@@ -18,6 +18,7 @@ from typing import Callable, Optional, Sequence
 
 from vision_exp.data.config import DataConfig, read_class_list
 from vision_exp.data.download import IMAGENETTE_SIZES, IMAGEWOOF_FOLDERS
+from vision_exp.data.hf_rows import is_row_uri, row_name
 from vision_exp.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -40,11 +41,13 @@ class Split:
         return len(self.paths)
 
     def digest(self, root: str) -> str:
-        """SHA-256 of the images in order, named relative to `root` (a copy elsewhere matches), with their labels:
-        what a checkpoint's batch positions point into, so a resumed run can tell that it reads the same images."""
+        """SHA-256 of the images in order, named relative to `root` (a copy elsewhere matches; a Hugging Face row
+        by split and row number), with their labels: what a checkpoint's batch positions point into, so a
+        resumed run can tell that it reads the same images."""
         prefix, digest = str(Path(root)) + os.sep, hashlib.sha256()
         for path, label in zip(self.paths, self.labels):
-            digest.update(f"{path.removeprefix(prefix)}\t{label}\n".encode())
+            name = row_name(path) if is_row_uri(path) else path.removeprefix(prefix)
+            digest.update(f"{name}\t{label}\n".encode())
         return digest.hexdigest()
 
 
