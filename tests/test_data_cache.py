@@ -94,6 +94,25 @@ def test_ctrl_c_while_decoding_stops_the_workers_at_once_and_leaves_no_entry(tin
     assert len(split.images) == len(index.train) and split.images[-1].any()
 
 
+def test_a_build_removes_the_folders_of_killed_builds_but_not_of_running_ones(tiny_folder, tmp_path):
+    """A SIGKILL or a session's time limit mid-build leaves `<entry>.tmp-<pid>/` (gigabytes for a large split);
+    the next build of the entry removes it, while a build in progress (here, or on another machine sharing the
+    cache folder) holds its lock and keeps its folder."""
+    from vision_exp.reporting.files import exclusive_lock
+
+    data = settings(tiny_folder, tmp_path)
+    entry = data.cache_entry("train")
+    killed, running = (entry.parent / f"{entry.name}.tmp-{pid}" for pid in (4000001, 4000002))
+    for folder in (killed, running):
+        folder.mkdir(parents=True)
+        (folder / "images.npy").write_bytes(b"half written")
+    with exclusive_lock(cache_mod.build_lock(running)) as held:
+        assert held
+        build(data)
+        assert not killed.exists() and (running / "images.npy").is_file()
+    assert sorted(path.name for path in entry.parent.iterdir()) == sorted([entry.name, running.name, running.name + ".lock"])
+
+
 def test_parallel_build_equals_serial_build(tiny_folder, tmp_path):
     _, serial = build(settings(tiny_folder, tmp_path / "a"), workers=1)
     _, parallel = build(settings(tiny_folder, tmp_path / "b"), workers=2)

@@ -29,7 +29,7 @@ from vision_exp.data.hf_rows import is_row_uri, row_content_id
 from vision_exp.data.images import open_rgb, resize_center_square
 from vision_exp.data.index import Split
 from vision_exp.errors import DataError
-from vision_exp.reporting.files import read_json, write_json_atomic
+from vision_exp.reporting.files import exclusive_lock, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +165,43 @@ def copy_rows(source: Path, rows: np.ndarray, target: Path) -> None:
     out.flush()
 
 
+def build_lock(tmp: Path) -> Path:
+    """Held by the process building into `tmp` for as long as the build runs: beside it, not in it, so that the
+    finished entry holds no lock file."""
+    return tmp.with_name(tmp.name + ".lock")
+
+
+def remove_abandoned_builds(entry: Path) -> None:
+    """The temporary folders of builds of `entry` that a kill (SIGKILL, a session's time limit) cut short: gigabytes
+    each for a large split, which no later build would reuse. One whose lock no process holds is abandoned; a build
+    in progress, here or on another machine sharing the folder, holds its lock."""
+    for leftover in entry.parent.glob(f"{entry.name}.tmp-*"):
+        if not leftover.is_dir():
+            continue
+        lock = build_lock(leftover)
+        with exclusive_lock(lock) as held:
+            if held:
+                shutil.rmtree(leftover, ignore_errors=True)
+                lock.unlink(missing_ok=True)
+
+
 def build_split_cache(entry: Path, split: Split, files: list, dataset_info: dict, size: int, workers: int,
                       on_bad_image: str) -> None:
     """Decode `split` into `entry/` (a fresh folder, renamed into place when complete)."""
     tmp = entry.parent / f"{entry.name}.tmp-{os.getpid()}"
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_builds(entry)
+    with exclusive_lock(build_lock(tmp)):  # taken before the folder exists: a cleaner never sees it unheld
+        try:
+            _build_into(tmp, entry, split, files, dataset_info, size, workers, on_bad_image)
+        finally:
+            build_lock(tmp).unlink(missing_ok=True)
+
+
+def _build_into(tmp: Path, entry: Path, split: Split, files: list, dataset_info: dict, size: int, workers: int,
+                on_bad_image: str) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp.mkdir()
     try:
         array_path = tmp / "images.npy"
         np.lib.format.open_memmap(array_path, mode="w+", dtype=np.uint8, shape=(len(split), size, size, 3)).flush()
