@@ -33,6 +33,8 @@ def test_the_jobs_are_those_of_hydras_basic_sweeper_in_its_order():
                     ["model=vit_v1", "seed=0", "trainer.epochs=2"], ["model=vit_v1", "seed=1", "trainer.epochs=2"]]
     assert jobs_by_configuration(jobs) == {("model=resnet_v1", "trainer.epochs=2"): [0, 1],
                                            ("model=vit_v1", "trainer.epochs=2"): [2, 3]}
+    forced = job_overrides(None, ["++seed=0,1", "trainer.epochs=2"])  # a seed set however the command writes it
+    assert jobs_by_configuration(forced) == {("trainer.epochs=2",): [0, 1]}
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         globbed = job_overrides(None, ["model=glob(vit_*)"], GlobalHydra.instance().config_loader())
     assert globbed == [["model=vit_v1"], ["model=vit_v2"], ["model=vit_v3"]]

@@ -42,7 +42,7 @@ def job_overrides(sweeper_params, arguments: list, config_loader=None) -> list[l
 
 def seedless(job: list[str]) -> tuple:
     """A job's configuration: its overrides but the seed."""
-    return tuple(o for o in job if not o.startswith("seed="))
+    return tuple(o for o in job if overridden_key(o) != "seed")
 
 
 def jobs_by_configuration(jobs: list[list[str]]) -> dict[tuple, list[int]]:
@@ -75,7 +75,7 @@ def failing_jobs(jobs: list[list[str]], job_config: Callable[[int], DictConfig])
             continue
         parser = OverridesParser.create()
         for number in numbers[1:]:  # composed alike but for the seed (as Hydra parses it: seed=abc is 'abc')
-            for seed in (parser.parse_override(o).value() for o in jobs[number] if o.startswith("seed=")):
+            for seed in (parser.parse_override(o).value() for o in jobs[number] if overridden_key(o) == "seed"):
                 try:
                     check_seed(seed)
                 except UserError as exc:
