@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -75,9 +76,20 @@ class Refusal(Callback):
             self.check(config)
 
 
-def says_what_all_ranks_would() -> bool:
-    """Under torchrun every rank composes the same config and refuses it alike: rank 0 alone says so, once."""
+def is_rank_zero() -> bool:
+    """Under torchrun every rank composes the same config, refuses it alike and ends a sweep alike: rank 0 alone
+    says so and writes the sweep's results, once. Read from torchrun's environment, before any process group."""
     return os.environ.get("RANK", "0") == "0"
+
+
+# How long another rank waits for rank 0 to say what both refused; torchrun ends the wait (SIGTERM) once rank 0 exits.
+RANK_ZERO_GRACE_S = 30
+
+
+def leave_it_to_rank_zero() -> None:
+    """Before another rank exits on what rank 0 refuses too: torchrun stops every rank when one exits, which could
+    stop rank 0 before it has printed why, and the command would end without a word."""
+    time.sleep(RANK_ZERO_GRACE_S)
 
 
 @contextlib.contextmanager
@@ -86,8 +98,10 @@ def refused_in_one_line():
     try:
         yield
     except ConfigError as exc:
-        if says_what_all_ranks_would():
+        if is_rank_zero():
             print(f"error: {exc}", file=sys.stderr)
+        else:
+            leave_it_to_rank_zero()
         sys.exit(2)
 
 

@@ -27,7 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
-from vision_exp.cli import CheckOutputFolder, command, ignore_further_ctrl_c, says_what_all_ranks_would
+from vision_exp.cli import CheckOutputFolder, command, ignore_further_ctrl_c, is_rank_zero, leave_it_to_rank_zero
 from vision_exp.conf_dir import CONF_DIR, apply_debug_last, debug_verdict, group_choices
 from vision_exp.errors import ConfigError, Interrupted, RankZeroFailed, UserError
 from vision_exp.reporting.files import last_checkpoint
@@ -86,7 +86,7 @@ def summarize_stopped_sweep(sweep_dir: Path) -> None:
     whatever goes wrong here is one line, and the stop keeps its exit status."""
     from vision_exp.sweeps.summary import RESULTS_MD, summarize_sweep
 
-    if os.environ.get("RANK", "0") != "0":
+    if not is_rank_zero():
         return
     try:
         summary = summarize_sweep(sweep_dir)
@@ -102,7 +102,7 @@ def printed_here(error: UserError) -> bool:
     to say; any other error is this rank's own."""
     if isinstance(error, RankZeroFailed):
         return False
-    return not isinstance(error, ConfigError) or says_what_all_ranks_would()
+    return not isinstance(error, ConfigError) or is_rank_zero()
 
 
 def where_it_ended(result: dict, run_dir: Path) -> str:
@@ -148,6 +148,8 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
     except UserError as exc:
         if printed_here(exc):
             log.error("%s", exc)
+        elif isinstance(exc, ConfigError):
+            leave_it_to_rank_zero()
         if verbose:
             raise
         if not multirun:

@@ -10,13 +10,13 @@ in a log few read to the end).
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from vision_exp.cli import is_rank_zero
 from vision_exp.conf_dir import OVERFIT_ADVICE, memorised
 from vision_exp.sweeps.summary import RESULTS_MD, Job, display_key, fmt, split_override, summarize_sweep
 
@@ -25,7 +25,7 @@ log = logging.getLogger("vision_exp.sweeps")
 
 class SummarizeSweep(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 writes every result
+        if not is_rank_zero():
             return
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
