@@ -595,6 +595,21 @@ def test_another_folders_checkpoint_resumes_only_on_its_batches_and_with_budget_
     assert train(tiny_folder, tmp_path / "on", "trainer.epochs=2", f"trainer.resume={last}")["samples_seen"] == 72
 
 
+def test_resume_auto_in_a_new_folder_warns_that_it_continues_nothing(tiny_folder, tmp_path, caplog):
+    """Without hydra.run.dir, trainer.resume=auto lands in a new dated folder: a user who meant to continue a run
+    must be told that it trains from scratch, and how to name the run; in the run's own folder it resumes quietly."""
+    import logging
+
+    run = tmp_path / "run"
+    with caplog.at_level(logging.WARNING, logger="vision_exp"):
+        train(tiny_folder, run, "trainer.epochs=1", "trainer.resume=auto")
+    assert f"trainer.resume=auto: {run} holds no earlier run, so this one starts from scratch" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vision_exp"):
+        train(tiny_folder, run, "trainer.epochs=2", "trainer.resume=auto")
+    assert "holds no earlier run" not in caplog.text
+
+
 def test_a_continuation_is_not_started_again_over_its_own_checkpoints(tiny_folder, tmp_path):
     """trainer.resume=<another folder's last.pt> into a folder with checkpoints of its own (an earlier attempt of
     the same command) would start again from the other folder, cut the folder's curves back and rotate its

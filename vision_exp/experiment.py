@@ -140,6 +140,10 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list, choices: Opt
             check_run_dir(run_dir, trainer_cfg.resume)
             check_resumable(run_dir, cfg, trainer_cfg.resume)
             check_continued_run(run_dir, cfg, trainer_cfg.resume)
+            if (trainer_cfg.resume == "auto" and not has_earlier_attempt(run_dir)
+                    and last_checkpoint(run_dir / "checkpoints") is None):  # a new dated folder: nothing to continue
+                log.warning("trainer.resume=auto: %s holds no earlier run, so this one starts from scratch; to continue "
+                            "a run, name its folder: hydra.run.dir=<its folder> trainer.resume=auto", run_dir)
             optimizer_factory = build(cfg.optimizer, "optimizer")
             scheduler_factory = build(cfg.scheduler, "scheduler")
 
