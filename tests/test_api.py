@@ -373,7 +373,7 @@ def test_a_checkpoint_shared_without_its_run_folder_evaluates_and_predicts_as_in
 def test_debug_overfit_in_a_notebook_raises_when_the_batch_is_not_memorised(tiny_folder, tmp_path, caplog):
     """vision_exp.run(["debug=overfit", ...]) gives the command line's verdict: a line when the network memorised
     its batch, NotMemorised (a UserError) when it did not, with the run's completed metrics.json kept."""
-    from vision_exp.conf_dir import NotMemorised
+    from vision_exp.debug import NotMemorised
 
     small = ["data=folder", f"data.root={tiny_folder}", "data.num_classes=3", "data.batch_size=6", "data.img_size=16",
              "data.num_workers=0", "model.widths=[8,8,16,16]", "model.stem_stride=1", "trainer.progress=none",

@@ -1,6 +1,6 @@
 """Entry points and config validation, checked where mutation testing found behaviour no other test pinned down.
 
-Mutants of vision_exp/settings.py, config_types.py, builder.py, cli.py, conf_dir.py, train.py, evaluate.py,
+Mutants of vision_exp/settings.py, config_types.py, builder.py, cli.py, conf_dir.py, debug.py, train.py, evaluate.py,
 predict.py, api.py, experiment.py, summarize.py and report.py (a flipped comparison, a dropped check, another
 key or message) that the suite let pass: each test here names the behaviour that would break. They call the
 functions directly or compose configs, so they run in seconds, without training.
@@ -662,7 +662,7 @@ def test_a_refusal_callback_exits_2_with_its_message(capsys):
     assert stopped.value.code == 2 and capsys.readouterr().err.startswith("error: ckpt must be given")
 
 
-# --- conf_dir.py: overrides, debug=fast and the groups a run was composed of ---------------------------------
+# --- conf_dir.py and debug.py: overrides, debug=fast and the groups a run was composed of -------------------
 
 @pytest.mark.parametrize("override, key", [("+data.batch_size=8", "data.batch_size"), ("++seed=1", "seed"),
                                            ("~trainer.ema", "trainer.ema"), ("name=a=b", "name"),
@@ -685,7 +685,7 @@ def test_group_choices_leave_out_where_it_ran_and_take_the_jobs_experiment_last(
 
 def test_no_debug_choice_leaves_the_config_as_it_is():
     """Without debug= the config is untouched."""
-    from vision_exp.conf_dir import apply_debug_last
+    from vision_exp.debug import apply_debug_last
 
     cfg = compose(["trainer.epochs=5"])
     before = OmegaConf.to_container(cfg)
@@ -695,7 +695,7 @@ def test_no_debug_choice_leaves_the_config_as_it_is():
 
 def test_debug_fast_keeps_what_the_command_line_sets_and_sets_the_rest():
     """debug=fast sets its values except those the command line gives."""
-    from vision_exp.conf_dir import apply_debug_last
+    from vision_exp.debug import apply_debug_last
 
     overrides = ["trainer.epochs=3", "+data.max_val_per_class=2"]
     cfg = compose(overrides)
@@ -706,7 +706,7 @@ def test_debug_fast_keeps_what_the_command_line_sets_and_sets_the_rest():
 
 def test_debug_fast_scales_from_the_batch_the_command_trains_without_it():
     """debug=fast's scaling base is the preset's own batch, unless the command line sets a base (even null)."""
-    from vision_exp.conf_dir import apply_debug_last
+    from vision_exp.debug import apply_debug_last
 
     cfg = compose(["experiment=e2_resnet"])
     apply_debug_last(cfg, "fast", ["experiment=e2_resnet", "debug=fast"])

@@ -16,7 +16,8 @@ from typing import Callable, Iterable, Optional, Union
 
 from omegaconf import OmegaConf, open_dict
 
-from vision_exp.conf_dir import CONF_DIR, NotMemorised, apply_debug_last, debug_verdict, group_choices, overridden_key
+from vision_exp.conf_dir import CONF_DIR, group_choices, overridden_key
+from vision_exp.debug import NotMemorised, apply_debug_last, debug_verdict
 
 log = logging.getLogger(__name__)
 

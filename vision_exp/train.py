@@ -28,7 +28,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from vision_exp.cli import CheckOutputFolder, command, ignore_further_ctrl_c, is_rank_zero, leave_it_to_rank_zero
-from vision_exp.conf_dir import CONF_DIR, apply_debug_last, debug_verdict, group_choices
+from vision_exp.conf_dir import CONF_DIR, group_choices
+from vision_exp.debug import apply_debug_last, debug_verdict
 from vision_exp.errors import ConfigError, Interrupted, RankZeroFailed, UserError
 from vision_exp.reporting.files import last_checkpoint
 from vision_exp.reporting.records import before_start, check_not_busy, recorded_failures

@@ -17,7 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from vision_exp.cli import is_rank_zero
-from vision_exp.conf_dir import OVERFIT_ADVICE, memorised
+from vision_exp.debug import OVERFIT_ADVICE, memorised
 from vision_exp.sweeps.summary import RESULTS_MD, Job, display_key, fmt, split_override, summarize_sweep
 
 log = logging.getLogger("vision_exp.sweeps")
@@ -61,5 +61,5 @@ def debug_choice(job: Job) -> str:
 
 
 def failed_overfit_check(job: Job) -> bool:
-    """A debug=overfit job whose eval-mode pass over its training images stayed below 100% (conf_dir.debug_verdict)."""
+    """A debug=overfit job whose eval-mode pass over its training images stayed below 100% (debug.debug_verdict)."""
     return debug_choice(job) == "overfit" and not memorised(job.metrics)
