@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_KEYS = {"reference", "ours_s_per_step", "reference_s_per_step", "ours_images_per_s", "reference_images_per_s",
               "ratio_ours_over_reference", "mfu", "params"}
@@ -191,6 +193,7 @@ def test_model_summary_answers_a_size_a_model_cannot_take_in_one_line():
     assert result.stderr.strip() == "error: model: img_size 30 is not divisible by patch_size 8"
 
 
+@pytest.mark.integration
 def test_prepare_data_stopped_by_ctrl_c_says_so_in_one_line(tmp_path):
     """Decoding Imagenette takes minutes on a CPU: Ctrl-C then is expected, not a crash to show a traceback for."""
     cache = tmp_path / "cache"

@@ -1,9 +1,12 @@
 """The real CLI on the shared Imagenette copy: a small budget learns well above chance."""
 import json
 
+import pytest
+
 from conftest import SHARED_DATA, run_cli
 
 
+@pytest.mark.integration
 def test_train_cli_on_imagenette_learns_and_writes_every_output(tmp_path):
     assert (SHARED_DATA / "imagenette2-160" / "train").is_dir(), f"Imagenette expected under {SHARED_DATA}"
     run = tmp_path / "run"

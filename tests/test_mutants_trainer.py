@@ -14,7 +14,7 @@ import types
 import pytest
 import torch
 
-from conftest import compose, finished_trainer, lrs, mean_loss, sigterm_at_step, tiny_overrides, tiny_vit_overrides
+from conftest import compose, finished_trainer, lrs, sigterm_at_step, tiny_overrides, tiny_vit_overrides
 from vision_exp.errors import CheckpointError, Interrupted
 from vision_exp.experiment import run_experiment
 from vision_exp.reporting.files import read_jsonl
@@ -129,17 +129,6 @@ def test_each_step_trains_at_the_schedules_rate_for_the_steps_done(tiny_folder, 
 
 
 # --- the weights that are evaluated --------------------------------------------------------------------------------
-
-def test_with_an_ema_the_metrics_and_best_pt_are_those_of_the_averaged_weights(tiny_folder, tmp_path, monkeypatch):
-    """trainer.ema_decay: val/* and train/* score the EMA, not the live weights, and best.pt keeps the EMA's weights."""
-    summary, trainer = finished_trainer(monkeypatch, tiny_overrides(tiny_folder, "trainer.ema_decay=0.9"), tmp_path / "run")
-    ema, val = trainer.ema.module, trainer.data.val
-    assert summary["val_loss"] == pytest.approx(mean_loss(ema, val), rel=1e-5)
-    assert abs(mean_loss(trainer.model, val) - summary["val_loss"]) > 1e-4
-    best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")  # of the one epoch
-    for key, value in ema.state_dict().items():
-        assert torch.equal(best["model"][key], value), key
-
 
 def test_an_ema_turned_on_at_resume_starts_from_the_restored_weights(tiny_folder, tmp_path, monkeypatch):
     """A checkpoint without EMA weights, resumed with trainer.ema_decay: the average begins at the trained weights,

@@ -271,19 +271,14 @@ def test_every_enhancement_trains_a_few_steps(tiny_folder, tmp_path, option):
 
 
 @pytest.mark.parametrize("option", ["randaugment", "deit"])
-def test_configured_randaugment_never_fails_on_any_draw(option):
-    """timm's increasing posterize at magnitude 10 asks Pillow >= 12 for 0 bits, which it refuses:
-    the configured strings cap the magnitude (mmax9) so that no draw can fail mid-training."""
-    import random
-
+def test_configured_randaugment_caps_every_ops_magnitude_at_nine(option):
+    """timm's increasing posterize at magnitude 10 asks Pillow >= 12 for 0 bits, which it refuses: the configured
+    strings cap the magnitude (mmax9), which mstd's noise would otherwise push to 10 on some draws."""
     from omegaconf import OmegaConf
 
     setting = OmegaConf.load(CONF_DIR / "augmentation" / f"{option}.yaml").randaugment
-    policy = per_image_transform(AugmentConfig(randaugment=setting), (0.5, 0.5, 0.5))
-    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
-    for seed in range(3000):
-        random.seed(seed)
-        policy(image)
+    (randaugment,) = per_image_transform(AugmentConfig(randaugment=setting), (0.5, 0.5, 0.5)).transforms
+    assert {op.magnitude_max for op in randaugment.ops} == {9}
 
 
 @pytest.mark.parametrize("preset", ["e2_vit", "cpu_vit"])
@@ -356,37 +351,6 @@ def test_enhanced_preset_is_its_base_plus_the_listed_enhancements(base):
         expected.update({key: value for key, value in single.items() if plain.get(key) != value})
     changed = {key: value for key, value in enhanced.items() if plain.get(key) != value and key != "name"}
     assert changed == expected
-
-
-def test_ema_warmup_counts_the_updates_done(tiny_folder, tmp_path):
-    """timm's warmup decay is 0 for the first update only (it copies the weights), then grows: after two
-    steps the average must already differ from the live weights (one update late, the second also copied)."""
-    run = tmp_path / "run"
-    run_experiment(compose(tiny_overrides(tiny_folder, "trainer.ema_decay=0.9", "trainer.train_samples=16")), run, [])
-    last = load_checkpoint(run / "checkpoints" / "last.pt")
-    ema = {k.removeprefix("module."): v for k, v in last["ema"].items()}
-    assert last["position"]["step"] == 2
-    assert any(v.is_floating_point() and not torch.equal(v, ema[k]) for k, v in last["model"].items())
-
-
-def test_ema_turned_on_at_resume_starts_from_the_restored_weights(tiny_folder, tmp_path, monkeypatch):
-    """A checkpoint without EMA state: the average must begin at its weights, not at a random initialisation."""
-    run_experiment(compose(tiny_overrides(tiny_folder)), tmp_path / "plain", [])
-    from vision_exp.training.trainer import Trainer
-
-    at_start = []
-    fit = Trainer.fit
-
-    def checking_fit(self):
-        live, ema = self.model.state_dict(), self.ema.module.state_dict()
-        at_start.append(all(torch.equal(live[key], ema[key]) for key in live))
-        return fit(self)
-
-    monkeypatch.setattr(Trainer, "fit", checking_fit)
-    last = tmp_path / "plain" / "checkpoints" / "last.pt"
-    run_experiment(compose(tiny_overrides(tiny_folder, f"trainer.resume={last}", "trainer.epochs=2",
-                                          "trainer.ema_decay=0.999")), tmp_path / "with_ema", [])
-    assert at_start == [True]
 
 
 @pytest.mark.parametrize("policy", ["rand-m10-inc1", "rand-m2"])
@@ -491,6 +455,34 @@ def test_a_step_as_long_as_the_run_is_reported_as_never_decaying(caplog):
     used = lrs("step", step_epochs=10)[:100]  # 100 steps of 10 per epoch: the run is 10 epochs
     assert set(used) == {1.0}
     assert "scheduler.step_epochs=10 never decays in a run of 10 epochs" in caplog.text
+
+
+@pytest.mark.parametrize("choice, kind", [("sgd", "SGD"), ("sgd_b256", "SGD"), ("adam", "Adam"), ("adamw", "AdamW"),
+                                          ("lamb", "Lamb")])
+def test_each_optimizer_option_builds_the_optimizer_it_names(choice, kind):
+    """Adam and AdamW take the same settings and parameter groups: only the class tells them apart."""
+    from vision_exp.builder import build
+
+    optimizer = build(compose([f"optimizer={choice}"]).optimizer, "optimizer")(torch.nn.Linear(2, 2))
+    assert type(optimizer).__name__ == kind
+
+
+def test_adamw_decays_the_weights_apart_from_the_gradient_and_adam_through_it():
+    """With a zero gradient, AdamW's step shrinks a weight by lr * weight_decay of itself (decoupled decay, what
+    the ViT recipes ask for); Adam's L2 term goes through the adaptive step, which moves every weight by about lr."""
+    def one_step(name: str) -> tuple:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(8, 8, bias=False)
+        before = model.weight.detach().clone()
+        optimizer = create_optimizer(model, name, lr=0.1, weight_decay=0.5)
+        model.weight.grad = torch.zeros_like(model.weight)
+        optimizer.step()
+        return before, model.weight.detach()
+
+    before, after = one_step("adamw")
+    torch.testing.assert_close(after, before * (1 - 0.1 * 0.5))
+    before, after = one_step("adam")
+    torch.testing.assert_close(before - after, 0.1 * before.sign(), rtol=1e-4, atol=1e-4)
 
 
 def test_optimizer_settings_reach_the_parameter_groups():

@@ -422,7 +422,7 @@ def test_the_enhancement_study_is_compared_with_its_no_enhancement_run(enhanceme
     difference = summary.difference(ema)  # seeds 0, 1, 2 on both sides: pairs 11, 9, 10; std 1; df = 2
     assert difference.paired and difference.estimate == pytest.approx(10.0)
     assert difference.df == pytest.approx(2.0)
-    half = 4.3026527 / math.sqrt(3)  # Welch's, unpaired: 3.19 * sqrt(1/3 + 4/3) = 4.12
+    half = 4.3026527 / math.sqrt(3)  # paired: t(0.975, df 2) x the differences' std 1 / sqrt(3 pairs)
     assert (difference.low, difference.high) == (pytest.approx(10 - half, abs=1e-6), pytest.approx(10 + half, abs=1e-6))
     unpaired = summary.difference(randaugment)  # seed 1 failed: seeds 0, 2 against 0, 1, 2
     assert not unpaired.paired and unpaired == welch_difference([55.0, 57.0], [50.0, 54.0, 52.0])
