@@ -118,8 +118,11 @@ def test_a_set_up_every_run_would_fail_on_ends_the_call_before_any_run(tmp_path,
 
 
 def test_a_run_past_its_own_limit_is_stopped_and_the_next_still_runs(tmp_path, tiny_folder):
-    """RUN_LIMIT keeps one stuck run from taking the whole lease."""
-    _, results, _ = dry_run(tmp_path, tiny_folder, "slow e2_resnet", "next e2_resnet", run_limit=3)
+    """RUN_LIMIT keeps one stuck run from taking the whole lease. Each run is given far more samples than it can
+    train in its 3 s, so that it overruns on a fast machine too."""
+    endless = TINY.replace("trainer.train_samples=16", "trainer.train_samples=10000000")
+    _, results, _ = dry_run(tmp_path, tiny_folder, "slow e2_resnet", "next e2_resnet", run_limit=3,
+                            GPU_CHECK_OVERRIDES=endless)
     assert [entry["exit_code"] for entry in results.values()] == [124, 124]
     assert all(entry["process_wall_s"] < 3 + 20 + 5 for entry in results.values()), "SIGTERM, then SIGKILL 20 s later"
 
@@ -132,10 +135,10 @@ def test_a_training_run_is_not_started_in_its_last_minute(tmp_path, tiny_folder)
 
 def test_a_run_is_capped_by_what_is_left_of_the_budget(tmp_path, tiny_folder):
     """RUN_LIMIT is the most a run gets: with less of BUDGET_S left, it is stopped when the budget ends."""
-    # 100 s: a run starts while 60 are left, after a set-up that takes 10-30 s on a busy 2-core machine
-    _, results, out = dry_run(tmp_path, tiny_folder, "capped e2_resnet", budget=100)
+    # a budget under RUN_LIMIT (240 s) that leaves the 60 s a run needs after a set-up of 10-30 s, up to 140 s
+    _, results, out = dry_run(tmp_path, tiny_folder, "capped e2_resnet", budget=200)
     limit = int(re.search(r"^capped: exit 0 in [0-9.]+ s \(limit (\d+) s\)$", (out / "log.txt").read_text(), re.M)[1])
-    assert 60 <= limit <= 100 and results["capped"]["exit_code"] == 0
+    assert 60 <= limit <= 200 and results["capped"]["exit_code"] == 0
 
 
 def test_a_call_cut_short_still_sends_back_the_steps_it_finished(tmp_path, tiny_folder):
