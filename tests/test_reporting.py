@@ -351,3 +351,44 @@ def test_a_message_about_two_configs_shows_three_differences_and_counts_the_othe
     differences = [f"setting{i}: {i} -> {i + 1}" for i in range(5)]
     assert first_differences(differences) == "setting0: 0 -> 1; setting1: 1 -> 2; setting2: 2 -> 3; and 2 more"
     assert first_differences(differences[:3]) == "setting0: 0 -> 1; setting1: 1 -> 2; setting2: 2 -> 3"
+
+
+def test_a_figure_write_cut_short_leaves_the_earlier_png_whole(tmp_path):
+    """curves.png is redrawn every epoch while a user may have it open: a write that fails halfway (a full disk,
+    a kill) must leave the previous picture, not half a PNG, and no temporary file beside it."""
+    from vision_exp.reporting.files import pyplot, save_figure_atomic
+
+    path = tmp_path / "curves.png"
+    path.write_bytes(b"the previous epoch's picture")
+    figure = pyplot().figure()
+
+    def cut_short(target, **kwargs):
+        with open(target, "wb") as handle:
+            handle.write(b"\x89PNG half")
+        raise OSError("No space left on device")
+
+    figure.savefig = cut_short
+    with pytest.raises(OSError, match="No space left"):
+        save_figure_atomic(figure, path)
+    assert path.read_bytes() == b"the previous epoch's picture"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png"]
+
+
+def test_results_files_are_written_only_through_the_atomic_writers():
+    """A reader (TensorBoard, a sweep's summary, a user's notebook, a resumed run) must never see half a file: every
+    file vision_exp writes goes through reporting/files.py's writers or checkpoint.py's, but for two that cannot be
+    seen half written: metrics.jsonl's appended lines (read_jsonl skips a cut last line) and the data cache's
+    arrays, written inside a temporary folder that is renamed whole."""
+    import re
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "vision_exp"
+    direct = re.compile(r"\.write_text\(|\.write_bytes\(|\.savefig\(|json\.dump\(|np\.save\(|torch\.save\(|"
+                        r"open\([^)]*[\"'](?:w|a|x)b?\+?[\"']")
+    writers = {"reporting/files.py", "training/checkpoint.py"}
+    allowed = {("reporting/run.py", 'with open(self.jsonl, "a") as handle:'),
+               ("data/cache.py", 'np.save(tmp / "labels.npy", np.asarray(split.labels, dtype=np.int64)[keep])')}
+    found = {(str(path.relative_to(package)), line.strip().split("  #")[0])
+             for path in package.rglob("*.py") if str(path.relative_to(package)) not in writers
+             for line in path.read_text().splitlines() if direct.search(line)}
+    assert found == allowed
