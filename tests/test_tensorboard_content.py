@@ -38,6 +38,25 @@ def test_an_average_pooled_vit_shows_the_patch_tokens_attention_not_the_unread_c
     assert "val/attention_patch_mean" in images and "val/attention_cls_token" not in images
 
 
+def test_with_an_ema_the_attention_maps_are_drawn_from_the_averaged_weights(tiny_folder, tmp_path, monkeypatch):
+    """The maps show the model whose accuracy the run reports (with EMA on, the average), not the live weights."""
+    from vision_exp.training import trainer as trainer_mod
+
+    drawn, draw = [], trainer_mod.classifier_attention
+
+    def recording(model, images):
+        drawn.append(model)
+        return draw(model, images)
+
+    monkeypatch.setattr(trainer_mod, "classifier_attention", recording)
+    fit, trainers = trainer_mod.Trainer.fit, []
+    monkeypatch.setattr(trainer_mod.Trainer, "fit", lambda self: trainers.append(self) or fit(self))
+    run_experiment(compose(tiny_vit_overrides(tiny_folder, "experiment=cpu_vit", "trainer.train_samples=72",
+                                              "trainer.ema_decay=0.9")), tmp_path / "run", [])
+    (trainer,) = trainers
+    assert drawn and all(model is trainer.ema.module for model in drawn)
+
+
 def scalars(folder, tag) -> list:
     accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0})
     accumulator.Reload()
