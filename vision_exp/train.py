@@ -149,7 +149,7 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
     except UserError as exc:
         if printed_here(exc):
             log.error("%s", exc)
-        elif isinstance(exc, ConfigError):
+        elif isinstance(exc, ConfigError) and not multirun:  # this rank exits: not before rank 0 has said why
             leave_it_to_rank_zero()
         if verbose:
             raise

@@ -37,7 +37,8 @@ def prepare_job(cfg: DictConfig, run_dir: Path, overrides: list) -> Optional[dic
     """Make a sweep job rerunnable: returns the completed run's metrics.json to skip it, else None.
 
     A folder with an earlier attempt of the same config resumes from its checkpoint (trainer.resume
-    becomes auto, also where it named another folder's checkpoint); another config there refuses the job (check_sweep_job), its files untouched.
+    becomes auto, also where it named another folder's checkpoint); another config there refuses the job
+    (check_sweep_job), its files untouched.
     overrides.json is written once the job is accepted, before training, so that the summary knows
     the configuration of a job that fails early too."""
     earlier_attempt = has_earlier_attempt(run_dir)

@@ -25,8 +25,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import InterpolationResolutionError
 
 from vision_exp.conf_dir import overridden_key
-from vision_exp.debug import apply_debug_last
 from vision_exp.config_types import misspelt_override
+from vision_exp.debug import apply_debug_last
 from vision_exp.errors import UserError
 from vision_exp.reporting.records import MEMORY_SETTINGS, check_same_config, has_earlier_attempt, remove_unused_folders
 
