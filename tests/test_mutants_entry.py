@@ -1045,8 +1045,8 @@ def test_resuming_another_runs_checkpoint_needs_its_model_and_optimizer(tmp_path
     check_continued_run(tmp_path / "new", compose(["optimizer.lr=0.2"]), str(tmp_path / "nowhere" / "last.pt"))
 
 
-def test_more_than_three_differences_are_cut_with_an_ellipsis(tmp_path):
-    """The refusal stays one readable line: three differences, then an ellipsis."""
+def test_more_than_three_differences_are_cut_with_a_count_of_the_rest(tmp_path):
+    """The refusal stays one readable line: three differences, then how many more."""
     from vision_exp.experiment import check_continued_run
 
     (tmp_path / "src").mkdir()
@@ -1056,12 +1056,12 @@ def test_more_than_three_differences_are_cut_with_an_ellipsis(tmp_path):
     with pytest.raises(ConfigError) as raised:
         check_continued_run(tmp_path / "new", changed, str(tmp_path / "src" / "last.pt"))
     listed = str(raised.value).split("other settings (", 1)[1].split(")", 1)[0]
-    assert listed.count("; ") == 3 and listed.endswith("; ...")
+    assert listed.count("; ") == 3 and listed.endswith("; and 1 more")
     three = compose(["optimizer.lr=0.3", "optimizer.momentum=0.5", "optimizer.weight_decay=0.1"])
     with pytest.raises(ConfigError) as raised:
         check_continued_run(tmp_path / "new", three, str(tmp_path / "src" / "last.pt"))
     listed = str(raised.value).split("other settings (", 1)[1].split(")", 1)[0]
-    assert listed.count("; ") == 2 and "..." not in listed
+    assert listed.count("; ") == 2 and "more" not in listed
 
 
 def test_a_distilled_run_needs_an_existing_teacher_file(tmp_path):
