@@ -24,8 +24,8 @@ from vision_exp.recipe.augment import BatchAugment
 from vision_exp.recipe.config import DistillConfig
 from vision_exp.recipe.distill import Distillation
 from vision_exp.recipe.loss import create_train_loss
-from vision_exp.reporting.files import (check_writable, exclusive_lock, last_checkpoint, missing_checkpoint,
-                                       previous_path, remove_leftover_temporaries, write_text_atomic)
+from vision_exp.reporting.files import (check_writable, exclusive_lock, last_checkpoint, loadable, missing_checkpoint,
+                                       remove_leftover_temporaries, write_text_atomic)
 from vision_exp.reporting.records import (CONFIG_FILE, LOCK_FILE, RESUMABLE_CHANGES, before_start, check_same_config,
                                          completed_record, config_differences, first_differences, folder_busy,
                                          has_earlier_attempt, set_aside_completed_record, write_overrides)
@@ -75,7 +75,7 @@ def check_run_dir(run_dir: Path, resume: str) -> None:
             f"{run_dir} already holds a run: continue it with trainer.resume=auto, or choose another hydra.run.dir"
         )
     if (resume not in ("never", "auto") and run_dir_of(Path(resume)).resolve() != run_dir.resolve()
-            and any(path.is_file() for path in (Path(resume), previous_path(Path(resume))))  # else: "not found"
+            and loadable(Path(resume))  # else the trainer says it is not found
             and last_checkpoint(run_dir / "checkpoints") is not None):
         raise ConfigError(f"{run_dir} already holds checkpoints of its own: continue from them with trainer.resume=auto, "
                           f"or continue {resume} in another hydra.run.dir")

@@ -200,8 +200,7 @@ def build_split_cache(entry: Path, split: Split, files: list, dataset_info: dict
 
 def _build_into(tmp: Path, entry: Path, split: Split, files: list, dataset_info: dict, size: int, workers: int,
                 on_bad_image: str) -> None:
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp.mkdir()  # a leftover of this name (another process's, long gone) went with remove_abandoned_builds
     try:
         array_path = tmp / "images.npy"
         np.lib.format.open_memmap(array_path, mode="w+", dtype=np.uint8, shape=(len(split), size, size, 3)).flush()

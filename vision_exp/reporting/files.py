@@ -124,11 +124,16 @@ def previous_path(path: Path) -> Path:
     return path.with_name(path.stem + ".prev" + path.suffix)
 
 
+def loadable(checkpoint: Path) -> bool:
+    """The checkpoint or its previous version is there: a kill inside a checkpoint write can leave only the
+    previous one, and the loader falls back to it."""
+    return Path(checkpoint).is_file() or previous_path(Path(checkpoint)).is_file()
+
+
 def last_checkpoint(checkpoint_dir: Path) -> Optional[Path]:
-    """A run folder's `last.pt`, if it or its previous version is there (a kill inside a checkpoint write can
-    leave only the previous one; the loader falls back to it), else None."""
+    """A run folder's `last.pt`, if it or its previous version is there, else None."""
     last = Path(checkpoint_dir) / "last.pt"
-    return last if last.is_file() or previous_path(last).is_file() else None
+    return last if loadable(last) else None
 
 
 def missing_folders(folder: Path) -> list[Path]:
