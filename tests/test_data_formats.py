@@ -15,7 +15,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import TINY_CLASSES, class_image, compose
+from conftest import TINY_CLASSES, class_image, compose, write_image_folder
 from vision_exp.data.config import FORMATS, DataConfig
 from vision_exp.data.formats import INDEXERS, synset_names
 from vision_exp.data.config import read_class_list
@@ -412,6 +412,33 @@ def test_a_download_that_fails_is_one_message_with_the_ways_out(tmp_path, monkey
     with pytest.raises(DataError, match=r"could not download imagenette2-160 into .*name resolution.*Internet setting"
                                         r".*VISION_EXP_DATA to the folder that holds imagenette2-160/"):
         index_dataset(data)
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_a_data_folder_set_to_the_dataset_itself_is_named_and_nothing_is_downloaded(tmp_path, monkeypatch, download):
+    """VISION_EXP_DATA=<...>/imagenette2-160 (the dataset's own folder, not the one that holds it): the fix names the
+    parent, and data.download=true does not fetch a second copy into <...>/imagenette2-160/imagenette2-160."""
+    import torchvision.datasets
+
+    dataset = write_image_folder(tmp_path / "imagenette2-160", per_split={"train": 1, "val": 1})
+    monkeypatch.setenv("VISION_EXP_DATA", str(dataset))
+    fetched = []
+    monkeypatch.setattr(torchvision.datasets, "Imagenette", lambda *args, **kwargs: fetched.append(args))
+    data = dataclasses.replace(data_config(["data=imagenette"]), download=download)
+    with pytest.raises(DataError) as info:
+        index_dataset(data)
+    assert str(info.value) == (
+        f"dataset folder not found: {dataset / 'imagenette2-160'}, but {dataset} holds train/ and val/ itself\n"
+        f"  fix: set VISION_EXP_DATA to the folder that holds imagenette2-160/ ({tmp_path}), not to the dataset's "
+        f"folder (or data.root={dataset})")
+    assert fetched == [] and sorted(p.name for p in dataset.iterdir()) == ["train", "val"]
+
+
+def test_a_missing_folder_root_inside_a_dataset_points_at_the_dataset(tmp_path):
+    """data=folder takes its root from the command line alone, so the fix is data.root, not VISION_EXP_DATA."""
+    dataset = write_image_folder(tmp_path / "photos", per_split={"train": 1, "val": 1})
+    with pytest.raises(DataError, match=re.escape(f"holds train/ and val/ itself\n  fix: data.root={dataset}") + "$"):
+        index_dataset(data_config(["data=folder", f"data.root={dataset / 'photos'}"]))
 
 
 @pytest.mark.parametrize("data_name, folder", [("imagewoof", "imagewoof2-160"), ("imagenette", "imagenette2-160")])

@@ -120,9 +120,24 @@ def list_class_folders(split_dir: Path) -> tuple:
     return images, ignored
 
 
+def refuse_root_inside_dataset(cfg: DataConfig) -> None:
+    """A missing `data.root` whose parent holds the splits: the data folder was set to the dataset's own folder
+    (VISION_EXP_DATA=.../imagenette2-160), a common slip that would otherwise download a second copy inside it."""
+    root = Path(cfg.root)
+    parent = root.parent
+    if root.exists() or not all((parent / split).is_dir() for split in (cfg.train_split, cfg.val_split)):
+        return
+    fix = (f"data.root={parent}" if cfg.name == "folder" else  # set by the user
+           f"set VISION_EXP_DATA to the folder that holds {root.name}/ ({parent.parent}), not to the dataset's "
+           f"folder (or data.root={parent})")
+    raise DataError(f"dataset folder not found: {root}, but {parent} holds {cfg.train_split}/ and {cfg.val_split}/ "
+                    f"itself\n  fix: {fix}")
+
+
 def require_root(cfg: DataConfig, hint: str = "") -> Path:
     """`data.root` as a Path, or a DataError that names it and says how to point at the data."""
     root = Path(cfg.root)
+    refuse_root_inside_dataset(cfg)
     if not root.is_dir():
         fix = ("data.root=<the folder that holds train/ and val/>" if cfg.name == "folder" else  # set by the user
                f"set VISION_EXP_DATA to the folder that holds {root.name}/ (or data.root=<path>)")

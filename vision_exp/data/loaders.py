@@ -30,7 +30,7 @@ from vision_exp.data.config import DataConfig
 from vision_exp.data.download import download_dataset
 from vision_exp.data.formats import index_by_format
 from vision_exp.data.images import open_rgb
-from vision_exp.data.index import DatasetIndex, Split
+from vision_exp.data.index import DatasetIndex, Split, refuse_root_inside_dataset
 from vision_exp.errors import DataError
 from vision_exp.recipe.augment import ArrayAugment, per_image_transform
 from vision_exp.recipe.config import AugmentConfig
@@ -492,6 +492,7 @@ def index_dataset(data: DataConfig) -> DatasetIndex:
     when asked to and it is missing), or, when the files are absent, from a cache built elsewhere with the same settings."""
     root = Path(data.root)
     if not root.exists() and data.download:
+        refuse_root_inside_dataset(data)
         download_dataset(root)
     if not root.exists() and data.loader == "cached":
         index = index_from_cache(data)
