@@ -12,6 +12,7 @@ import sys
 
 import pytest
 import torch
+from omegaconf import open_dict
 
 from conftest import TINY_CLASSES, compose, run_cli, tiny_overrides, tiny_vit_overrides, write_image_folder
 from vision_exp.errors import CheckpointError, ConfigError, DataError
@@ -228,6 +229,14 @@ def test_invalid_values_are_config_errors(folder, tmp_path, override):
      "optimizer.lr_base_batch_size=-256 must be positive"),
     (["optimizer.momentum=2"], "optimizer.momentum=2 must lie in [0, 1)"),
     (["loss.label_smoothing=1.5"], "loss.label_smoothing=1.5 must be a number in [0, 1)"),
+    # nan passed every `x <= 0` check (a NaN loss then blamed on the lr, or a run that completed); inf overflowed
+    (["trainer.epochs=nan"], "trainer.epochs=nan must be a finite number or null"),
+    (["trainer.epochs=inf"], "trainer.epochs=inf must be a finite number or null"),
+    (["optimizer.lr=nan"], "optimizer.lr=nan must be a finite number"),
+    (["optimizer.weight_decay=nan"], "optimizer.weight_decay=nan must be a finite number"),
+    (["trainer.grad_clip=nan"], "trainer.grad_clip=nan must be a finite number or null"),
+    (["augmentation=mixup_cutmix", "augmentation.mixup_alpha=nan"], "augmentation.mixup_alpha=nan must be a finite number"),
+    (["loss.distillation.temperature=-inf"], "loss.distillation.temperature=-inf must be a finite number"),
 ])
 def test_recipe_and_data_values_are_refused_by_the_sweep_precheck(overrides, phrase):
     """check_buildable is what a sweep checks for every job before the first trains: each of these failed in
@@ -313,3 +322,36 @@ def test_numbers_given_as_a_config_node_or_numpy_values_are_accepted(tmp_path):
 
     data = DataConfig(root=str(tmp_path), mean=OmegaConf.create([0.5, 0.5, 0.5]), std=list(np.full(3, 0.25, np.float32)))
     assert data.mean == (0.5, 0.5, 0.5) and data.std == (0.25, 0.25, 0.25)
+
+
+def test_epochs_on_the_command_line_are_refused_where_a_presets_sample_budget_would_win(tmp_path):
+    """experiment=cpu_vit trainer.epochs=5 trained the preset's 10 epochs without a word (train_samples takes
+    precedence): refused, with both ways to say what was meant; debug=fast clears the preset's budget, so its
+    epochs are the command line's."""
+    from vision_exp.api import _compose_run
+    from vision_exp.settings import run_settings
+
+    message = ("trainer.epochs=5 would change nothing: the config sets the budget in samples, trainer.train_samples=94690, "
+               "which takes precedence over epochs; give trainer.train_samples=<epochs x training images> instead, or "
+               "add trainer.train_samples=null to count in epochs")
+    with pytest.raises(ConfigError) as info:
+        run_settings(compose(["experiment=cpu_vit", "trainer.epochs=5"]), ["experiment=cpu_vit", "trainer.epochs=5"])
+    assert str(info.value) == message
+    in_epochs = ["experiment=cpu_vit", "trainer.epochs=5", "trainer.train_samples=null"]
+    assert (run_settings(compose(in_epochs), in_epochs).trainer.epochs, compose(in_epochs).trainer.train_samples) == (5, None)
+    assert run_settings(compose(["trainer.epochs=5"]), ["trainer.epochs=5"]).trainer.epochs == 5  # no preset budget
+    fast = ["experiment=cpu_vit", "debug=fast", "trainer.epochs=3"]
+    debug_run = _compose_run(fast)
+    with open_dict(debug_run):
+        debug_run.pop("hydra")
+    assert run_settings(debug_run, fast).trainer.epochs == 3
+
+    run, sweep = tmp_path / "run", tmp_path / "sweep"
+    result = run_cli(["experiment=cpu_vit", "trainer.epochs=5", f"hydra.run.dir={run}"])
+    assert result.returncode == 2 and message in result.stdout + result.stderr and not run.exists()
+    result = run_cli(["-m", "experiment=cpu_vit", "trainer.epochs=5,6", f"hydra.sweep.dir={sweep}"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in output, output
+    assert f"error: job 0 (experiment=cpu_vit trainer.epochs=5): {message}" in output
+    assert "error: job 1 (experiment=cpu_vit trainer.epochs=6): trainer.epochs=6 would change nothing" in output and "none of the sweep's 2 jobs was started" in output
+    assert not sweep.exists()

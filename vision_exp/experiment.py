@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -39,11 +39,11 @@ from vision_exp.training.trainer import Trainer, check_sync_bn
 log = logging.getLogger(__name__)
 
 
-def check_buildable(cfg: DictConfig) -> RunSettings:
+def check_buildable(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunSettings:
     """What a run checks before it reads any data: the torch-free sections (returned, typed), then that the
     model, the optimizer and the scheduler build from their settings (e.g. a ViT's patch size divides its image).
     A sweep checks every job with it before the first one trains (vision_exp/sweeps/precheck.py)."""
-    settings = run_settings(cfg)
+    settings = run_settings(cfg, overrides)
     check_teacher(settings.distillation)
     if cfg.data.num_classes:  # else known once the data is read
         check_model_outputs(cfg.model, cfg.data.num_classes)
@@ -129,7 +129,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list, choices: Opt
     """Train the run described by `cfg` into `run_dir`; returns the content of metrics.json. `choices`, the
     config groups' options it was composed of (conf_dir.group_choices), join its hyper-parameters in TensorBoard."""
     with before_start():
-        settings = check_buildable(cfg)  # a value that cannot work is one line before the data is read (hours, at times)
+        settings = check_buildable(cfg, overrides)  # a value that cannot work is one line before the data is read (hours, at times)
         data_cfg, aug_cfg, trainer_cfg = settings.data, settings.augmentation, settings.trainer
         dist_env, device = distributed.setup(trainer_cfg.device)
         check_sync_bn(trainer_cfg.sync_bn, dist_env, device)

@@ -6,9 +6,11 @@ among them (`data.batch_size=abc`, `trainer.epochs=0`) is reported in about a se
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from vision_exp.conf_dir import overridden_key
 from vision_exp.config_types import check_known_keys, declared_settings, typed
 from vision_exp.data.config import DataConfig
 from vision_exp.errors import ConfigError
@@ -41,8 +43,20 @@ def path_settings() -> tuple:
     return tuple(OmegaConf.load(CONF_DIR / "paths" / "default.yaml"))
 
 
-def run_settings(cfg: DictConfig) -> RunSettings:
-    """The sections as dataclasses; an unknown key or a value that cannot work is one ConfigError."""
+def check_epochs_not_ignored(train_samples, overrides: Sequence[str]) -> None:
+    """`trainer.epochs=<n>` on the command line while the config (a preset) sets `trainer.train_samples`, which
+    takes precedence: the run would train the preset's budget without a word."""
+    given = {overridden_key(override): override for override in overrides}
+    if "trainer.epochs" in given and "trainer.train_samples" not in given and train_samples is not None:
+        raise ConfigError(f"{given['trainer.epochs']} would change nothing: the config sets the budget in samples, "
+                          f"trainer.train_samples={train_samples}, which takes precedence over epochs; give "
+                          f"trainer.train_samples=<epochs x training images> instead, or add trainer.train_samples=null "
+                          f"to count in epochs")
+
+
+def run_settings(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunSettings:
+    """The sections as dataclasses; an unknown key or a value that cannot work is one ConfigError. `overrides`,
+    the command line's, tell a setting that would be ignored."""
     check_known_keys(cfg, declared_settings("train"), "")
     check_known_keys(cfg.loss, LOSS_SETTINGS, "loss")
     check_known_keys(cfg.paths, path_settings(), "paths")
@@ -56,6 +70,7 @@ def run_settings(cfg: DictConfig) -> RunSettings:
         raise ConfigError("augmentation mixes the images of a batch (mixup_alpha, cutmix_alpha): data.batch_size=1 "
                           "has none to mix; raise data.batch_size or choose an augmentation without mixup/cutmix")
     trainer = typed(TrainerConfig, cfg.trainer, "trainer")
+    check_epochs_not_ignored(trainer.train_samples, overrides)
     if trainer.grad_accum_steps > data.batch_size:
         raise ConfigError(f"trainer.grad_accum_steps={trainer.grad_accum_steps} splits each batch of "
                           f"data.batch_size={data.batch_size} into that many parts: at most {data.batch_size}")

@@ -131,7 +131,7 @@ def run_task(cfg: DictConfig) -> Optional[dict]:
                                       f"with -m (python -m vision_exp.train -m experiment=...)")
                 finished = prepare_sweep_job(cfg, run_dir, hydra_cfg) if multirun else None
                 if finished is None:
-                    run_settings(cfg)  # the torch-free sections, checked before the slow imports below
+                    run_settings(cfg, hydra_cfg.overrides.task)  # the torch-free sections, checked before the slow imports below
                     if single_process:
                         check_not_busy(run_dir)
             if finished is not None:

@@ -64,7 +64,7 @@ def failing_jobs(jobs: list[list[str]], job_config: Callable[[int], DictConfig])
     failing: dict[str, list[int]] = {}  # the same mistake in many jobs is one line
     for numbers in jobs_by_configuration(jobs).values():
         try:
-            check_buildable(job_config(numbers[0]))
+            check_buildable(job_config(numbers[0]), jobs[numbers[0]])
         except UserError as exc:
             failing.setdefault(str(exc), []).extend(numbers)
             continue
