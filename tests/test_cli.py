@@ -68,8 +68,8 @@ def test_class_folder_without_images(tmp_path):
     ("optimizer.lr=-0.1", "optimizer.lr=-0.1 must be positive"),
     ("data.img_size=8", "data.img_size=8 is too small"),
     ("data.batch_size=abc", "data.batch_size='abc' must be an integer"),  # the key named, not a failed comparison
-    ("optimizer.lr=fast", "optimizer.lr='fast' must be a number"),
-    ("scheduler.warmup_fraction=abc", "scheduler.warmup_fraction='abc' must be a number or null"),
+    ("optimizer.lr=fast", "optimizer.lr='fast' must be a finite number"),
+    ("scheduler.warmup_fraction=abc", "scheduler.warmup_fraction='abc' must be a finite number or null"),
     ("+trainer.epoch=3", "trainer.epoch is not a setting (did you mean trainer.epochs?)"),
     ("model.layers=[1,0,1,1]", "must be at least 1"),
     ("trainer.grad_accum_steps=0", "trainer.grad_accum_steps=0 must be a whole number, at least 1"),

@@ -118,9 +118,9 @@ def test_run_settings_types_each_section_from_its_own_node():
 
 @pytest.mark.parametrize("override, message", [
     ("data.batch_size=abc", "data.batch_size='abc' must be an integer"),
-    ("augmentation.mix_prob=often", "augmentation.mix_prob='often' must be a number"),
-    ("trainer.epochs=many", "trainer.epochs='many' must be a number or null"),
-    ("loss.distillation.weight=half", "loss.distillation.weight='half' must be a number"),
+    ("augmentation.mix_prob=often", "augmentation.mix_prob='often' must be a finite number"),
+    ("trainer.epochs=many", "trainer.epochs='many' must be a finite number or null"),
+    ("loss.distillation.weight=half", "loss.distillation.weight='half' must be a finite number"),
 ])
 def test_a_wrong_type_in_a_section_names_its_key_with_the_section_prefix(override, message):
     """A string where a number belongs names the full key (section.key) and the kind expected."""

@@ -180,6 +180,20 @@ def test_asking_for_cuda_without_it_is_a_config_error(monkeypatch):
     assert select_device("cpu") == CPU
 
 
+def test_a_device_torch_names_but_a_run_cannot_use_is_a_config_error(monkeypatch):
+    """meta or xla passed torch.device() and failed in the run as a RuntimeError's traceback, and so did mps where
+    this torch has no Apple GPU."""
+    from vision_exp.training.runtime import select_device
+
+    with pytest.raises(ConfigError, match=r"^device=meta: runs use cpu, cuda or mps \(or auto, the best of them available\)$"):
+        select_device("meta", key="device")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"^trainer.device=mps but this torch has no Apple GPU \(MPS\) to use"):
+        select_device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert select_device("mps") == torch.device("mps")
+
+
 def test_a_name_that_is_no_device_is_a_config_error_naming_the_key():
     """evaluate and predict pass their own key (device=...): torch's RuntimeError becomes one line naming it."""
     from vision_exp.training.runtime import select_device

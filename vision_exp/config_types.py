@@ -41,8 +41,8 @@ def conforms(value: Any, expected: Any) -> bool:
         return isinstance(value, bool)
     if expected is int:
         return isinstance(value, int) and not isinstance(value, bool)
-    if expected is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is float:  # nan passes every `x <= 0` check, and inf makes a count of steps overflow
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if expected is str:
         return isinstance(value, str)
     if expected in (list, tuple) or origin in (list, tuple):
@@ -61,7 +61,7 @@ def describe(expected: Any) -> str:
     origin = typing.get_origin(expected)
     if origin in (Union, types.UnionType):
         return " or ".join(dict.fromkeys(describe(option) for option in typing.get_args(expected)))
-    names = {type(None): "null", bool: "true or false", int: "an integer", float: "a number", str: "a name",
+    names = {type(None): "null", bool: "true or false", int: "an integer", float: "a finite number", str: "a name",
              list: "a list", tuple: "a list", dict: "a mapping"}
     return names.get(origin or expected, getattr(expected, "__name__", str(expected)))
 

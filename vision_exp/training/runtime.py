@@ -16,20 +16,28 @@ from vision_exp.training.config import AMP_MODES
 log = logging.getLogger(__name__)
 
 
+def mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
 def select_device(name: str = "auto", key: str = "trainer.device") -> torch.device:
     """The torch device `name` names; `key` is the setting an error message names."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"{key}={name!r} is not a device (use auto, cpu, cuda, cuda:1, mps)") from None
+    if device.type not in ("cpu", "cuda", "mps"):  # meta, xla, ...: torch names them, the runs do not use them
+        raise ConfigError(f"{key}={name}: runs use cpu, cuda or mps (or auto, the best of them available)")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"{key}={name} but no CUDA device is available (use {key}=auto)")
+    if device.type == "mps" and not mps_available():
+        raise ConfigError(f"{key}={name} but this torch has no Apple GPU (MPS) to use (use {key}=auto)")
     return device
 
 
