@@ -303,6 +303,13 @@ def test_a_refused_resume_leaves_the_finished_run_as_it_was(tiny_folder, tmp_pat
     best = run_cli(tiny_overrides(tiny_folder, f"trainer.resume={run / 'checkpoints' / 'best.pt'}", f"hydra.run.dir={run}"))
     assert_clean_failure(best, "holds no optimizer", "resume from last.pt")
     assert run_files(run) == before
+    # last.pt deleted to save space: resume=auto trained from scratch over best.pt and the epochs' history
+    for checkpoint in (run / "checkpoints").glob("last*"):
+        checkpoint.unlink()
+    best_weights = (run / "checkpoints" / "best.pt").read_bytes()
+    longer = run_cli(tiny_overrides(tiny_folder, "trainer.epochs=2", "trainer.resume=auto", f"hydra.run.dir={run}"))
+    assert_clean_failure(longer, f"{run} holds a completed run but no checkpoints/last.pt to continue it from")
+    assert run_files(run) == before and (run / "checkpoints" / "best.pt").read_bytes() == best_weights
 
 
 def test_a_resume_may_lengthen_the_budget(tiny_folder, tmp_path):

@@ -1218,6 +1218,15 @@ def test_vx_report_refuses_bad_input_and_an_unwritable_report_with_status_2(tmp_
     (tmp_path / "file").write_text("")
     assert report.main([str(sweep), "--output", str(tmp_path / "file" / "report.md")]) == 2
     assert capsys.readouterr().err.startswith(f"error: cannot write {tmp_path / 'file' / 'report.md'}")
+    # the sweep's own files: multirun.yaml replaced by a report left the sweep unreadable
+    kept = {path: path.read_bytes() for path in sweep.rglob("*") if path.is_file()}
+    assert report.main([str(sweep), "--output", str(sweep / "multirun.yaml")]) == 2
+    assert capsys.readouterr().err == f"error: --output {sweep / 'multirun.yaml'}: the report is Markdown, name it <name>.md\n"
+    assert report.main([str(sweep), "--output", str(sweep / "results.md")]) == 2
+    assert capsys.readouterr().err == (f"error: --output {sweep / 'results.md'} is the sweep's own results.md, which "
+                                       f"vx-summarize writes: name the report otherwise, e.g. {sweep / 'report.md'}\n")
+    assert {path: path.read_bytes() for path in sweep.rglob("*") if path.is_file()} == kept
+    assert report.main([str(sweep), "--output", str(sweep / "report.md")]) == 0 and (sweep / "report.md").is_file()
 
 
 @pytest.mark.parametrize("module", ["summarize", "report"])

@@ -38,6 +38,13 @@ def test_a_failure_record_keeps_its_details_and_never_replaces_a_completed_runs_
     (tmp_path / "metrics.json").write_text(json.dumps(completed))
     record_failure(tmp_path, "late error")
     assert read_json(tmp_path / "metrics.json") == completed
+    evaluation = {"top1": 80.0, "per_class": {"tench": 90.0}}  # vx-evaluate's, in a folder then named as a run's
+    (tmp_path / "metrics.json").write_text(json.dumps(evaluation))
+    record_failure(tmp_path, "data.batch_size=0 must be positive")
+    assert read_json(tmp_path / "metrics.json") == evaluation
+    (tmp_path / "metrics.json").write_text(json.dumps({"status": "failed", "error": "earlier"}))
+    record_failure(tmp_path, "later")
+    assert read_json(tmp_path / "metrics.json")["error"] == "later"
 
 
 def stop_inside(run, error, *, before_start_=False):

@@ -98,6 +98,13 @@ def test_a_refused_rerun_keeps_what_the_sweep_folder_holds(tiny_folder, tmp_path
     assert again.returncode == 2 and "model: depth=0 must be a whole number, at least 1" in again.stderr, again.stderr
     assert sorted(path.relative_to(sweep) for path in sweep.rglob("*")) == held
     assert json.loads((sweep / "0" / "metrics.json").read_text()) == json.loads(metrics)
+    # no job at all: multirun.yaml and results.md were rewritten with a command that ran nothing, exit 0
+    record = {path: path.read_bytes() for path in sweep.rglob("*") if path.is_file()}
+    empty = run_cli(["-m", "model=vit_v1", *tiny_vit_overrides(tiny_folder), "seed=range(0)", f"hydra.sweep.dir={sweep}"])
+    assert empty.returncode == 2 and empty.stderr.strip() == (
+        "error: the sweep has no jobs: a swept list of values is empty (e.g. seed=range(0)); give each swept setting "
+        "one value or more"), empty.stderr
+    assert {path: path.read_bytes() for path in sweep.rglob("*") if path.is_file()} == record
 
 
 def test_a_mistake_names_every_job_it_is_in_and_a_single_job_with_its_overrides():

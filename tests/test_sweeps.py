@@ -466,9 +466,11 @@ def test_vx_summarize_and_vx_report_end_bad_input_in_one_message(tmp_path, capsy
 
 def test_vx_report_to_a_place_it_cannot_write_is_one_message(enhancement_sweep, tmp_path, capsys):
     (tmp_path / "a-file").write_text("")
-    for output in (tmp_path / "a-file" / "report.md", tmp_path):
-        assert report.main([str(enhancement_sweep), "--output", str(output)]) == 2
-        assert capsys.readouterr().err.startswith(f"error: cannot write {output}: ")
+    output = tmp_path / "a-file" / "report.md"
+    assert report.main([str(enhancement_sweep), "--output", str(output)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: cannot write {output}: ")
+    assert report.main([str(enhancement_sweep), "--output", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: --output {tmp_path} is a folder: name the report's file, e.g. {tmp_path / 'report.md'}\n"
 
 
 def test_vx_summarize_and_vx_report(enhancement_sweep, tmp_path, capsys):

@@ -69,11 +69,15 @@ def check_model_outputs(model_cfg: DictConfig, num_classes: int) -> None:
 def check_run_dir(run_dir: Path, resume: str) -> None:
     """Never train over an earlier run's results unless asked to resume it: not with trainer.resume=never, nor
     from another folder's checkpoint into a folder with checkpoints of its own (an earlier attempt of that
-    continuation has its progress there; starting again from the other folder would rotate it away)."""
+    continuation has its progress there; starting again from the other folder would rotate it away), nor with
+    trainer.resume=auto from scratch over a completed run whose last.pt was deleted to save space."""
     if resume == "never" and any((run_dir / name).exists() for name in ("metrics.jsonl", "checkpoints")):
         raise ConfigError(
             f"{run_dir} already holds a run: continue it with trainer.resume=auto, or choose another hydra.run.dir"
         )
+    if resume == "auto" and completed_record(run_dir) and last_checkpoint(run_dir / "checkpoints") is None:
+        raise ConfigError(f"{run_dir} holds a completed run but no checkpoints/last.pt to continue it from: "
+                          f"trainer.resume=auto would train from scratch over its results; choose another hydra.run.dir")
     if (resume not in ("never", "auto") and run_dir_of(Path(resume)).resolve() != run_dir.resolve()
             and loadable(Path(resume))  # else the trainer says it is not found
             and last_checkpoint(run_dir / "checkpoints") is not None):

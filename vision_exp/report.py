@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vision_exp.errors import UserError
 from vision_exp.reporting.files import write_text_atomic
-from vision_exp.sweeps.report import build_report
+from vision_exp.sweeps.report import build_report, check_report_path
 
 
 def main(argv=None) -> int:
@@ -21,6 +21,8 @@ def main(argv=None) -> int:
     parser.add_argument("--output", "-o", type=Path, help="where to write the report (default: stdout)")
     args = parser.parse_args(argv)
     try:
+        if args.output:
+            check_report_path(args.output)
         report = build_report(args.sweep_dirs, args.output.parent if args.output else Path.cwd())
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

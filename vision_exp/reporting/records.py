@@ -57,10 +57,14 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 def record_failure(run_dir: Path, error: str, extra: Optional[dict] = None, status: str = "failed") -> None:
     """metrics.json with status failed (or interrupted), unless the folder already holds a completed
-    run's results."""
+    run's results, or a metrics.json that is no run's (an evaluation's, in a folder named as a run's)."""
     path = Path(run_dir) / METRICS_FILE
-    if read_json(path, {}).get("status") == "completed":
+    earlier = read_json(path, {})  # {} when missing, unreadable (cut short) or not a mapping
+    if earlier.get("status") == "completed":
         log.error("not overwriting the completed run's %s", path)
+        return
+    if earlier and earlier.get("status") not in ("failed", "interrupted"):
+        log.error("not overwriting %s: it is not a run's record", path)
         return
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, {"status": status, "error": error, "stopped_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})})

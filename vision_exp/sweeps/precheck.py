@@ -155,6 +155,10 @@ class CheckSweepJobs(Callback):
         loader = GlobalHydra.instance().config_loader()
         arguments = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
         jobs = job_overrides(config.hydra.sweeper.get("params"), arguments, loader)
+        if not jobs:  # it would rewrite the sweep folder's multirun.yaml and summary for jobs that ran with others
+            refuse_sweep(config, "error: the sweep has no jobs: a swept list of values is empty (e.g. seed=range(0)); "
+                         "give each swept setting one value or more")
+
         def job_config(number: int) -> DictConfig:
             return sweep_job_config(config, jobs[number], loader, number)
 

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from vision_exp.sweeps.plots import plot_bars, plot_curves
-from vision_exp.sweeps.summary import (CURVES_PNG, EmptySweep, bars_png, counted, failures_table, folder_labels,
-                                      load_sweep, relative_link, results_table)
+from vision_exp.sweeps.summary import (CURVES_PNG, RESULTS_MD, SWEEP_FILE, EmptySweep, SweepError, bars_png, counted,
+                                      failures_table, folder_labels, load_sweep, relative_link, results_table)
 
 
 REPORT_PREFIX = "report_"
@@ -72,6 +72,18 @@ def sweep_section(summary, folder_name: str, names: list, report_dir: Path) -> s
         "",
     ]
     return "\n".join(parts)
+
+
+def check_report_path(output: Path) -> None:
+    """The report is Markdown, and replaces no sweep's own results.md: a name such as multirun.yaml or
+    metrics.json would overwrite the record a sweep or a run is read from."""
+    if output.is_dir():
+        raise SweepError(f"--output {output} is a folder: name the report's file, e.g. {output / 'report.md'}")
+    if output.suffix != ".md":
+        raise SweepError(f"--output {output}: the report is Markdown, name it <name>.md")
+    if output.name == RESULTS_MD and (output.parent / SWEEP_FILE).is_file():
+        raise SweepError(f"--output {output} is the sweep's own {RESULTS_MD}, which vx-summarize writes: "
+                         f"name the report otherwise, e.g. {output.with_name('report.md')}")
 
 
 def build_report(sweep_dirs: list, report_dir: Path) -> str:
