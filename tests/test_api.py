@@ -322,6 +322,20 @@ def test_bad_input_is_one_error_and_leaves_no_folder_behind(trained_run, tiny_fo
          "dataset folder not found"),
         (lambda: vision_exp.evaluate(ckpt, ["data=folder", f"data.root={tmp_path / 'nope'}"],
                                      out_dir=tmp_path / "made" / "for" / "it"), DataError, "dataset folder not found"),
+        # a string for a list was read character by character: "Error parsing override 'd'"
+        (lambda: vision_exp.evaluate(ckpt, "data=folder"), ConfigError,
+         r"^overrides must be a list of overrides, e.g. \['seed=1'\]; got 'data=folder'$"),
+        (lambda: vision_exp.run("seed=1"), ConfigError, r"^overrides must be a list of overrides, e.g. \['seed=1'\]; got 'seed=1'$"),
+        (lambda: vision_exp.run(None), ConfigError, "^overrides must be a list of overrides, e.g. .*; got None$"),
+        (lambda: vision_exp.run([1]), ConfigError, "^overrides must be a list of strings such as 'seed=1'; it holds 1$"),
+        (lambda: vision_exp.sweep(["seed=0", "seed=1"]), ConfigError,
+         r"^runs must be a list of override lists, e.g. \[\['seed=0'\], \['seed=1'\]\]; got \['seed=0', 'seed=1'\]$"),
+        (lambda: vision_exp.sweep([["seed=0"]], common="seed=1"), ConfigError, "^common must be a list of overrides"),
+        # a file where the folder goes: FileExistsError's traceback, after a failed attempt to record it
+        (lambda: vision_exp.run(tiny_overrides(tiny_folder), run_dir=ckpt), ConfigError,
+         f"^cannot write to the output folder {ckpt}: File exists$"),
+        (lambda: vision_exp.sweep([["seed=0"]], common=tiny_overrides(tiny_folder), sweep_dir=ckpt), ConfigError,
+         f"^cannot write to the output folder {ckpt}: File exists$"),
     ]
     for call, error, phrase in refused:
         with pytest.raises(error, match=phrase) as raised:
@@ -330,12 +344,15 @@ def test_bad_input_is_one_error_and_leaves_no_folder_behind(trained_run, tiny_fo
         assert sorted(checkpoints.iterdir()) == before, phrase
     assert not (tmp_path / "made").exists()
 
-    kept = tmp_path / "kept"  # a folder that was there: kept whole, and its log says why, as the command line's
+    kept = tmp_path / "kept"  # a folder that was there: kept, and its log says why, as the command line's
     kept.mkdir()
-    (kept / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="dataset folder not found"):
         vision_exp.evaluate(ckpt, ["data=folder", f"data.root={tmp_path / 'nope'}"], out_dir=kept)
-    assert (kept / "notes.txt").read_text() == "mine" and "dataset folder not found" in (kept / "evaluate.log").read_text()
+    assert kept.is_dir() and "dataset folder not found" in (kept / "evaluate.log").read_text()
+    (kept / "notes.txt").write_text("mine")  # a file of the user's own: not written beside, nor over
+    with pytest.raises(ConfigError, match=f"^{kept} already holds results \\(notes.txt\\), which this command would replace"):
+        vision_exp.evaluate(ckpt, out_dir=kept)
+    assert sorted(path.name for path in kept.iterdir()) == ["evaluate.log", "notes.txt"]
 
 
 def test_vision_exp_evaluate_and_predict_are_the_commands_modules_and_the_calls():

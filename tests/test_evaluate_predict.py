@@ -548,3 +548,33 @@ def test_predictions_are_the_evaluated_model_with_its_class_names(trained_run, t
     assert -sum(map(math.log, probability)) / len(rows) == pytest.approx(best["val/loss"], rel=1e-4)
     alone = predict(checkpoint, Path(rows[5][0]), topk=3, device="cpu")
     assert alone[0][1] == [(name, pytest.approx(p, abs=1e-5)) for name, p in rows[5][1]]
+
+
+def test_results_are_never_replaced_by_an_evaluation_a_prediction_or_a_run_told_to_write_over_them(trained_run, tiny_folder,
+                                                                                                  tmp_path):
+    """hydra.run.dir / out_dir naming a folder with results: an evaluation replaced a run's metrics.json (and mixed
+    its events into the run's tb/), and a run replaced an evaluation's metrics.json and deleted its tb/."""
+    import vision_exp
+    from vision_exp.errors import ConfigError
+
+    checkpoints = run_copy(trained_run, tmp_path)
+    run = checkpoints.parent
+    def files(folder):  # but logs and the lock a refused run takes
+        return {path: path.read_bytes() for path in folder.rglob("*")
+                if path.is_file() and path.suffix != ".log" and path.name != ".lock"}
+
+    kept = files(run)
+    result = cli("vision_exp.evaluate", f"ckpt={checkpoints / 'best.pt'}", "data.num_workers=0", f"hydra.run.dir={run}")
+    assert result.returncode == 2 and result.stderr == (
+        f"error: {run} already holds results (checkpoints, config.yaml, curves.png, ...), which this command would replace: "
+        f"name a new or empty folder (hydra.run.dir=..., out_dir= in Python), or leave it out for a new one beside the "
+        f"checkpoint\n"), result.stdout + result.stderr
+    evaluation = tmp_path / "evaluation"
+    vision_exp.evaluate(checkpoints / "best.pt", ["data.num_workers=0"], out_dir=evaluation)
+    with pytest.raises(ConfigError, match=f"^{evaluation} already holds results \\(confusion.csv, confusion.png, metrics.json, ...\\)"):
+        vision_exp.predict(checkpoints / "best.pt", tiny_folder / "val", out_dir=evaluation)
+    evaluated = files(evaluation)
+    with pytest.raises(ConfigError, match=f"^{evaluation} holds results that are not a run's \\(its metrics.json, e.g. an "
+                                          f"evaluation's\\), which this run would replace: choose another hydra.run.dir$"):
+        run_experiment(compose(tiny_overrides(tiny_folder)), evaluation, [])
+    assert files(run) == kept and files(evaluation) == evaluated and (evaluation / "tb").is_dir()

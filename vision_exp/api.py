@@ -65,6 +65,20 @@ def _show_logs() -> None:
         logger.setLevel(logging.INFO)
 
 
+def _override_list(overrides, argument: str = "overrides") -> list:
+    """`overrides` as a list of strings: a string alone would be read character by character, as overrides
+    's', 'e', ... that Hydra cannot parse."""
+    from vision_exp.errors import ConfigError
+
+    if isinstance(overrides, (str, bytes)) or not isinstance(overrides, Iterable):
+        raise ConfigError(f"{argument} must be a list of overrides, e.g. ['seed=1']; got {overrides!r}")
+    overrides = list(overrides)
+    wrong = next((item for item in overrides if not isinstance(item, str)), None)
+    if wrong is not None:
+        raise ConfigError(f"{argument} must be a list of strings such as 'seed=1'; it holds {wrong!r}")
+    return overrides
+
+
 def run(overrides: Iterable[str] = (), run_dir: Optional[str] = None) -> dict:
     """Train one run; returns the content of its metrics.json (with `run_dir` added).
 
@@ -75,14 +89,16 @@ def run(overrides: Iterable[str] = (), run_dir: Optional[str] = None) -> dict:
     memorise its batch raises NotMemorised, its completed metrics.json kept.
     """
     from vision_exp.errors import Interrupted
-    from vision_exp.reporting.files import missing_folders
+    from vision_exp.reporting.files import check_writable, missing_folders
     from vision_exp.reporting.records import recorded_failures
 
-    overrides = list(overrides)
+    overrides = _override_list(overrides)
     cfg = _compose_run(overrides)
     folder, choices = Path(run_dir or cfg.hydra.run.dir), group_choices(cfg.hydra.runtime.choices)
+    made = missing_folders(folder)
+    check_writable(folder)  # a file there, or a read-only place: one ConfigError, as on the command line
     try:
-        with recorded_failures(folder, missing_folders(folder)):
+        with recorded_failures(folder, made):
             result = _train(cfg, folder, overrides, choices)
     except Interrupted as exc:
         if exc.completed:
@@ -160,7 +176,7 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
     others; a run whose folder holds another configuration is refused (its refused.json), its results kept.
     """
     from vision_exp.errors import ConfigError, Interrupted, UserError
-    from vision_exp.reporting.files import write_text_atomic
+    from vision_exp.reporting.files import check_writable, write_text_atomic
     from vision_exp.reporting.records import before_start, recorded_failures
     from vision_exp.sweeps import summarize_sweep
     from vision_exp.sweeps.summary import NOTEBOOK_CALL, check_baseline
@@ -169,7 +185,11 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
 
     log = logging.getLogger("vision_exp.api")
 
-    runs, common = [list(r) for r in runs], list(common)
+    runs = runs if isinstance(runs, (str, bytes)) or not isinstance(runs, Iterable) else list(runs)
+    if not isinstance(runs, list) or any(isinstance(r, (str, bytes)) for r in runs):  # ['seed=0', 'seed=1'] too
+        raise ConfigError(f"runs must be a list of override lists, e.g. [['seed=0'], ['seed=1']]; got {runs!r}")
+    runs = [_override_list(r, f"run {number}") for number, r in enumerate(runs)]
+    common = _override_list(common, "common")
     jobs = [common + r for r in runs]
     if not jobs:
         raise ConfigError("sweep() needs at least one run: a list of override lists, e.g. [['seed=0'], ['seed=1']]")
@@ -189,7 +209,7 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
         raise ConfigError("\n".join(line.removeprefix("error: ") for line in refusals(jobs, failing)))
     if baseline:
         check_baseline(jobs, baseline)
-    folder.mkdir(parents=True, exist_ok=True)
+    check_writable(folder)
     # What marks a sweep folder; the call is kept where Hydra keeps a command line, for the summary and the report.
     marker = configs[0].copy()
     with open_dict(marker):
@@ -249,7 +269,7 @@ def _command(name: str, work: Callable, given: dict, overrides: Iterable[str], o
     from vision_exp.errors import UserError
     from vision_exp.reporting.records import remove_unused_folders
 
-    cfg = _compose_command(name, given, list(overrides), out_dir)
+    cfg = _compose_command(name, given, _override_list(overrides), out_dir)
     folder = Path(cfg.hydra.run.dir)
     made = CheckOutputFolder.folders_made_for(folder)
     with open_dict(cfg):

@@ -238,6 +238,19 @@ class RequireCheckpoint(Refusal):
             raise ConfigError(problem)
 
 
+class NoResultsReplaced(Refusal):
+    """vx-evaluate / vx-predict told to write into a folder that holds results (a training run's, an earlier
+    evaluation's): refused, as the folder they choose beside the checkpoint moves on to -2, -3 instead."""
+
+    def check(self, config: DictConfig) -> None:
+        folder = Path(config.hydra.run.dir)
+        if folder.is_dir() and not holds_no_result(folder):
+            held = sorted(entry.name for entry in folder.iterdir() if entry.suffix != ".log" and not entry.name.startswith("."))
+            raise ConfigError(f"{folder} already holds results ({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}), "
+                              f"which this command would replace: name a new or empty folder (hydra.run.dir=..., out_dir= "
+                              f"in Python), or leave it out for a new one beside the checkpoint")
+
+
 class CheckOutputFolder(Refusal):
     """Refuse an output folder that cannot be written, in one line, before Hydra creates it (Hydra
     itself would stop with a traceback), and note which folders this launch creates for the run or the

@@ -28,7 +28,8 @@ from vision_exp.reporting.files import (check_writable, exclusive_lock, last_che
                                        remove_leftover_temporaries, write_text_atomic)
 from vision_exp.reporting.records import (CONFIG_FILE, LOCK_FILE, RESUMABLE_CHANGES, before_start, check_same_config,
                                          completed_record, config_differences, first_differences, folder_busy,
-                                         has_earlier_attempt, set_aside_completed_record, write_overrides)
+                                         has_earlier_attempt, holds_foreign_record, set_aside_completed_record,
+                                         write_overrides)
 from vision_exp.settings import RunSettings, run_settings
 from vision_exp.training import distributed
 from vision_exp.training.budget import Budget
@@ -75,6 +76,9 @@ def check_run_dir(run_dir: Path, resume: str) -> None:
         raise ConfigError(
             f"{run_dir} already holds a run: continue it with trainer.resume=auto, or choose another hydra.run.dir"
         )
+    if holds_foreign_record(run_dir):
+        raise ConfigError(f"{run_dir} holds results that are not a run's (its metrics.json, e.g. an evaluation's), which "
+                          f"this run would replace: choose another hydra.run.dir")
     if resume == "auto" and completed_record(run_dir) and last_checkpoint(run_dir / "checkpoints") is None:
         raise ConfigError(f"{run_dir} holds a completed run but no checkpoints/last.pt to continue it from: "
                           f"trainer.resume=auto would train from scratch over its results; choose another hydra.run.dir")

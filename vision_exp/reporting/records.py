@@ -59,12 +59,10 @@ def record_failure(run_dir: Path, error: str, extra: Optional[dict] = None, stat
     """metrics.json with status failed (or interrupted), unless the folder already holds a completed
     run's results, or a metrics.json that is no run's (an evaluation's, in a folder named as a run's)."""
     path = Path(run_dir) / METRICS_FILE
-    earlier = read_json(path, {})  # {} when missing, unreadable (cut short) or not a mapping
-    if earlier.get("status") == "completed":
+    if completed_record(run_dir):
         log.error("not overwriting the completed run's %s", path)
         return
-    if earlier and earlier.get("status") not in ("failed", "interrupted"):
-        log.error("not overwriting %s: it is not a run's record", path)
+    if holds_foreign_record(run_dir):  # a run refuses such a folder (experiment.check_run_dir), and says so
         return
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, {"status": status, "error": error, "stopped_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})})
@@ -174,6 +172,13 @@ RESUMABLE_CHANGES = ("trainer.train_samples", "trainer.epochs", "trainer.eval_ev
 
 # Null in the composed config and filled in from the dataset when the run starts.
 FILLED_AT_START = ("data.num_classes", "model.num_classes")
+
+
+def holds_foreign_record(run_dir: Path) -> bool:
+    """The folder's metrics.json is no run's record (an evaluation's): a mapping without a run's status. A file
+    cut short, or of another type, is not (a run's record a crash left unreadable)."""
+    record = read_json(Path(run_dir) / METRICS_FILE, {})
+    return bool(record) and record.get("status") not in ("completed", "failed", "interrupted")
 
 
 def completed_record(run_dir: Path) -> Optional[dict]:
