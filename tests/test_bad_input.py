@@ -355,3 +355,12 @@ def test_epochs_on_the_command_line_are_refused_where_a_presets_sample_budget_wo
     assert f"error: job 0 (experiment=cpu_vit trainer.epochs=5): {message}" in output
     assert "error: job 1 (experiment=cpu_vit trainer.epochs=6): trainer.epochs=6 would change nothing" in output and "none of the sweep's 2 jobs was started" in output
     assert not sweep.exists()
+
+
+def test_resuming_from_a_run_folder_names_its_last_checkpoint(folder, tmp_path):
+    """The hint was best.pt, as for evaluate, which resuming then refused for holding no optimizer state."""
+    run = tmp_path / "run"
+    train(folder, run)
+    with pytest.raises(CheckpointError, match=re.escape(
+            f"{run} is a folder, not a checkpoint: name a file in it, e.g. {run / 'checkpoints' / 'last.pt'}") + "$"):
+        train(folder, tmp_path / "continued", f"trainer.resume={run}")

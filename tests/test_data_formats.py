@@ -259,6 +259,12 @@ def class_without_val_images(root):
 TINY_BREAKS = {
     "missing root": (lambda root: shutil.rmtree(root), "dataset folder not found: .*tiny-imagenet-200"),
     "no wnids.txt": (lambda root: remove(root / "wnids.txt"), "missing class list: .*wnids.txt"),
+    # its images were counted under two labels, and the run trained on without a word
+    "a class listed twice": (lambda root: (root / "wnids.txt").write_text("n01440764\nn02102040\nn02979186\nn01440764\n"),
+                             "wnids.txt lists n01440764 twice: each class once$"),
+    "words.txt in Latin-1": (lambda root: (root / "words.txt").write_bytes(b"n01440764\ttench, caf\xe9 fish\n"),
+                             r"the class names file .*words.txt is not UTF-8 text \(byte 20: invalid continuation byte\): "
+                             "save it as UTF-8$"),
     "no annotations": (lambda root: remove(root / "val" / "val_annotations.txt"),
                        "missing val annotations: .*val_annotations.txt"),
     "unannotated image": (unannotated_val_image,
@@ -295,6 +301,8 @@ KAGGLE_BREAKS = {
     "no solution csv": (lambda root: remove(root / "LOC_val_solution.csv"),
                         "missing val labels: .*LOC_val_solution.csv"),
     "bad header": (edit_solution("ImageId,", "Id,"), "header ImageId,Prediction"),
+    "not UTF-8": (lambda root: (root / "LOC_val_solution.csv").write_bytes(b"ImageId,PredictionString\n\xff\xfe,x\n"),
+                  r"the val labels .*LOC_val_solution.csv is not UTF-8 text \(byte 25: invalid start byte\)"),
     "unannotated image": (edit_solution("ILSVRC2012_val_00000002,", "x,"),
                           "val image without annotation in .*LOC_val_solution.csv: .*ILSVRC2012_val_00000002.JPEG"),
     "val class not in train": (edit_solution(",n02979186 10", ",n09999999 10"),
@@ -312,6 +320,22 @@ def test_broken_kaggle_layouts_are_named(kaggle_root, tmp_path, break_it, messag
     break_it(root)
     with pytest.raises(DataError, match=message):
         index_dataset(preset("imagenet_kaggle", root))
+
+
+def test_a_labels_file_saved_with_a_byte_order_mark_reads_as_without_one(kaggle_root, tmp_path):
+    """Excel saves CSV with a UTF-8 byte-order mark: the header it hid was reported missing from a file showing it."""
+    root = shutil.copytree(kaggle_root, tmp_path / "imagenet-object-localization-challenge")
+    plain_index = index_dataset(preset("imagenet_kaggle", root))
+    solution = root / "LOC_val_solution.csv"
+    solution.write_bytes(b"\xef\xbb\xbf" + solution.read_bytes())
+    assert index_dataset(preset("imagenet_kaggle", root)).val == plain_index.val
+
+
+def test_a_class_list_file_that_is_not_utf8_is_one_message(tmp_path):
+    listing = tmp_path / "classes.txt"
+    listing.write_bytes(b"n01440764 tench\nn02102040 caf\xe9 dog\n")
+    with pytest.raises(ConfigError, match=re.escape(f"the data.classes file {listing} is not UTF-8 text (byte 29: ")):
+        read_class_list(str(listing))
 
 
 def test_blank_annotation_lines_are_skipped_and_stray_files_in_class_folders_are_counted(tiny_imagenet_root, kaggle_root,

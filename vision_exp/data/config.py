@@ -139,6 +139,16 @@ def find_class_list(path: str) -> Path:
     return shipped if shipped.is_file() else given
 
 
+def text_lines(path: Path, what: str, error=ConfigError) -> list:
+    """The non-empty lines of a UTF-8 text file (a byte-order mark, as spreadsheets save one, dropped); another
+    encoding, or a binary file, is `error` naming it rather than a UnicodeDecodeError's traceback."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {path} is not UTF-8 text (byte {exc.start}: {exc.reason}): save it as UTF-8") from None
+    return [line for line in text.splitlines() if line.strip()]
+
+
 def read_class_list(classes) -> Optional[list]:
     """data.classes as a list of WNIDs, or a text file with one WNID per line (a name may follow it)."""
     if classes is None or isinstance(classes, list):
@@ -146,4 +156,4 @@ def read_class_list(classes) -> Optional[list]:
     path = Path(classes)
     if not path.is_file():
         raise ConfigError(f"data.classes={classes!r} is neither a list nor a readable class-list file")
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    return [line.split()[0] for line in text_lines(path, "the data.classes file")]

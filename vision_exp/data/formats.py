@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from vision_exp.data import hf_rows
-from vision_exp.data.config import DataConfig
+from vision_exp.data.config import DataConfig, text_lines
 from vision_exp.data.index import (
     DatasetIndex,
     Split,
@@ -36,7 +36,7 @@ def read_text_file(path: Path, what: str) -> list:
     """The non-empty lines of a dataset's annotation file, or a DataError that says which file is missing."""
     if not path.is_file():
         raise DataError(f"missing {what}: {path}")
-    return [line for line in path.read_text().splitlines() if line.strip()]
+    return text_lines(path, f"the {what}", DataError)
 
 
 def synset_names(classes: list, names_file: Path) -> tuple:
@@ -100,6 +100,9 @@ def index_tiny_imagenet(cfg: DataConfig) -> DatasetIndex:
     `val/images/` labelled by `val/val_annotations.txt` (file, wnid, box), names from words.txt."""
     root = require_root(cfg)
     wnids = [line.split()[0] for line in read_text_file(root / "wnids.txt", "class list")]
+    repeated = next((wnid for number, wnid in enumerate(wnids) if wnid in wnids[:number]), None)
+    if repeated:  # its images would be counted under two labels
+        raise DataError(f"{root / 'wnids.txt'} lists {repeated} twice: each class once")
     classes = select_classes(wnids, cfg)
     train_dir, val_dir = root / cfg.train_split, root / cfg.val_split
     train_files, ignored = class_images(train_dir, classes, "images")

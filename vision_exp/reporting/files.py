@@ -159,11 +159,11 @@ def check_writable(folder: Path) -> None:
         raise ConfigError(f"cannot write to the output folder {folder}: {exc.strerror or exc}") from None
 
 
-def missing_checkpoint(path: Path) -> Optional[str]:
-    """Why `path` names no checkpoint file (a folder, nothing), or None."""
+def missing_checkpoint(path: Path, wanted: str = "best.pt") -> Optional[str]:
+    """Why `path` names no checkpoint file (a folder, nothing), or None; a folder's `wanted` checkpoint is offered."""
     path = Path(path)
     if path.is_dir():
-        inside = next((p for p in (path / "checkpoints" / "best.pt", path / "best.pt") if p.is_file()), None)
+        inside = next((p for p in (path / "checkpoints" / wanted, path / wanted) if p.is_file()), None)
         hint = f": name a file in it, e.g. {inside}" if inside else ": name a .pt file"
         return f"{path} is a folder, not a checkpoint{hint}"
     if not path.is_file():

@@ -29,7 +29,7 @@ from vision_exp.data.loaders import batch_stream
 from vision_exp.errors import CheckpointError, ConfigError, Interrupted, OutOfMemory, UserError
 from vision_exp.recipe.distill import Distillation
 from vision_exp.reporting.figures import attention_overlay, classifier_attention, denormalize
-from vision_exp.reporting.files import last_checkpoint
+from vision_exp.reporting.files import last_checkpoint, missing_checkpoint
 from vision_exp.reporting.run import RunReporter
 from vision_exp.training.budget import Budget, check_every_rank_gets_samples, last_batch_size
 from vision_exp.training.config import TrainerConfig
@@ -270,6 +270,8 @@ class Trainer:
         """Load the checkpoint trainer.resume names, if any. Called before the run writes into its folder, so a
         checkpoint that cannot be used stops it with the folder as it was, and before any word that it resumed."""
         source = self.resume_source()
+        if source is not None and source.is_dir():  # what resumes is last.pt, not the best.pt evaluate names
+            raise CheckpointError(missing_checkpoint(source, wanted="last.pt"))
         if source is not None:
             # On the CPU: the RNG states must be CPU tensors; weights and optimizer state move to the model's device.
             state, source = load_latest(source, map_location="cpu")
