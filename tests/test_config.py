@@ -119,12 +119,13 @@ def test_the_trainer_settings_default_in_python_as_in_their_yaml():
     ([1, 2], tuple[int, ...], True), ([1, 2.5], tuple[int, ...], False), ([1, "a"], tuple[int, str], True),
     ([1, 2], tuple[int, str], False), ([0.5], list[float], True),
     (True, float, False), ([1, "a", "b"], tuple[int, str], False), ([1], tuple[int, str], False),
+    (float("nan"), float, False), (float("-inf"), Optional[float], False), ([1.0, float("inf")], list[float], False),
 ])
 def test_type_checks_of_config_values(value, expected, fits):
     from vision_exp.config_types import conforms, describe
 
     assert conforms(value, expected) is fits
-    assert describe(Optional[int]) == "an integer or null" and describe(float) == "a number"
+    assert describe(Optional[int]) == "an integer or null" and describe(float) == "a finite number"
 
 
 def test_unknown_option_is_refused_by_hydra():
