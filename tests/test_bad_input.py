@@ -364,3 +364,38 @@ def test_resuming_from_a_run_folder_names_its_last_checkpoint(folder, tmp_path):
     with pytest.raises(CheckpointError, match=re.escape(
             f"{run} is a folder, not a checkpoint: name a file in it, e.g. {run / 'checkpoints' / 'last.pt'}") + "$"):
         train(folder, tmp_path / "continued", f"trainer.resume={run}")
+
+
+@pytest.mark.parametrize("entry", ["config.yaml", "overrides.json", "metrics.json", "metrics.jsonl", "curves.png",
+                                   "checkpoints", "tb"])
+def test_an_entry_of_the_other_kind_where_a_run_writes_is_refused_before_training(folder, tmp_path, entry):
+    """A folder where the run writes a file, or a file where it makes a folder, failed the first write to it with a
+    traceback: for curves.png once the whole run had trained, for tb/ after deleting nothing but failing at rmtree."""
+    run = tmp_path / "run"
+    makes_folder = entry in ("checkpoints", "tb")
+    if makes_folder:
+        run.mkdir()
+        (run / entry).write_text("mine")
+    else:
+        (run / entry).mkdir(parents=True)
+    kind, wanted = ("a file", f"makes its {entry}/ folder") if makes_folder else ("a folder", f"writes its {entry} file")
+    for resume in ("never", "auto"):
+        with pytest.raises(ConfigError) as refused:
+            train(folder, run, f"trainer.resume={resume}")
+        assert str(refused.value) == (f"{run / entry} is {kind}, where the run {wanted}: move it away, or choose "
+                                      f"another hydra.run.dir")
+    assert (run / entry).read_text() == "mine" if makes_folder else not any((run / entry).iterdir())
+    assert sorted(path.name for path in run.iterdir()) == sorted({entry, ".lock"})
+
+
+def test_a_file_where_the_run_makes_its_tb_folder_is_one_line_on_the_command_line(tmp_path):
+    """The command line's path: exit status 2 and one line, where rmtree's NotADirectoryError was a traceback."""
+    folder = write_image_folder(tmp_path / "data", per_split={"train": 2, "val": 1})
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "tb").write_text("mine")
+    result = run_cli([*tiny_overrides(folder), f"hydra.run.dir={run}"])
+    assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1].endswith(f"[vision_exp.train][ERROR] - {run / 'tb'} is a file, where the run "
+                                                   f"makes its tb/ folder: move it away, or choose another hydra.run.dir")
+    assert (run / "tb").read_text() == "mine"

@@ -516,6 +516,23 @@ def test_hf_rows_open_like_files_and_are_stamped_by_fingerprint(hf_root):
                                                       ["train/1", f"{fingerprint}:image", 0]]
 
 
+def test_an_hf_row_without_an_image_is_named_as_such(tmp_path):
+    """A null image cell is an unreadable image whose reason says so, not "'NoneType' object is not subscriptable"."""
+    from datasets import DatasetDict
+
+    from vision_exp.data.images import open_rgb
+
+    root = tmp_path / "hf_nulls"
+    splits = {"train": hf_split(TINY_CLASSES, TRAIN, np.random.default_rng(0)),
+              "validation": hf_split(TINY_CLASSES, VAL, np.random.default_rng(1))}
+    splits["train"] = splits["train"].map(lambda row, i: {"image": None} if i == 1 else row, with_indices=True)
+    DatasetDict(splits).save_to_disk(str(root))
+    index = index_dataset(preset("hf", root))
+    with pytest.raises(ValueError, match="^row 1 of split 'train' has no image in column 'image'$"):
+        open_rgb(index.train.paths[1])
+    assert open_rgb(index.train.paths[2]).mode == "RGB"
+
+
 def test_hf_reads_a_folder_that_load_dataset_reads_and_converts_it_into_the_cache_folder(tmp_path, monkeypatch):
     """load_dataset converts the folder into Arrow files: they go under data.cache_dir (VISION_EXP_CACHE) with the
     project's other caches, not into datasets' own default (~/.cache/huggingface), also in a process that opens

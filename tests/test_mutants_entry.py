@@ -1019,7 +1019,7 @@ def test_a_folder_holding_a_run_is_trained_over_only_when_resuming(tmp_path, hel
     check_run_dir(tmp_path, "never")
     (tmp_path / "train.log").write_text("")
     check_run_dir(tmp_path, "never")
-    (tmp_path / held).mkdir()
+    (tmp_path / held).mkdir() if held == "checkpoints" else (tmp_path / held).write_text("")
     with pytest.raises(ConfigError, match=r"already holds a run: continue it with trainer.resume=auto"):
         check_run_dir(tmp_path, "never")
     check_run_dir(tmp_path, "auto")

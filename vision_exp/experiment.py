@@ -28,8 +28,8 @@ from vision_exp.reporting.files import (check_writable, exclusive_lock, last_che
                                        remove_leftover_temporaries, write_text_atomic)
 from vision_exp.reporting.records import (CONFIG_FILE, LOCK_FILE, RESUMABLE_CHANGES, before_start, check_same_config,
                                          completed_record, config_differences, first_differences, folder_busy,
-                                         has_earlier_attempt, holds_foreign_record, set_aside_completed_record,
-                                         write_overrides)
+                                         has_earlier_attempt, holds_foreign_record, misplaced_entry,
+                                         set_aside_completed_record, write_overrides)
 from vision_exp.settings import RunSettings, run_settings
 from vision_exp.training import distributed
 from vision_exp.training.budget import Budget
@@ -71,7 +71,11 @@ def check_run_dir(run_dir: Path, resume: str) -> None:
     """Never train over an earlier run's results unless asked to resume it: not with trainer.resume=never, nor
     from another folder's checkpoint into a folder with checkpoints of its own (an earlier attempt of that
     continuation has its progress there; starting again from the other folder would rotate it away), nor with
-    trainer.resume=auto from scratch over a completed run whose last.pt was deleted to save space."""
+    trainer.resume=auto from scratch over a completed run whose last.pt was deleted to save space; and never start
+    in a folder where a file of the run's is a folder, or the reverse."""
+    misplaced = misplaced_entry(run_dir)
+    if misplaced:
+        raise ConfigError(f"{misplaced}: move it away, or choose another hydra.run.dir")
     if resume == "never" and any((run_dir / name).exists() for name in ("metrics.jsonl", "checkpoints")):
         raise ConfigError(
             f"{run_dir} already holds a run: continue it with trainer.resume=auto, or choose another hydra.run.dir"

@@ -86,6 +86,8 @@ def row_image_file(uri: str):
     """What PIL opens for a row: its stored bytes, or the file the row points to."""
     dataset_dir, split, column, cache_dir, row = parse_row_uri(uri)
     stored = encoded_images(dataset_dir, split, column, cache_dir)[row][column]
+    if stored is None or (stored["bytes"] is None and not stored["path"]):  # a null cell: skipped or named as unreadable
+        raise ValueError(f"row {row} of split {split!r} has no image in column {column!r}")
     return io.BytesIO(stored["bytes"]) if stored["bytes"] is not None else stored["path"]
 
 

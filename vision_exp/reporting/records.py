@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 OVERRIDES_FILE = "overrides.json"
+# What a run writes in its folder besides train.log (Hydra's): the files, and the folders.
+RUN_FILES = (CONFIG_FILE, OVERRIDES_FILE, METRICS_FILE, "metrics.jsonl", "curves.png")
+RUN_FOLDERS = ("checkpoints", "tb")
 # Settings that say where a run reads and writes, on which device and how it reports, not what it
 # computes: kept out of the HParams table, where a resumed or relocated job would look different.
 INCIDENTAL_SETTINGS = ("paths.", "data.cache_dir", "data.num_workers", "data.persistent_workers", "data.on_device",
@@ -57,12 +60,13 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 def record_failure(run_dir: Path, error: str, extra: Optional[dict] = None, status: str = "failed") -> None:
     """metrics.json with status failed (or interrupted), unless the folder already holds a completed
-    run's results, or a metrics.json that is no run's (an evaluation's, in a folder named as a run's)."""
+    run's results, or a metrics.json that is no run's (an evaluation's, in a folder named as a run's), or a folder
+    named metrics.json: a run refuses such folders (experiment.check_run_dir), and says so."""
     path = Path(run_dir) / METRICS_FILE
     if completed_record(run_dir):
         log.error("not overwriting the completed run's %s", path)
         return
-    if holds_foreign_record(run_dir):  # a run refuses such a folder (experiment.check_run_dir), and says so
+    if holds_foreign_record(run_dir) or path.is_dir():
         return
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, {"status": status, "error": error, "stopped_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})})
@@ -74,6 +78,19 @@ def record_user_error(run_dir: Path, error: UserError, earlier_attempt: bool) ->
     folder another process trains in (its files are that run's)."""
     if not (isinstance(error, RunFolderBusy) or (earlier_attempt and error.before_start)):
         record_failure(run_dir, str(error))
+
+
+def misplaced_entry(run_dir: Path) -> Optional[str]:
+    """Why the run folder cannot take the run's files, or None: a folder where a run writes a file, or a file where it
+    makes a folder, fails the first write to it, which for curves.png or tb/ comes once training has begun."""
+    for name in RUN_FILES:
+        if (Path(run_dir) / name).is_dir():
+            return f"{Path(run_dir) / name} is a folder, where the run writes its {name} file"
+    for name in RUN_FOLDERS:
+        path = Path(run_dir) / name
+        if path.exists() and not path.is_dir():
+            return f"{path} is a file, where the run makes its {name}/ folder"
+    return None
 
 
 def has_earlier_attempt(run_dir: Path) -> bool:
