@@ -6,6 +6,7 @@ import pytest
 
 import vision_exp
 from conftest import sigterm_at_step, tiny_overrides
+from vision_exp.errors import ConfigError
 
 
 def test_run_returns_metrics_and_writes_the_run_folder(tiny_folder, tmp_path, monkeypatch):
@@ -39,10 +40,8 @@ def test_a_value_that_cannot_work_in_one_run_stops_the_sweep_before_any_run(tiny
         vision_exp.sweep([["seed=0"], ["seed=1"], ["data.batch_size=0"]], common=tiny_overrides(tiny_folder),
                          sweep_dir=str(tmp_path / "sweep"))
     assert not (tmp_path / "sweep").exists()
-    from vision_exp.sweeps.summary import SweepError
-
     runs = [["model.widths=[8,8,16,16]"], ["model.widths=[8,8,8,8]"]]
-    with pytest.raises(SweepError, match=r"baseline 'model.widths=\[4,4,4,4\]' matches no configuration"):
+    with pytest.raises(ConfigError, match=r"baseline 'model.widths=\[4,4,4,4\]' matches no configuration"):
         vision_exp.sweep(runs, common=tiny_overrides(tiny_folder), sweep_dir=str(tmp_path / "sweep"),
                          baseline="model.widths=[4,4,4,4]")
     assert not (tmp_path / "sweep").exists(), "no run trained for a summary that could not be written"
@@ -94,11 +93,25 @@ def test_a_sweep_called_again_skips_its_runs_and_refuses_another_configuration(t
     again = vision_exp.sweep([["seed=0"], ["seed=1"]], common=tiny_overrides(tiny_folder), sweep_dir=str(sweep_dir))
     assert [job.status for job in again.jobs] == ["completed", "completed"]
     assert {p: p.stat().st_mtime_ns for p in written} == written
-    changed = vision_exp.sweep([["seed=0"], ["seed=1", "model.widths=[8,8,8,8]"]], common=tiny_overrides(tiny_folder),
-                               sweep_dir=str(sweep_dir))
-    assert [job.status for job in changed.jobs] == ["completed", "refused"]
-    assert json.loads((sweep_dir / "1" / "overrides.json").read_text())[-1] == "seed=1"
+    everything = {p: p.read_bytes() for p in sweep_dir.rglob("*") if p.is_file()}
+    for changed in ([["seed=0"], ["seed=1", "model.widths=[8,8,8,8]"]], [["seed=1"], ["seed=0"]]):
+        with pytest.raises(ConfigError) as refused:
+            vision_exp.sweep(changed, common=tiny_overrides(tiny_folder), sweep_dir=str(sweep_dir))
+        assert f"{sweep_dir / '1'} holds a run of another configuration" in str(refused.value)
+        assert str(refused.value).endswith("none of the sweep's 2 jobs was started: fix the values above and run it again")
+        assert {p: p.read_bytes() for p in sweep_dir.rglob("*") if p.is_file()} == everything
     assert json.loads((sweep_dir / "1" / "metrics.json").read_text())["val_acc"] == first.jobs[1].metrics["val_acc"]
+
+
+def test_a_sweeps_baseline_is_one_string_and_a_wrong_one_a_config_error(tiny_folder, tmp_path):
+    """Every other argument is a list, so baseline=['seed=0'] is a likely slip; refusals are ConfigErrors, as
+    documented."""
+    for baseline, message in ((["model=resnet_v1"], "^baseline names one configuration by its overrides in one string"),
+                              ("model=vit_v9", "^baseline 'model=vit_v9' matches no configuration")):
+        with pytest.raises(ConfigError, match=message):
+            vision_exp.sweep([["seed=0"]], common=tiny_overrides(tiny_folder), sweep_dir=str(tmp_path / "sweep"),
+                             baseline=baseline)
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_a_failed_run_raises_after_recording_why_like_the_command_line(tiny_folder, tmp_path, monkeypatch):
@@ -116,6 +129,9 @@ def test_a_failed_run_raises_after_recording_why_like_the_command_line(tiny_fold
         vision_exp.run(tiny_overrides(tiny_folder, "data.batch_size=0"), run_dir=str(tmp_path / "new" / ".." / "kept"))
     assert json.loads((tmp_path / "kept" / "metrics.json").read_text())["status"] == "failed"
     assert (tmp_path / "kept" / "train.log").read_text().startswith("an earlier run's log")
+    with pytest.raises(ConfigError, match="data.batch_size=0 must be positive"):
+        vision_exp.run(tiny_overrides(tiny_folder, "data.batch_size=0"), run_dir=str(tmp_path / "on" / ".." / "way" / "run"))
+    assert not (tmp_path / "on").exists() and not (tmp_path / "way").exists()  # `on` made by mkdir on the way
 
     def out_of_memory(cfg, run_dir, overrides, choices):
         raise RuntimeError("CUDA out of memory (simulated)")

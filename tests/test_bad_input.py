@@ -299,6 +299,30 @@ def test_a_missing_folder_dataset_points_at_data_root_not_the_environment(tmp_pa
     with pytest.raises(DataError, match=r"dataset folder not found: .*nowhere\n  fix: data.root=<the folder that holds "
                                         r"train/ and val/>$"):
         train(tmp_path / "nowhere", tmp_path / "run")
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(DataError, match=r"dataset folder not found: .*a_file is a file\n  fix: data.root="):
+        train(tmp_path / "a_file", tmp_path / "run")
+
+
+@pytest.mark.parametrize("unlisted", ["root", "split", "class"])
+def test_a_dataset_folder_this_user_may_not_list_is_one_message(folder, tmp_path, monkeypatch, unlisted):
+    """A shared dataset without read permission for others raised PermissionError from deep in the listing (chmod
+    does not bite as root, so listing the folder is made to fail as it does for another user)."""
+    from pathlib import Path
+
+    locked = {"root": folder, "split": folder / "train", "class": folder / "val" / TINY_CLASSES[1]}[unlisted]
+    iterdir, is_dir = Path.iterdir, Path.is_dir
+
+    def denied(path):
+        if path == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(Path, "iterdir", lambda path: denied(path) or iterdir(path))
+    monkeypatch.setattr(Path, "is_dir", lambda path: denied(path.parent) or is_dir(path))  # stat needs the parent's x bit
+    with pytest.raises(DataError) as refused:
+        train(folder, tmp_path / "run")
+    assert str(refused.value) == (f"permission denied reading {locked}: the dataset's folders and files must be "
+                                  f"readable by this user")
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -492,6 +492,65 @@ def test_a_cache_damaged_after_it_was_indexed_without_its_dataset_is_one_message
         cached_index_split(index, data, "val", 1)
 
 
+@pytest.mark.parametrize("damage", ["empty images.npy", "empty labels.npy", "manifest a list", "manifest without skipped"])
+def test_a_cache_entry_damaged_into_empty_arrays_or_an_odd_manifest_is_rebuilt(tmp_path, damage):
+    """An interrupted copy of a cache leaves empty .npy files (np.load: EOFError), an edit a manifest of another
+    shape: the entry is rebuilt from the dataset, with the same content, or named as unusable without it."""
+    root = write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
+    data = settings(root, tmp_path / "c")
+    _, first = build(data)
+    images, labels = np.array(first.images), np.array(first.labels)  # copies: the memory map is of the file damaged below
+    entry = data.cache_entry("train")
+    manifest = json.loads((entry / "manifest.json").read_text())
+    if damage.startswith("empty"):
+        (entry / damage.split()[1]).unlink()
+        (entry / damage.split()[1]).write_bytes(b"")
+    else:
+        (entry / "manifest.json").write_text(json.dumps([] if damage == "manifest a list" else
+                                                        {k: v for k, v in manifest.items() if k != "skipped"}))
+    _, rebuilt = build(data)
+    np.testing.assert_array_equal(rebuilt.images, images)
+    np.testing.assert_array_equal(rebuilt.labels, labels)
+    build(data, split="val")
+    shutil.rmtree(root)
+    index = index_dataset(data)
+    (entry / "labels.npy").unlink()
+    (entry / "labels.npy").write_bytes(b"")
+    with pytest.raises(DataError, match="is missing and its cached copy .* is unusable"):
+        cached_index_split(index, data, "train", 1)
+
+
+def test_on_bad_image_error_refuses_a_cache_that_skipped_images_also_without_its_dataset(tmp_path, caplog):
+    """The cache alone (its dataset gone) is held to data.on_bad_image as the dataset's own cache is: a copy
+    built under `skip` is refused with `error`, and its skipped images are counted with `skip`."""
+    root = write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
+    victim = sorted((root / "train").rglob("*.JPEG"))[0]
+    victim.write_bytes(b"")
+    data = settings(root, tmp_path / "c")
+    build(data)
+    build(data, split="val")
+    shutil.rmtree(root)
+    index = index_dataset(data)
+    assert index.from_cache
+    assert len(cached_index_split(index, data, "train", 1).skipped) == 1
+    assert "1 unreadable images were skipped when the cache was built" in caplog.text
+    with pytest.raises(DataError, match=rf"{victim.name}: cannot identify .*: the cache .* skipped 1 unreadable "
+                                        rf"image\(s\) and data.on_bad_image=error refuses them"):
+        cached_index_split(index, settings(root, tmp_path / "c", on_bad_image="error"), "train", 1)
+
+
+def test_a_class_whose_training_images_were_all_skipped_is_refused(tmp_path):
+    """Skipping unreadable images may empty a class: its val images would be errors whatever the model learns,
+    another experiment than the one asked for, so the run stops naming the class."""
+    root = write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
+    for image in (root / "train" / "n02102040").iterdir():
+        image.write_bytes(b"not an image")
+    data = settings(root, tmp_path / "c")
+    with pytest.raises(DataError, match=r"^no readable training image left of class n02102040 \(1 such classes in all\): "
+                                        r"every one was skipped as unreadable$"):
+        build_loaders(index_dataset(data), data, AugmentConfig(), torch.device("cpu"), seed=0)
+
+
 def test_a_cache_folder_that_cannot_be_made_is_one_message_with_the_setting_to_change(tmp_path):
     """A cache folder that cannot be written (a read-only disk such as Kaggle's input, or a file in the way here) is
     a DataError naming the folder and the settings that move it, not an OSError from deep inside the build."""

@@ -273,6 +273,11 @@ TINY_BREAKS = {
                                 "labels val images that are missing: .*val_3"),
     "val class not in train": (val_class_not_in_train, r"classes in val not in train: \['n02979186'\]"),
     "class without val images": (class_without_val_images, "no val images of class n02979186 in .*val_annotations.txt"),
+    # the last row won: a silently wrong label (the same label twice is a harmless repeat, and reads)
+    "an image labelled twice": (lambda root: (root / "val" / "val_annotations.txt").write_text(
+        (root / "val" / "val_annotations.txt").read_text() + "val_0.JPEG\tn01440764\t0\t0\t20\t20\n"
+        "val_0.JPEG\tn02102040\t0\t0\t20\t20\n"),
+        r"val_annotations.txt labels val_0.JPEG twice, as n01440764 and as n02102040: one class per image$"),
     "no train images folder": (lambda root: shutil.rmtree(root / "train" / "n02102040" / "images"),
                                "missing image folder of class n02102040"),
     "no val images folder": (lambda root: shutil.rmtree(root / "val" / "images"), "missing val image folder: .*val/images"),

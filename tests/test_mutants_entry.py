@@ -1227,6 +1227,8 @@ def test_vx_report_refuses_bad_input_and_an_unwritable_report_with_status_2(tmp_
                                        f"vx-summarize writes: name the report otherwise, e.g. {sweep / 'report.md'}\n")
     assert {path: path.read_bytes() for path in sweep.rglob("*") if path.is_file()} == kept
     assert report.main([str(sweep), "--output", str(sweep / "report.md")]) == 0 and (sweep / "report.md").is_file()
+    assert report.main([str(sweep), "--output", str(tmp_path / "README.MD")]) == 0  # Markdown in capitals too
+    assert (tmp_path / "README.MD").read_text().startswith("# ")
 
 
 @pytest.mark.parametrize("module", ["summarize", "report"])

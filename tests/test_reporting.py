@@ -350,6 +350,10 @@ def test_the_folders_a_command_would_make_are_those_the_system_makes(tmp_path):
     missing = missing_folders(folder)
     folder.mkdir()
     assert missing == [tmp_path / "real" / "made"] and missing[0].is_dir()
+    detour = tmp_path / "on" / ".." / "way" / "run"
+    missing = missing_folders(detour)
+    detour.mkdir(parents=True)  # makes `on` too, for `..` to leave it
+    assert missing == [tmp_path / "way" / "run", tmp_path / "way", tmp_path / "on"] and all(p.is_dir() for p in missing)
 
 
 def test_a_message_about_two_configs_shows_three_differences_and_counts_the_others():

@@ -456,6 +456,56 @@ def test_baseline_and_metric_can_be_chosen(enhancement_sweep):
         load_sweep(enhancement_sweep, metric="val_acc9")
 
 
+def test_a_baseline_is_matched_on_each_settings_last_value(tmp_path):
+    """vision_exp.sweep's runs override `common` (`model.widths=[8,8,16,16] ... model.widths=[8,8,8,8]`): Hydra
+    applies the last value, so the baseline must match it, and never a value a later override replaced."""
+    common = ["model.widths=[8,8,16,16]", "trainer.epochs=1"]
+    sweep = sweep_of(tmp_path, (common, 60.0), ([*common, "trainer.epochs=2", "model.widths=[8,8,8,8]"], 70.0))
+    summary = load_sweep(sweep, baseline="model.widths=[8,8,16,16] trainer.epochs=1")
+    assert summary.baseline.label == "model.widths=[8,8,16,16] trainer.epochs=1"
+    assert summary.difference(summary.configurations[1]).estimate == pytest.approx(10.0)
+    assert load_sweep(sweep, baseline="trainer.epochs=2").baseline.label == "model.widths=[8,8,8,8] trainer.epochs=2"
+    with pytest.raises(SweepError, match="'model.widths=\\[8,8,8,8\\] trainer.epochs=1' matches no configuration"):
+        load_sweep(sweep, baseline="model.widths=[8,8,8,8] trainer.epochs=1")
+
+
+def test_job_files_that_are_not_what_a_run_writes_are_read_as_missing(tmp_path, capsys):
+    """A config.yaml that does not parse, overrides that are not text, a refusal that is not text and metrics.jsonl
+    lines that are no records (cut short, edited by hand) give a summary and a report, not a traceback."""
+    sweep = sweep_of(tmp_path, (["model=resnet_v1"], 70.0), (["model=resnet_v2", "seed=1"], 75.0),
+                     (["model=resnet_v1", "seed=2"], 72.0))
+    (sweep / "0" / "config.yaml").write_text("seed: [unclosed\n")
+    (sweep / "0" / "metrics.jsonl").write_text('{"samples_seen": 100, "val/acc": "high"}\nnull\n[1, 2]\n')
+    (sweep / "1" / "metrics.jsonl").write_text('{"val/acc": 50.0}\n' + (sweep / "1" / "metrics.jsonl").read_text())
+    write_job(sweep, 3, ["model=resnet_v2", 4], 80.0)
+    write_job(sweep, 4, ["model=resnet_v1", "seed=4"], 71.0)
+    (sweep / "4" / "refused.json").write_text(json.dumps({"error": ["the folder", "holds another run"]}))
+    summary = summarize_sweep(sweep)
+    assert [job.seed for job in summary.jobs] == [None, "1", "2", None, "4"]
+    assert [c.label for c in summary.configurations] == ["model=resnet_v1", "model=resnet_v2",
+                                                         "(unknown: no overrides.json)"]
+    assert summary.jobs[4].status == "refused" and summary.jobs[4].error == "['the folder', 'holds another run']"
+    assert summary.configurations[0].values("val_acc") == [70.0, 72.0]
+    assert (sweep / "val_acc_curves.png").stat().st_size > 0
+    assert report.main([str(sweep), "--output", str(tmp_path / "report.md")]) == 0, capsys.readouterr().err
+
+
+def test_a_seed_completed_twice_in_a_configuration_is_named_as_a_caution(tmp_path):
+    """Two runs of one seed are no independent samples, yet each counts in n: results.md and the report say which."""
+    sweep = sweep_of(tmp_path, (["model=resnet_v1", "seed=0"], 70.0), (["model=resnet_v1", "seed=0"], 70.0),
+                     (["model=resnet_v2", "seed=0"], 75.0), (["model=resnet_v2", "seed=1"], 76.0))
+    caution = ("**Caution**: these seeds completed more than once in one configuration, and each run counts in n, mean "
+               "and std, though a repeat of a seed is no independent draw (a deterministic run repeats its numbers): n "
+               "overstates the evidence and the intervals are too narrow.\n\n- model=resnet_v1: seed 0 ×2\n")
+    summarize_sweep(sweep)
+    assert caution in (sweep / "results.md").read_text()
+    assert report.main([str(sweep), "--output", str(tmp_path / "report.md")]) == 0
+    assert caution in (tmp_path / "report.md").read_text()
+    (sweep / "1" / "overrides.json").write_text(json.dumps(["model=resnet_v1", "seed=1"]))
+    summarize_sweep(sweep)
+    assert "Caution" not in (sweep / "results.md").read_text()
+
+
 def test_vx_summarize_and_vx_report_end_bad_input_in_one_message(tmp_path, capsys):
     assert summarize.main([str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nowhere'} is not a sweep folder: it does not exist"

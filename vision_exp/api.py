@@ -173,15 +173,16 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
     runs). A run that fails (bad input, a bug, out of memory) is recorded in its
     metrics.json and the others go on; an interrupted run (Ctrl-C, SIGTERM) is recorded and stops the
     sweep. Calling it again with the same runs and folder skips the completed runs and resumes the
-    others; a run whose folder holds another configuration is refused (its refused.json), its results kept.
+    others; a call whose runs differ from those the folder holds (other values, another order) is refused
+    before any run, the folder kept as it was.
     """
     from vision_exp.errors import ConfigError, Interrupted, UserError
     from vision_exp.reporting.files import check_writable, write_text_atomic
     from vision_exp.reporting.records import before_start, recorded_failures
     from vision_exp.sweeps import summarize_sweep
-    from vision_exp.sweeps.summary import NOTEBOOK_CALL, check_baseline
+    from vision_exp.sweeps.summary import NOTEBOOK_CALL, SweepError, check_baseline
     from vision_exp.sweeps.jobs import prepare_job
-    from vision_exp.sweeps.precheck import failing_jobs, refusals
+    from vision_exp.sweeps.precheck import failing_jobs, folder_conflicts, refusals
 
     log = logging.getLogger("vision_exp.api")
 
@@ -190,6 +191,9 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
         raise ConfigError(f"runs must be a list of override lists, e.g. [['seed=0'], ['seed=1']]; got {runs!r}")
     runs = [_override_list(r, f"run {number}") for number, r in enumerate(runs)]
     common = _override_list(common, "common")
+    if baseline is not None and not isinstance(baseline, str):
+        raise ConfigError(f"baseline names one configuration by its overrides in one string, e.g. 'model=resnet_v1'; "
+                          f"got {baseline!r}")
     jobs = [common + r for r in runs]
     if not jobs:
         raise ConfigError("sweep() needs at least one run: a list of override lists, e.g. [['seed=0'], ['seed=1']]")
@@ -205,10 +209,14 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
         with open_dict(cfg):
             del cfg["hydra"]
     failing = failing_jobs(jobs, configs.__getitem__)
+    failing.update(folder_conflicts(jobs, configs.__getitem__, folder))
     if failing:
         raise ConfigError("\n".join(line.removeprefix("error: ") for line in refusals(jobs, failing)))
     if baseline:
-        check_baseline(jobs, baseline)
+        try:
+            check_baseline(jobs, baseline)
+        except SweepError as exc:
+            raise ConfigError(str(exc)) from None
     check_writable(folder)
     # What marks a sweep folder; the call is kept where Hydra keeps a command line, for the summary and the report.
     marker = configs[0].copy()

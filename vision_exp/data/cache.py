@@ -249,7 +249,8 @@ def _move_into_place(tmp: Path, entry: Path) -> None:
 
 
 def read_manifest(entry: Path) -> Optional[dict]:
-    return read_json(entry / "manifest.json")
+    """The entry's manifest, or None when it is missing or holds no record (cut short, edited)."""
+    return read_json(entry / "manifest.json", {}) or None
 
 
 def load_split_cache(entry: Path) -> Optional[CachedSplit]:
@@ -261,10 +262,11 @@ def load_split_cache(entry: Path) -> Optional[CachedSplit]:
         # Copy-on-write: torch.from_numpy takes it without a read-only warning; the file is never written.
         images = np.load(entry / "images.npy", mmap_mode="c")
         labels = np.load(entry / "labels.npy")
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError):  # EOFError: an empty .npy, as an interrupted copy of the cache leaves
         images = labels = None
     size = manifest.get("size")
     if (manifest.get("format") != CACHE_FORMAT or images is None or len(labels) != len(images)
+            or not isinstance(manifest.get("skipped"), list)
             or images.shape != (manifest.get("count"), size, size, 3)):
         log.warning("cache %s does not match its manifest: rebuilding it", entry)
         return None
@@ -285,7 +287,13 @@ def cached_split(entry: Path, split: Split, root: str, dataset_info: dict, size:
             raise DataError(f"cannot write the data cache at {entry.parent}: {exc.strerror or exc} "
                             f"(set VISION_EXP_CACHE or data.cache_dir)") from None
         found = load_split_cache(entry)
-    if found.skipped and on_bad_image == "error":  # built under `skip`: the setting is not part of the cache key
+    return checked_skips(found, entry, on_bad_image)
+
+
+def checked_skips(found: CachedSplit, entry: Path, on_bad_image: str) -> CachedSplit:
+    """A cache built under `skip` (the setting is not part of the cache key): refused with data.on_bad_image=error,
+    its skipped images counted in a warning otherwise."""
+    if found.skipped and on_bad_image == "error":
         raise DataError(f"{found.skipped[0]}: the cache {entry} skipped {len(found.skipped)} unreadable image(s) "
                         f"and data.on_bad_image=error refuses them")
     if found.skipped:

@@ -52,12 +52,15 @@ def synset_names(classes: list, names_file: Path) -> tuple:
 
 
 def first_words(rows: list, path: Path) -> dict:
-    """{first field: first word of the second field} of annotation rows (file or image id -> wnid)."""
+    """{first field: first word of the second field} of annotation rows (file or image id -> wnid); an image
+    labelled twice with two classes is refused, where the last row would silently win."""
     labels = {}
     for row in rows:
         if len(row) < 2 or not row[1].split():
             raise DataError(f"malformed row in {path}: {row}")
-        labels[row[0]] = row[1].split()[0]
+        label = row[1].split()[0]
+        if labels.setdefault(row[0], label) != label:
+            raise DataError(f"{path} labels {row[0]} twice, as {labels[row[0]]} and as {label}: one class per image")
     return labels
 
 

@@ -141,7 +141,8 @@ def require_root(cfg: DataConfig, hint: str = "") -> Path:
     if not root.is_dir():
         fix = ("data.root=<the folder that holds train/ and val/>" if cfg.name == "folder" else  # set by the user
                f"set VISION_EXP_DATA to the folder that holds {root.name}/ (or data.root=<path>)")
-        raise DataError(f"dataset folder not found: {root}\n  fix: {fix}" + (f"\n  or: {hint}" if hint else ""))
+        found = " is a file" if root.exists() else ""
+        raise DataError(f"dataset folder not found: {root}{found}\n  fix: {fix}" + (f"\n  or: {hint}" if hint else ""))
     return root
 
 

@@ -25,7 +25,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from vision_exp.data.batch_augment import EvalBatchTransform, Normalize, TrainBatchTransform
-from vision_exp.data.cache import cached_split, load_split_cache, read_manifest
+from vision_exp.data.cache import cached_split, checked_skips, load_split_cache, read_manifest
 from vision_exp.data.config import DataConfig
 from vision_exp.data.download import download_dataset
 from vision_exp.data.formats import index_by_format
@@ -490,6 +490,14 @@ def index_from_cache(data: DataConfig) -> Optional[DatasetIndex]:
 def index_dataset(data: DataConfig) -> DatasetIndex:
     """Index the dataset: from its files, read as `data.format` (downloading Imagenette or Imagewoof first
     when asked to and it is missing), or, when the files are absent, from a cache built elsewhere with the same settings."""
+    try:
+        return _index_dataset(data)
+    except PermissionError as exc:  # a shared dataset whose folders this user may not list (no read bit for others)
+        raise DataError(f"permission denied reading {exc.filename}: the dataset's folders and files must be readable "
+                        f"by this user") from None
+
+
+def _index_dataset(data: DataConfig) -> DatasetIndex:
     root = Path(data.root)
     if not root.exists() and data.download:
         refuse_root_inside_dataset(data)
@@ -519,7 +527,7 @@ def cached_index_split(index: DatasetIndex, data: DataConfig, name: str, workers
         found = load_split_cache(entry)
         if found is None:  # damaged since the index was read, and the original files are not here to rebuild it
             raise DataError(f"{index.root} is missing and its cached copy {entry} is unusable")
-        return found
+        return checked_skips(found, entry, data.on_bad_image)
     dataset_info = {"root": index.root, "classes": list(index.classes), "class_names": list(index.class_names)}
     return cached_split(entry, split, index.root, dataset_info, data.resize_size, workers, data.on_bad_image)
 
@@ -536,6 +544,10 @@ def build_loaders(index: DatasetIndex, data: DataConfig, aug: AugmentConfig, dev
         train_split, val_split = (cached_index_split(index, data, name, workers) for name in ("train", "val"))
         if len(train_split.images) == 0 or len(val_split.images) == 0:
             raise DataError(f"no readable images left in {index.root} after skipping unreadable files")
+        untrained = sorted(set(range(len(index.classes))) - set(np.unique(train_split.labels).tolist()))
+        if untrained:  # its val images would count as errors whatever the model: another experiment than asked for
+            raise DataError(f"no readable training image left of class {index.classes[untrained[0]]} "
+                            f"({len(untrained)} such classes in all): every one was skipped as unreadable")
         train_tf = TrainBatchTransform(data.img_size, aug.scale, aug.ratio, aug.hflip, aug.random_resized_crop,
                                        data.mean, data.std, device, data.eval_resize)
         eval_tf = EvalBatchTransform(data.img_size, data.mean, data.std, device, data.eval_resize)

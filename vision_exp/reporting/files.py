@@ -100,9 +100,12 @@ def read_jsonl(path: Path) -> list:
     records = []
     for line in path.read_text().splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:  # a line cut short by a crash
             break
+        if not isinstance(record, dict):  # written by something else: nothing after it is the run's either
+            break
+        records.append(record)
     return records
 
 
@@ -138,13 +141,19 @@ def last_checkpoint(checkpoint_dir: Path) -> Optional[Path]:
 
 def missing_folders(folder: Path) -> list[Path]:
     """`folder` and those of its parents that do not exist yet, deepest first: what creating it makes. Resolved
-    first: in `new/../mine`, the folder is `mine`, which may be there already."""
+    first: in `new/../mine`, the folder is `mine`, which may be there already; when it is not, `new`, which mkdir
+    makes on the way, follows it and its parents."""
+    resolved = Path(os.path.realpath(folder))
     missing = []
-    folder = Path(os.path.realpath(folder))
-    for candidate in (folder, *folder.parents):
+    for candidate in (resolved, *resolved.parents):
         if candidate.exists():
             break
         missing.append(candidate)
+    if missing:
+        lexical = Path(folder) if Path(folder).is_absolute() else Path.cwd() / folder  # not normalised: `..` stays
+        detours = {Path(os.path.realpath(Path(*lexical.parts[:length]))) for length in range(1, len(lexical.parts))}
+        missing += sorted((path for path in detours - set(missing) if not path.exists()),
+                          key=lambda path: len(path.parts), reverse=True)
     return missing
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from vision_exp.reporting.files import pyplot, read_jsonl, save_figure_atomic
-from vision_exp.sweeps.statistics import mean, sample_std
+from vision_exp.sweeps.statistics import is_number, mean, sample_std
 
 
 def mean_curve(histories: list) -> tuple:
     """(samples seen, mean, std) of val accuracy per evaluated epoch over the seeds' metrics.jsonl records."""
-    histories = [[record for record in history if "val/acc" in record] for history in histories]
+    histories = [[record for record in history
+                  if is_number(record.get("val/acc")) and is_number(record.get("samples_seen"))] for history in histories]
     length = min(len(h) for h in histories)
     x = [mean([h[i]["samples_seen"] for h in histories]) for i in range(length)]
     values = [[h[i]["val/acc"] for h in histories] for i in range(length)]

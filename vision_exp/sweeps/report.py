@@ -16,7 +16,8 @@ from pathlib import Path
 
 from vision_exp.sweeps.plots import plot_bars, plot_curves
 from vision_exp.sweeps.summary import (CURVES_PNG, RESULTS_MD, SWEEP_FILE, EmptySweep, SweepError, bars_png, counted,
-                                      failures_table, folder_labels, load_sweep, relative_link, results_table)
+                                      failures_table, folder_labels, load_sweep, relative_link,
+                                      repeated_seeds_caution, results_table)
 
 
 REPORT_PREFIX = "report_"
@@ -63,7 +64,7 @@ def sweep_section(summary, folder_name: str, names: list, report_dir: Path) -> s
     ]
     if summary.command:
         parts += ["```bash", summary.command, "```", ""]
-    parts += [results_table(summary), ""]
+    parts += [results_table(summary), "", *repeated_seeds_caution(summary)]
     if summary.unsuccessful:
         parts += ["Jobs that did not complete (left out of the means):", "", failures_table(summary), ""]
     parts += [
@@ -79,7 +80,7 @@ def check_report_path(output: Path) -> None:
     metrics.json would overwrite the record a sweep or a run is read from."""
     if output.is_dir():
         raise SweepError(f"--output {output} is a folder: name the report's file, e.g. {output / 'report.md'}")
-    if output.suffix != ".md":
+    if output.suffix.lower() != ".md":
         raise SweepError(f"--output {output}: the report is Markdown, name it <name>.md")
     if output.name == RESULTS_MD and (output.parent / SWEEP_FILE).is_file():
         raise SweepError(f"--output {output} is the sweep's own {RESULTS_MD}, which vx-summarize writes: "

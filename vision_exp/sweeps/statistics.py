@@ -11,6 +11,12 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 
+def is_number(value) -> bool:
+    """A value a mean can take: a NaN or Infinity (which Python's json writes by default, and reads back as floats)
+    would make every mean and interval of its configuration nan, and JSON's true/false are ints to Python."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 

@@ -15,7 +15,6 @@ import csv
 import functools
 import io
 import json
-import math
 import os
 import re
 import shlex
@@ -23,16 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from vision_exp.errors import UserError
 from vision_exp.reporting.files import read_json, write_text_atomic
 from vision_exp.reporting.records import (CONFIG_FILE, INCIDENTAL_SETTINGS, MEMORY_SETTINGS, METRICS_FILE, OVERRIDES_FILE,
                                          config_differences, first_differences, identity_value)
 from vision_exp.sweeps.jobs import REFUSED_FILE
-from vision_exp.sweeps.statistics import Difference, mean, paired_difference, sample_std, welch_difference
+from vision_exp.sweeps.statistics import Difference, is_number, mean, paired_difference, sample_std, welch_difference
 
 SWEEP_FILE = "multirun.yaml"
 NOTEBOOK_CALL = "vision_exp_sweep"  # where multirun.yaml of a vision_exp.sweep() folder records the call
@@ -76,12 +76,6 @@ class EmptySweep(SweepError):
 UNKNOWN_CONFIGURATION = "(unknown: no overrides.json)"
 
 
-def is_number(value) -> bool:
-    """A value a mean can take: a NaN or Infinity (which Python's json writes by default, and reads back as floats)
-    would make every mean and interval of its configuration nan, and JSON's true/false are ints to Python."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def split_override(override: str) -> tuple:
     key, _, value = override.partition("=")
     return key, value
@@ -117,8 +111,11 @@ class Job:
         values = [value for key, value in map(split_override, self.overrides or []) if display_key(key) == "seed"]
         if values:
             return values[-1]
-        config = self.run_dir / CONFIG_FILE
-        return str(OmegaConf.load(config).get("seed")) if config.is_file() else None
+        try:
+            config = OmegaConf.load(self.run_dir / CONFIG_FILE)
+        except (OSError, yaml.YAMLError):  # none, or cut short or edited into something else: the seed is unknown
+            return None
+        return str(config.get("seed")) if isinstance(config, DictConfig) else None
 
     @property
     def config_overrides(self) -> tuple:
@@ -258,9 +255,12 @@ def job_folders(sweep_dir: Path) -> list:
 
 
 def read_job(folder: Path, name: Optional[str] = None) -> Job:
+    """A job folder's files; one that is not what the run writes (cut short, edited) counts as missing."""
     overrides = read_json(folder / OVERRIDES_FILE)
-    return Job(name or folder.name, folder, overrides if isinstance(overrides, list) else None,
-               read_json(folder / METRICS_FILE, {}), read_json(folder / REFUSED_FILE, {}).get("error"))
+    known = isinstance(overrides, list) and all(isinstance(override, str) for override in overrides)
+    refusal = read_json(folder / REFUSED_FILE, {}).get("error")
+    return Job(name or folder.name, folder, overrides if known else None, read_json(folder / METRICS_FILE, {}),
+               None if refusal is None else str(refusal))
 
 
 def sweep_command(sweep: dict) -> Optional[str]:
@@ -327,9 +327,10 @@ def configuration_identity(override: str) -> tuple:
 
 
 def matches(configuration: Configuration, wanted: list) -> bool:
-    """Every override of `wanted` is among the configuration's overrides (`+`/`@_global_` optional), by value."""
-    present = {override_identity(override) for override in configuration.overrides}
-    return all(override_identity(override) in present for override in wanted)
+    """Every override of `wanted` is the configuration's value of that setting (`+`/`@_global_` optional): its last
+    override of it, as Hydra applies them (a run's own value over `common`'s in vision_exp.sweep), by value."""
+    values = dict(override_identity(override) for override in configuration.overrides)
+    return all(values.get(key) == value for key, value in map(override_identity, wanted))
 
 
 def requested_overrides(requested: str) -> list:
@@ -656,6 +657,21 @@ def sources_section(summary: SweepSummary) -> list:
     return parts
 
 
+def repeated_seeds_caution(summary: SweepSummary) -> list:
+    """A caution naming each seed that completed more than once in a configuration (a sweep folder copied and merged
+    with itself, one seed given twice), or nothing: each counts in n, though a repeat is no independent draw."""
+    repeats = []
+    for configuration in summary.configurations:
+        seeds = [job.seed for job in configuration.completed if job.seed is not None]
+        repeats += [f"- {cell(configuration.label)}: seed {seed} ×{seeds.count(seed)}" for seed in dict.fromkeys(seeds)
+                    if seeds.count(seed) > 1]
+    if not repeats:
+        return []
+    return ["**Caution**: these seeds completed more than once in one configuration, and each run counts in n, mean "
+            "and std, though a repeat of a seed is no independent draw (a deterministic run repeats its numbers): n "
+            "overstates the evidence and the intervals are too narrow.", "", *repeats, ""]
+
+
 def results_markdown(summary: SweepSummary) -> str:
     completed = summary.completed_count
     title = (f"# Sweeps `{summary.name}`: {len(summary.sources)} sweep folders" if summary.merged
@@ -686,6 +702,7 @@ def results_markdown(summary: SweepSummary) -> str:
         f"includes 0 is not resolved at this number of seeds, which is not evidence that there is no difference. "
         f"Overlapping mean ± std ranges say little either way: read the interval of the difference.",
         "",
+        *repeated_seeds_caution(summary),
         f"![{summary.metric} per configuration]({bars_png(summary)})",
         "",
         f"![validation accuracy during training]({CURVES_PNG})",
