@@ -45,6 +45,11 @@ def test_a_value_that_cannot_work_in_one_run_stops_the_sweep_before_any_run(tiny
         vision_exp.sweep(runs, common=tiny_overrides(tiny_folder), sweep_dir=str(tmp_path / "sweep"),
                          baseline="model.widths=[4,4,4,4]")
     assert not (tmp_path / "sweep").exists(), "no run trained for a summary that could not be written"
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "1").write_text("")
+    with pytest.raises(ConfigError, match=rf"^{tmp_path / 'taken' / '1'} is a file, where run 1's folder goes"):
+        vision_exp.sweep([["seed=0"], ["seed=1"]], common=tiny_overrides(tiny_folder), sweep_dir=str(tmp_path / "taken"))
+    assert sorted(path.name for path in (tmp_path / "taken").iterdir()) == ["1"]  # no run trained before it
 
 
 def test_an_override_hydra_cannot_compose_is_a_config_error_naming_the_run(tiny_folder, tmp_path):

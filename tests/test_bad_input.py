@@ -294,11 +294,14 @@ def test_a_bad_value_given_on_resume_keeps_the_interrupted_record(folder, tmp_pa
     assert (run / "metrics.json").read_text() == interrupted
 
 
-def test_a_missing_folder_dataset_points_at_data_root_not_the_environment(tmp_path):
+def test_a_missing_folder_dataset_points_at_data_root_not_the_environment(folder, tmp_path):
     """data=folder takes its root from the command line only: VISION_EXP_DATA would not help."""
     with pytest.raises(DataError, match=r"dataset folder not found: .*nowhere\n  fix: data.root=<the folder that holds "
                                         r"train/ and val/>$"):
         train(tmp_path / "nowhere", tmp_path / "run")
+    with pytest.raises(DataError, match=rf"^data.root={folder / 'train'} is the train/ split folder: set "
+                                        rf"data.root={folder}, the folder that holds train/ and val/$"):
+        train(folder / "train", tmp_path / "run")
     (tmp_path / "a_file").write_text("")
     with pytest.raises(DataError, match=r"dataset folder not found: .*a_file is a file\n  fix: data.root="):
         train(tmp_path / "a_file", tmp_path / "run")

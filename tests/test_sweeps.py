@@ -512,6 +512,9 @@ def test_vx_summarize_and_vx_report_end_bad_input_in_one_message(tmp_path, capsy
     assert report.main([str(tmp_path)]) == 2
     assert "it has no multirun.yaml" in capsys.readouterr().err
     assert not (tmp_path / "results.md").exists()
+    sweep = sweep_of(tmp_path, (["seed=0"], 70.0))
+    assert summarize.main([str(sweep), "--output", ""]) == 2  # Path("") would be the current folder
+    assert capsys.readouterr().err == "error: --output is empty: name the folder for the summary, e.g. --output merged\n"
 
 
 def test_vx_report_to_a_place_it_cannot_write_is_one_message(enhancement_sweep, tmp_path, capsys):

@@ -218,6 +218,11 @@ def sweep(runs: Iterable[Iterable[str]], common: Iterable[str] = (), sweep_dir: 
         except SweepError as exc:
             raise ConfigError(str(exc)) from None
     check_writable(folder)
+    taken = next((number for number in range(len(jobs)) if (folder / str(number)).exists()
+                  and not (folder / str(number)).is_dir()), None)
+    if taken is not None:  # found when the run's turn came, after the runs before it had trained
+        raise ConfigError(f"{folder / str(taken)} is a file, where run {taken}'s folder goes: move it away, or choose "
+                          f"another sweep_dir")
     # What marks a sweep folder; the call is kept where Hydra keeps a command line, for the summary and the report.
     marker = configs[0].copy()
     with open_dict(marker):

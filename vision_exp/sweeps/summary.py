@@ -519,6 +519,8 @@ def load_sweeps(sweep_dirs, output_dir=None, baseline: Optional[str] = None, met
     folders = [Path(folder) for folder in sweep_dirs]
     if not folders:
         raise SweepError("no sweep folder given")
+    if output_dir is not None and not str(output_dir).strip():  # Path("") is the current folder
+        raise SweepError("--output is empty: name the folder for the summary, e.g. --output merged")
     output = Path(output_dir) if output_dir is not None else None
     sweeps = [read_sweep_file(folder) for folder in folders]  # every folder is a sweep before any other complaint
     check_folders(folders, output)
