@@ -37,7 +37,7 @@ def test_truncated_jpeg_and_non_image_file_are_skipped_and_counted(folder, tmp_p
     (folder / "train" / TINY_CLASSES[0] / "readme.txt").write_text("not an image")
     summary = train(folder, tmp_path / "run")
     assert summary["status"] == "completed" and summary["samples_seen"] == 12 - 1
-    assert "ignored 1 non-image files" in caplog.text and "skipped 1 unreadable images" in caplog.text
+    assert "ignored 1 entries that are no image files" in caplog.text and "skipped 1 unreadable images" in caplog.text
 
 
 @pytest.mark.parametrize("make_bad, phrase", [

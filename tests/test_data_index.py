@@ -329,3 +329,23 @@ def test_blank_lines_of_a_class_list_file_name_no_class(tiny_folder, tmp_path):
     listing = tmp_path / "classes.txt"
     listing.write_text(f"\n{TINY_CLASSES[1]} English springer\n\n   \n{TINY_CLASSES[0]}\n\n")
     assert index_image_folder(cfg(tiny_folder, classes=str(listing))).classes == TINY_CLASSES[:2]
+
+
+def test_a_subfolder_or_a_broken_link_among_the_images_is_named_not_dropped_unnoticed(tmp_path, caplog):
+    """Images in a subfolder of a class folder are not read (torchvision's ImageFolder would read them), and a
+    broken link has no image behind it: both are counted with the stray files, and refused under error."""
+    root = write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
+    nested = root / "train" / TINY_CLASSES[0] / "more"
+    nested.mkdir()
+    shutil.copy(next((root / "train" / TINY_CLASSES[0]).glob("*.JPEG")), nested / "extra.JPEG")
+    broken = root / "val" / TINY_CLASSES[1] / "gone.JPEG"
+    broken.symlink_to(tmp_path / "nowhere.JPEG")
+    index = index_image_folder(cfg(root))
+    assert sorted(index.ignored_files) == sorted([str(nested), str(broken)])
+    assert not any("more" in path or "gone" in path for path in (*index.train.paths, *index.val.paths))
+    assert "ignored 2 entries" in caplog.text and f"a folder among the images: {nested}" in caplog.text
+    with pytest.raises(DataError, match=f"a folder among the images: {re.escape(str(nested))} .*move them up"):
+        index_image_folder(cfg(root, on_bad_image="error"))
+    shutil.rmtree(nested)
+    with pytest.raises(DataError, match=f"a broken link among the images: {re.escape(str(broken))}"):
+        index_image_folder(cfg(root, on_bad_image="error"))

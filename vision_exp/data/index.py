@@ -97,10 +97,13 @@ def visible(path: Path) -> bool:
 
 
 def list_images(folder: Path) -> tuple:
-    """([sorted image paths], [other files]) directly inside `folder`, hidden files left out."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and visible(p))
-    return ([str(p) for p in files if p.suffix.lower() in IMAGE_EXTENSIONS],
-            [str(p) for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS])
+    """([sorted image paths], [other entries]) directly inside `folder`, hidden entries left out. A subfolder and a
+    broken link are other entries: their images are not read (torchvision's ImageFolder would read a subfolder's),
+    which `report_ignored` says rather than dropping them unnoticed."""
+    entries = sorted(p for p in folder.iterdir() if visible(p))
+    is_image = [p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in entries]
+    return ([str(p) for p, image in zip(entries, is_image) if image],
+            [str(p) for p, image in zip(entries, is_image) if not image])
 
 
 def list_class_folders(split_dir: Path) -> tuple:
@@ -147,12 +150,21 @@ def require_root(cfg: DataConfig, hint: str = "") -> Path:
 
 
 def report_ignored(ignored: list, on_bad_image: str) -> tuple:
-    """Files in the image folders that are not images: refused with on_bad_image=error, else logged."""
+    """Entries of the image folders that are not images: refused with on_bad_image=error, else logged."""
     if ignored and on_bad_image == "error":
-        raise DataError(f"not an image file: {ignored[0]} (data.on_bad_image=skip ignores it)")
+        raise DataError(f"{what_is_ignored(ignored[0])} (data.on_bad_image=skip ignores it)")
     if ignored:
-        log.warning("ignored %d non-image files, e.g. %s", len(ignored), ignored[0])
+        log.warning("ignored %d entries that are no image files, e.g. %s", len(ignored), what_is_ignored(ignored[0]))
     return tuple(ignored)
+
+
+def what_is_ignored(path: str) -> str:
+    """Why an entry of an image folder is not read, naming it."""
+    if Path(path).is_dir():
+        return f"a folder among the images: {path} (images in subfolders are not read; move them up a level)"
+    if not Path(path).exists():
+        return f"a broken link among the images: {path}"
+    return f"not an image file: {path}"
 
 
 def select_classes(available: Sequence[str], cfg: DataConfig) -> list:
