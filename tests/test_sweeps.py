@@ -1411,3 +1411,23 @@ def test_a_stopped_sweeps_summary_is_written_by_rank_0_only(tmp_path, monkeypatc
     monkeypatch.setenv("RANK", "0")
     summarize_stopped_sweep(sweep)
     assert (sweep / "results.md").is_file()
+
+
+def test_a_report_compares_the_metric_asked_for_and_skips_a_sweep_without_it(tmp_path):
+    """vx-report --metric, as vx-summarize has: a sweep whose jobs did not record it gets a line saying so, and a
+    metric no sweep of the report has (a typo) is refused with the ones there are, nothing written."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = sweep_of(tmp_path / "a", (["model=resnet_v1", "seed=0"], 70.0), (["model=resnet_v2", "seed=0"], 72.0))
+    second = sweep_of(tmp_path / "b", (["model=vit_v1", "seed=0"], 60.0))
+    for number, top5 in enumerate((91.5, 93.25)):
+        record = json.loads((first / str(number) / "metrics.json").read_text())
+        (first / str(number) / "metrics.json").write_text(json.dumps({**record, "val_acc5": top5}))
+    output = tmp_path / "report.md"
+    assert report.main([str(first), str(second), "--output", str(output), "--metric", "val_acc5"]) == 0
+    text = output.read_text()
+    assert "The tables compare `val_acc5`" in text and "| model=resnet_v2 | 1 | 93.25 | +1.75 " in text
+    assert "Skipped: metric 'val_acc5' has no numeric value" in text.split("## b/multirun")[1]
+    output.unlink()
+    assert report.main([str(first), str(second), "--output", str(output), "--metric", "val_acc_5"]) == 2
+    assert not output.exists()

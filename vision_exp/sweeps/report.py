@@ -6,7 +6,8 @@ report's own folder. The tables are computed from the job folders, like results.
 sweep's default baseline; the plots are redrawn to match, as report_*.png beside results.md's own
 (which may mark another baseline, chosen with vx-summarize --baseline), or beside the report when the sweep
 folder is read-only. A sweep folder without
-jobs yet (a sweep that stopped before its first job) gets a line saying so. Sweeps of one name (a rerun, more
+jobs yet (a sweep that stopped before its first job), or without the metric compared (`--metric`, val_acc by default),
+gets a line saying so; a metric no sweep of the report has is refused. Sweeps of one name (a rerun, more
 seeds) are told apart by their folders, in headings and in the plots beside the report.
 """
 from __future__ import annotations
@@ -15,8 +16,8 @@ import time
 from pathlib import Path
 
 from vision_exp.sweeps.plots import plot_bars, plot_curves
-from vision_exp.sweeps.summary import (CURVES_PNG, RESULTS_MD, SWEEP_FILE, EmptySweep, SweepError, bars_png, counted,
-                                      failures_table, folder_labels, load_sweep, relative_link,
+from vision_exp.sweeps.summary import (CURVES_PNG, RESULTS_MD, SWEEP_FILE, EmptySweep, MetricMissing, SweepError,
+                                      bars_png, counted, failures_table, folder_labels, load_sweep, relative_link,
                                       repeated_seeds_caution, results_table)
 
 
@@ -39,18 +40,18 @@ def draw_plots(summary, report_dir: Path, folder_name: str) -> tuple:
         return draw(Path(report_dir), f"{REPORT_PREFIX}{folder_name.replace('/', '_')}_")
 
 
-def read_sweep(folder: Path):
-    """The folder's SweepSummary, or the EmptySweep that says why it has none."""
+def read_sweep(folder: Path, metric: str):
+    """The folder's SweepSummary, or the EmptySweep or MetricMissing that says why it has none."""
     try:
-        return load_sweep(folder)
-    except EmptySweep as exc:
+        return load_sweep(folder, metric=metric)
+    except (EmptySweep, MetricMissing) as exc:
         return exc
 
 
 def sweep_section(summary, folder_name: str, names: list, report_dir: Path) -> str:
     """The sweep's section; its heading is its name, with its folder's when another sweep of the report has the
     name too (a rerun, more seeds), so that each heading and its link anchor is its own."""
-    if isinstance(summary, EmptySweep):
+    if isinstance(summary, SweepError):
         return f"## {folder_name}\n\nSkipped: {summary}.\n"
     heading = summary.name if names.count(summary.name) == 1 else f"{summary.name} ({folder_name})"
     bars, curves = draw_plots(summary, report_dir, folder_name)
@@ -87,20 +88,23 @@ def check_report_path(output: Path) -> None:
                          f"name the report otherwise, e.g. {output.with_name('report.md')}")
 
 
-def build_report(sweep_dirs: list, report_dir: Path) -> str:
-    """The report's Markdown; image links are relative to `report_dir`, where it will be saved."""
+def build_report(sweep_dirs: list, report_dir: Path, metric: str = "val_acc") -> str:
+    """The report's Markdown, comparing `metric`; image links are relative to `report_dir`, where it will be saved."""
     unique = {}
     for folder in sweep_dirs:  # a folder named twice (overlapping globs) gets one section
         unique.setdefault(Path(folder).resolve(), Path(folder))
     folders = list(unique.values())
-    summaries = [read_sweep(folder) for folder in folders]
-    names = [summary.name for summary in summaries if not isinstance(summary, EmptySweep)]
+    summaries = [read_sweep(folder, metric) for folder in folders]
+    missing = [summary for summary in summaries if isinstance(summary, MetricMissing)]
+    if missing and all(isinstance(summary, SweepError) for summary in summaries):  # a mistyped --metric
+        raise missing[0]
+    names = [summary.name for summary in summaries if not isinstance(summary, SweepError)]
     sections = [sweep_section(summary, folder_name, names, report_dir)
                 for summary, folder_name in zip(summaries, folder_labels(folders))]
     header = [
         "# Study report",
         "",
-        f"{len(folders)} sweep(s), summarized {time.strftime('%Y-%m-%d %H:%M')}. In each table, n is the number "
+        f"{len(folders)} sweep(s), summarized {time.strftime('%Y-%m-%d %H:%M')}. The tables compare `{metric}`: n is the number "
         "of completed seeds, mean ± std are over them, and Δ is the difference of a configuration's mean to the "
         "baseline's with a 95% t interval (paired by seed when both completed the same seeds, else Welch's, marked): an interval that "
         "includes 0 is a difference these seeds do not resolve.",

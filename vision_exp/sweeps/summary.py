@@ -72,6 +72,10 @@ class EmptySweep(SweepError):
     """A sweep folder whose jobs have not started (Hydra writes multirun.yaml first), or never will."""
 
 
+class MetricMissing(SweepError):
+    """No completed job of the sweep recorded the metric asked for as a number."""
+
+
 # The configuration of jobs without a readable overrides.json (a job that failed before writing it).
 UNKNOWN_CONFIGURATION = "(unknown: no overrides.json)"
 
@@ -532,7 +536,7 @@ def load_sweeps(sweep_dirs, output_dir=None, baseline: Optional[str] = None, met
     numeric = {k for job in jobs if job.completed for k, v in job.metrics.items() if is_number(v)}
     if metric not in (numeric or METRIC_ORDER):  # before any job completes, the metrics every run records
         known = sorted(numeric) if numeric else METRIC_ORDER
-        raise SweepError(f"metric {metric!r} has no numeric value in the jobs' {METRICS_FILE}; choose one of "
+        raise MetricMissing(f"metric {metric!r} has no numeric value in the jobs' {METRICS_FILE}; choose one of "
                          f"{', '.join(known)}")
     axes = swept_axes(jobs)
     configurations = group_configurations(jobs, axes)
