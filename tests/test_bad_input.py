@@ -415,6 +415,20 @@ def test_an_entry_of_the_other_kind_where_a_run_writes_is_refused_before_trainin
     assert sorted(path.name for path in run.iterdir()) == sorted({entry, ".lock"})
 
 
+def test_a_sweeps_own_folder_is_refused_as_a_run_folder_and_keeps_its_files(folder, tmp_path):
+    """hydra.run.dir=<a sweep folder> (a path pasted from a report) trained into it: the run's config.yaml, metrics.json
+    and curves.png among the sweep's results.md and plots, where no tool looks for a run."""
+    sweep = tmp_path / "multirun"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    (sweep / "results.md").write_text("the sweep's table")
+    with pytest.raises(ConfigError, match=re.escape(f"{sweep} is a sweep's folder (it holds multirun.yaml; its jobs "
+                                                    f"are its numbered subfolders): choose another hydra.run.dir")):
+        train(folder, sweep)
+    assert sorted(path.name for path in sweep.iterdir()) == [".lock", "multirun.yaml", "results.md"]
+    assert (sweep / "results.md").read_text() == "the sweep's table"
+
+
 def test_a_file_where_the_run_makes_its_tb_folder_is_one_line_on_the_command_line(tmp_path):
     """The command line's path: exit status 2 and one line, where rmtree's NotADirectoryError was a traceback."""
     folder = write_image_folder(tmp_path / "data", per_split={"train": 2, "val": 1})
