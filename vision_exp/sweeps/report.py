@@ -104,10 +104,10 @@ def build_report(sweep_dirs: list, report_dir: Path, metric: str = "val_acc") ->
     header = [
         "# Study report",
         "",
-        f"{len(folders)} sweep(s), summarized {time.strftime('%Y-%m-%d %H:%M')}. The tables compare `{metric}`: n is the number "
-        "of completed seeds, mean ± std are over them, and Δ is the difference of a configuration's mean to the "
-        "baseline's with a 95% t interval (paired by seed when both completed the same seeds, else Welch's, marked): an interval that "
-        "includes 0 is a difference these seeds do not resolve.",
+        f"{len(folders)} sweep(s), summarized {time.strftime('%Y-%m-%d %H:%M')}. The tables compare `{metric}`: "
+        "n is the number of completed seeds, mean ± std are over them, and Δ is the difference of a configuration's "
+        "mean to the baseline's with a 95% t interval (paired by seed when both completed the same seeds, else "
+        "Welch's, marked): an interval that includes 0 is a difference these seeds do not resolve.",
         "",
     ]
     return "\n".join(header + sections)

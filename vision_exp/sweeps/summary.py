@@ -537,7 +537,7 @@ def load_sweeps(sweep_dirs, output_dir=None, baseline: Optional[str] = None, met
     if metric not in (numeric or METRIC_ORDER):  # before any job completes, the metrics every run records
         known = sorted(numeric) if numeric else METRIC_ORDER
         raise MetricMissing(f"metric {metric!r} has no numeric value in the jobs' {METRICS_FILE}; choose one of "
-                         f"{', '.join(known)}")
+                            f"{', '.join(known)}")
     axes = swept_axes(jobs)
     configurations = group_configurations(jobs, axes)
     chosen, reason = choose_baseline(configurations, axes, baseline, metric)
