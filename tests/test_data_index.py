@@ -349,3 +349,20 @@ def test_a_subfolder_or_a_broken_link_among_the_images_is_named_not_dropped_unno
     shutil.rmtree(nested)
     with pytest.raises(DataError, match=f"a broken link among the images: {re.escape(str(broken))}"):
         index_image_folder(cfg(root, on_bad_image="error"))
+
+
+def test_a_class_whose_images_all_lie_in_a_subfolder_names_the_subfolder(tmp_path):
+    """The layout a subfolder is ignored for, at its worst: no image left in the class folder, where 'class folder
+    without images' alone sends the user looking at a folder that visibly holds them."""
+    root = write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
+    class_dir = root / "train" / TINY_CLASSES[0]
+    (class_dir / "batch1").mkdir()
+    for image in [p for p in class_dir.iterdir() if p.is_file()]:
+        image.rename(class_dir / "batch1" / image.name)
+    for on_bad_image in ("skip", "error"):
+        with pytest.raises(DataError, match=re.escape(f"class folder without images: {class_dir} (images in its "
+                                                      f"subfolder batch1/ are not read; move them up a level)")):
+            index_image_folder(cfg(root, on_bad_image=on_bad_image))
+    shutil.rmtree(class_dir / "batch1")
+    with pytest.raises(DataError, match=re.escape(f"class folder without images: {class_dir}") + "$"):
+        index_image_folder(cfg(root))

@@ -1426,7 +1426,9 @@ def test_a_report_compares_the_metric_asked_for_and_skips_a_sweep_without_it(tmp
     output = tmp_path / "report.md"
     assert report.main([str(first), str(second), "--output", str(output), "--metric", "val_acc5"]) == 0
     text = output.read_text()
-    assert "The tables compare `val_acc5`" in text and "| model=resnet_v2 | 1 | 93.25 | +1.75 " in text
+    assert "The tables compare `val_acc5`" in text
+    assert "| val_acc5 mean ± std | Δ val_acc5 vs baseline [95% CI] | val_acc | best_val_acc | train_acc |" in text
+    assert "| model=resnet_v2 | 1 | 93.25 | +1.75 (no interval: n < 2) | 72.00 | 72.00 | 90.00 | 200 | 3.0 |" in text
     assert "Skipped: metric 'val_acc5' has no numeric value" in text.split("## b/multirun")[1]
     output.unlink()
     assert report.main([str(first), str(second), "--output", str(output), "--metric", "val_acc_5"]) == 2

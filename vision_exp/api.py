@@ -90,11 +90,12 @@ def run(overrides: Iterable[str] = (), run_dir: Optional[str] = None) -> dict:
     """
     from vision_exp.errors import Interrupted
     from vision_exp.reporting.files import check_writable, missing_folders
-    from vision_exp.reporting.records import recorded_failures
+    from vision_exp.reporting.records import recorded_failures, refuse_sweep_folder
 
     overrides = _override_list(overrides)
     cfg = _compose_run(overrides)
     folder, choices = Path(run_dir or cfg.hydra.run.dir), group_choices(cfg.hydra.runtime.choices)
+    refuse_sweep_folder(folder)  # before its train.log and lock, as on the command line
     made = missing_folders(folder)
     check_writable(folder)  # a file there, or a read-only place: one ConfigError, as on the command line
     try:

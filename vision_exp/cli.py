@@ -252,13 +252,17 @@ class NoResultsReplaced(Refusal):
 
 
 class CheckOutputFolder(Refusal):
-    """Refuse an output folder that cannot be written, in one line, before Hydra creates it (Hydra
-    itself would stop with a traceback), and note which folders this launch creates for the run or the
-    sweep (`folders_made_for`): a run or sweep refused before it starts removes them again."""
+    """Refuse an output folder that cannot be written (Hydra itself would stop with a traceback), or that is a
+    sweep's own folder, in one line, before Hydra creates it or writes its log there, and note which folders this
+    launch creates for the run or the sweep (`folders_made_for`): a run or sweep refused before it starts removes
+    them again."""
 
     made: dict[str, list[Path]] = {}  # the output folder (absolute) -> it and its missing parents, deepest first
 
     def check(self, config: DictConfig) -> None:
+        from vision_exp.reporting.records import refuse_sweep_folder
+
+        refuse_sweep_folder(Path(config.hydra.run.dir))  # before Hydra writes the command's log there
         self._check(Path(config.hydra.run.dir))
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:

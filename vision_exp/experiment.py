@@ -29,9 +29,8 @@ from vision_exp.reporting.files import (check_writable, exclusive_lock, last_che
 from vision_exp.reporting.records import (CONFIG_FILE, LOCK_FILE, RESUMABLE_CHANGES, before_start, check_same_config,
                                          completed_record, config_differences, first_differences, folder_busy,
                                          has_earlier_attempt, holds_foreign_record, misplaced_entry,
-                                         set_aside_completed_record, write_overrides)
+                                         refuse_sweep_folder, set_aside_completed_record, write_overrides)
 from vision_exp.settings import RunSettings, run_settings
-from vision_exp.sweeps.summary import SWEEP_FILE
 from vision_exp.training import distributed
 from vision_exp.training.budget import Budget
 from vision_exp.training.checkpoint import file_digest
@@ -73,11 +72,8 @@ def check_run_dir(run_dir: Path, resume: str) -> None:
     from another folder's checkpoint into a folder with checkpoints of its own (an earlier attempt of that
     continuation has its progress there; starting again from the other folder would rotate it away), nor with
     trainer.resume=auto from scratch over a completed run whose last.pt was deleted to save space; and never start
-    in a folder where a file of the run's is a folder, or the reverse, nor in a sweep's own folder (its results and
-    plots would sit among the run's files, where no tool looks for a run)."""
-    if (run_dir / SWEEP_FILE).is_file():
-        raise ConfigError(f"{run_dir} is a sweep's folder (it holds {SWEEP_FILE}; its jobs are its numbered subfolders): "
-                          f"choose another hydra.run.dir")
+    in a folder where a file of the run's is a folder, or the reverse, nor in a sweep's own folder."""
+    refuse_sweep_folder(run_dir)
     misplaced = misplaced_entry(run_dir)
     if misplaced:
         raise ConfigError(f"{misplaced}: move it away, or choose another hydra.run.dir")

@@ -21,6 +21,7 @@ from vision_exp.data.index import (
     distinct_names,
     index_image_folder,
     list_images,
+    no_images_in,
     readable_class_names,
     report_ignored,
     require_root,
@@ -116,7 +117,7 @@ def index_tiny_imagenet(cfg: DataConfig) -> DatasetIndex:
     val_images, ignored_val = list_images(val_dir / "images")
     val_files = label_val_images(val_images, labels, set(wnids), annotations, key=lambda p: p.name)
     train = build_split(train_files, classes, cfg.max_train_per_class, cfg.subset_seed,
-                        lambda name: f"class folder without images: {train_dir / name / 'images'}")
+                        lambda name: no_images_in(train_dir / name / "images"))
     val = build_split(val_files, classes, cfg.max_val_per_class, cfg.subset_seed,
                       lambda name: f"no val images of class {name} in {annotations}")
     return DatasetIndex(str(root), tuple(classes), synset_names(classes, root / "words.txt"), train, val,
@@ -145,7 +146,7 @@ def index_imagenet_kaggle(cfg: DataConfig) -> DatasetIndex:
     val_images, ignored_val = list_images(val_dir)
     val_files = label_val_images(val_images, labels, set(available), solution, key=lambda p: p.stem)
     train = build_split(train_files, classes, cfg.max_train_per_class, cfg.subset_seed,
-                        lambda name: f"class folder without images: {train_dir / name}")
+                        lambda name: no_images_in(train_dir / name))
     val = build_split(val_files, classes, cfg.max_val_per_class, cfg.subset_seed,
                       lambda name: f"no val images of class {name} in {solution}")
     return DatasetIndex(str(root), tuple(classes), synset_names(classes, root / "LOC_synset_mapping.txt"), train, val,

@@ -158,6 +158,13 @@ def report_ignored(ignored: list, on_bad_image: str) -> tuple:
     return tuple(ignored)
 
 
+def no_images_in(folder: Path) -> str:
+    """A class folder without images, naming a subfolder of it that may hold them: its images are not read."""
+    subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir() and visible(p)) if folder.is_dir() else []
+    moved = f" (images in its subfolder {subfolders[0]}/ are not read; move them up a level)" if subfolders else ""
+    return f"class folder without images: {folder}{moved}"
+
+
 def what_is_ignored(path: str) -> str:
     """Why an entry of an image folder is not read, naming it."""
     if Path(path).is_dir():
@@ -239,8 +246,8 @@ def index_image_folder(cfg: DataConfig) -> DatasetIndex:
         )
     classes = select_classes(sorted(train_files), cfg)
     train = build_split(train_files, classes, cfg.max_train_per_class, cfg.subset_seed,
-                        lambda name: f"class folder without images: {train_dir / name}")
+                        lambda name: no_images_in(train_dir / name))
     val = build_split(val_files, classes, cfg.max_val_per_class, cfg.subset_seed,
-                      lambda name: f"class folder without images: {val_dir / name}")
+                      lambda name: no_images_in(val_dir / name))
     ignored_files = report_ignored(ignored + ignored_val, cfg.on_bad_image)
     return DatasetIndex(str(root), tuple(classes), readable_class_names(classes), train, val, ignored_files)

@@ -99,6 +99,15 @@ def has_earlier_attempt(run_dir: Path) -> bool:
 
 
 LOCK_FILE = ".lock"
+SWEEP_FILE = "multirun.yaml"  # Hydra's record of a sweep, in the sweep's own folder
+
+
+def refuse_sweep_folder(folder: Path) -> None:
+    """A sweep's own folder is no run's: a run's files would sit among the sweep's results and plots, where no tool
+    looks for a run. Checked before anything is written there (Hydra's train.log, the lock)."""
+    if (Path(folder) / SWEEP_FILE).is_file():
+        raise ConfigError(f"{folder} is a sweep's folder (it holds {SWEEP_FILE}; its jobs are its numbered "
+                          f"subfolders): choose another hydra.run.dir")
 
 
 def folder_busy(run_dir: Path) -> RunFolderBusy:

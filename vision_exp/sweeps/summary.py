@@ -30,11 +30,10 @@ from omegaconf import DictConfig, OmegaConf
 from vision_exp.errors import UserError
 from vision_exp.reporting.files import read_json, write_text_atomic
 from vision_exp.reporting.records import (CONFIG_FILE, INCIDENTAL_SETTINGS, MEMORY_SETTINGS, METRICS_FILE, OVERRIDES_FILE,
-                                         config_differences, first_differences, identity_value)
+                                         SWEEP_FILE, config_differences, first_differences, identity_value)
 from vision_exp.sweeps.jobs import REFUSED_FILE
 from vision_exp.sweeps.statistics import Difference, is_number, mean, paired_difference, sample_std, welch_difference
 
-SWEEP_FILE = "multirun.yaml"
 NOTEBOOK_CALL = "vision_exp_sweep"  # where multirun.yaml of a vision_exp.sweep() folder records the call
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
@@ -590,10 +589,10 @@ def cell(text: str) -> str:
 def results_table(summary: SweepSummary) -> str:
     """The per-configuration Markdown table of results.md (and of vx-report)."""
     metric = summary.metric
-    beside = [other for other in ("val_acc", "best_val_acc", "train_acc") if other != metric][-2:]  # not twice
+    beside = [other for other in ("val_acc", "best_val_acc", "train_acc") if other != metric]  # all three, once
     lines = [
         f"| configuration | n | {metric} mean ± std | Δ {metric} vs baseline [95% CI] | {' | '.join(beside)} | samples seen | wall time (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|" + "---:|" * len(beside) + "---:|---:|",
     ]
     for configuration in summary.configurations:
         label = f"**{configuration.label}** (baseline)" if summary.is_marked_baseline(configuration) else configuration.label
