@@ -417,24 +417,26 @@ def test_an_entry_of_the_other_kind_where_a_run_writes_is_refused_before_trainin
 
 def test_a_sweeps_own_folder_is_refused_as_a_run_folder_and_nothing_is_written_there(folder, tmp_path):
     """hydra.run.dir=<a sweep folder> (a path pasted from a report) trained into it: the run's config.yaml, metrics.json
-    and curves.png among the sweep's results.md and plots, where no tool looks for a run. Refused on the command line
-    and in a notebook before Hydra's log, the lock or a failed run's metrics.json is written there."""
+    and curves.png among the sweep's results.md and plots, where no tool looks for a run. Refused on the command line,
+    in a notebook and by the experiment itself before Hydra's log, the lock or a failed run's metrics.json is written
+    there, and before a run's clean-up of temporary files takes a summary's that is being written."""
     import vision_exp
 
     sweep = tmp_path / "multirun"
     sweep.mkdir()
     (sweep / "multirun.yaml").write_text("hydra: {}\n")
     (sweep / "results.md").write_text("the sweep's table")
+    (sweep / ".results.md.tmp-4242").write_text("vx-summarize, writing")
     refusal = (f"{sweep} is a sweep's folder (it holds multirun.yaml; its jobs are its numbered subfolders): "
-               f"choose another hydra.run.dir")
+               f"choose another output folder (hydra.run.dir=...; in Python, run_dir= or out_dir=)")
     result = run_cli([*tiny_overrides(folder), f"hydra.run.dir={sweep}"])
     assert result.returncode == 2 and refusal in result.stderr and "Traceback" not in result.stderr
     with pytest.raises(ConfigError, match=re.escape(refusal)):
         vision_exp.run(tiny_overrides(folder), run_dir=str(sweep))
-    assert sorted(path.name for path in sweep.iterdir()) == ["multirun.yaml", "results.md"]
-    assert (sweep / "results.md").read_text() == "the sweep's table"
     with pytest.raises(ConfigError, match=re.escape(refusal)):  # the experiment's own check, for its other callers
         train(folder, sweep)
+    assert sorted(path.name for path in sweep.iterdir()) == [".results.md.tmp-4242", "multirun.yaml", "results.md"]
+    assert (sweep / "results.md").read_text() == "the sweep's table"
 
 
 def test_a_file_where_the_run_makes_its_tb_folder_is_one_line_on_the_command_line(tmp_path):

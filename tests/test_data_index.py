@@ -356,6 +356,7 @@ def test_a_class_whose_images_all_lie_in_a_subfolder_names_the_subfolder(tmp_pat
     without images' alone sends the user looking at a folder that visibly holds them."""
     root = write_image_folder(tmp_path / "d", per_split={"train": 2, "val": 1})
     class_dir = root / "train" / TINY_CLASSES[0]
+    (class_dir / "@eaDir").mkdir()  # a NAS's thumbnail folder, listed first: it holds no image, so is not named
     (class_dir / "batch1").mkdir()
     for image in [p for p in class_dir.iterdir() if p.is_file()]:
         image.rename(class_dir / "batch1" / image.name)

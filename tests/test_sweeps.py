@@ -1413,7 +1413,7 @@ def test_a_stopped_sweeps_summary_is_written_by_rank_0_only(tmp_path, monkeypatc
     assert (sweep / "results.md").is_file()
 
 
-def test_a_report_compares_the_metric_asked_for_and_skips_a_sweep_without_it(tmp_path):
+def test_a_report_compares_the_metric_asked_for_and_skips_a_sweep_without_it(tmp_path, capsys):
     """vx-report --metric, as vx-summarize has: a sweep whose jobs did not record it gets a line saying so, and a
     metric no sweep of the report has (a typo) is refused with the ones there are, nothing written."""
     (tmp_path / "a").mkdir()
@@ -1433,3 +1433,5 @@ def test_a_report_compares_the_metric_asked_for_and_skips_a_sweep_without_it(tmp
     output.unlink()
     assert report.main([str(first), str(second), "--output", str(output), "--metric", "val_acc_5"]) == 2
     assert not output.exists()
+    refusal = capsys.readouterr().err  # the metrics of every sweep, the first one's val_acc5 too
+    assert "metric 'val_acc_5' has no numeric value" in refusal and "train_acc, val_acc, val_acc5, wall_time_s" in refusal

@@ -72,8 +72,7 @@ def check_run_dir(run_dir: Path, resume: str) -> None:
     from another folder's checkpoint into a folder with checkpoints of its own (an earlier attempt of that
     continuation has its progress there; starting again from the other folder would rotate it away), nor with
     trainer.resume=auto from scratch over a completed run whose last.pt was deleted to save space; and never start
-    in a folder where a file of the run's is a folder, or the reverse, nor in a sweep's own folder."""
-    refuse_sweep_folder(run_dir)
+    in a folder where a file of the run's is a folder, or the reverse."""
     misplaced = misplaced_entry(run_dir)
     if misplaced:
         raise ConfigError(f"{misplaced}: move it away, or choose another hydra.run.dir")
@@ -142,6 +141,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: list, choices: Opt
     """Train the run described by `cfg` into `run_dir`; returns the content of metrics.json. `choices`, the
     config groups' options it was composed of (conf_dir.group_choices), join its hyper-parameters in TensorBoard."""
     with before_start():
+        refuse_sweep_folder(run_dir)  # before the run's lock and its clean-up of temporary files in the folder
         settings = check_buildable(cfg, overrides)  # a value that cannot work is one line before the data is read (hours, at times)
         data_cfg, aug_cfg, trainer_cfg = settings.data, settings.augmentation, settings.trainer
         dist_env, device = distributed.setup(trainer_cfg.device)

@@ -66,7 +66,7 @@ def first_words(rows: list, path: Path) -> dict:
 
 
 def class_images(split_dir: Path, classes: list, subfolder: str = "") -> tuple:
-    """({class: image paths}, [non-image files]) from `<split_dir>/<class>/<subfolder>/`, for the selected classes only
+    """({class: image paths}, [other entries]) from `<split_dir>/<class>/<subfolder>/`, for the selected classes only
     (listing all 1,000 ImageNet folders to use 100 of them would be slow on network disks)."""
     images, ignored = {}, []
     for name in classes:

@@ -107,7 +107,7 @@ def list_images(folder: Path) -> tuple:
 
 
 def list_class_folders(split_dir: Path) -> tuple:
-    """({class name: sorted image paths}, [other files]) for an ImageFolder split (hidden folders are no class)."""
+    """({class name: sorted image paths}, [other entries]) for an ImageFolder split (hidden folders are no class)."""
     if not split_dir.is_dir():
         downloaded = split_dir.parent.name in (*IMAGENETTE_SIZES, *IMAGEWOOF_FOLDERS)
         raise DataError(f"missing split folder: {split_dir}" + (
@@ -159,9 +159,10 @@ def report_ignored(ignored: list, on_bad_image: str) -> tuple:
 
 
 def no_images_in(folder: Path) -> str:
-    """A class folder without images, naming a subfolder of it that may hold them: its images are not read."""
-    subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir() and visible(p)) if folder.is_dir() else []
-    moved = f" (images in its subfolder {subfolders[0]}/ are not read; move them up a level)" if subfolders else ""
+    """A class folder without images, naming a subfolder of it that holds some: they are not read."""
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and visible(p)) if folder.is_dir() else []
+    holding = next((sub.name for sub in subfolders if list_images(sub)[0]), None)
+    moved = f" (images in its subfolder {holding}/ are not read; move them up a level)" if holding else ""
     return f"class folder without images: {folder}{moved}"
 
 

@@ -104,10 +104,11 @@ SWEEP_FILE = "multirun.yaml"  # Hydra's record of a sweep, in the sweep's own fo
 
 def refuse_sweep_folder(folder: Path) -> None:
     """A sweep's own folder is no run's: a run's files would sit among the sweep's results and plots, where no tool
-    looks for a run. Checked before anything is written there (Hydra's train.log, the lock)."""
+    looks for a run. Checked before anything is written there (Hydra's log, the run's lock)."""
     if (Path(folder) / SWEEP_FILE).is_file():
         raise ConfigError(f"{folder} is a sweep's folder (it holds {SWEEP_FILE}; its jobs are its numbered "
-                          f"subfolders): choose another hydra.run.dir")
+                          f"subfolders): choose another output folder (hydra.run.dir=...; in Python, run_dir= or "
+                          f"out_dir=)")
 
 
 def folder_busy(run_dir: Path) -> RunFolderBusy:

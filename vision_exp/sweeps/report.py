@@ -97,7 +97,7 @@ def build_report(sweep_dirs: list, report_dir: Path, metric: str = "val_acc") ->
     summaries = [read_sweep(folder, metric) for folder in folders]
     missing = [summary for summary in summaries if isinstance(summary, MetricMissing)]
     if missing and all(isinstance(summary, SweepError) for summary in summaries):  # a mistyped --metric
-        raise missing[0]
+        raise MetricMissing(metric, sorted({known for summary in missing for known in summary.known}))
     names = [summary.name for summary in summaries if not isinstance(summary, SweepError)]
     sections = [sweep_section(summary, folder_name, names, report_dir)
                 for summary, folder_name in zip(summaries, folder_labels(folders))]

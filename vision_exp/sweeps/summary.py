@@ -72,7 +72,12 @@ class EmptySweep(SweepError):
 
 
 class MetricMissing(SweepError):
-    """No completed job of the sweep recorded the metric asked for as a number."""
+    """No completed job of the sweep recorded the metric asked for as a number; `known` are the ones they did."""
+
+    def __init__(self, metric: str, known):
+        super().__init__(f"metric {metric!r} has no numeric value in the jobs' {METRICS_FILE}; choose one of "
+                         f"{', '.join(known)}")
+        self.known = tuple(known)
 
 
 # The configuration of jobs without a readable overrides.json (a job that failed before writing it).
@@ -535,8 +540,7 @@ def load_sweeps(sweep_dirs, output_dir=None, baseline: Optional[str] = None, met
     numeric = {k for job in jobs if job.completed for k, v in job.metrics.items() if is_number(v)}
     if metric not in (numeric or METRIC_ORDER):  # before any job completes, the metrics every run records
         known = sorted(numeric) if numeric else METRIC_ORDER
-        raise MetricMissing(f"metric {metric!r} has no numeric value in the jobs' {METRICS_FILE}; choose one of "
-                            f"{', '.join(known)}")
+        raise MetricMissing(metric, known)
     axes = swept_axes(jobs)
     configurations = group_configurations(jobs, axes)
     chosen, reason = choose_baseline(configurations, axes, baseline, metric)
