@@ -1,6 +1,8 @@
 """Which images a run uses: class subsets, per-class limits, readable names, and bad datasets."""
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ from PIL import Image
 
 from conftest import TINY_CLASSES, TINY_TRAIN_PER_CLASS, TINY_VAL_PER_CLASS, write_image_folder
 from vision_exp.data.config import DataConfig
-from vision_exp.data.images import open_rgb
+from vision_exp.data.images import open_rgb, resize_center_square
 from vision_exp.data.index import build_split, index_image_folder
 from vision_exp.errors import ConfigError, DataError
 
@@ -200,6 +202,33 @@ def test_draft_decoding_of_a_long_image_keeps_its_shorter_side(tmp_path):
     Image.new("RGB", (400, 100), (1, 2, 3)).save(tmp_path / "long.jpg")
     img = open_rgb(str(tmp_path / "long.jpg"), min_size=50)
     assert min(img.size) >= 50 and img.size[0] < 400
+
+
+def test_the_stored_square_is_the_central_square_of_the_image():
+    """Three 8 px bands side by side: the square kept is the green one, whichever side is the longer."""
+    bands = np.zeros((8, 24, 3), np.uint8)
+    bands[:, :8, 0], bands[:, 8:16, 1], bands[:, 16:, 2] = 255, 255, 255
+    for image in (bands, bands.transpose(1, 0, 2)):
+        square = np.asarray(resize_center_square(Image.fromarray(image), 8))
+        assert square.shape == (8, 8, 3) and (square == [0, 255, 0]).all()
+    halved = np.asarray(resize_center_square(Image.fromarray(bands), 4)).astype(int)
+    assert halved.shape == (4, 4, 3) and (halved[:, 1:3] == [0, 255, 0]).all()
+
+
+def test_a_banner_one_pixel_high_is_stored_without_resampling_the_whole_image():
+    """Resized whole, a 1 x 30000 px image would become 64 x 1,920,000 px (over 500 MB) before its centre was
+    cropped; only the central square is resampled, so it costs what a small photo does."""
+    measure = (
+        "import resource; from PIL import Image; from vision_exp.data.images import resize_center_square\n"
+        "banner = Image.new('RGB', (30000, 1), (10, 200, 30))\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "square = resize_center_square(banner, 64)\n"
+        "grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024\n"
+        "print(square.size, square.getpixel((32, 32)), grown_mb, sep='\\n')"
+    )
+    printed = subprocess.run([sys.executable, "-c", measure], capture_output=True, text=True, check=True).stdout
+    size, pixel, grown_mb = printed.split("\n")[:3]
+    assert (size, pixel) == ("(64, 64)", "(10, 200, 30)") and float(grown_mb) < 50
 
 
 def test_hidden_folders_and_files_are_not_classes_or_images(tmp_path):

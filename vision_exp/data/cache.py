@@ -33,7 +33,7 @@ from vision_exp.reporting.files import exclusive_lock, read_json, write_json_ato
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1  # bump when the decoding or the layout changes
+CACHE_FORMAT = 2  # bump when the decoding or the layout changes
 CHUNK = 64
 
 

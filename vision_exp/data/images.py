@@ -5,7 +5,6 @@ from typing import Optional
 
 import numpy as np
 from PIL import Image
-from torchvision.transforms import functional as TF
 
 from vision_exp.data.hf_rows import is_row_uri, row_image_file
 
@@ -32,5 +31,12 @@ def open_rgb(path: str, min_size: Optional[int] = None) -> Image.Image:
 
 
 def resize_center_square(img: Image.Image, size: int) -> Image.Image:
-    """Shorter side to `size`, then the central size x size square: the stored form of a cached image."""
-    return TF.center_crop(TF.resize(img, size), size)
+    """The central square (side: the shorter side) resized to size x size: the stored form of a cached image.
+
+    Only that square is resampled (PIL's `box`), never the whole image at the new scale, so a panorama or a
+    1 px high banner costs no more memory or time than a square photo of the same height.
+    """
+    width, height = img.size
+    side = min(width, height)
+    left, top = (width - side) / 2, (height - side) / 2
+    return img.resize((size, size), Image.BILINEAR, box=(left, top, left + side, top + side))

@@ -9,6 +9,7 @@ exactly the batches an uninterrupted run would have seen (`epoch(e, start_batch=
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import multiprocessing
@@ -29,7 +30,7 @@ from vision_exp.data.cache import cached_split, checked_skips, load_split_cache,
 from vision_exp.data.config import DataConfig
 from vision_exp.data.download import download_dataset
 from vision_exp.data.formats import index_by_format
-from vision_exp.data.images import open_rgb
+from vision_exp.data.images import open_rgb, resize_center_square
 from vision_exp.data.index import DatasetIndex, Split, refuse_root_inside_dataset
 from vision_exp.errors import DataError
 from vision_exp.recipe.augment import ArrayAugment, per_image_transform
@@ -457,11 +458,11 @@ def folder_transforms(data: DataConfig, aug: AugmentConfig, per_image: Optional[
     """(train, eval) PIL -> uint8 (H, W, 3) transforms of the folder path; `Normalize` finishes them."""
     from torchvision import transforms as T
 
-    # Resize, square centre crop, (resize to eval_resize,) then centre crop: the steps of the cached path (its
-    # stored square, then the crop on the device), so both loaders evaluate on the same pixels.
+    # The cached path's stored square, (resized to eval_resize,) then its centre crop on the device: both loaders
+    # evaluate on the same pixels.
     size = data.resize_size
     to_eval_size = [T.Resize(data.eval_resize)] if size != data.eval_resize else []
-    eval_crop = [T.Resize(size), T.CenterCrop(size), *to_eval_size, T.CenterCrop(data.img_size)]
+    eval_crop = [functools.partial(resize_center_square, size=size), *to_eval_size, T.CenterCrop(data.img_size)]
     if aug.random_resized_crop:
         crop = [T.RandomResizedCrop(data.img_size, scale=aug.scale, ratio=aug.ratio)]
     else:  # evaluation's pixels, not a crop of its own: two centrings round a non-square image's offset apart
