@@ -66,6 +66,23 @@ def test_a_batch_smaller_than_the_ranks_is_refused_before_training():
         check_every_rank_gets_samples(4, {"training": 125, "validation": 3})
 
 
+@pytest.mark.parametrize("world_size, parts, smallest, refused", [
+    (2, 2, 4, False), (2, 2, 3, True), (2, 1, 2, False), (4, 3, 12, False), (4, 3, 11, True), (3, 2, 6, False), (3, 2, 5, True),
+])
+def test_with_sync_bn_a_batch_too_small_for_every_rank_to_run_every_part_is_refused(world_size, parts, smallest, refused):
+    """SyncBatchNorm synchronises each part: 3 samples over 2 ranks in 2 parts leave a rank with one part (a hang)."""
+    from vision_exp.training.budget import check_every_rank_runs_every_part
+
+    budget = Budget.create(100 + smallest, 100, 2, None)
+    assert budget.smallest_batch == smallest
+    if refused:
+        with pytest.raises(ConfigError, match=rf"holds {smallest} sample\(s\), {smallest // world_size} for some of the "
+                                              rf"{world_size} ranks.* {world_size * parts} or more"):
+            check_every_rank_runs_every_part(world_size, parts, budget.smallest_batch)
+    else:
+        check_every_rank_runs_every_part(world_size, parts, budget.smallest_batch)
+
+
 def test_fractional_epochs_round_to_the_nearest_sample():
     """trainer.epochs=0.29 of 100 images is 29 samples: the float product (28.999...) must not be cut to 28, nor
     0.1 epoch of 9469 images (946.9) to 946."""

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+from torchvision.transforms import functional as TF
 
 from conftest import TINY_CLASSES, TINY_TRAIN_PER_CLASS, TINY_VAL_PER_CLASS, write_image_folder
 from vision_exp.data.config import DataConfig
@@ -213,6 +214,21 @@ def test_the_stored_square_is_the_central_square_of_the_image():
         assert square.shape == (8, 8, 3) and (square == [0, 255, 0]).all()
     halved = np.asarray(resize_center_square(Image.fromarray(bands), 4)).astype(int)
     assert halved.shape == (4, 4, 3) and (halved[:, 1:3] == [0, 255, 0]).all()
+
+
+def test_the_stored_square_is_torchvisions_resize_and_centre_crop():
+    """Pixel for pixel where no resampling is needed (an odd difference between the sides puts the centre half-way
+    between pixels: the crop starts on a whole pixel, as CenterCrop's does, not averaging neighbours), and to within
+    one level of rounding at any other size."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (8, 13, 3), dtype=np.uint8)
+    for image in (pixels, pixels.transpose(1, 0, 2)):
+        stored = resize_center_square(Image.fromarray(image), 8)
+        np.testing.assert_array_equal(np.asarray(stored), np.asarray(TF.center_crop(Image.fromarray(image), 8)))
+    for height, width, size in ((57, 91, 20), (160, 213, 73), (100, 37, 64), (30, 31, 64)):
+        image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        expected = np.asarray(TF.center_crop(TF.resize(image, size), size)).astype(int)
+        assert np.abs(np.asarray(resize_center_square(image, size)).astype(int) - expected).max() <= 1
 
 
 def test_a_banner_one_pixel_high_is_stored_without_resampling_the_whole_image():

@@ -247,6 +247,20 @@ def test_rng_states_survive_a_weights_only_checkpoint_and_restore_every_generato
     assert first[0] == again[0] and first[1] == again[1] and torch.equal(first[2], again[2])
 
 
+def test_an_apple_gpus_generator_is_saved_and_restored_with_the_others(monkeypatch):
+    """On MPS, dropout and drop-path draw from the device's own generator: a resumed run continues it."""
+    from vision_exp.training import runtime
+
+    device_generator = {"state": torch.tensor([7], dtype=torch.uint8)}
+    monkeypatch.setattr(runtime, "mps_available", lambda: True)
+    monkeypatch.setattr(torch.mps, "get_rng_state", lambda: device_generator["state"].clone())
+    monkeypatch.setattr(torch.mps, "set_rng_state", lambda state: device_generator.update(state=state))
+    saved = runtime.rng_state()
+    device_generator["state"] = torch.tensor([9], dtype=torch.uint8)
+    runtime.set_rng_state(saved)
+    assert torch.equal(saved["mps"], torch.tensor([7], dtype=torch.uint8)) and device_generator["state"].item() == 7
+
+
 # --- training/config.py ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("value", [1.5, 2.0])

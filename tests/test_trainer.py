@@ -339,6 +339,23 @@ def test_the_advice_on_parts_counts_each_ranks_share_of_the_batch(tiny_folder, t
     assert "run again with trainer.amp" in str(trainer._out_of_memory(evaluating=False))
 
 
+def test_with_sync_bn_a_batch_a_rank_cannot_split_into_every_part_is_refused_before_training(tiny_folder, tmp_path,
+                                                                                              monkeypatch):
+    """11 samples in batches of 8 on 2 ranks end with 3: one rank gets a single sample, one part where the other runs
+    two, and SyncBatchNorm, synchronising each part, would hang there."""
+    from vision_exp import experiment
+    from vision_exp.training import distributed
+
+    monkeypatch.setattr(distributed, "setup", lambda device: (distributed.DistEnv(world_size=2), torch.device("cpu")))
+    monkeypatch.setattr(experiment, "check_sync_bn", lambda *args: None)  # SyncBatchNorm itself runs on CUDA only
+    monkeypatch.setattr(trainer_mod, "check_sync_bn", lambda *args: None)
+    monkeypatch.setattr(distributed.dist, "broadcast_object_list", lambda holder, src: None)  # rank 0 of 2, alone
+    with pytest.raises(ConfigError, match=r"trainer.grad_accum_steps=2 parts .* holds 3 sample\(s\), 1 for some"):
+        train(tiny_folder, tmp_path / "run", "trainer.sync_bn=true", "trainer.grad_accum_steps=2", "data.batch_size=8",
+              "trainer.train_samples=11", "data.eval_batch_size=4")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_a_run_out_of_memory_resumes_with_its_batches_in_parts_and_ends_as_it_would_have(tiny_folder, tmp_path,
                                                                                           monkeypatch):
     """The advice works: the stopped ViT run goes on from its last checkpoint in parts (the one setting besides

@@ -31,12 +31,17 @@ def open_rgb(path: str, min_size: Optional[int] = None) -> Image.Image:
 
 
 def resize_center_square(img: Image.Image, size: int) -> Image.Image:
-    """The central square (side: the shorter side) resized to size x size: the stored form of a cached image.
+    """torchvision's Resize(size) + CenterCrop(size): the stored form of a cached image.
 
-    Only that square is resampled (PIL's `box`), never the whole image at the new scale, so a panorama or a
-    1 px high banner costs no more memory or time than a square photo of the same height.
+    The crop is reckoned in the source image and only that box is resampled (PIL's `box`), never the whole image at
+    the new scale, so a panorama or a 1 px high banner costs no more memory or time than a square photo; the
+    pixels match torchvision's to within one level of rounding, and exactly where no resampling is needed.
     """
     width, height = img.size
-    side = min(width, height)
-    left, top = (width - side) / 2, (height - side) / 2
-    return img.resize((size, size), Image.BILINEAR, box=(left, top, left + side, top + side))
+    short, long = min(width, height), max(width, height)
+    resized_long = int(size * long / short)  # torchvision's rounding of the longer side, then of the crop's offset
+    resized_width, resized_height = (size, resized_long) if width <= height else (resized_long, size)
+    scale_x, scale_y = width / resized_width, height / resized_height
+    left = round((resized_width - size) / 2) * scale_x
+    top = round((resized_height - size) / 2) * scale_y
+    return img.resize((size, size), Image.BILINEAR, box=(left, top, left + size * scale_x, top + size * scale_y))

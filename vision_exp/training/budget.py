@@ -74,3 +74,17 @@ def check_every_rank_gets_samples(world_size: int, smallest: dict) -> None:
                 f"data.batch_size / data.eval_batch_size or trainer.train_samples so that every batch has {world_size} or more"
             )
 
+
+
+def check_every_rank_runs_every_part(world_size: int, grad_accum_steps: int, smallest_batch: int) -> None:
+    """SyncBatchNorm exchanges statistics in every part's forward and backward, so every rank must run all
+    trainer.grad_accum_steps parts of every batch: a rank whose share is split into fewer would wait forever
+    for the others (a rank takes every world_size-th sample of a batch, the fewest being batch // world_size)."""
+    share = smallest_batch // world_size
+    if share < grad_accum_steps:
+        raise ConfigError(
+            f"with trainer.sync_bn=true every rank runs all trainer.grad_accum_steps={grad_accum_steps} parts of each "
+            f"batch, but the last training batch holds {smallest_batch} sample(s), {share} for some of the "
+            f"{world_size} ranks: change data.batch_size or trainer.train_samples so that every batch has "
+            f"{world_size * grad_accum_steps} or more, or lower trainer.grad_accum_steps"
+        )

@@ -95,6 +95,8 @@ def rng_state() -> dict:
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    if mps_available():  # dropout, drop-path and erasing draw from the Apple GPU's own generator
+        state["mps"] = torch.mps.get_rng_state()
     return state
 
 
@@ -105,3 +107,5 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    if "mps" in state and mps_available():
+        torch.mps.set_rng_state(state["mps"])

@@ -31,7 +31,7 @@ from vision_exp.recipe.distill import Distillation
 from vision_exp.reporting.figures import attention_overlay, classifier_attention, denormalize
 from vision_exp.reporting.files import last_checkpoint, missing_checkpoint
 from vision_exp.reporting.run import RunReporter
-from vision_exp.training.budget import Budget, check_every_rank_gets_samples, last_batch_size
+from vision_exp.training.budget import Budget, check_every_rank_gets_samples, check_every_rank_runs_every_part, last_batch_size
 from vision_exp.training.config import TrainerConfig
 from vision_exp.training.checkpoint import load_latest, load_model_weights, save_checkpoint
 from vision_exp.training.evaluation import evaluate
@@ -144,6 +144,8 @@ class Trainer:
                 "training": self.budget.smallest_batch,
                 **{name: last_batch_size(loader.num_samples, loader.batch_size)
                    for name, loader in (("validation", data.val), ("train-eval", data.train_eval))}})
+            if config.sync_bn:
+                check_every_rank_runs_every_part(self.dist.world_size, config.grad_accum_steps, self.budget.smallest_batch)
         self.model = model.to(self.device)
         channels_last = config.channels_last if config.channels_last != "auto" else (self.device.type == "cuda" and uses_convolutions(model))
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
