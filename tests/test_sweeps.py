@@ -1214,6 +1214,46 @@ def test_jobs_on_other_datasets_are_other_configurations_and_a_relocated_one_is_
         ("data.root=setA", [90.0, 91.0]), ("data.root=setB", [50.0, 51.0])]
 
 
+def test_a_quoted_dataset_path_and_the_platform_do_not_make_another_configuration(tmp_path):
+    """A Kaggle job given `data.root='/kaggle/input/setA'` (quoted) and `env=kaggle` and a local one given the bare
+    path ran on the same dataset with the same settings: their seeds are one configuration's, not two."""
+    sweep = sweep_of(tmp_path, (["env=kaggle", "data.root='/kaggle/input/setA'", "model=a", "seed=0"], 90.0),
+                     (["data.root=/d/setA", "model=a", "seed=1"], 91.0),
+                     (["data.root=/d/setA", "model=b", "seed=0"], 80.0), (["data.root=/d/setA", "model=b", "seed=1"], 83.0))
+    summary = load_sweep(sweep)
+    assert list(summary.axes) == ["model"]
+    assert [(c.label, c.values("val_acc")) for c in summary.configurations] == [("model=a", [90.0, 91.0]),
+                                                                               ("model=b", [80.0, 83.0])]
+    assert summary.difference(summary.configurations[1]).estimate == pytest.approx(-9.0)
+
+
+def test_a_setting_overridden_again_counts_by_its_last_value_when_jobs_are_grouped(tmp_path):
+    """vision_exp.sweep writes `common` then the run's own overrides: `lr=0.1 lr=0.01` is the run of `lr=0.01`, so
+    a merged sweep's seeds of that setting are one configuration of n=3."""
+    sweep = sweep_of(tmp_path, (["optimizer.lr=0.1", "seed=0"], 60.0), (["optimizer.lr=0.1", "seed=1"], 62.0),
+                     (["optimizer.lr=0.1", "optimizer.lr=0.01", "seed=0"], 70.0),
+                     (["optimizer.lr=0.1", "optimizer.lr=0.01", "seed=1"], 72.0), (["optimizer.lr=0.01", "seed=2"], 74.0))
+    summary = load_sweep(sweep)
+    assert [(c.label, c.values("val_acc")) for c in summary.configurations] == [
+        ("optimizer.lr=0.1", [60.0, 62.0]), ("optimizer.lr=0.01", [70.0, 72.0, 74.0])]
+
+
+def test_the_default_baseline_is_found_by_value_however_its_jobs_spell_the_settings(tmp_path):
+    """`enhancement=none` is the baseline whether another setting of its jobs is written `[8, 8]` or `[8,8]`, and
+    whether `none` is quoted: every difference is taken from it."""
+    for number, none in enumerate(("none", "'none'")):
+        (tmp_path / str(number)).mkdir()
+        sweep = sweep_of(tmp_path / str(number), (["model.patch_sizes=[8,8]", "enhancement=mixup", "seed=0"], 70.0),
+                         (["model.patch_sizes=[8,8]", "enhancement=mixup", "seed=1"], 72.0),
+                         (["model.patch_sizes=[8, 8]", f"enhancement={none}", "seed=0"], 60.0),
+                         (["model.patch_sizes=[8, 8]", f"enhancement={none}", "seed=1"], 62.0),
+                         (["model.patch_sizes=[4, 4]", f"enhancement={none}", "seed=0"], 65.0))
+        summary = load_sweep(sweep)
+        assert summary.baseline.values("val_acc") == [60.0, 62.0], none
+        assert summary.baseline_reason.startswith("the first job's value of each swept axis, or its `none`")
+        assert summary.difference(summary.configurations[0]).estimate == pytest.approx(10.0)
+
+
 def test_n_counts_the_values_behind_the_mean_and_an_empty_baseline_is_named(tmp_path):
     sweep = tmp_path / "multirun"
     sweep.mkdir()

@@ -128,10 +128,17 @@ class Job:
     @property
     def config_overrides(self) -> tuple:
         """The overrides that define its configuration: all but the seed and where or how it ran (trainer.device,
-        paths, memory settings, ...: a resumed job may change those); data.root by its folder's name, the dataset."""
-        return tuple(f"{key.lstrip('+')}={identity_value(display_key(key), value)}"  # +key, ++key: the same setting
-                     for key, value in map(split_override, self.overrides or [])
-                     if display_key(key) != "seed" and not display_key(key).startswith(INCIDENTAL_SETTINGS + MEMORY_SETTINGS))
+        paths, memory settings, ...: a resumed job may change those), each setting's last (as Hydra applies them: a
+        run's own value over `common`'s in vision_exp.sweep); data.root by its folder's name, the dataset."""
+        last = {}
+        for override in self.overrides or []:
+            key, value = split_override(override)
+            setting = display_key(key)
+            if setting == "seed" or setting.startswith(INCIDENTAL_SETTINGS + MEMORY_SETTINGS):
+                continue
+            parsed = parsed_value(override)  # a quoted path's folder name is the name, not the name and a quote
+            last[setting] = f"{key.lstrip('+')}={identity_value(setting, parsed) if isinstance(parsed, str) else value}"
+        return tuple(last.values())
 
     @property
     def error(self) -> str:
@@ -315,18 +322,23 @@ def group_configurations(jobs: list, axes: dict) -> list:
 
 
 @functools.lru_cache(maxsize=None)  # a sweep's jobs share most overrides; Hydra's parser takes 0.2 ms a call
+def parsed_value(override: str):
+    """The override's value as Hydra reads it (quotes removed, `[8, 8]` a list); a recorded value Hydra cannot
+    parse (a folder's name with parentheses) is the text itself."""
+    try:
+        return HYDRA_OVERRIDES.parse_override(override).value()
+    except HydraException:
+        return split_override(override)[1]
+
+
+@functools.lru_cache(maxsize=None)
 def override_identity(override: str) -> tuple:
     """(setting, value) of an override, the value as Hydra parses it and written one way (JSON), so that
     `model.patch_sizes=[8,8]` and `[8, 8]`, `model='resnet_v1'` and `resnet_v1`, `1e-3` and `0.001` are one value;
     `1` and `1.0`, `true` and `1` stay apart, as in the composed config. data.root is its folder's name
     (identity_value); a recorded value Hydra cannot parse (a folder's name with parentheses) is the text itself."""
-    key, text = split_override(override)
-    key = display_key(key)
-    try:
-        value = HYDRA_OVERRIDES.parse_override(override).value()
-    except HydraException:
-        value = text
-    return key, json.dumps(identity_value(key, value), sort_keys=True, default=repr)
+    key = display_key(split_override(override)[0])
+    return key, json.dumps(identity_value(key, parsed_value(override)), sort_keys=True, default=repr)
 
 
 def configuration_identity(override: str) -> tuple:
@@ -376,9 +388,14 @@ def requested_or_default_baseline(configurations: list, axes: dict, requested: O
             how = "matches no configuration" if not found else f"matches {len(found)} configurations (name more overrides)"
             raise SweepError(f"baseline {requested!r} {how}; the sweep's configurations are: {known}")
         return found[0], "chosen with --baseline"
-    first = dict(map(split_override, configurations[0].overrides))  # the first job's; None where it sets no value
-    wanted = {key: NO_CHANGE if NO_CHANGE in values else first.get(key) for key, values in axes.items()}
-    found = [c for c in configurations if all(dict(map(split_override, c.overrides)).get(k) == v for k, v in wanted.items())]
+    # By value, as the configurations were grouped: `[8,8]` is `[8, 8]`, `'none'` is `none`.
+    first = dict(map(override_identity, configurations[0].overrides))  # the first job's; None where it sets no value
+    unchanged = json.dumps(NO_CHANGE)
+    wanted = {}
+    for key, values in axes.items():
+        identities = {override_identity(f"{key}={value}")[1] for value in values}
+        wanted[display_key(key)] = unchanged if unchanged in identities else first.get(display_key(key))
+    found = [c for c in configurations if all(dict(map(override_identity, c.overrides)).get(k) == v for k, v in wanted.items())]
     if found:
         return found[0], f"the first job's value of each swept axis, or its `{NO_CHANGE}`"
     return configurations[0], "the first job's: no job has every swept axis at its first value"
