@@ -526,6 +526,22 @@ def test_vx_report_to_a_place_it_cannot_write_is_one_message(enhancement_sweep, 
     assert capsys.readouterr().err == f"error: --output {tmp_path} is a folder: name the report's file, e.g. {tmp_path / 'report.md'}\n"
 
 
+def test_vx_report_writes_again_over_its_own_report_but_over_no_other_markdown(enhancement_sweep, tmp_path, capsys):
+    """`-o README.md` or `-o notes.md` by mistake must not replace the user's file; an earlier report is replaced."""
+    notes = tmp_path / "notes.md"
+    notes.write_text("my notes\n")
+    assert report.main([str(enhancement_sweep), "--output", str(notes)]) == 2
+    assert capsys.readouterr().err == (f"error: --output {notes} exists and is no report vx-report wrote (it does not "
+                                       f"start with '# Study report'): name a new file, e.g. {tmp_path / 'report.md'}, "
+                                       "or move it away first\n")
+    assert notes.read_text() == "my notes\n"
+    output = tmp_path / "report.md"
+    output.write_text("# Study report\n\nan earlier one\n")
+    assert report.main([str(enhancement_sweep), "--output", str(output)]) == 0
+    assert "an earlier one" not in output.read_text() and "## cpu_vit" in output.read_text()
+    assert report.main([str(enhancement_sweep), "--output", str(output)]) == 0  # and again
+
+
 def test_vx_summarize_and_vx_report(enhancement_sweep, tmp_path, capsys):
     assert summarize.main([str(enhancement_sweep), "--baseline", "enhancement=ema"]) == 0
     assert "Baseline: **enhancement=ema** (chosen with --baseline)" in (enhancement_sweep / "results.md").read_text()

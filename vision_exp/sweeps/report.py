@@ -76,9 +76,13 @@ def sweep_section(summary, folder_name: str, names: list, report_dir: Path) -> s
     return "\n".join(parts)
 
 
+# The first line of every report: what tells an earlier report, which may be written again, from other Markdown.
+REPORT_TITLE = "# Study report"
+
+
 def check_report_path(output: Path) -> None:
-    """The report is Markdown, and replaces no sweep's own results.md: a name such as multirun.yaml or
-    metrics.json would overwrite the record a sweep or a run is read from."""
+    """The report is Markdown, and replaces no sweep's own results.md and no Markdown it did not write: a name such
+    as multirun.yaml or metrics.json would overwrite the record a sweep or a run is read from."""
     if output.is_dir():
         raise SweepError(f"--output {output} is a folder: name the report's file, e.g. {output / 'report.md'}")
     if output.suffix.lower() != ".md":
@@ -86,6 +90,18 @@ def check_report_path(output: Path) -> None:
     if output.name == RESULTS_MD and (output.parent / SWEEP_FILE).is_file():
         raise SweepError(f"--output {output} is the sweep's own {RESULTS_MD}, which vx-summarize writes: "
                          f"name the report otherwise, e.g. {output.with_name('report.md')}")
+    if output.is_file() and not is_report(output):  # notes, a README: a report is written again, nothing else
+        raise SweepError(f"--output {output} exists and is no report vx-report wrote (it does not start with "
+                         f"{REPORT_TITLE!r}): name a new file, e.g. {output.with_name('report.md')}, or move it away first")
+
+
+def is_report(path: Path) -> bool:
+    """The file starts as build_report's reports do."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.readline().rstrip("\n") == REPORT_TITLE
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def build_report(sweep_dirs: list, report_dir: Path, metric: str = "val_acc") -> str:
@@ -102,7 +118,7 @@ def build_report(sweep_dirs: list, report_dir: Path, metric: str = "val_acc") ->
     sections = [sweep_section(summary, folder_name, names, report_dir)
                 for summary, folder_name in zip(summaries, folder_labels(folders))]
     header = [
-        "# Study report",
+        REPORT_TITLE,
         "",
         f"{len(folders)} sweep(s), summarized {time.strftime('%Y-%m-%d %H:%M')}. The tables compare `{metric}`: "
         "n is the number of completed seeds, mean ± std are over them, and Δ is the difference of a configuration's "
