@@ -62,6 +62,17 @@ def test_evaluate_on_another_dataset_decodes_only_its_val_split(trained_run, tin
     assert json.loads((trained_run / "checkpoints" / "best-eval-other" / "metrics.json").read_text())["images"] == 12
 
 
+def test_evaluate_caches_where_data_cache_dir_says(trained_run, tmp_path):
+    """The run's cache folder may be another machine's (/kaggle/working/cache, not writable here): the advice to set
+    data.cache_dir must work as given, with no plus."""
+    result = cli("vision_exp.evaluate", f"ckpt={trained_run / 'checkpoints' / 'best.pt'}", "data.loader=cached",
+                 f"data.cache_dir={tmp_path / 'here'}", "data.num_workers=0", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    built = [entry.name for entry in (tmp_path / "here").iterdir()]
+    assert built and all("-val-" in name for name in built), built
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["images"] == 12
+
+
 def test_evaluate_on_a_folder_with_only_a_val_split(trained_run, tiny_folder, tmp_path):
     import shutil
 
