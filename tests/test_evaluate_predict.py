@@ -62,6 +62,19 @@ def test_evaluate_on_another_dataset_decodes_only_its_val_split(trained_run, tin
     assert json.loads((trained_run / "checkpoints" / "best-eval-other" / "metrics.json").read_text())["images"] == 12
 
 
+def test_evaluate_on_the_val_folder_itself_names_its_parent(trained_run, tiny_folder, tmp_path):
+    """data.root=<dataset>/val is a slip: the fix is its parent, not a train/ folder evaluation never reads."""
+    import shutil
+
+    shutil.copytree(tiny_folder / "val", tmp_path / "val_only" / "val")
+    result = cli("vision_exp.evaluate", f"ckpt={trained_run / 'checkpoints' / 'best.pt'}", "data=folder",
+                 f"data.root={tmp_path / 'val_only' / 'val'}", "data.num_workers=0", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert (f"data.root={tmp_path / 'val_only' / 'val'} is the val/ split folder: set data.root={tmp_path / 'val_only'}, "
+            "the folder that holds val/\n") in result.stdout + result.stderr
+    assert not (tmp_path / "eval").exists()
+
+
 def test_evaluate_caches_where_data_cache_dir_says(trained_run, tmp_path):
     """The run's cache folder may be another machine's (/kaggle/working/cache, not writable here): the advice to set
     data.cache_dir must work as given, with no plus."""

@@ -50,9 +50,11 @@ def evaluation_data(run_data: DictConfig, chosen, state: dict) -> DataConfig:
 
 def val_only_folder(data: DataConfig) -> DataConfig:
     """An ImageFolder that holds only a validation split is indexed from that split alone (the index reads
-    the class folders of both; evaluation never uses the training images)."""
+    the class folders of both; evaluation never uses the training images). A root that is the val/ folder itself
+    is then refused naming its parent, not for lacking train/."""
     root = Path(data.root)
-    if data.format == "imagefolder" and (root / data.val_split).is_dir() and not (root / data.train_split).exists():
+    holds_val = (root / data.val_split).is_dir() or root.name == data.val_split
+    if data.format == "imagefolder" and holds_val and not (root / data.train_split).exists():
         return dataclasses.replace(data, train_split=data.val_split)
     return data
 

@@ -234,8 +234,9 @@ def index_image_folder(cfg: DataConfig) -> DatasetIndex:
     train_dir, val_dir = root / cfg.train_split, root / cfg.val_split
     splits = (cfg.train_split, cfg.val_split)
     if not train_dir.is_dir() and root.name in splits and (root.parent / cfg.train_split).is_dir():
+        holds = " and ".join(f"{split}/" for split in dict.fromkeys(splits))  # val/ alone for an evaluation
         raise DataError(f"data.root={root} is the {root.name}/ split folder: set data.root={root.parent}, the folder "
-                        f"that holds {cfg.train_split}/ and {cfg.val_split}/")
+                        f"that holds {holds}")
     train_files, ignored = list_class_folders(train_dir)
     val_files, ignored_val = list_class_folders(val_dir)
     if set(train_files) != set(val_files):
