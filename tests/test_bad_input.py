@@ -307,6 +307,20 @@ def test_a_missing_folder_dataset_points_at_data_root_not_the_environment(folder
         train(tmp_path / "a_file", tmp_path / "run")
 
 
+def test_a_dataset_root_that_is_a_file_is_named_without_advice_that_cannot_help(tmp_path):
+    """data.root=imagenette2-160.tgz: neither VISION_EXP_DATA (data.root wins) nor data.download (given already,
+    or not) makes a file a folder."""
+    from vision_exp.data.config import DataConfig
+    from vision_exp.data.index import index_image_folder
+
+    archive = tmp_path / "imagenette2-160.tgz"
+    archive.write_bytes(b"\x1f\x8b")
+    with pytest.raises(DataError) as refused:
+        index_image_folder(DataConfig(name="imagenette2-160", root=str(archive), download=True))
+    assert str(refused.value) == (f"dataset folder not found: {archive} is a file\n  fix: data.root=<the folder that "
+                                  "holds train/ and val/> (an archive: extract it first)")
+
+
 @pytest.mark.parametrize("unlisted", ["root", "split", "class"])
 def test_a_dataset_folder_this_user_may_not_list_is_one_message(folder, tmp_path, monkeypatch, unlisted):
     """A shared dataset without read permission for others raised PermissionError from deep in the listing (chmod

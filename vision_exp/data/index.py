@@ -141,11 +141,13 @@ def require_root(cfg: DataConfig, hint: str = "") -> Path:
     """`data.root` as a Path, or a DataError that names it and says how to point at the data."""
     root = Path(cfg.root)
     refuse_root_inside_dataset(cfg)
+    if root.exists() and not root.is_dir():  # an archive not yet extracted, say: neither the data folder nor a download helps
+        raise DataError(f"dataset folder not found: {root} is a file\n  fix: data.root=<the folder that holds "
+                        f"{cfg.train_split}/ and {cfg.val_split}/> (an archive: extract it first)")
     if not root.is_dir():
         fix = ("data.root=<the folder that holds train/ and val/>" if cfg.name == "folder" else  # set by the user
                f"set VISION_EXP_DATA to the folder that holds {root.name}/ (or data.root=<path>)")
-        found = " is a file" if root.exists() else ""
-        raise DataError(f"dataset folder not found: {root}{found}\n  fix: {fix}" + (f"\n  or: {hint}" if hint else ""))
+        raise DataError(f"dataset folder not found: {root}\n  fix: {fix}" + (f"\n  or: {hint}" if hint else ""))
     return root
 
 
