@@ -319,6 +319,13 @@ def test_a_dataset_root_that_is_a_file_is_named_without_advice_that_cannot_help(
         index_image_folder(DataConfig(name="imagenette2-160", root=str(archive), download=True))
     assert str(refused.value) == (f"dataset folder not found: {archive} is a file\n  fix: data.root=<the folder that "
                                   "holds train/ and val/> (an archive: extract it first)")
+    from vision_exp.data.formats import KAGGLE_ROOT_HINT
+    from vision_exp.data.index import require_root
+
+    with pytest.raises(DataError) as refused:  # Kaggle's ImageNet lies under ILSVRC/...: where to find it still helps
+        require_root(DataConfig(format="imagenet_kaggle", root=str(archive)), KAGGLE_ROOT_HINT)
+    assert str(refused.value) == (f"dataset folder not found: {archive} is a file\n  fix: data.root=<the folder that "
+                                  f"holds the dataset> (an archive: extract it first)\n  or: {KAGGLE_ROOT_HINT}")
 
 
 @pytest.mark.parametrize("unlisted", ["root", "split", "class"])

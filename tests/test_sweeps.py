@@ -540,6 +540,9 @@ def test_vx_report_writes_again_over_its_own_report_but_over_no_other_markdown(e
     assert report.main([str(enhancement_sweep), "--output", str(output)]) == 0
     assert "an earlier one" not in output.read_text() and "## cpu_vit" in output.read_text()
     assert report.main([str(enhancement_sweep), "--output", str(output)]) == 0  # and again
+    for blank_or_marked in ("", "\ufeff# Study report\n"):  # an empty file; a report an editor saved with a BOM
+        output.write_text(blank_or_marked, encoding="utf-8")
+        assert report.main([str(enhancement_sweep), "--output", str(output)]) == 0
 
 
 def test_vx_summarize_and_vx_report(enhancement_sweep, tmp_path, capsys):
@@ -1241,6 +1244,17 @@ def test_a_quoted_dataset_path_and_the_platform_do_not_make_another_configuratio
     assert [(c.label, c.values("val_acc")) for c in summary.configurations] == [("model=a", [90.0, 91.0]),
                                                                                ("model=b", [80.0, 83.0])]
     assert summary.difference(summary.configurations[1]).estimate == pytest.approx(-9.0)
+
+
+def test_a_quoted_value_other_than_the_dataset_keeps_its_quotes_and_its_type(tmp_path):
+    """Only data.root is read for its folder's name: `x='1e-3'` (text) is not `x=0.001` (a number), `x='a,b'` stays
+    one value a baseline can name, and a key that merely starts like `env` is a setting."""
+    sweep = sweep_of(tmp_path, (["+x='1e-3'", "seed=0"], 60.0), (["+x=0.001", "seed=0"], 70.0),
+                     (["+x='a,b'", "seed=0"], 80.0), (["+x='a,b'", "+envelope=2", "seed=1"], 81.0))
+    summary = load_sweep(sweep, baseline="x='a,b' envelope=2")
+    assert [c.label for c in summary.configurations] == [
+        "x='1e-3' envelope=(default)", "x=0.001 envelope=(default)", "x='a,b' envelope=(default)", "x='a,b' envelope=2"]
+    assert summary.baseline.values("val_acc") == [81.0]
 
 
 def test_a_setting_overridden_again_counts_by_its_last_value_when_jobs_are_grouped(tmp_path):

@@ -142,8 +142,10 @@ def require_root(cfg: DataConfig, hint: str = "") -> Path:
     root = Path(cfg.root)
     refuse_root_inside_dataset(cfg)
     if root.exists() and not root.is_dir():  # an archive not yet extracted, say: neither the data folder nor a download helps
-        raise DataError(f"dataset folder not found: {root} is a file\n  fix: data.root=<the folder that holds "
-                        f"{cfg.train_split}/ and {cfg.val_split}/> (an archive: extract it first)")
+        holds = f"{cfg.train_split}/ and {cfg.val_split}/" if cfg.format == "imagefolder" else "the dataset"
+        where = f"\n  or: {hint}" if hint and hint not in DOWNLOAD_HINTS.values() else ""
+        raise DataError(f"dataset folder not found: {root} is a file\n  fix: data.root=<the folder that holds {holds}> "
+                        f"(an archive: extract it first){where}")
     if not root.is_dir():
         fix = ("data.root=<the folder that holds train/ and val/>" if cfg.name == "folder" else  # set by the user
                f"set VISION_EXP_DATA to the folder that holds {root.name}/ (or data.root=<path>)")

@@ -33,8 +33,7 @@ RUN_FOLDERS = ("checkpoints", "tb")
 # computes: kept out of the HParams table, where a resumed or relocated job would look different.
 INCIDENTAL_SETTINGS = ("paths.", "data.cache_dir", "data.num_workers", "data.persistent_workers", "data.on_device",
                        "data.download", "trainer.device", "trainer.resume", "trainer.progress", "trainer.log_every_steps",
-                       "trainer.save_interval_s", "trainer.checkpoint_every_steps", "trainer.cudnn_benchmark",
-                       "env")  # env=kaggle|colab|local: the paths and data.num_workers of a platform
+                       "trainer.save_interval_s", "trainer.checkpoint_every_steps", "trainer.cudnn_benchmark")
 # data.root says which dataset by its folder's name (imagenette2-160, imagewoof2-320); where that folder lies
 # (a Kaggle input, a local copy) is incidental: a relocated job is the same, another dataset is not.
 DATASET_FOLDER = "data.root"

@@ -96,12 +96,13 @@ def check_report_path(output: Path) -> None:
 
 
 def is_report(path: Path) -> bool:
-    """The file starts as build_report's reports do."""
+    """The file starts as build_report's reports do (an editor may have added a byte-order mark), or is empty."""
     try:
-        with open(path, encoding="utf-8") as file:
-            return file.readline().rstrip("\n") == REPORT_TITLE
+        with open(path, encoding="utf-8-sig") as file:
+            first = file.readline()
     except (OSError, UnicodeDecodeError):
         return False
+    return first == "" or first.rstrip("\r\n") == REPORT_TITLE
 
 
 def build_report(sweep_dirs: list, report_dir: Path, metric: str = "val_acc") -> str:

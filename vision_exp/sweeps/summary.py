@@ -29,8 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from vision_exp.errors import UserError
 from vision_exp.reporting.files import read_json, write_text_atomic
-from vision_exp.reporting.records import (CONFIG_FILE, INCIDENTAL_SETTINGS, MEMORY_SETTINGS, METRICS_FILE, OVERRIDES_FILE,
-                                         SWEEP_FILE, config_differences, first_differences, identity_value)
+from vision_exp.reporting.records import (CONFIG_FILE, DATASET_FOLDER, INCIDENTAL_SETTINGS, MEMORY_SETTINGS, METRICS_FILE,
+                                         OVERRIDES_FILE, SWEEP_FILE, config_differences, first_differences, identity_value)
 from vision_exp.sweeps.jobs import REFUSED_FILE
 from vision_exp.sweeps.statistics import Difference, is_number, mean, paired_difference, sample_std, welch_difference
 
@@ -42,6 +42,9 @@ CURVES_PNG = "val_acc_curves.png"
 HYDRA_OVERRIDES = OverridesParser.create()
 # The option that means "no change" in a group (enhancement=none): the natural baseline of its axis.
 NO_CHANGE = "none"
+# Overrides that vary within one configuration: its seeds, and the platform (env=kaggle|colab|local sets only paths and
+# data.num_workers).
+NOT_CONFIGURATION = ("seed", "env")
 # What the metrics a sweep is usually compared on mean, for results.md's "How to read it".
 METRIC_MEANINGS = {
     "val_acc": "the top-1 accuracy (%) on the validation set after the last epoch",
@@ -127,17 +130,18 @@ class Job:
 
     @property
     def config_overrides(self) -> tuple:
-        """The overrides that define its configuration: all but the seed and where or how it ran (trainer.device,
+        """The overrides that define its configuration: all but the seed and where or how it ran (env, trainer.device,
         paths, memory settings, ...: a resumed job may change those), each setting's last (as Hydra applies them: a
         run's own value over `common`'s in vision_exp.sweep); data.root by its folder's name, the dataset."""
         last = {}
         for override in self.overrides or []:
             key, value = split_override(override)
             setting = display_key(key)
-            if setting == "seed" or setting.startswith(INCIDENTAL_SETTINGS + MEMORY_SETTINGS):
+            if setting in NOT_CONFIGURATION or setting.startswith(INCIDENTAL_SETTINGS + MEMORY_SETTINGS):
                 continue
-            parsed = parsed_value(override)  # a quoted path's folder name is the name, not the name and a quote
-            last[setting] = f"{key.lstrip('+')}={identity_value(setting, parsed) if isinstance(parsed, str) else value}"
+            if setting == DATASET_FOLDER and isinstance(parsed_value(override), str):  # a quoted path: its folder's name
+                value = identity_value(setting, parsed_value(override))
+            last[setting] = f"{key.lstrip('+')}={value}"
         return tuple(last.values())
 
     @property
